@@ -1,0 +1,3 @@
+from hilocli.cli import main
+
+main()

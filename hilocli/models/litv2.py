@@ -1,0 +1,555 @@
+"""LITv2 with HiLo attention, written from the paper and the facts in docs/architecture notes.
+
+Layout follows timm's model files: small blocks, then the model, then the checkpoint filter, then the
+variants. Tensor shape comments use B (batch), H x W (token grid), C (channels), G (windows),
+s (window size), h (heads), d (head dim), N (tokens), M (pooled tokens).
+
+The state-dict names and shapes equal those of the authors' released checkpoints, so those load
+strictly. Hi-Fi and Lo-Fi are separately addressable: each HiLo layer has identity "taps"
+(`hifi_out`, `lofi_out`, `hifi_attn`, `lofi_attn`) that forward hooks can listen on, and methods that
+return a branch's queries, keys and values for analyses that recompute attention in chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["LITv2Config", "LITv2", "HiLo", "DeformTokenMerge", "deform_conv2d", "filter_state_dict"]
+
+
+@dataclass(frozen=True)
+class LITv2Config:
+    """Everything needed to build a LITv2. Released models differ only in the first four fields."""
+
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    alpha: float = 0.9
+    local_ws: tuple[int, ...] = (0, 0, 2, 1)  # 0: no attention (MLP blocks); 1: plain MSA; s > 1: HiLo
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    num_classes: int = 1000  # 0: no classifier head
+    final_norm: bool = True  # the LayerNorm before pooling; absent in dense-prediction backbones
+    stage_norms: bool = False  # OpenMMLab backbones: LayerNorms norm1..norm3 on stage 2-4 outputs
+    in_chans: int = 3
+    patch_size: int = 4
+    img_size: int = 224  # the resolution the weights were trained at (default for commands)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
+        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
+        object.__setattr__(self, "local_ws", tuple(int(w) for w in self.local_ws))
+        n = len(self.depths)
+        if n < 1 or len(self.num_heads) != n or len(self.local_ws) != n:
+            raise ValueError(
+                f"depths, num_heads and local_ws need one entry per stage, got "
+                f"{len(self.depths)}, {len(self.num_heads)}, {len(self.local_ws)}"
+            )
+        if self.embed_dim <= 0 or any(d < 0 for d in self.depths):
+            raise ValueError("embed_dim must be positive and depths non-negative")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        for i, (heads, ws) in enumerate(zip(self.num_heads, self.local_ws)):
+            dim = self.stage_dim(i)
+            if ws < 0:
+                raise ValueError(f"stage {i + 1}: window size must be >= 0, got {ws}")
+            if ws > 0 and (heads <= 0 or dim % heads):
+                raise ValueError(f"stage {i + 1}: dim {dim} is not divisible by {heads} heads")
+        if self.num_classes < 0:
+            raise ValueError("num_classes must be >= 0")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    def stage_dim(self, i: int) -> int:
+        return self.embed_dim * 2**i
+
+    @property
+    def num_features(self) -> int:
+        return self.stage_dim(self.num_stages - 1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("depths", "num_heads", "local_ws"):
+            d[k] = list(d[k])
+        return d
+
+    def replace(self, **changes) -> "LITv2Config":
+        return replace(self, **changes)
+
+
+def split_heads(num_heads: int, alpha: float, window_size: int) -> tuple[int, int]:
+    """(hifi_heads, lofi_heads) of a HiLo layer, as the authors split them (truncating)."""
+    lofi_heads = num_heads if window_size == 1 else int(num_heads * alpha)
+    return num_heads - lofi_heads, lofi_heads
+
+
+# ----------------------------------------------------------------------------------------------
+# Deformable convolution (DCNv1) in plain PyTorch
+# ----------------------------------------------------------------------------------------------
+
+
+def _bilinear_sample(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Sample x (B, C, H, W) at float positions y, xs (B, Ho, Wo), DCNv1 rules -> (B, C, Ho, Wo).
+
+    A point with y <= -1, y >= H, x <= -1 or x >= W reads 0; otherwise bilinear interpolation
+    in which the corners that fall outside the map read 0.
+    """
+    B, C, H, W = x.shape
+    y0 = torch.floor(y)
+    x0 = torch.floor(xs)
+    ly, lx = y - y0, xs - x0  # fractional parts
+    hy, hx = 1.0 - ly, 1.0 - lx
+    live = (y > -1) & (y < H) & (xs > -1) & (xs < W)  # (B, Ho, Wo)
+    y0l, x0l = y0.long(), x0.long()
+    flat = x.reshape(B, C, H * W)
+    out = None
+    for dy, dx, wgt in ((0, 0, hy * hx), (0, 1, hy * lx), (1, 0, ly * hx), (1, 1, ly * lx)):
+        yy, xx = y0l + dy, x0l + dx
+        inside = live & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+        idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).reshape(B, 1, -1)  # (B, 1, Ho*Wo)
+        vals = flat.gather(2, idx.expand(B, C, idx.shape[-1])).reshape(B, C, *y.shape[1:])
+        term = vals * (wgt * inside.to(wgt.dtype)).unsqueeze(1)
+        out = term if out is None else out + term
+    return out
+
+
+def deform_conv2d(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+) -> torch.Tensor:
+    """DCNv1 (offsets only, one offset group, dilation 1), the semantics of torchvision's op.
+
+    x: (B, C, H, W); offset: (B, 2*kh*kw, Ho, Wo) as (dy, dx) pairs per kernel position, row-major;
+    weight: (Cout, C, kh, kw). Returns (B, Cout, Ho, Wo).
+    """
+    B, C, H, W = x.shape
+    c_out, c_in, kh, kw = weight.shape
+    assert c_in == C, "weight and input channels differ"
+    Ho = (H + 2 * padding - kh) // stride + 1
+    Wo = (W + 2 * padding - kw) // stride + 1
+    assert offset.shape == (B, 2 * kh * kw, Ho, Wo), f"offset shape {tuple(offset.shape)}"
+    off = offset.reshape(B, kh * kw, 2, Ho, Wo)
+    base_y = (torch.arange(Ho, device=x.device, dtype=x.dtype) * stride - padding).view(1, Ho, 1)
+    base_x = (torch.arange(Wo, device=x.device, dtype=x.dtype) * stride - padding).view(1, 1, Wo)
+    cols = []
+    for k in range(kh * kw):
+        ki, kj = divmod(k, kw)
+        ys = base_y + ki + off[:, k, 0]  # (B, Ho, Wo)
+        xs = base_x + kj + off[:, k, 1]  # (B, Ho, Wo)
+        cols.append(_bilinear_sample(x, ys, xs))  # (B, C, Ho, Wo)
+    col = torch.stack(cols, dim=2).reshape(B, C * kh * kw, Ho * Wo)  # (B, C*K, Ho*Wo)
+    out = weight.reshape(c_out, C * kh * kw) @ col  # (B, Cout, Ho*Wo)
+    if bias is not None:
+        out = out + bias.view(1, c_out, 1)
+    return out.reshape(B, c_out, Ho, Wo)
+
+
+class DeformConv2d(nn.Module):
+    """A deformable convolution whose offsets come from a plain conv on the same input."""
+
+    def __init__(self, in_chans: int, out_chans: int, kernel_size: int = 2, stride: int = 2):
+        super().__init__()
+        self.stride = stride
+        self.weight = nn.Parameter(torch.empty(out_chans, in_chans, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_chans))
+        self.conv_offset = nn.Conv2d(in_chans, 2 * kernel_size * kernel_size, kernel_size, stride)
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        nn.init.zeros_(self.conv_offset.weight)  # start as a plain strided conv
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
+        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+
+
+class DeformTokenMerge(nn.Module):
+    """Deformable Token Merging: halves the grid and doubles the channels."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.dconv = DeformConv2d(dim, out_dim, kernel_size=2, stride=2)
+        self.norm_layer = nn.BatchNorm2d(out_dim)
+        self.act_layer = nn.GELU()
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, int, int]:
+        B, N, C = x.shape
+        x = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W)
+        x = self.act_layer(self.norm_layer(self.dconv(x)))  # (B, 2C, H/2, W/2)
+        H, W = x.shape[-2:]
+        return x.flatten(2).transpose(1, 2), H, W  # (B, H/2*W/2, 2C)
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks
+# ----------------------------------------------------------------------------------------------
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        p = self.patch_size
+        _, _, H, W = x.shape
+        if H % p or W % p:  # dense-prediction rule: zero-pad bottom/right to a multiple of p
+            x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
+        x = self.proj(x)  # (B, D, H/p, W/p)
+        H, W = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), H, W  # (B, N, D)
+
+
+class DWConv(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        x = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W))  # (B, C, H, W)
+        return x.flatten(2).transpose(1, 2)  # (B, N, C)
+
+
+class ConvFFN(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1(x), H, W)))
+
+
+class HiLo(nn.Module):
+    """HiLo attention. Hi-Fi heads attend inside s x s windows; Lo-Fi heads attend to s x s
+    average-pooled keys and values. With window_size 1 it is plain multi-head self-attention
+    (all heads Lo-Fi, no pooling). Output channels: Hi-Fi first, then Lo-Fi.
+
+    Taps (nn.Identity, listen with forward hooks):
+      hifi_out  (B, H, W, h_dim)  Hi-Fi output after h_proj, padding cropped
+      lofi_out  (B, H, W, l_dim)  Lo-Fi output after l_proj, padding cropped
+      hifi_attn (B, G, h, s*s, s*s)  softmax weights per window; only when need_weights is True
+      lofi_attn (B, h, Hp*Wp, M)     softmax weights over the M pooled keys; likewise
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 2, alpha: float = 0.9,
+                 qkv_bias: bool = True):
+        super().__init__()
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.window_size = window_size
+        self.scale = self.head_dim**-0.5
+        self.h_heads, self.l_heads = split_heads(num_heads, alpha, window_size)
+        self.h_dim = self.h_heads * self.head_dim
+        self.l_dim = self.l_heads * self.head_dim
+        self.need_weights = False  # True: explicit softmax path that feeds the *_attn taps
+
+        if self.l_heads > 0:
+            self.l_q = nn.Linear(dim, self.l_dim, bias=qkv_bias)
+            self.l_kv = nn.Linear(dim, 2 * self.l_dim, bias=qkv_bias)
+            self.l_proj = nn.Linear(self.l_dim, self.l_dim)
+        if self.h_heads > 0:
+            self.h_qkv = nn.Linear(dim, 3 * self.h_dim, bias=qkv_bias)
+            self.h_proj = nn.Linear(self.h_dim, self.h_dim)
+        self.hifi_out = nn.Identity()
+        self.lofi_out = nn.Identity()
+        self.hifi_attn = nn.Identity()
+        self.lofi_attn = nn.Identity()
+
+    # -- the pieces -------------------------------------------------------------------------
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad a (B, H, W, C) grid at the bottom/right to multiples of the window size."""
+        s = self.window_size
+        H, W = x.shape[1:3]
+        if s > 1 and (H % s or W % s):
+            x = F.pad(x, (0, 0, 0, (-W) % s, 0, (-H) % s))
+        return x
+
+    def hifi_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded grid (B, Hp, Wp, C) -> q, k, v, each (B, G, h, s*s, d), windows row-major."""
+        B, Hp, Wp, C = x.shape
+        s = self.window_size
+        G = (Hp // s) * (Wp // s)
+        x = x.reshape(B, Hp // s, s, Wp // s, s, C).transpose(2, 3)  # (B, Hg, Wg, s, s, C)
+        x = x.reshape(B, G, s * s, C)  # (B, G, s*s, C)
+        qkv = self.h_qkv(x).reshape(B, G, s * s, 3, self.h_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, G, h, s*s, d)
+        return q, k, v
+
+    def lofi_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded grid (B, Hp, Wp, C) -> q (B, h, Hp*Wp, d), k and v (B, h, M, d)."""
+        B, Hp, Wp, C = x.shape
+        s = self.window_size
+        q = self.l_q(x).reshape(B, Hp * Wp, self.l_heads, self.head_dim).transpose(1, 2)
+        if s > 1:
+            pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), s, s)  # (B, C, Hp/s, Wp/s)
+            pooled = pooled.flatten(2).transpose(1, 2)  # (B, M, C)
+        else:
+            pooled = x.reshape(B, Hp * Wp, C)  # (B, M=N, C)
+        kv = self.l_kv(pooled).reshape(B, -1, 2, self.l_heads, self.head_dim)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, M, d)
+        return q, k, v
+
+    def _attend(self, q, k, v, tap: nn.Module) -> torch.Tensor:
+        if self.need_weights:
+            attn = (q @ k.transpose(-2, -1)) * self.scale  # (..., Nq, Nk)
+            attn = tap(attn.softmax(dim=-1))
+            return attn @ v
+        return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+
+    def hifi(self, x: torch.Tensor) -> torch.Tensor:
+        """Hi-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, h_dim)."""
+        B, Hp, Wp, _ = x.shape
+        s = self.window_size
+        out = self._attend(*self.hifi_qkv(x), self.hifi_attn)  # (B, G, h, s*s, d)
+        out = out.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, self.h_dim)
+        out = out.transpose(2, 3).reshape(B, Hp, Wp, self.h_dim)  # back on the grid
+        return self.h_proj(out)
+
+    def lofi(self, x: torch.Tensor) -> torch.Tensor:
+        """Lo-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, l_dim)."""
+        B, Hp, Wp, _ = x.shape
+        out = self._attend(*self.lofi_qkv(x), self.lofi_attn)  # (B, h, Hp*Wp, d)
+        out = out.transpose(1, 2).reshape(B, Hp, Wp, self.l_dim)
+        return self.l_proj(out)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        grid = self.pad(x.reshape(B, H, W, C))  # (B, Hp, Wp, C)
+        outs = []
+        if self.h_heads > 0:
+            outs.append(self.hifi_out(self.hifi(grid)[:, :H, :W]))  # (B, H, W, h_dim)
+        if self.l_heads > 0:
+            outs.append(self.lofi_out(self.lofi(grid)[:, :H, :W]))  # (B, H, W, l_dim)
+        return torch.cat(outs, dim=-1).reshape(B, N, C)
+
+
+class Block(nn.Module):
+    """x + attn(norm1(x)) (only when the stage has attention), then x + mlp(norm2(x))."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, alpha: float,
+                 mlp_ratio: float, qkv_bias: bool):
+        super().__init__()
+        if window_size > 0:
+            self.norm1 = nn.LayerNorm(dim)
+            self.attn = HiLo(dim, num_heads, window_size, alpha, qkv_bias)
+        else:
+            self.norm1 = self.attn = None
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        if self.attn is not None:
+            x = x + self.attn(self.norm1(x), H, W)
+        return x + self.mlp(self.norm2(x), H, W)
+
+
+class Stage(nn.Module):
+    """A container: the blocks of one stage and the token merging that follows it (if any)."""
+
+    def __init__(self, blocks: list[Block], downsample: DeformTokenMerge | None):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------
+
+
+class LITv2(nn.Module):
+    def __init__(self, cfg: LITv2Config | None = None, **overrides):
+        super().__init__()
+        cfg = (cfg or LITv2Config()).replace(**overrides) if overrides else (cfg or LITv2Config())
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg.in_chans, cfg.embed_dim, cfg.patch_size)
+        stages = []
+        for i in range(cfg.num_stages):
+            dim = cfg.stage_dim(i)
+            blocks = [Block(dim, cfg.num_heads[i], cfg.local_ws[i], cfg.alpha, cfg.mlp_ratio,
+                            cfg.qkv_bias) for _ in range(cfg.depths[i])]
+            last = i == cfg.num_stages - 1
+            stages.append(Stage(blocks, None if last else DeformTokenMerge(dim, 2 * dim)))
+        self.layers = nn.ModuleList(stages)
+        if cfg.stage_norms:  # OpenMMLab backbones: norm1..norm{S-1} on stage 2..S outputs
+            for i in range(1, cfg.num_stages):
+                self.add_module(f"norm{i}", nn.LayerNorm(cfg.stage_dim(i)))
+        self.norm = nn.LayerNorm(cfg.num_features) if cfg.final_norm else None
+        self.head = nn.Linear(cfg.num_features, cfg.num_classes) if cfg.num_classes > 0 else None
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # -- introspection ----------------------------------------------------------------------
+    def hilo_layers(self) -> list[tuple[str, HiLo]]:
+        """Every attention layer in forward order, named like `layers.2.blocks.3`.
+
+        The position in this list is the index `--layer` takes on the command line.
+        """
+        return [(f"layers.{i}.blocks.{j}", blk.attn)
+                for i, stage in enumerate(self.layers)
+                for j, blk in enumerate(stage.blocks) if blk.attn is not None]
+
+    def grid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Token-grid (H, W) each stage runs at for an input of height x width pixels."""
+        p = self.cfg.patch_size
+        H, W = -(-height // p), -(-width // p)
+        sizes = []
+        for i in range(self.cfg.num_stages):
+            sizes.append((H, W))
+            H, W = H // 2, W // 2
+        return sizes
+
+    def min_input_size(self) -> int:
+        """Smallest side (pixels) for which every stage still has at least one token."""
+        return self.cfg.patch_size * 2 ** (self.cfg.num_stages - 1)
+
+    def set_need_weights(self, flag: bool) -> None:
+        for _, attn in self.hilo_layers():
+            attn.need_weights = flag
+
+    # -- forward ----------------------------------------------------------------------------
+    def _stages(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int, int]]:
+        """Yields (stage index, tokens before token merging, H, W) for every stage."""
+        _, _, h_in, w_in = x.shape
+        if min(h_in, w_in) < self.min_input_size():
+            raise ValueError(f"input {h_in}x{w_in} is smaller than the model's minimum "
+                             f"{self.min_input_size()}x{self.min_input_size()}")
+        x, H, W = self.patch_embed(x)  # (B, N, D)
+        for i, stage in enumerate(self.layers):
+            for blk in stage.blocks:
+                x = blk(x, H, W)
+            yield i, x, H, W
+            if stage.downsample is not None:
+                x, H, W = stage.downsample(x, H, W)  # (B, N/4, 2C)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stage feature maps (B, C_i, H_i, W_i), strides 4, 8, 16, 32 (backbone use).
+
+        With stage_norms (OpenMMLab backbones) stages 2.. pass through norm1, norm2, ...
+        """
+        feats = []
+        for i, x_i, H, W in self._stages(x):
+            if self.cfg.stage_norms and i > 0:
+                x_i = getattr(self, f"norm{i}")(x_i)
+            B, _, C = x_i.shape
+            feats.append(x_i.transpose(1, 2).reshape(B, C, H, W))
+        return feats
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Final tokens (B, N, 8D) after the final norm (if any)."""
+        for _, x_i, _, _ in self._stages(x):
+            pass
+        return self.norm(x_i) if self.norm is not None else x_i
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean(dim=1)  # (B, 8D)
+        return self.head(x) if self.head is not None else x
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint filter: unwrap and rename whatever layout a file has into this model's names
+# ----------------------------------------------------------------------------------------------
+
+_WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
+_PREFIXES = ("module.", "backbone.", "model.")
+
+
+def filter_state_dict(obj: object) -> dict[str, torch.Tensor]:
+    """Unwrap {"model": ...} / {"state_dict": ...} and strip `module.` / `backbone.` prefixes.
+
+    OpenMMLab detector/segmentor files also hold neck and head weights: only `backbone.` keys are
+    kept when any are present. Raises ValueError when no tensors are found.
+    """
+    sd = obj
+    for _ in range(3):  # nested wrappers, e.g. {"state_dict": {"model": ...}}
+        if isinstance(sd, dict) and not any(torch.is_tensor(v) for v in sd.values()):
+            inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), dict)), None)
+            if inner is None:
+                break
+            sd = inner
+    if not isinstance(sd, dict):
+        raise ValueError("the file holds no state dict")
+    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise ValueError("the file holds no tensors")
+    if any(k.startswith("backbone.") for k in tensors):
+        tensors = {k: v for k, v in tensors.items() if k.startswith("backbone.")}
+    out = {}
+    for k, v in tensors.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k, changed = k[len(p):], True
+        out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants
+# ----------------------------------------------------------------------------------------------
+
+_RELEASE = "https://github.com/ziplab/LITv2/releases/download"
+_S = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    cfg: LITv2Config
+    url: str
+    top1: float | None = None  # ImageNet-1k top-1 reported by the authors
+    notes: str = field(default="")
+
+
+def _variants() -> dict[str, Variant]:
+    v = {
+        "litv2_s": Variant("litv2_s", LITv2Config(**_S), f"{_RELEASE}/v1.0/litv2_s.pth", 82.0),
+        "litv2_m": Variant("litv2_m", LITv2Config(**{**_S, "depths": (2, 2, 18, 2)}),
+                           f"{_RELEASE}/v1.0/litv2_m.pth", 83.3),
+        "litv2_b": Variant("litv2_b", LITv2Config(**_B), f"{_RELEASE}/v1.0/litv2_b.pth", 83.6),
+        "litv2_b_384": Variant("litv2_b_384", LITv2Config(**_B, img_size=384),
+                               f"{_RELEASE}/v1.0/litv2_b_384.pth", 84.7,
+                               "evaluated without centre crop (plain resize to 384x384)"),
+    }
+    alpha_top1 = {0.0: 81.16, 0.2: 81.89, 0.4: 81.81, 0.5: 81.88, 0.7: 81.94, 0.9: 82.03, 1.0: 81.89}
+    for alpha, top1 in alpha_top1.items():
+        file = f"alpha_{alpha:g}.pth"  # alpha_0.pth, alpha_0.2.pth, ..., alpha_1.pth
+        name = f"litv2_s_alpha{alpha:.1f}"
+        v[name] = Variant(name, LITv2Config(**_S, alpha=alpha), f"{_RELEASE}/v1.1/{file}", top1)
+    return v
+
+
+VARIANTS: dict[str, Variant] = _variants()
