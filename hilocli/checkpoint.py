@@ -13,6 +13,8 @@ import os
 import re
 import urllib.error
 import urllib.request
+import warnings
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,28 +63,33 @@ class LoadedModel:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Inert(dict):
-    """Stand-in for a data-only class in a checkpoint (e.g. yacs CfgNode). Holds what it is given."""
+class _InertMapping:
+    """Stand-in for a dict-like config class (yacs CfgNode, argparse Namespace): becomes a plain
+    OrderedDict holding the same items. Constructing it never runs code from the checkpoint."""
 
-    def __init__(self, *args, **kwargs):  # called by REDUCE with whatever the pickle passes
-        super().__init__()
-        self.args = args
+    def __new__(cls, *args, **kwargs):
+        return OrderedDict()
+
+
+class _InertValue:
+    """Stand-in for a data-only value class (numpy scalars and dtypes): swallows its state."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
 
     def __setstate__(self, state):
         self.state = state
 
 
-# Classes that hold configuration or metadata only; mapped to _Inert instead of being imported.
-_DATA_ONLY_GLOBALS = (
-    "yacs.config.CfgNode",
-    "argparse.Namespace",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray.scalar",
-    "numpy.dtype",
-    "numpy.dtypes.Float64DType",
-    "numpy.dtypes.Float32DType",
-    "numpy.dtypes.Int64DType",
-)
+# Classes that hold configuration or metadata only; never imported, mapped to inert stand-ins.
+_DATA_ONLY_GLOBALS = {
+    "yacs.config.CfgNode": _InertMapping,
+    "argparse.Namespace": _InertMapping,
+    "numpy.core.multiarray.scalar": _InertValue,
+    "numpy._core.multiarray.scalar": _InertValue,
+    "numpy.dtype": _InertValue,
+    **{f"numpy.dtypes.{t}DType": _InertValue for t in ("Float64", "Float32", "Int64", "Int32")},
+}
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
@@ -110,13 +117,14 @@ def read_checkpoint(path: Path) -> Any:
     allowed: list[tuple[type, str]] = []
     for _ in range(len(_DATA_ONLY_GLOBALS) + 1):
         try:
-            with torch.serialization.safe_globals(allowed):
+            with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # protocol notes etc.: errors are ours to report
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             names = _GLOBAL_RE.findall(str(exc))
             name = names[0] if names else None
-            if name in _DATA_ONLY_GLOBALS and (_Inert, name) not in allowed:
-                allowed.append((_Inert, name))
+            if name in _DATA_ONLY_GLOBALS and name not in [n for _, n in allowed]:
+                allowed.append((_DATA_ONLY_GLOBALS[name], name))
                 continue
             if name:
                 raise HiloError(f"refusing to load {path}: it references {name}, which a "

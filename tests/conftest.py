@@ -1,0 +1,68 @@
+"""Shared fixtures: the authors' tiny LITv2 checkpoint and its architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_CKPT = FIXTURES / "litv2_tiny_a.pth"
+TINY_EXPECTED = FIXTURES / "litv2_tiny_a_expected.npz"
+MANIFEST = FIXTURES / "litv2_state_dict_manifest.json"
+SAMPLES = Path(__file__).parent.parent / "samples"
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from hilocli.models import LITv2Config
+
+    spec = json.loads((FIXTURES / "litv2_tiny_a.json").read_text())
+    return LITv2Config(embed_dim=spec["embed_dim"], depths=spec["depths"],
+                       num_heads=spec["num_heads"], alpha=spec["alpha"],
+                       local_ws=spec["local_ws"], num_classes=spec["num_classes"],
+                       img_size=spec["img_size"])
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt_path() -> Path:
+    return TINY_CKPT
+
+
+@pytest.fixture()
+def tiny_model(tiny_cfg):
+    """The tiny LITv2 with the authors' trained-by-their-code weights, eval mode, CPU."""
+    import torch
+
+    from hilocli.models import create_model
+
+    model = create_model(tiny_cfg)
+    model.load_state_dict(torch.load(TINY_CKPT, weights_only=True)["model"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def run_hilo(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run the real `hilo` entry point in a subprocess (as a user would)."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "hilocli", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc, code: int, *fragments: str) -> None:
+    """Exit code `code`, exactly one line on stderr starting `hilo: error:`, no traceback."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("hilo: error:"), proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
