@@ -48,7 +48,7 @@ def _fail(message: str, code: int) -> None:
 def main() -> None:
     """Entry point: one line on stderr and a non-zero exit for every failure, never a traceback."""
     try:
-        app(standalone_mode=True)
+        app(prog_name="hilo", standalone_mode=True)
     except HiloError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

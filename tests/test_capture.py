@@ -1,0 +1,61 @@
+"""Capture records each branch without changing what the model computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hilocli.capture import capture
+
+
+def test_capture_does_not_change_outputs_and_records_branches(tiny_model):
+    x = torch.randn(2, 3, 72, 88)
+    with torch.no_grad():
+        plain = tiny_model(x)
+        with capture(tiny_model, layers=[0, 1, 2], attn=True) as cap:
+            captured = tiny_model(x)
+    assert torch.equal(plain, captured)  # bit-identical
+    rec = cap.records[0]
+    H, W = tiny_model.grid_sizes(72, 88)[2]  # stage 3 grid: 4x5 (odd width: padded inside)
+    assert rec.grid == (H, W) and rec.name == "layers.2.blocks.0"
+    assert rec.control.shape == (2, H, W, 64)
+    assert rec.hifi_out.shape == (2, H, W, 32) and rec.lofi_out.shape == (2, H, W, 32)
+    G = ((H + 1) // 2) * ((W + 1) // 2)
+    assert rec.hifi_attn.shape == (2, G, 1, 4, 4)
+    assert rec.lofi_attn.shape == (2, 1, (H + H % 2) * (W + W % 2), G)
+    msa = cap.records[2]
+    assert msa.hifi_out is None and msa.hifi_attn is None and msa.lofi_out.shape[-1] == 128
+    for t in (rec.hifi_attn, rec.lofi_attn, msa.lofi_attn):
+        torch.testing.assert_close(t.sum(-1), torch.ones_like(t.sum(-1)))
+
+
+def test_branch_outputs_are_the_layer_output_channels(tiny_model):
+    """Hi-Fi then Lo-Fi, concatenated, is exactly what the attention layer returns."""
+    attn = tiny_model.layers[2].blocks[1].attn
+    seen = {}
+    attn.register_forward_hook(lambda _m, args, out: seen.update(out=out, H=args[1], W=args[2]))
+    with torch.no_grad(), capture(tiny_model, layers=[1]) as cap:
+        tiny_model(torch.randn(1, 3, 64, 64))
+    rec = cap.records[1]
+    joined = torch.cat([rec.hifi_out, rec.lofi_out], -1).reshape(1, -1, 64)
+    assert torch.equal(joined, seen["out"])
+
+
+def test_hooks_are_removed_even_after_an_error(tiny_model):
+    count = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks)  # noqa: E731
+                        for m in tiny_model.modules())
+    before = count()
+    with pytest.raises(RuntimeError):
+        with capture(tiny_model, layers=[0, 1]):
+            assert count() > before
+            raise RuntimeError("boom")
+    assert count() == before
+
+
+def test_records_can_move_to_cpu_and_bad_index_is_rejected(tiny_model):
+    with torch.no_grad(), capture(tiny_model, layers=[2], keep_on_device=False) as cap:
+        tiny_model(torch.randn(1, 3, 64, 64))
+    assert cap.records[2].lofi_out.device.type == "cpu"
+    with pytest.raises(ValueError, match="out of range"):
+        with capture(tiny_model, layers=[3]):
+            pass
