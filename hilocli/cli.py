@@ -51,6 +51,8 @@ def main() -> None:
         app(prog_name="hilo", standalone_mode=True)
     except HiloError as exc:
         _fail(str(exc), exc.exit_code)
+    except ValueError as exc:  # argument validation deeper down (torchvision style)
+        _fail(str(exc).splitlines()[0] if str(exc) else "invalid value", 2)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except MemoryError:
