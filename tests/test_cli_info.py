@@ -67,3 +67,21 @@ def test_offline_pretrained_names_url(tmp_path):
     proc = run_hilo("info", "--model", "litv2_b", "--pretrained",
                     env={"TORCH_HOME": str(tmp_path), "HILO_RELEASE_URL": (tmp_path / "x").as_uri()})
     assert_one_line_error(proc, 1, "/v1.0/litv2_b.pth", "--checkpoint PATH")
+
+
+def test_pretrained_download_from_the_command_line(tmp_path):
+    """`--pretrained` fetches the release file (here a local file:// mirror) into the hub cache."""
+    from hilocli.models import create_model
+
+    (tmp_path / "rel" / "v1.1").mkdir(parents=True)
+    torch.manual_seed(7)
+    weights = create_model("litv2_s_alpha0.5").state_dict()
+    torch.save({"model": weights}, tmp_path / "rel" / "v1.1" / "alpha_0.5.pth")
+    env = {"TORCH_HOME": str(tmp_path / "th"), "HILO_RELEASE_URL": (tmp_path / "rel").as_uri()}
+    proc = run_hilo("info", "--model", "litv2_s_alpha0.5", "--pretrained", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    cached = tmp_path / "th" / "hub" / "checkpoints" / "litv2_s_alpha_0.5.pth"
+    assert data["weights"]["path"] == str(cached) and cached.exists()
+    assert data["weights"]["source"] == "pretrained" and data["num_params"] == 27647392
+    assert [(s["hifi_heads"], s["lofi_heads"]) for s in data["stages"]][2] == (6, 6)
