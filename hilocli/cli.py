@@ -11,6 +11,7 @@ import typer
 
 from hilocli import __version__
 from hilocli.commands.info import info
+from hilocli.commands.spectrum import spectrum
 from hilocli.errors import HiloError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ def _root(
 
 
 app.command("info")(info)
+app.command("spectrum")(spectrum)
 
 
 def _fail(message: str, code: int) -> None:

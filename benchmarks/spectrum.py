@@ -1,0 +1,155 @@
+"""Images/s of `hilo spectrum` end to end vs the bare model forward on the same images.
+
+    python benchmarks/spectrum.py [FOLDER] [--model litv2_s] [--images 32] [--batch-size 16]
+                                  [--resolution 224] [--repeats 3] [--device cpu|cuda|auto]
+
+Without FOLDER, `--images` synthetic JPEGs (500 x 375, textured) are written to a temp folder.
+Weights: random init (speed does not depend on the values). Rows, all on the same images, device
+and batch size, median of `--repeats` runs after one warm-up:
+
+  decode      load_many(): read, resize, crop, normalise (no model)
+  forward     model(x) on pre-decoded batches (fused attention path): the baseline
+  fwd+anal.   SpectrumCollector.add_batch(x): forward + capture + FFT statistics, default layers
+  end to end  the `hilo spectrum` command in-process on the folder: decode, forward, analysis,
+              figure and JSON (model construction excluded: it is timed apart)
+
+analysis overhead = fwd+anal. / forward - 1 (target <= 30%); end-to-end overhead likewise against
+decode + forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def synthetic_folder(folder: Path, count: int) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:375, 0:500]
+    for i in range(count):
+        base = 127 + 80 * np.sin(x / (3 + i % 7)) * np.cos(y / (5 + i % 5)) \
+            + rng.normal(0, 30, (375, 500))
+        rgb = np.stack([base, np.roll(base, 40, 0), base[:, ::-1]], -1).clip(0, 255)
+        Image.fromarray(rgb.astype(np.uint8)).save(folder / f"img{i:03d}.jpg", quality=90)
+    return folder
+
+
+def timed(fn, repeats: int, device: torch.device) -> list[float]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    from hilocli.commands.spectrum import default_layers, spectrum
+    from hilocli.commands._common import DeviceChoice
+    from hilocli.images import find_images, load_many
+    from hilocli.models import create_model
+    from hilocli.runtime import resolve_device
+    from hilocli.spectrum import SpectrumCollector, SpectrumSettings
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", type=Path)
+    ap.add_argument("--model", default="litv2_s")
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder or synthetic_folder(Path(tmp) / "images", args.images)
+        paths = find_images([folder])[:args.images]
+        n = len(paths)
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = create_model(args.model).to(device)
+        build_s = time.perf_counter() - t0
+        layers = default_layers(model)
+        settings = SpectrumSettings()
+
+        def decode():
+            out = []
+            for i in range(0, n, args.batch_size):
+                prepared, _ = load_many(paths[i:i + args.batch_size], args.resolution, True)
+                out.append(torch.stack([p.tensor for p in prepared]))
+            return out
+
+        batches = [b.to(device) for b in decode()]
+
+        def forward():
+            with torch.no_grad():
+                for x in batches:
+                    model(x)
+
+        def analyse():
+            with SpectrumCollector(model, layers, settings) as col:
+                for x in batches:
+                    col.add_batch(x)
+            col.finish()
+
+        def command():
+            spectrum([folder], layer=None, model=args.model, checkpoint=None, pretrained=False,
+                     resolution=args.resolution, no_crop=False, batch_size=args.batch_size,
+                     device=DeviceChoice(device.type), limit=n, out=Path(tmp) / "out",
+                     as_json=False)
+
+        # the command builds its own model: time that apart and take it off
+        rows = {
+            "decode": timed(decode, args.repeats, device),
+            "forward": timed(forward, args.repeats, device),
+            "fwd+anal.": timed(analyse, args.repeats, device),
+        }
+        import contextlib
+        import io
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            rows["end to end"] = [t - build_s for t in timed(command, args.repeats, device)]
+
+    rate = {k: n / statistics.median(v) for k, v in rows.items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"cpu ({torch.get_num_threads()} threads)"
+    table = Table(title=f"hilo spectrum, {args.model} random init, {n} images at "
+                        f"{args.resolution}, batch {args.batch_size}, layers {layers}, {name}, "
+                        f"torch {torch.__version__}")
+    for col in ("stage", "img/s (median)", "spread img/s", "vs forward"):
+        table.add_column(col, justify="right")
+    for k, v in rows.items():
+        spread = f"{n / max(v):.1f}-{n / min(v):.1f}"
+        table.add_row(k, f"{rate[k]:.1f}", spread, f"{rate['forward'] / rate[k]:.2f}x time")
+    console = Console()
+    console.print(table)
+    anal = rate["forward"] / rate["fwd+anal."] - 1
+    base = 1 / (1 / rate["decode"] + 1 / rate["forward"])
+    e2e = base / rate["end to end"] - 1
+    console.print(f"analysis overhead on top of forward: {anal:+.1%} (target <= 30%)")
+    fixed = statistics.median(rows["end to end"]) - statistics.median(rows["decode"]) \
+        - statistics.median(rows["fwd+anal."])
+    console.print(f"end-to-end overhead on top of decode + forward ({base:.1f} img/s): {e2e:+.1%} "
+                  f"(model build {build_s:.2f} s excluded; per-run fixed cost, mostly the "
+                  f"figure: ~{fixed:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

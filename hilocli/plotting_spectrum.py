@@ -1,0 +1,202 @@
+"""Figures for `hilo spectrum`. Each function takes results and returns (Figure, plotted data).
+
+The returned dict holds exactly the arrays handed to matplotlib, so tests (and users) can check
+that the figure shows what the JSON says. No pyplot state: figures are `matplotlib.figure.Figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from hilocli.spectrum import BRANCH_LABELS, BranchSpectrum, LayerSpectra, LayerVerdict
+
+COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
+METRIC = "hf_fraction_excl_grid"
+
+
+def montage(images: Sequence[Any], max_images: int = 16, tile: int = 96) -> np.ndarray | None:
+    """Tile PIL images (what the model saw) into one uint8 array (rows x cols of tile x tile)."""
+    from PIL import Image
+
+    images = list(images)[:max_images]
+    if not images:
+        return None
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    canvas = np.full((rows * tile, cols * tile, 3), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        thumb = img.convert("RGB").copy()
+        thumb.thumbnail((tile, tile), Image.BICUBIC)
+        arr = np.asarray(thumb)
+        r, c = divmod(i, cols)
+        y0 = r * tile + (tile - arr.shape[0]) // 2
+        x0 = c * tile + (tile - arr.shape[1]) // 2
+        canvas[y0:y0 + arr.shape[0], x0:x0 + arr.shape[1]] = arr
+    return canvas
+
+
+def _extent(spec: BranchSpectrum) -> list[float]:
+    """Pixel-edge extent of a centred spectrum so each pixel sits on its true frequency."""
+    fy, fx = spec.freq_y, spec.freq_x
+    dy = 1.0 / len(fy)
+    dx = 1.0 / len(fx)
+    return [fx[0] - dx / 2, fx[-1] + dx / 2, fy[0] - dy / 2, fy[-1] + dy / 2]
+
+
+def _show_log_amplitude(ax, spec: BranchSpectrum, title: str) -> np.ndarray:
+    shown = spec.log_amplitude.copy()
+    cy, cx = len(spec.freq_y) // 2, len(spec.freq_x) // 2  # zero frequency after fftshift
+    shown[cy, cx] = np.nan  # mean removed: DC carries nothing (grey)
+    finite = shown[np.isfinite(shown)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")  # grey: DC, removed
+    im = ax.imshow(shown, extent=_extent(spec), origin="lower", cmap=cmap, vmin=vmin,
+                   vmax=vmax, interpolation="nearest")  # fy grows upwards
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("fx (cycles/token)", fontsize=7)
+    ax.set_ylabel("fy", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    return shown
+
+
+def spectrum_figure(layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdict],
+                    images: Any = None, title: str = "",
+                    random_layers: Sequence[LayerSpectra] | None = None,
+                    cutoff: float = 0.25) -> tuple[Figure, dict[str, Any]]:
+    """Stats figure: input montage and per-layer hf fractions on top; one row per layer with the
+    Hi-Fi, Lo-Fi and control log-amplitude spectra and their radial profiles on one axis."""
+    n = len(layers)
+    fig = Figure(figsize=(16, 3.4 * (n + 1)))  # fixed spacing: a layout engine doubles draw time
+    grid = fig.add_gridspec(n + 1, 4, left=0.05, right=0.98, bottom=0.5 / (n + 1) / 3.4,
+                            top=1 - 0.75 / (n + 1) / 3.4, hspace=0.45, wspace=0.3)
+    data: dict[str, Any] = {"layers": {}, "hf_fraction": {}}
+
+    ax_img = fig.add_subplot(grid[0, 0])
+    ax_img.axis("off")
+    if images is not None:
+        ax_img.imshow(images)
+        ax_img.set_title("input (what the model saw)", fontsize=9)
+
+    ax_hf = fig.add_subplot(grid[0, 1:])
+    data["hf_fraction"] = _hf_panel(ax_hf, layers, verdicts, random_layers)
+
+    for row, layer in enumerate(layers, start=1):
+        entry: dict[str, Any] = {"name": layer.name, "grid": list(layer.grid)}
+        for col, b in enumerate(("hifi", "lofi", "control")):
+            ax = fig.add_subplot(grid[row, col])
+            spec = layer.branch(b)
+            if spec is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch\n(window {layer.window_size})",
+                        ha="center", va="center", fontsize=9, transform=ax.transAxes)
+                continue
+            entry[f"{b}_log_amplitude"] = _show_log_amplitude(
+                ax, spec, f"[{layer.index}] {layer.name}: {BRANCH_LABELS[b]} log|F|")
+        ax = fig.add_subplot(grid[row, 3])
+        entry["radial"] = _radial_panel(ax, layer, cutoff)
+        data["layers"][layer.index] = entry
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig, data
+
+
+def _radial_panel(ax, layer: LayerSpectra, cutoff: float) -> dict[str, Any]:
+    plotted: dict[str, Any] = {}
+    for b in ("hifi", "lofi", "control"):
+        spec = layer.branch(b)
+        if spec is None:
+            continue
+        x = spec.radial_freq[1:]  # bin 0 is zero frequency: removed with the mean
+        y = spec.radial_power_rel[1:]
+        keep = y > 0  # empty bins (non-square maps) and exact zeros cannot go on a log axis
+        ax.semilogy(x[keep], y[keep], "o-", ms=3, color=COLORS[b], label=BRANCH_LABELS[b])
+        plotted[b] = {"freq": x[keep], "power_rel": y[keep]}
+    ax.axvline(cutoff, color="k", ls=":", lw=1, label=f"cutoff {cutoff:g}")
+    ax.axvline(0.5, color="k", ls="--", lw=0.8, label="Nyquist 0.5")
+    if layer.window_size > 1:
+        ax.axvline(1.0 / layer.window_size, color="tab:orange", ls="-.", lw=0.8,
+                   label=f"window grid 1/{layer.window_size}")
+    ax.set_xlabel("radius (cycles/token); > 0.5: corners only", fontsize=7)
+    ax.set_ylabel("power / non-DC total", fontsize=7)
+    ax.set_title(f"radial profile ({layer.grid[0]}x{layer.grid[1]} grid)", fontsize=9)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6)
+    return plotted
+
+
+def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdict],
+              random_layers: Sequence[LayerSpectra] | None) -> dict[str, Any]:
+    plotted: dict[str, Any] = {"layer": [layer.index for layer in layers]}
+    xs = np.arange(len(layers), dtype=float)
+    offsets = {"hifi": -0.2, "lofi": 0.0, "control": 0.2}
+    for b, off in offsets.items():
+        med, lo, hi, pos = [], [], [], []
+        for x, layer in zip(xs, layers):
+            spec = layer.branch(b)
+            if spec is None:
+                continue
+            v = spec.per_image[METRIC]
+            q1, q2, q3 = np.percentile(v, [25, 50, 75])
+            med.append(q2), lo.append(q2 - q1), hi.append(q3 - q2), pos.append(x + off)
+        if med:
+            ax.errorbar(pos, med, yerr=[lo, hi], fmt="o", color=COLORS[b], capsize=3,
+                        label=f"{BRANCH_LABELS[b]} (median, IQR)")
+        plotted[b] = {"x": pos, "median": med}
+    if random_layers:
+        for b in ("hifi", "lofi"):
+            pos, med = [], []
+            for x, layer in zip(xs, random_layers):
+                spec = layer.branch(b)
+                if spec is not None:
+                    pos.append(x + offsets[b])
+                    med.append(float(np.median(spec.per_image[METRIC])))
+            if med:
+                ax.plot(pos, med, "D", mfc="none", color=COLORS[b], ms=7,
+                        label=f"{BRANCH_LABELS[b]}, random init")
+            plotted[f"random_{b}"] = {"x": pos, "median": med}
+    by_index = {v.index: v for v in verdicts}
+    for x, layer in zip(xs, layers):
+        v = by_index.get(layer.index)
+        if v is not None:
+            ax.annotate(v.verdict, (x, 1.0), xycoords=("data", "axes fraction"),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(xs, [f"{layer.index}\n{layer.name}" for layer in layers], fontsize=7)
+    ax.set_ylabel("hf fraction (window grid excluded)", fontsize=8)
+    ax.set_xlim(-0.6, len(layers) - 0.4)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="best")
+    return plotted
+
+
+def paper_figure(layers: Sequence[LayerSpectra], title: str = "") -> tuple[Figure, dict[str, Any]]:
+    """The authors' figure: centred log|F| (no mean removal) of 8 channels per branch, averaged
+    over images; two rows (Hi-Fi, Lo-Fi) per layer. Lighter = larger; centre = low frequency."""
+    rows = [(layer, b) for layer in layers for b in ("hifi", "lofi") if layer.branch(b)]
+    if not rows:
+        raise ValueError("no branch to draw")
+    cols = max(len(layer.branch(b).paper_channels) for layer, b in rows)
+    fig = Figure(figsize=(1.6 * cols + 1.5, 1.7 * len(rows) + 0.6), layout="constrained")
+    data: dict[str, Any] = {}
+    for r, (layer, b) in enumerate(rows):
+        spec = layer.branch(b)
+        maps = spec.paper_maps
+        for c in range(cols):
+            ax = fig.add_subplot(len(rows), cols, r * cols + c + 1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if c >= len(spec.paper_channels):
+                ax.axis("off")
+                continue
+            ax.imshow(maps[c], cmap="viridis", origin="lower", interpolation="nearest")
+            ax.set_title(f"ch {spec.paper_channels[c]}", fontsize=6, pad=2)
+            if c == 0:
+                ax.set_ylabel(f"[{layer.index}] {BRANCH_LABELS[b]}", fontsize=7)
+        data[f"{layer.index}/{b}"] = {"channels": spec.paper_channels, "maps": maps}
+    fig.suptitle(title or "log|F| per channel (centred; lighter = larger, centre = low frequency)",
+                 fontsize=9)
+    return fig, data

@@ -1,0 +1,330 @@
+"""Spectral analysis on signals whose spectrum is known, and the verdict on synthetic branches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hilocli.spectrum import (
+    BranchAccumulator,
+    SpectrumCollector,
+    SpectrumSettings,
+    axis_grid_marks,
+    compare_paired,
+    frequency_axes,
+    hann_window,
+    holm,
+    judge,
+    paper_channel_range,
+    rank_biserial,
+    summary_line,
+)
+
+SETTINGS = SpectrumSettings()
+SIZES = [(14, 14), (7, 7), (16, 10), (9, 15)]  # even, odd, non-square both ways
+
+
+def measure(maps: torch.Tensor, window_size: int | None = None,
+            settings: SpectrumSettings = SETTINGS):
+    acc = BranchAccumulator("x", settings, window_size)
+    acc.add(maps)
+    return acc.finish()
+
+
+def checkerboard(h: int, w: int, channels: int = 3) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    board = ((yy + xx) % 2 * 2 - 1).float()  # (H, W) +-1
+    return board[None, :, :, None].repeat(2, 1, 1, channels)  # (B, H, W, C)
+
+
+def cosine(h: int, w: int, ky: int, kx: int, phase: float = 0.3) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                            torch.arange(w, dtype=torch.float64), indexing="ij")
+    wave = torch.cos(2 * math.pi * (ky * yy / h + kx * xx / w) + phase) + 0.7  # non-zero mean
+    return wave.float()[None, :, :, None].repeat(1, 1, 1, 2)  # (1, H, W, 2)
+
+
+# -- frequency geometry -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_frequency_axes_are_true_cycles_per_token(h, w):
+    ax = frequency_axes(h, w)
+    assert ax.fy[1].item() == pytest.approx(1 / h) and ax.fx[1].item() == pytest.approx(1 / w)
+    # an odd axis has no Nyquist sample; an even one reaches exactly -0.5
+    assert ax.fy.abs().max().item() == pytest.approx((h // 2) / h)
+    assert ax.fx.abs().max().item() == pytest.approx((w // 2) / w)
+    assert ax.radius[0, 0] == 0 and ax.dc.sum() == 1
+    length = max(h, w)
+    assert ax.bin_centers[1].item() == pytest.approx(1 / length)
+    corner = math.hypot((h // 2) / h, (w // 2) / w)
+    assert ax.bin_centers[-1].item() == pytest.approx(round(corner * length) / length)
+    # every frequency falls in exactly one radial bin, the one nearest its radius
+    members = (ax.bin_weights > 0).sum(0)
+    assert torch.equal(members, torch.ones(h * w, dtype=members.dtype))
+    nearest = (ax.radius.flatten()[None, :] - ax.bin_centers[:, None]).abs().argmin(0)
+    assert torch.equal(nearest.reshape(h, w), ax.bin_index)
+
+
+def test_window_grid_marks():
+    assert axis_grid_marks(14, 2).nonzero().flatten().tolist() == [7]  # 0.5
+    assert axis_grid_marks(7, 2).nonzero().flatten().tolist() == [3, 4]  # +-3/7, nearest to 0.5
+    assert axis_grid_marks(16, 4).nonzero().flatten().tolist() == [4, 8, 12]  # 0.25, 0.5, -0.25
+    assert not axis_grid_marks(14, 1).any() and not axis_grid_marks(1, 2).any()
+    grid = frequency_axes(6, 4, window_size=2).grid
+    assert grid[3].all() and grid[:, 2].all() and grid.sum() == 6 + 4 - 1 and not grid[0, 0]
+
+
+def test_hann_window_zeroes_no_row():
+    w = hann_window(2, 7)
+    assert w.min() > 0 and w.shape == (2, 7)
+    assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))  # symmetric
+    assert w[0, 3].item() == pytest.approx(math.sin(math.pi * 0.25) ** 2)  # centre column is 1
+
+
+# -- known signals ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [8, 14])
+def test_checkerboard_puts_all_energy_at_the_highest_frequency(n):
+    spec = measure(checkerboard(n, n))
+    assert spec.per_image["hf_fraction"] == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert spec.per_image["centroid"] == pytest.approx([math.sqrt(0.5)] * 2, abs=1e-6)
+    assert np.argmax(spec.radial_power) == len(spec.radial_freq) - 1  # the (0.5, 0.5) corner
+    # with 2 x 2 windows the checkerboard IS the window-grid pattern: reported apart, not a finding
+    spec2 = measure(checkerboard(n, n), window_size=2)
+    assert spec2.per_image["grid_fraction"] == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert spec2.per_image["hf_fraction_excl_grid"] == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [7, 15])
+def test_checkerboard_odd_size_is_still_mostly_high(n):
+    spec = measure(checkerboard(n, n))
+    # an odd grid has no Nyquist sample: a +-1 board leaks, but stays above the cutoff
+    assert spec.per_image["hf_fraction"].min() > 0.99
+    assert spec.per_image["centroid"].min() > 0.5
+    top = spec.radial_freq[np.argmax(spec.radial_power)]
+    assert top > 0.5  # the corner bins, beyond Nyquist on both axes
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+def test_constant_map_has_no_energy_anywhere(h, w):
+    spec = measure(torch.full((2, h, w, 3), 3.7), window_size=2)
+    for key in ("hf_fraction", "hf_fraction_excl_grid", "grid_fraction", "centroid"):
+        assert spec.per_image[key].tolist() == [0.0, 0.0], key
+    assert np.all(spec.radial_power_rel == 0)
+
+
+@pytest.mark.parametrize("h,w", SIZES)
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_sinusoid_peaks_at_its_frequency(h, w, axis):
+    n = w if axis == "x" else h
+    for k in range(1, n // 2 + 1):
+        maps = cosine(h, w, 0, k) if axis == "x" else cosine(h, w, k, 0)
+        spec = measure(maps)
+        f = k / n
+        peak = spec.radial_freq[np.argmax(spec.radial_power)]
+        assert abs(peak - f) <= 0.5 / max(h, w) + 1e-9, (k, peak, f)
+        if h == w:
+            assert peak == pytest.approx(f, abs=1e-6)
+        # one radius carries all the power: the centroid is that radius exactly
+        assert spec.per_image["centroid"][0] == pytest.approx(f, abs=1e-5)
+        assert spec.per_image["hf_fraction"][0] == pytest.approx(float(f > 0.25), abs=1e-5)
+
+
+def test_diagonal_sinusoid_and_hann_keep_the_peak():
+    spec = measure(cosine(14, 14, 3, 3))
+    assert spec.per_image["centroid"][0] == pytest.approx(math.hypot(3, 3) / 14, abs=1e-5)
+    windowed = measure(cosine(14, 14, 0, 4), settings=SpectrumSettings(hann=True))
+    assert windowed.radial_freq[np.argmax(windowed.radial_power)] == pytest.approx(4 / 14)
+    # the window spreads the line into its neighbours, but most power stays in the +-1 bin band
+    rel = windowed.radial_power_rel * np.bincount(
+        frequency_axes(14, 14).bin_index.flatten().numpy(), minlength=len(windowed.radial_freq))
+    assert rel[3:6].sum() > 0.9
+
+
+def test_log_amplitude_map_is_centred():
+    spec = measure(cosine(14, 10, 0, 3))
+    assert spec.freq_y[7] == 0 and spec.freq_x[5] == 0
+    amp = spec.log_amplitude
+    peaks = np.argwhere(amp > amp.max() - 1e-3)
+    assert sorted(map(tuple, peaks)) == [(7, 2), (7, 8)]  # fx = -0.3 and +0.3
+    assert spec.freq_x[2] == pytest.approx(-0.3) and spec.freq_x[8] == pytest.approx(0.3)
+
+
+def test_park_kim_diagonal_is_relative_to_zero_frequency():
+    torch.manual_seed(0)
+    smooth = F.avg_pool2d(torch.randn(4, 8, 18, 18), 5, 1).permute(0, 2, 3, 1) + 2.0  # (4,14,14,8)
+    spec = measure(smooth)
+    assert spec.parkkim_freq.tolist() == pytest.approx([k / 14 for k in range(8)])
+    assert spec.parkkim_omega[-1] == pytest.approx(math.pi)
+    assert spec.parkkim_rel_log_amplitude[0] == 0
+    # computed WITHOUT mean removal: the DC term (mean 2.0) dominates, the rest falls below it
+    assert np.all(spec.parkkim_rel_log_amplitude[1:] < 0)
+    # and it is log|F| averaged over images and channels, read on the diagonal
+    f = torch.fft.fft2(smooth.permute(0, 3, 1, 2).double()).abs()
+    logs = torch.log(f + 1e-6).mean((0, 1))
+    expect = torch.stack([logs[k, k] - logs[0, 0] for k in range(8)]).numpy()
+    np.testing.assert_allclose(spec.parkkim_rel_log_amplitude, expect, atol=1e-4)
+
+
+def test_paper_channels_follow_the_authors_shift():
+    assert paper_channel_range(64) == list(range(32, 40))
+    assert paper_channel_range(320) == list(range(160, 168))
+    assert paper_channel_range(10) == list(range(2, 10))
+    assert paper_channel_range(4) == [0, 1, 2, 3]
+    maps = torch.randn(3, 6, 6, 64)
+    spec = measure(maps)
+    expect = torch.log(torch.fft.fft2(maps.permute(0, 3, 1, 2)).abs() + 1e-6)[:, 32:40].mean(0)
+    np.testing.assert_allclose(spec.paper_maps,
+                               torch.fft.fftshift(expect, dim=(-2, -1)).numpy(), atol=1e-4)
+
+
+def test_mixed_grid_sizes_keep_every_image():
+    acc = BranchAccumulator("x", SETTINGS, 2)
+    acc.add(torch.randn(3, 14, 14, 4))
+    acc.add(torch.randn(1, 12, 18, 4))
+    spec = acc.finish()
+    assert spec.n_images == 4 and len(spec.per_image["hf_fraction"]) == 4
+    assert spec.grid == (14, 14) and spec.map_images == 3
+
+
+def test_settings_are_validated():
+    for bad in (0.0, 0.5, -0.1, 0.8):
+        with pytest.raises(ValueError, match="cutoff"):
+            SpectrumSettings(cutoff=bad)
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def test_paired_statistics_match_theory():
+    assert rank_biserial(np.array([1.0, -2.0, 3.0])) == pytest.approx((1 + 3 - 2) / 6)
+    assert rank_biserial(np.zeros(3)) is None
+    a = np.arange(6) + 10.0
+    c = compare_paired(a, a - np.arange(1, 7) * 0.01, ("x", "y"))
+    assert c.p_value == pytest.approx(2 / 2**6)  # exact two-sided, all 6 signs positive
+    assert c.rank_biserial == 1.0 and c.share_a_greater == 1.0 and c.direction == 1
+    assert c.median_difference == pytest.approx(0.035)
+    few = compare_paired(a[:4], a[:4] - 1)  # n = 4: the smallest p is 1/8, never < 0.05
+    assert few.p_value == pytest.approx(2 / 2**4) and few.direction == 0
+    same = compare_paired(a, a.copy())
+    assert same.p_value == 1.0 and same.direction == 0
+    one = compare_paired(np.array([0.6]), np.array([0.5]))
+    assert one.p_value is None and one.direction == 1  # 0.1 >= margin 0.05
+    assert compare_paired(np.array([0.52]), np.array([0.5])).direction == 0
+
+
+def test_holm():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+
+
+# -- a synthetic model: Hi-Fi a high-pass, Lo-Fi a low-pass of the input ------------------------
+
+
+class SyntheticHiLo(nn.Module):
+    """Looks like a HiLo layer to `capture`: input hook (x, H, W) and hifi_out/lofi_out taps."""
+
+    def __init__(self, swap: bool = False, hifi: bool = True):
+        super().__init__()
+        self.window_size, self.swap = 2, swap
+        self.h_heads, self.l_heads = (1 if hifi else 0), 1
+        self.hifi_out, self.lofi_out = nn.Identity(), nn.Identity()
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        grid = x.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W)
+        low = F.avg_pool2d(F.pad(grid, (1, 1, 1, 1), mode="circular"), 3, 1)  # 3x3 box blur
+        high = grid - low
+        hi, lo = (low, high) if self.swap else (high, low)
+        outs = [self.lofi_out(lo.permute(0, 2, 3, 1))]  # (B, H, W, C)
+        if self.h_heads:
+            outs.insert(0, self.hifi_out(hi.permute(0, 2, 3, 1)))
+        return torch.cat(outs, -1).reshape(B, N, -1)
+
+
+class SyntheticModel(nn.Module):
+    def __init__(self, swap: bool = False, hifi: bool = True):
+        super().__init__()
+        self.attn = SyntheticHiLo(swap, hifi)
+
+    def hilo_layers(self):
+        return [("synthetic.0", self.attn)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        return self.attn(x.permute(0, 2, 3, 1).reshape(B, H * W, C), H, W)
+
+
+def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
+    torch.manual_seed(1)
+    batches = [torch.randn(4, 6, 14, 14), torch.randn(images - 4, 6, 14, 14)] if images > 4 \
+        else [torch.randn(images, 6, 14, 14)]
+    with SpectrumCollector(SyntheticModel(swap, hifi), [0], SETTINGS) as col:
+        for x in batches:
+            col.add_batch(x)
+    layers = col.finish()
+    return layers, judge(layers, SETTINGS)
+
+
+def test_highpass_hifi_is_supported_and_the_swap_contradicted():
+    layers, (v,) = synthetic_verdicts(swap=False, images=8)
+    assert v.verdict == "supported" and v.hifi_vs_lofi.share_a_greater == 1.0
+    assert v.hifi_vs_lofi.p_value == pytest.approx(2 / 2**8)  # 8 of 8 pairs agree, exact test
+    assert v.hifi_vs_lofi.rank_biserial == 1.0
+    assert layers[0].hifi.n_images == 8 and layers[0].control.channels == 6
+    # the control (white noise) sits between: the high-pass raised it, the low-pass lowered it
+    assert v.hifi_vs_control.direction == 1 and v.lofi_vs_control.direction == -1
+    _, (swapped,) = synthetic_verdicts(swap=True, images=8)
+    assert swapped.verdict == "contradicted" and swapped.hifi_vs_lofi.share_a_greater == 0.0
+    _, (single,) = synthetic_verdicts(swap=False, images=1)
+    assert single.verdict == "supported" and single.hifi_vs_lofi.test == "none (1 image)"
+    _, (three,) = synthetic_verdicts(swap=False, images=3)
+    assert three.verdict == "inconclusive"  # 3 pairs cannot reach p < 0.05
+
+
+def test_layer_without_hifi_is_not_comparable():
+    layers, (v,) = synthetic_verdicts(swap=False, images=2, hifi=False)
+    assert layers[0].hifi is None and v.verdict == "not comparable" and not v.comparable
+    assert "no Hi-Fi branch" in v.reason
+    line = summary_line([v], trained=True, weights="w")
+    assert "not comparable" in line
+
+
+def test_summary_line_names_random_weights():
+    _, verdicts = synthetic_verdicts(swap=False, images=8)
+    line = summary_line(verdicts, trained=False, weights="random init (seed 0)")
+    assert "supported" in line and "architecture, not a trained model" in line
+    assert "architecture" not in summary_line(verdicts, trained=True, weights="ckpt")
+
+
+# -- the real (tiny) model ----------------------------------------------------------------------
+
+
+def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
+    from hilocli.capture import capture
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 64, 80)
+    with SpectrumCollector(tiny_model, [0, 2], SETTINGS) as col:
+        logits = col.add_batch(x)
+    with torch.no_grad():
+        assert torch.equal(logits, tiny_model(x))  # measuring does not change the model
+        with capture(tiny_model, [0]) as cap:
+            tiny_model(x)
+    layers = col.finish()
+    hifi = cap.records[0].hifi_out  # (3, 4, 5, 32)
+    assert layers[0].grid == (4, 5) and layers[0].hifi.channels == 32
+    assert layers[1].hifi is None and layers[1].lofi.channels == 128  # plain MSA layer
+    # hf fraction recomputed by hand: mean-removed FFT power, channel mean, radius > 0.25
+    p = torch.fft.fft2(hifi.permute(0, 3, 1, 2) - hifi.mean((1, 2))[:, :, None, None]).abs() ** 2
+    p = p.mean(1)  # (3, 4, 5)
+    r = torch.sqrt(torch.fft.fftfreq(4)[:, None] ** 2 + torch.fft.fftfreq(5)[None, :] ** 2)
+    expect = (p * (r > 0.25)).sum((1, 2)) / p.sum((1, 2))
+    np.testing.assert_allclose(layers[0].hifi.per_image["hf_fraction"], expect.numpy(), atol=1e-5)
