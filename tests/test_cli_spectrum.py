@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,12 @@ def image_dir(tmp_path) -> Path:
     """samples/ when the project's photos are there, else generated images."""
     real = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
         if SAMPLES.exists() else []
-    if len(real) >= 2:
-        return SAMPLES
     folder = tmp_path / "images"
+    if len(real) >= 2:  # the photos alone (samples/ also holds a README, which would be skipped)
+        folder.mkdir()
+        for p in real:
+            shutil.copy(p, folder / p.name)
+        return folder
     make_images(folder)
     return folder
 
