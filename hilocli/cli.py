@@ -10,6 +10,7 @@ import sys
 import typer
 
 from hilocli import __version__
+from hilocli.commands.flops import flops
 from hilocli.commands.info import info
 from hilocli.commands.spectrum import spectrum
 from hilocli.errors import HiloError
@@ -39,6 +40,7 @@ def _root(
 
 
 app.command("info")(info)
+app.command("flops")(flops)
 app.command("spectrum")(spectrum)
 
 
