@@ -87,9 +87,12 @@ def _load_cfg(model: str | None, checkpoint: Path | None) -> tuple[Any, str, dic
 
 
 def _g(n: int) -> str:
-    from hilocli.cost import human
-
-    return human(n).replace(" ", "")
+    """3 significant digits with an SI prefix: 12.3G, 918M, 4.90K."""
+    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.3g}{p}" if v < 100 else f"{v:.0f}{p}"
+    return str(n)
 
 
 def _stage_table(mc, name: str):
@@ -106,16 +109,16 @@ def _stage_table(mc, name: str):
                   caption=f"total {mc.macs:,} MACs = {human(mc.flops)}FLOPs; {mc.params:,} params. "
                           "grid: tokens (HiLo's padded grid in brackets when it differs)",
                   caption_justify="left")
-    for col in ["stage", "grid", "C x depth"] + list(comps.values()) + ["MACs", "params"]:
+    for col in ["stage", "grid", "C", "depth"] + list(comps.values()) + ["MACs", "params"]:
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
-    blank = ["", ""]
+    blank = ["", "", ""]
     table.add_row("embed", *blank, *[""] * len(comps), _g(mc.patch_embed_macs),
                   _g(sum(r.params for r in mc.rows if r.component == "patch embedding")))
     for s in mc.stages:
         grid = f"{s.grid[0]}x{s.grid[1]}"
         if s.attn_grid is not None and s.attn_grid != s.grid:
             grid += f" ({s.attn_grid[0]}x{s.attn_grid[1]})"
-        table.add_row(str(s.stage), grid, f"{s.dim}x{s.depth}",
+        table.add_row(str(s.stage), grid, str(s.dim), str(s.depth),
                       *[_g(s.macs_by_component[c]) if c in s.macs_by_component else "-"
                         for c in comps], _g(s.macs), _g(s.params))
     table.add_row("head", *blank, *[""] * len(comps), _g(mc.head_macs),
@@ -302,6 +305,8 @@ def flops(
         },
     }
     console = stderr_console()
+    if not console.is_terminal:  # piped / captured: do not squeeze the tables into 80 columns
+        console.width = max(console.width, 110)
     console.print(_stage_table(mc, name))
     console.print(_attention_table(attn, cost.FVCORE.name))
 
