@@ -242,6 +242,25 @@ def query_maps(qk: LayerQK, tokens: list[tuple[int, int]]) -> list[QueryMap]:
     return out
 
 
+def query_map_distances(g: LayerGeometry, qmap: QueryMap) -> np.ndarray:
+    """Attention-weighted distance (input px) from the query token's centre to the keys' centres,
+    per global head (Hi-Fi heads first): the per-query version of the summary's mean distance."""
+    s, t = g.window_size, g.stride
+    qx, qy = qmap.centre
+    out = []
+    if qmap.hifi is not None:
+        r0, c0 = qmap.window_origin
+        rows, cols = np.mgrid[0:s, 0:s]
+        d = np.hypot((c0 + cols + 0.5) * t - qx, (r0 + rows + 0.5) * t - qy)  # (s, s)
+        out.extend((qmap.hifi * d).sum(axis=(1, 2)))
+    if qmap.lofi is not None:
+        Hk, Wk = qmap.lofi.shape[1:]
+        rows, cols = np.mgrid[0:Hk, 0:Wk]
+        d = np.hypot((cols + 0.5) * s * t - qx, (rows + 0.5) * s * t - qy)  # (Hk, Wk)
+        out.extend((qmap.lofi * d).sum(axis=(1, 2)))
+    return np.asarray(out, dtype=np.float64)
+
+
 # ----------------------------------------------------------------------------------------------
 # Whole-image summaries
 # ----------------------------------------------------------------------------------------------

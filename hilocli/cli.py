@@ -10,6 +10,7 @@ import sys
 import typer
 
 from hilocli import __version__
+from hilocli.commands.attn_map import attn_map
 from hilocli.commands.flops import flops
 from hilocli.commands.info import info
 from hilocli.commands.spectrum import spectrum
@@ -42,6 +43,7 @@ def _root(
 app.command("info")(info)
 app.command("flops")(flops)
 app.command("spectrum")(spectrum)
+app.command("attn-map")(attn_map)
 
 
 def _fail(message: str, code: int) -> None:

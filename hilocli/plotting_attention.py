@@ -13,23 +13,25 @@ no stage token covers (token merging floors odd sizes) stay uncovered.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from hilocli.attention import HeadColumn, LayerGeometry, LayerSummary, QueryMap
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue"}
 CMAP = "inferno"
-THUMB = 256  # background image: at most this many pixels a side (drawing speed)
+THUMB = 170  # panel images: at most this many pixels a side (about the panel's size at 100 dpi)
 
 
 def _background(display, max_side: int = THUMB) -> np.ndarray:
-    """Greyed-down RGB array of what the model saw, at most max_side pixels a side."""
+    """Greyed-down RGB array (float, 0..1) of what the model saw, at most max_side a side."""
     from PIL import Image
 
     img = display.convert("RGB").copy()
@@ -39,120 +41,226 @@ def _background(display, max_side: int = THUMB) -> np.ndarray:
     return 0.35 * arr + 0.35 * grey + 0.15  # dimmed, so the weights stand out
 
 
-def _frame(ax, bg: np.ndarray, size: tuple[int, int]) -> None:
-    w, h = size
-    ax.imshow(bg, extent=(0, w, h, 0), interpolation="bilinear")
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def compose(bg: np.ndarray, weights: np.ndarray, box: tuple[float, float, float, float],
+            input_size: tuple[int, int], norm, alpha: float = 0.75) -> np.ndarray:
+    """Paint `weights` (rows, cols), spread over `box` = (x0, y0, x1, y1) input pixels, onto the
+    background thumbnail `bg` (which spans the whole input): nearest-neighbour upsampling, each
+    weight covering exactly its cell. Parts of the box outside the input are not shown; pixels
+    outside the box keep the background. Returns an RGB array the size of `bg`.
+
+    Drawing one composed image per panel (rather than an overlay artist) keeps figures with
+    hundreds of panels fast to save."""
+    th, tw = bg.shape[:2]
+    w, h = input_size
+    x0, y0, x1, y1 = box
+    rows_n, cols_n = weights.shape
+    xs = (np.arange(tw) + 0.5) * w / tw  # input x of each thumbnail pixel centre
+    ys = (np.arange(th) + 0.5) * h / th
+    ci = np.floor((xs - x0) / (x1 - x0) * cols_n).astype(int)
+    ri = np.floor((ys - y0) / (y1 - y0) * rows_n).astype(int)
+    cok, rok = (ci >= 0) & (ci < cols_n), (ri >= 0) & (ri < rows_n)
+    rgba = matplotlib.colormaps[CMAP](norm(weights))[..., :3]  # (rows, cols, 3)
+    out = bg.copy()
+    sub = rgba[np.ix_(ri[rok], ci[cok])]  # (n_rows_in, n_cols_in, 3)
+    region = np.ix_(np.nonzero(rok)[0], np.nonzero(cok)[0])
+    out[region] = (1 - alpha) * out[region] + alpha * sub
+    return out
 
 
-def _lofi_panel(ax, bg, g: LayerGeometry, weights: np.ndarray, norm, query_xy) -> Any:
+CYAN = np.array([0.0, 1.0, 1.0])
+
+
+def _outline(img: np.ndarray, top: int, left: int, height: int, width: int,
+             colour: np.ndarray = CYAN) -> None:
+    """Draw a 1-pixel rectangle outline into img (rows, cols, 3), clipped to the image."""
+    H, W = img.shape[:2]
+    b, r = min(top + height - 1, H - 1), min(left + width - 1, W - 1)
+    t, lf = max(top, 0), max(left, 0)
+    if t > b or lf > r:
+        return
+    img[t, lf:r + 1] = colour
+    img[b, lf:r + 1] = colour
+    img[t:b + 1, lf] = colour
+    img[t:b + 1, r] = colour
+
+
+class _Mosaic:
+    """Panels laid out as one RGB image (fast to draw: one artist for many panels)."""
+
+    BAR = 9  # colour-bar strip height, pixels
+    BAR_SPACE = 30  # strip plus room for its numbers
+
+    def __init__(self, rows: int, cols: int, ph: int, pw: int, gap_y: int = 6, gap_x: int = 8):
+        self.rows, self.ph, self.pw, self.gy, self.gx = rows, ph, pw, gap_y, gap_x
+        self.image = np.ones((rows * ph + (rows - 1) * gap_y + 4 + self.BAR_SPACE,
+                              cols * pw + (cols - 1) * gap_x, 3), dtype=np.float32)
+        self.bars: list[tuple[int, Normalize]] = []
+
+    def origin(self, ri: int, ci: int) -> tuple[int, int]:
+        return ri * (self.ph + self.gy), ci * (self.pw + self.gx)
+
+    def put(self, ri: int, ci: int, panel: np.ndarray) -> None:
+        y, x = self.origin(ri, ci)
+        self.image[y:y + self.ph, x:x + self.pw] = panel
+
+    def colour_bar(self, ci: int, norm: Normalize) -> None:
+        """A horizontal colour bar under column ci (the norm's range, left to right)."""
+        y = self.rows * (self.ph + self.gy) - self.gy + 4
+        _, x = self.origin(0, ci)
+        x0, x1 = x + int(0.06 * self.pw), x + int(0.94 * self.pw)
+        ramp = matplotlib.colormaps[CMAP](np.linspace(0, 1, x1 - x0))[:, :3]  # (n, 3)
+        self.image[y:y + self.BAR, x0:x1] = ramp[None]
+        _outline(self.image, y, x0, self.BAR, x1 - x0, np.zeros(3))
+        self.bars.append((ci, norm))
+
+    def _bar_labels(self, ax) -> None:
+        y = self.rows * (self.ph + self.gy) - self.gy + 4 + self.BAR + 2
+        for ci, norm in self.bars:
+            _, x = self.origin(0, ci)
+            x0, x1 = x + int(0.06 * self.pw), x + int(0.94 * self.pw)
+            for frac, ha in ((0.0, "left"), (0.5, "center"), (1.0, "right")):
+                value = norm.vmin + frac * (norm.vmax - norm.vmin)
+                ax.text(x0 + frac * (x1 - x0), y, f"{value:.3g}", ha=ha, va="top", fontsize=6)
+
+    def show(self, fig, rect: tuple[float, float, float, float]):
+        ax = fig.add_axes(rect)
+        h, w = self.image.shape[:2]
+        image = (np.clip(self.image, 0, 1) * 255 + 0.5).astype(np.uint8)  # (h, w, 3)
+        ax.imshow(image, extent=(0, w, h, 0), interpolation="nearest")
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.axis("off")
+        self._bar_labels(ax)
+        return ax
+
+
+def _hifi_panel(bg: np.ndarray, g: LayerGeometry, weights: np.ndarray, norm,
+                qmap: QueryMap) -> tuple[np.ndarray, list[tuple[float, float, str, str]]]:
+    """The window's weights painted where it sits, outlined, and a zoomed inset of the s x s
+    weights (query cell outlined) in the corner away from the window. Returns the panel and the
+    inset's numbers as (x, y, text, colour) in panel pixels."""
     s, t = g.window_size, g.stride
-    Hk, Wk = weights.shape
-    _frame(ax, bg, g.input_size)
-    im = ax.imshow(weights, extent=(0, Wk * s * t, Hk * s * t, 0), cmap=CMAP, norm=norm,
-                   alpha=0.75, interpolation="nearest")
-    if query_xy is not None:
-        ax.plot(*query_xy, marker="+", color="cyan", markersize=9, markeredgewidth=1.8)
-    ax.set_xlim(0, g.input_size[0])
-    ax.set_ylim(g.input_size[1], 0)
-    return im
-
-
-def _hifi_panel(ax, bg, g: LayerGeometry, weights: np.ndarray, norm, qmap: QueryMap,
-                query_xy) -> Any:
-    s, t = g.window_size, g.stride
+    th, tw = bg.shape[:2]
+    w_in, h_in = g.input_size
     r0, c0 = qmap.window_origin
     x0, y0 = c0 * t, r0 * t
-    _frame(ax, bg, g.input_size)
-    im = ax.imshow(weights, extent=(x0, x0 + s * t, y0 + s * t, y0), cmap=CMAP, norm=norm,
-                   interpolation="nearest")
-    ax.add_patch(Rectangle((x0, y0), s * t, s * t, fill=False, edgecolor="cyan", linewidth=1.0))
-    ax.plot(*query_xy, marker="+", color="cyan", markersize=7, markeredgewidth=1.5)
-    ax.set_xlim(0, g.input_size[0])
-    ax.set_ylim(g.input_size[1], 0)
-    # zoomed inset: the s x s weights, the query's cell outlined
-    inset = ax.inset_axes([0.58, 0.58, 0.4, 0.4])
-    inset.imshow(weights, cmap=CMAP, norm=norm, interpolation="nearest")
+    panel = compose(bg, weights, (x0, y0, x0 + s * t, y0 + s * t), g.input_size, norm, 1.0)
+    ky, kx = th / h_in, tw / w_in  # panel pixels per input pixel
+    _outline(panel, int(round(y0 * ky)), int(round(x0 * kx)), max(2, int(round(s * t * ky))),
+             max(2, int(round(s * t * kx))))
+    side = max(s, int(0.42 * min(th, tw)) // s * s)  # inset size, a multiple of s
+    cell = side // s
+    left = 2 if x0 + s * t / 2 > w_in / 2 else tw - side - 2
+    top = th - side - 2 if y0 + s * t / 2 < h_in / 2 else 2
+    rgb = matplotlib.colormaps[CMAP](norm(weights))[..., :3]  # (s, s, 3)
+    panel[top:top + side, left:left + side] = np.repeat(np.repeat(rgb, cell, 0), cell, 1)
+    _outline(panel, top - 1, left - 1, side + 2, side + 2)
     qr, qc = qmap.token[0] - r0, qmap.token[1] - c0
-    inset.add_patch(Rectangle((qc - 0.5, qr - 0.5), 1, 1, fill=False, edgecolor="cyan",
-                              linewidth=1.2))
+    _outline(panel, top + qr * cell, left + qc * cell, cell, cell)
+    texts = []
     if s <= 4:
         for (i, j), v in np.ndenumerate(weights):
-            inset.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5,
-                       color="white" if norm(v) < 0.6 else "black")
-    inset.set_xticks([])
-    inset.set_yticks([])
-    for side in inset.spines.values():
-        side.set_edgecolor("cyan")
-    return im
+            texts.append((left + (j + 0.5) * cell, top + (i + 0.5) * cell, f"{v:.2f}",
+                          "white" if norm(v) < 0.6 else "black"))
+    return panel, texts
+
+
+def _norm(maps: Sequence[np.ndarray]) -> Normalize:
+    vmin = min(float(a.min()) for a in maps)
+    vmax = max(float(a.max()) for a in maps)
+    return Normalize(vmin, vmax if vmax > vmin else vmin + 1e-9)
 
 
 def layer_figure(display, g: LayerGeometry, columns: Sequence[HeadColumn],
                  maps: Sequence[QueryMap], query_xy: Sequence[tuple[float, float]],
                  row_labels: Sequence[str], summary: LayerSummary | None = None,
-                 title: str = "") -> tuple[Figure, dict[str, Any]]:
+                 title: str = "", dpi: int = 100) -> tuple[Figure, dict[str, Any]]:
     """Rows: query points (+ a last row: Lo-Fi attention received, when `summary` has it);
     columns: heads (or branch means). Each column has one colour scale over its query rows
-    (0 .. the column's largest weight), shown by the colour bar under those rows."""
+    (the column's smallest .. largest weight, not from 0), shown by the colour bar under those
+    rows; the received row has its own scale and bar. Save at `dpi` for 1:1 panel pixels."""
     bg = _background(display)
+    th, tw = bg.shape[:2]
     n_rows, n_cols = len(maps), len(columns)
     received = summary is not None and summary.lofi is not None
     w_in, h_in = g.input_size
-    aspect = h_in / w_in
-    panel = 1.7
-    heights = [aspect] * n_rows + [0.07] + ([aspect, 0.07] if received else [])
-    fig = Figure(figsize=(panel * n_cols + 1.4, panel * (sum(heights) + 0.25 * len(heights))
-                          + 0.9))
-    grid = fig.add_gridspec(len(heights), n_cols, height_ratios=heights, hspace=0.35,
-                            wspace=0.08, left=1.2 / (panel * n_cols + 1.4), right=0.99,
-                            top=1 - 0.75 / fig.get_figheight(), bottom=0.03)
+    ky, kx = th / h_in, tw / w_in
     plotted: dict[str, Any] = {"columns": [c.label for c in columns], "query_maps": [],
                                "received": []}
+
+    top_mosaic = _Mosaic(n_rows, n_cols, th, tw)
+    low_mosaic = _Mosaic(1, n_cols, th, tw) if received else None
+    texts: list[tuple[float, float, str, str]] = []
+    marks: list[tuple[float, float]] = []
     for ci, col in enumerate(columns):
         col_maps = [col.select(g, m.hifi, m.lofi) for m in maps]
-        vmax = max(float(a.max()) for a in col_maps) if col_maps else 1.0
-        norm = Normalize(0.0, vmax if vmax > 0 else 1.0)
-        im = None
-        for ri, (m, w) in enumerate(zip(maps, col_maps)):
-            ax = fig.add_subplot(grid[ri, ci])
-            if col.branch == "hifi":
-                im = _hifi_panel(ax, bg, g, w, norm, m, query_xy[ri])
-            else:
-                im = _lofi_panel(ax, bg, g, w, norm, query_xy[ri])
-            if ri == 0:
-                ax.set_title(col.label, fontsize=8, color=COLORS[col.branch])
-            if ci == 0:
-                ax.set_ylabel(row_labels[ri], fontsize=7)
         plotted["query_maps"].append(col_maps)
-        if im is not None:
-            cax = fig.add_subplot(grid[n_rows, ci])
-            cb = fig.colorbar(im, cax=cax, orientation="horizontal")
-            cb.ax.tick_params(labelsize=6)
-            cb.locator = matplotlib.ticker.MaxNLocator(3)
-            cb.update_ticks()
+        norm = _norm(col_maps)
+        top_mosaic.colour_bar(ci, norm)
+        for ri, (m, w) in enumerate(zip(maps, col_maps)):
+            oy, ox = top_mosaic.origin(ri, ci)
+            if col.branch == "hifi":
+                panel, inset_texts = _hifi_panel(bg, g, w, norm, m)
+                texts += [(ox + x, oy + y, txt, c) for x, y, txt, c in inset_texts]
+            else:
+                s, t = g.window_size, g.stride
+                Hk, Wk = w.shape
+                panel = compose(bg, w, (0, 0, Wk * s * t, Hk * s * t), g.input_size, norm)
+            top_mosaic.put(ri, ci, panel)
+            marks.append((ox + query_xy[ri][0] * kx, oy + query_xy[ri][1] * ky))
         if received:
-            ax = fig.add_subplot(grid[n_rows + 1, ci])
             if col.branch == "lofi":
                 rec = summary.lofi.received[[h - g.h_heads for h in col.heads]].mean(axis=0)
-                rnorm = Normalize(0.0, float(rec.max()) or 1.0)
-                rim = _lofi_panel(ax, bg, g, rec, rnorm, None)
-                cax = fig.add_subplot(grid[n_rows + 2, ci])
-                cb = fig.colorbar(rim, cax=cax, orientation="horizontal")
-                cb.ax.tick_params(labelsize=6)
-                cb.locator = matplotlib.ticker.MaxNLocator(3)
-                cb.update_ticks()
+                rnorm = _norm([rec])
+                s, t = g.window_size, g.stride
+                low_mosaic.put(0, ci, compose(bg, rec, (0, 0, rec.shape[1] * s * t,
+                                                        rec.shape[0] * s * t),
+                                              g.input_size, rnorm))
+                low_mosaic.colour_bar(ci, rnorm)
                 plotted["received"].append(rec)
             else:
-                ax.axis("off")
-                ax.text(0.5, 0.5, "Hi-Fi: window-local,\nno global map", ha="center",
-                        va="center", fontsize=7, transform=ax.transAxes)
                 plotted["received"].append(None)
-            if ci == 0:
-                ax.set_ylabel("attention received\n(mean over queries)", fontsize=7)
-    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
+
+    # layout in inches: panels at 1 mosaic pixel per screen pixel
+    left, right, top_in, gap = 1.15, 0.15, 1.0, 0.2
+    mw_in = top_mosaic.image.shape[1] / dpi
+    mh_in = top_mosaic.image.shape[0] / dpi
+    low_in = low_mosaic.image.shape[0] / dpi if received else 0.0
+    fig_w = left + mw_in + right
+    fig_h = top_in + mh_in + (gap + low_in if received else 0.0) + 0.1
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+
+    def rect(x_in: float, y_top_in: float, w: float, h: float) -> tuple[float, float, float,
+                                                                        float]:
+        return x_in / fig_w, 1 - (y_top_in + h) / fig_h, w / fig_w, h / fig_h
+
+    ax = top_mosaic.show(fig, rect(left, top_in, mw_in, mh_in))
+    if marks:
+        xs, ys = zip(*marks)
+        ax.plot(xs, ys, linestyle="none", marker="+", color="cyan", markersize=8,
+                markeredgewidth=1.6)
+    for x, y, txt, colour in texts:
+        ax.text(x, y, txt, ha="center", va="center", fontsize=5, color=colour)
+    for ci, col in enumerate(columns):
+        _, ox = top_mosaic.origin(0, ci)
+        ax.text(ox + tw / 2, -4, col.label, ha="center", va="bottom", fontsize=8,
+                color=COLORS[col.branch], clip_on=False)
+    for ri, label in enumerate(row_labels):
+        oy, _ = top_mosaic.origin(ri, 0)
+        ax.text(-6, oy + th / 2, label, ha="right", va="center", fontsize=7, clip_on=False)
+    if received:
+        lax = low_mosaic.show(fig, rect(left, top_in + mh_in + gap, mw_in, low_in))
+        lax.text(-6, th / 2, "attention received\n(mean over\nall queries)", ha="right",
+                 va="center", fontsize=7, clip_on=False)
+        for ci, col in enumerate(columns):
+            if col.branch == "hifi":
+                _, ox = low_mosaic.origin(0, ci)
+                lax.text(ox + tw / 2, th / 2, "Hi-Fi: window-local,\nno global map",
+                         ha="center", va="center", fontsize=7)
+    width_chars = max(40, int(fig_w * 13))
+    fig.text(0.1 / fig_w, 1 - 0.06 / fig_h,
+             "\n".join(textwrap.fill(line, width_chars) for line in title.splitlines()),
+             fontsize=8, ha="left", va="top")
     return fig, plotted
 
 
