@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import matplotlib
 import matplotlib.ticker
 import numpy as np
-from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 

@@ -95,3 +95,26 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def load_for_command(model, checkpoint, pretrained: bool, window_sizes: str | None,
+                     head_dim: int, device, seed: int, resolution: int | None):
+    """The weights and input size a command runs with: (LoadedModel, torch.device, resolution).
+
+    `--pretrained` is ignored when a checkpoint is given; the resolution defaults to the weights'
+    training size and must reach the model's minimum input size.
+    """
+    from hilocli.checkpoint import load_model
+    from hilocli.runtime import resolve_device
+
+    check_resolution(resolution)
+    ws = parse_int_list(window_sizes, "--window-sizes") if window_sizes else None
+    dev = resolve_device(device)
+    loaded = load_model(model, checkpoint, pretrained and checkpoint is None, ws, head_dim, dev,
+                        seed=seed)
+    net = loaded.model
+    res = resolution or net.cfg.img_size
+    if res < net.min_input_size():
+        raise UsageError(f"--resolution {res} is below this model's minimum of "
+                         f"{net.min_input_size()} pixels")
+    return loaded, dev, res

@@ -21,6 +21,7 @@ from hilocli.commands._common import (
     ResolutionOpt,
     WindowOpt,
     check_resolution,
+    load_for_command,
     emit_json,
     parse_int_list,
     parse_layers,
@@ -156,10 +157,9 @@ def attn_map(
         summarise_layer,
     )
     from hilocli.capture import capture
-    from hilocli.checkpoint import load_model
     from hilocli.images import load_prepared
     from hilocli.io import save_figure, save_npz, write_json
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.runtime import environment
 
     # -- arguments that need no model -----------------------------------------------------------
     check_resolution(resolution)
@@ -169,20 +169,14 @@ def attn_map(
         raise UsageError(f"--max-raw-mb must be >= 1, got {max_raw_mb}")
     user_queries = [parse_query(q) for q in (query or [])]
     head_spec = parse_heads(heads)
-    ws = parse_int_list(window_sizes, "--window-sizes") if window_sizes else None
     if not Path(image).is_file():
         raise HiloError(f"{image}: no such file" if not Path(image).exists()
                         else f"{image}: not a file")
-    dev = resolve_device(device)
     console = stderr_console()
 
-    loaded = load_model(model, checkpoint, pretrained and checkpoint is None, ws, head_dim, dev,
-                        seed=seed)
+    loaded, dev, res = load_for_command(model, checkpoint, pretrained, window_sizes, head_dim,
+                                        device, seed, resolution)
     net = loaded.model
-    res = resolution or net.cfg.img_size
-    if res < net.min_input_size():
-        raise UsageError(f"--resolution {res} is below this model's minimum of "
-                         f"{net.min_input_size()} pixels")
     layers = parse_layers(layer, len(net.hilo_layers()))
     prepared = load_prepared(Path(image), res, crop=not no_crop)
     w_in, h_in = prepared.input_size

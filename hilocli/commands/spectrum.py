@@ -22,8 +22,8 @@ from hilocli.commands._common import (
     ResolutionOpt,
     WindowOpt,
     check_resolution,
+    load_for_command,
     emit_json,
-    parse_int_list,
     parse_layers,
     stderr_console,
 )
@@ -160,11 +160,11 @@ def spectrum(
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
 
-    from hilocli.checkpoint import Provenance, load_model
+    from hilocli.checkpoint import Provenance
     from hilocli.images import find_images
     from hilocli.io import save_figure, write_json
     from hilocli.models import create_model
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.runtime import environment
     from hilocli.spectrum import SpectrumCollector, SpectrumSettings, judge, summary_line
 
     check_resolution(resolution)
@@ -176,17 +176,11 @@ def spectrum(
         settings = SpectrumSettings(cutoff=cutoff, hann=hann)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    ws = parse_int_list(window_sizes, "--window-sizes") if window_sizes else None
-    dev = resolve_device(device)
     console = stderr_console()
 
-    loaded = load_model(model, checkpoint, pretrained and checkpoint is None, ws, head_dim, dev,
-                        seed=seed)
+    loaded, dev, res = load_for_command(model, checkpoint, pretrained, window_sizes, head_dim,
+                                        device, seed, resolution)
     net = loaded.model
-    res = resolution or net.cfg.img_size
-    if res < net.min_input_size():
-        raise UsageError(f"--resolution {res} is below this model's minimum of "
-                         f"{net.min_input_size()} pixels")
     n_layers = len(net.hilo_layers())
     if layer is None:
         layers = default_layers(net)
