@@ -30,7 +30,14 @@ the SRA baseline's LayerNorm.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
+
+from hilocli.models.config import (  # noqa: F401 (re-exported)
+    LITv2Config,
+    grid_sizes,
+    min_input_size,
+    split_heads,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Conventions
@@ -173,54 +180,12 @@ class ModelCost:
 
 
 # ----------------------------------------------------------------------------------------------
-# Geometry (mirrors hilocli.models.litv2; tests check they agree)
+# Geometry (split_heads, grid_sizes, min_input_size: the model's own, from hilocli.models.config)
 # ----------------------------------------------------------------------------------------------
-
-
-class ConfigLike(Protocol):
-    embed_dim: int
-    depths: tuple[int, ...]
-    num_heads: tuple[int, ...]
-    alpha: float
-    local_ws: tuple[int, ...]
-    mlp_ratio: float
-    qkv_bias: bool
-    num_classes: int
-    final_norm: bool
-    stage_norms: bool
-    in_chans: int
-    patch_size: int
-
-
-def split_heads(num_heads: int, alpha: float, window_size: int) -> tuple[int, int]:
-    """(Hi-Fi heads, Lo-Fi heads): Lo-Fi gets int(num_heads * alpha); s == 1 is plain MSA (all Lo-Fi).
-    The same rule as hilocli.models.split_heads (kept here so this module needs no torch)."""
-    lofi_heads = num_heads if window_size == 1 else int(num_heads * alpha)
-    return num_heads - lofi_heads, lofi_heads
-
-
-def grid_sizes(cfg: ConfigLike, height: int, width: int) -> list[tuple[int, int]]:
-    """Token grid per stage: the patch embedding pads to multiples of the patch size (ceil), each
-    token merging (2x2, stride 2, no padding) floors odd sizes."""
-    p = cfg.patch_size
-    H, W = -(-height // p), -(-width // p)
-    out = []
-    for _ in range(len(cfg.depths)):
-        out.append((H, W))
-        H, W = H // 2, W // 2
-    return out
-
-
-def min_input_size(cfg: ConfigLike) -> int:
-    return cfg.patch_size * 2 ** (len(cfg.depths) - 1)
 
 
 def padded(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
-
-
-def stage_dim(cfg: ConfigLike, i: int) -> int:
-    return cfg.embed_dim * 2**i
 
 
 def _check_size(height: int, width: int, smallest: int = 1) -> None:
@@ -340,7 +305,7 @@ def _norm(elements: int, channels: int, conv: Convention) -> tuple[int, int]:
     return elements * conv.norm_macs_per_element, 2 * channels
 
 
-def model_cost(cfg: ConfigLike, height: int, width: int | None = None,
+def model_cost(cfg: LITv2Config, height: int, width: int | None = None,
                convention: Convention | str = AUTHORS) -> ModelCost:
     """MACs and params of a LITv2 (any config) for one height x width image, per component."""
     conv = get_convention(convention)
@@ -361,7 +326,7 @@ def model_cost(cfg: ConfigLike, height: int, width: int | None = None,
     stages: list[StageCost] = []
     for i, (H, W) in enumerate(grids):
         st = i + 1
-        C, depth, ws = stage_dim(cfg, i), cfg.depths[i], cfg.local_ws[i]
+        C, depth, ws = cfg.stage_dim(i), cfg.depths[i], cfg.local_ws[i]
         hidden = int(C * cfg.mlp_ratio)
         N = H * W
         blk = f"layers.{i}.blocks"
@@ -420,7 +385,7 @@ def model_cost(cfg: ConfigLike, height: int, width: int | None = None,
         rows.extend(stage_rows)
 
     # head: final LayerNorm -> mean over tokens (not counted) -> Linear(8D, classes)
-    F = stage_dim(cfg, S - 1)
+    F = cfg.stage_dim(S - 1)
     Hl, Wl = grids[-1]
     if cfg.final_norm:
         tokens = (H0 * W0) // 2**S if conv.final_norm_swin_tokens else Hl * Wl
@@ -587,7 +552,7 @@ def attention_comparison(dim: int, num_heads: int, height: int, width: int, alph
     return out
 
 
-def stage3_layer(cfg: ConfigLike, height: int, width: int) -> tuple[int, int, int, int, int]:
+def stage3_layer(cfg: LITv2Config, height: int, width: int) -> tuple[int, int, int, int, int]:
     """(dim, heads, H, W, s) of the first HiLo layer that has a window (s > 1), else the first
     attention stage: the feature map the attention comparison uses by default."""
     grids = grid_sizes(cfg, height, width)
@@ -596,7 +561,7 @@ def stage3_layer(cfg: ConfigLike, height: int, width: int) -> tuple[int, int, in
     if not candidates:
         raise ValueError("this model has no attention layers")
     i = candidates[0]
-    return stage_dim(cfg, i), cfg.num_heads[i], grids[i][0], grids[i][1], cfg.local_ws[i]
+    return cfg.stage_dim(i), cfg.num_heads[i], grids[i][0], grids[i][1], cfg.local_ws[i]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -612,7 +577,7 @@ class SweepPoint:
     attention: tuple[AttentionCost, ...]
 
 
-def sweep(cfg: ConfigLike, resolutions: Iterable[int], convention: Convention | str = AUTHORS,
+def sweep(cfg: LITv2Config, resolutions: Iterable[int], convention: Convention | str = AUTHORS,
           attn_convention: Convention | str = FVCORE, batch_size: int = 1,
           bytes_per_element: int = 4, alpha: float | None = None,
           window_size: int | None = None) -> list[SweepPoint]:

@@ -22,8 +22,8 @@ from hilocli.commands._common import (
     ResolutionOpt,
     WindowOpt,
     check_resolution,
-    load_for_command,
     emit_json,
+    load_for_command,
     parse_layers,
     stderr_console,
 )

@@ -1,28 +1,43 @@
-"""LITv2 models and the registry of released variants."""
+"""LITv2 models and the registry of released variants.
 
-from hilocli.models.litv2 import (
+The configs and the registry (`hilocli.models.config`) import without torch; the model classes are
+loaded on first use, so `from hilocli.models import get_variant` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hilocli.models.config import (
     VARIANTS,
-    HiLo,
-    LITv2,
     LITv2Config,
     Variant,
-    filter_state_dict,
+    get_variant,
+    grid_sizes,
+    min_input_size,
     split_heads,
 )
 
+if TYPE_CHECKING:
+    from hilocli.models.litv2 import HiLo, LITv2, filter_state_dict
+
 __all__ = ["VARIANTS", "HiLo", "LITv2", "LITv2Config", "Variant", "create_model", "get_variant",
-           "filter_state_dict", "split_heads"]
+           "filter_state_dict", "grid_sizes", "min_input_size", "split_heads"]
+
+_TORCH_NAMES = ("HiLo", "LITv2", "filter_state_dict")
 
 
-def get_variant(name: str) -> Variant:
-    """The released variant called `name`; ValueError listing the known names otherwise."""
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(VARIANTS)}") from None
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        from hilocli.models import litv2
+
+        return getattr(litv2, name)
+    raise AttributeError(f"module 'hilocli.models' has no attribute {name!r}")
 
 
-def create_model(name_or_cfg: "str | LITv2Config", **overrides) -> LITv2:
+def create_model(name_or_cfg: "str | LITv2Config", **overrides) -> "LITv2":
     """A randomly initialised LITv2 of a registered variant or a custom config, in eval mode."""
+    from hilocli.models.litv2 import LITv2
+
     cfg = get_variant(name_or_cfg).cfg if isinstance(name_or_cfg, str) else name_or_cfg
     return LITv2(cfg, **overrides).eval()

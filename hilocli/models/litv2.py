@@ -1,7 +1,7 @@
-"""LITv2 with HiLo attention, written from the paper and the facts in docs/architecture notes.
+"""LITv2 with HiLo attention, written from the paper and the published facts of the authors' release.
 
-Layout follows timm's model files: small blocks, then the model, then the checkpoint filter, then the
-variants. Tensor shape comments use B (batch), H x W (token grid), C (channels), G (windows),
+Layout follows timm's model files: small blocks, then the model, then the checkpoint filter. The
+config and the variant registry live in `hilocli.models.config`, which needs no torch. Tensor shape comments use B (batch), H x W (token grid), C (channels), G (windows),
 s (window size), h (heads), d (head dim), N (tokens), M (pooled tokens).
 
 The state-dict names and shapes equal those of the authors' released checkpoints, so those load
@@ -12,82 +12,15 @@ return a branch's queries, keys and values for analyses that recompute attention
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LITv2Config", "LITv2", "HiLo", "DeformTokenMerge", "deform_conv2d", "filter_state_dict"]
+from hilocli.models.config import LITv2Config, grid_sizes, min_input_size, split_heads
 
-
-@dataclass(frozen=True)
-class LITv2Config:
-    """Everything needed to build a LITv2. Released models differ only in the first four fields."""
-
-    embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    alpha: float = 0.9
-    local_ws: tuple[int, ...] = (0, 0, 2, 1)  # 0: no attention (MLP blocks); 1: plain MSA; s > 1: HiLo
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    num_classes: int = 1000  # 0: no classifier head
-    final_norm: bool = True  # the LayerNorm before pooling; absent in dense-prediction backbones
-    stage_norms: bool = False  # OpenMMLab backbones: LayerNorms norm1..norm3 on stage 2-4 outputs
-    in_chans: int = 3
-    patch_size: int = 4
-    img_size: int = 224  # the resolution the weights were trained at (default for commands)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
-        object.__setattr__(self, "local_ws", tuple(int(w) for w in self.local_ws))
-        n = len(self.depths)
-        if n < 1 or len(self.num_heads) != n or len(self.local_ws) != n:
-            raise ValueError(
-                f"depths, num_heads and local_ws need one entry per stage, got "
-                f"{len(self.depths)}, {len(self.num_heads)}, {len(self.local_ws)}"
-            )
-        if self.embed_dim <= 0 or any(d < 0 for d in self.depths):
-            raise ValueError("embed_dim must be positive and depths non-negative")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
-        for i, (heads, ws) in enumerate(zip(self.num_heads, self.local_ws)):
-            dim = self.stage_dim(i)
-            if ws < 0:
-                raise ValueError(f"stage {i + 1}: window size must be >= 0, got {ws}")
-            if ws > 0 and (heads <= 0 or dim % heads):
-                raise ValueError(f"stage {i + 1}: dim {dim} is not divisible by {heads} heads")
-        if self.num_classes < 0:
-            raise ValueError("num_classes must be >= 0")
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.depths)
-
-    def stage_dim(self, i: int) -> int:
-        return self.embed_dim * 2**i
-
-    @property
-    def num_features(self) -> int:
-        return self.stage_dim(self.num_stages - 1)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("depths", "num_heads", "local_ws"):
-            d[k] = list(d[k])
-        return d
-
-    def replace(self, **changes) -> "LITv2Config":
-        return replace(self, **changes)
-
-
-def split_heads(num_heads: int, alpha: float, window_size: int) -> tuple[int, int]:
-    """(hifi_heads, lofi_heads) of a HiLo layer, as the authors split them (truncating)."""
-    lofi_heads = num_heads if window_size == 1 else int(num_heads * alpha)
-    return num_heads - lofi_heads, lofi_heads
+__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "deform_conv2d", "filter_state_dict"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,17 +354,11 @@ class LITv2(nn.Module):
 
     def grid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Token-grid (H, W) each stage runs at for an input of height x width pixels."""
-        p = self.cfg.patch_size
-        H, W = -(-height // p), -(-width // p)
-        sizes = []
-        for i in range(self.cfg.num_stages):
-            sizes.append((H, W))
-            H, W = H // 2, W // 2
-        return sizes
+        return grid_sizes(self.cfg, height, width)
 
     def min_input_size(self) -> int:
         """Smallest side (pixels) for which every stage still has at least one token."""
-        return self.cfg.patch_size * 2 ** (self.cfg.num_stages - 1)
+        return min_input_size(self.cfg)
 
     def set_need_weights(self, flag: bool) -> None:
         for _, attn in self.hilo_layers():
@@ -514,42 +441,3 @@ def filter_state_dict(obj: object) -> dict[str, torch.Tensor]:
                     k, changed = k[len(p):], True
         out[k] = v
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Variants
-# ----------------------------------------------------------------------------------------------
-
-_RELEASE = "https://github.com/ziplab/LITv2/releases/download"
-_S = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
-_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    cfg: LITv2Config
-    url: str
-    top1: float | None = None  # ImageNet-1k top-1 reported by the authors
-    notes: str = field(default="")
-
-
-def _variants() -> dict[str, Variant]:
-    v = {
-        "litv2_s": Variant("litv2_s", LITv2Config(**_S), f"{_RELEASE}/v1.0/litv2_s.pth", 82.0),
-        "litv2_m": Variant("litv2_m", LITv2Config(**{**_S, "depths": (2, 2, 18, 2)}),
-                           f"{_RELEASE}/v1.0/litv2_m.pth", 83.3),
-        "litv2_b": Variant("litv2_b", LITv2Config(**_B), f"{_RELEASE}/v1.0/litv2_b.pth", 83.6),
-        "litv2_b_384": Variant("litv2_b_384", LITv2Config(**_B, img_size=384),
-                               f"{_RELEASE}/v1.0/litv2_b_384.pth", 84.7,
-                               "evaluated without centre crop (plain resize to 384x384)"),
-    }
-    alpha_top1 = {0.0: 81.16, 0.2: 81.89, 0.4: 81.81, 0.5: 81.88, 0.7: 81.94, 0.9: 82.03, 1.0: 81.89}
-    for alpha, top1 in alpha_top1.items():
-        file = f"alpha_{alpha:g}.pth"  # alpha_0.pth, alpha_0.2.pth, ..., alpha_1.pth
-        name = f"litv2_s_alpha{alpha:.1f}"
-        v[name] = Variant(name, LITv2Config(**_S, alpha=alpha), f"{_RELEASE}/v1.1/{file}", top1)
-    return v
-
-
-VARIANTS: dict[str, Variant] = _variants()
