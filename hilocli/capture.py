@@ -22,16 +22,13 @@ from typing import Iterator
 
 import torch
 
-from hilocli.models.litv2 import HiLo, LITv2
+from hilocli.models.geometry import HiLoLayerInfo
+from hilocli.models.litv2 import HiLo, LITv2, attention_probs
 
 
 @dataclass
 class LayerCapture:
-    index: int  # position in model.hilo_layers(): what `--layer` takes
-    name: str  # e.g. "layers.2.blocks.3"
-    window_size: int
-    h_heads: int
-    l_heads: int
+    layer: HiLoLayerInfo  # index (what `--layer` takes), name, window size, head counts
     grid: tuple[int, int] | None = None  # (H, W) of the token grid, before padding
     control: torch.Tensor | None = None  # (B, H, W, C)
     hifi_out: torch.Tensor | None = None  # (B, H, W, h_dim)
@@ -52,10 +49,10 @@ def attention_weights(layer: HiLo, grid: torch.Tensor) -> tuple[torch.Tensor | N
     hifi = lofi = None
     if layer.h_heads > 0:
         q, k, _ = layer.hifi_qkv(padded)  # (B, G, h, s*s, d)
-        hifi = ((q @ k.transpose(-2, -1)) * layer.scale).softmax(dim=-1)  # (B, G, h, s*s, s*s)
+        hifi = attention_probs(q, k, layer.scale)  # (B, G, h, s*s, s*s)
     if layer.l_heads > 0:
         q, k, _ = layer.lofi_qkv(padded)  # q (B, h, N, d), k (B, h, M, d)
-        lofi = ((q @ k.transpose(-2, -1)) * layer.scale).softmax(dim=-1)  # (B, h, N, M)
+        lofi = attention_probs(q, k, layer.scale)  # (B, h, N, M)
     return hifi, lofi
 
 
@@ -98,9 +95,9 @@ def capture(model: LITv2, layers: list[int], attn: bool = False,
 
     try:
         for i in layers:
-            name, layer = all_layers[i]
-            rec = LayerCapture(index=i, name=name, window_size=layer.window_size,
-                               h_heads=layer.h_heads, l_heads=layer.l_heads)
+            info = all_layers[i]
+            layer = model.hilo_module(info)
+            rec = LayerCapture(layer=info)
             cap.records[i] = rec
             handles.append(layer.register_forward_pre_hook(on_input(rec, layer)))
             handles.append(layer.hifi_out.register_forward_hook(on_output(rec, "hifi_out")))

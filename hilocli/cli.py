@@ -1,20 +1,27 @@
-"""The `hilo` command line. Thin: parses options, calls the analysis modules, presents results.
+"""The `hilo` command line and its error contract, enforced here alone.
+
+- Click/Typer usage errors (bad option values, unknown options): one line, exit 2.
+- `UsageError`: one line, exit 2; `HiloError`: one line, exit 1.
+- Out of memory: one line with what to try, exit 1.
+- Anything else is a bug: one line naming its type and "set HILO_DEBUG=1 for the traceback", exit 1.
+- Ctrl-C: exit 130; SIGTERM: exit 143 (outputs of the run are not written, see `hilocli.output`).
+With HILO_DEBUG=1 every failure also prints its traceback.
 
 Heavy imports (torch, matplotlib) happen inside the commands so `hilo --help` stays instant.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import typer
 
 from hilocli import __version__
-from hilocli.commands.attn_map import attn_map
-from hilocli.commands.flops import flops
-from hilocli.commands.info import info
-from hilocli.commands.spectrum import spectrum
 from hilocli.errors import HiloError
+
+DEBUG_ENV = "HILO_DEBUG"
 
 app = typer.Typer(
     name="hilo",
@@ -40,36 +47,105 @@ def _root(
     """Look inside HiLo attention (LITv2): frequency spectra, attention maps and cost."""
 
 
-app.command("info")(info)
-app.command("flops")(flops)
-app.command("spectrum")(spectrum)
-app.command("attn-map")(attn_map)
+def _register() -> None:
+    from hilocli.commands.attn_map import attn_map
+    from hilocli.commands.flops import flops
+    from hilocli.commands.info import info
+    from hilocli.commands.spectrum import spectrum
+
+    app.command("info")(info)
+    app.command("flops")(flops)
+    app.command("spectrum")(spectrum)
+    app.command("attn-map")(attn_map)
 
 
-def _fail(message: str, code: int) -> None:
+_register()
+
+
+def _click_exceptions():
+    """(Exit, Abort, ClickException) of the click Typer runs on (Typer >= 0.26 vendors its own)."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # older Typer on the click package
+        from click.exceptions import ClickException
+    return typer.Exit, typer.Abort, ClickException
+
+
+_Exit, _Abort, _ClickException = _click_exceptions()
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanups run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"hilo: error: {message}\n")
-    raise SystemExit(code)
+    sys.stderr.flush()
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on `argv` (default sys.argv[1:]) and return the exit code; never raises."""
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        result = app(args=argv, prog_name="hilo", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except _Exit as exc:
+        return exc.exit_code
+    except (_Abort, KeyboardInterrupt):
+        return _fail("interrupted", 130)
+    except Terminated:
+        return _fail("terminated", 143)
+    except _ClickException as exc:  # usage errors from parsing
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        message = _first_line(exc.format_message()) or "missing command"
+        return _fail(message + hint, exc.exit_code)
+    except HiloError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(_first_line(str(exc)) or type(exc).__name__, exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if _is_oom(exc):
+            return _fail("out of memory; try a smaller --resolution or --batch-size, "
+                         "or --device cpu", 1)
+        if isinstance(exc, OSError) and exc.strerror:
+            where = f": {exc.filename}" if exc.filename else ""
+            return _fail(f"{exc.strerror}{where}", 1)
+        text = _first_line(str(exc))
+        return _fail(f"internal error ({type(exc).__name__}{': ' + text if text else ''}); "
+                     f"set {DEBUG_ENV}=1 for the traceback", 1)
 
 
 def main() -> None:
-    """Entry point: one line on stderr and a non-zero exit for every failure, never a traceback."""
-    try:
-        app(prog_name="hilo", standalone_mode=True)
-    except HiloError as exc:
-        _fail(str(exc), exc.exit_code)
-    except ValueError as exc:  # argument validation deeper down (torchvision style)
-        _fail(str(exc).splitlines()[0] if str(exc) else "invalid value", 2)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except MemoryError:
-        _fail("out of memory; try a smaller --resolution or --batch-size", 1)
-    except RuntimeError as exc:  # torch raises RuntimeError (or its OutOfMemoryError subclass)
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "out of memory" in text.lower():
-            _fail("out of memory; try a smaller --resolution or --batch-size, or --device cpu", 1)
-        _fail(text, 1)
-    except OSError as exc:
-        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+    """Console entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    raise SystemExit(run())
 
 
 if __name__ == "__main__":

@@ -13,18 +13,18 @@ from hilocli.models.config import (
     LITv2Config,
     Variant,
     get_variant,
-    grid_sizes,
-    min_input_size,
     split_heads,
 )
+from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
 if TYPE_CHECKING:
-    from hilocli.models.litv2 import HiLo, LITv2, filter_state_dict
+    from hilocli.models.litv2 import HiLo, LITv2, attention_probs, filter_state_dict
 
-__all__ = ["VARIANTS", "HiLo", "LITv2", "LITv2Config", "Variant", "create_model", "get_variant",
-           "filter_state_dict", "grid_sizes", "min_input_size", "split_heads"]
+__all__ = ["VARIANTS", "HiLo", "HiLoLayerInfo", "LITv2", "LITv2Config", "Variant",
+           "attention_probs", "create_model", "get_variant", "filter_state_dict", "grid_sizes",
+           "min_input_size", "split_heads"]
 
-_TORCH_NAMES = ("HiLo", "LITv2", "filter_state_dict")
+_TORCH_NAMES = ("HiLo", "LITv2", "attention_probs", "filter_state_dict")
 
 
 def __getattr__(name: str):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-__all__ = ["LITv2Config", "Variant", "VARIANTS", "get_variant", "split_heads", "grid_sizes",
-           "min_input_size"]
+__all__ = ["LITv2Config", "Variant", "VARIANTS", "get_variant", "split_heads"]
 
 
 @dataclass(frozen=True)
@@ -75,23 +74,6 @@ def split_heads(num_heads: int, alpha: float, window_size: int) -> tuple[int, in
     """(hifi_heads, lofi_heads) of a HiLo layer, as the authors split them (truncating)."""
     lofi_heads = num_heads if window_size == 1 else int(num_heads * alpha)
     return num_heads - lofi_heads, lofi_heads
-
-
-def grid_sizes(cfg: LITv2Config, height: int, width: int) -> list[tuple[int, int]]:
-    """Token grid (H, W) per stage for a height x width input: the patch embedding pads to
-    multiples of the patch size (ceil), each token merging (2x2, stride 2, no padding) floors."""
-    p = cfg.patch_size
-    H, W = -(-height // p), -(-width // p)
-    sizes = []
-    for _ in range(cfg.num_stages):
-        sizes.append((H, W))
-        H, W = H // 2, W // 2
-    return sizes
-
-
-def min_input_size(cfg: LITv2Config) -> int:
-    """Smallest side (pixels) for which every stage still has at least one token."""
-    return cfg.patch_size * 2 ** (cfg.num_stages - 1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ s (window size), h (heads), d (head dim), N (tokens), M (pooled tokens).
 
 The state-dict names and shapes equal those of the authors' released checkpoints, so those load
 strictly. Hi-Fi and Lo-Fi are separately addressable: each HiLo layer has identity "taps"
-(`hifi_out`, `lofi_out`, `hifi_attn`, `lofi_attn`) that forward hooks can listen on, and methods that
-return a branch's queries, keys and values for analyses that recompute attention in chunks.
+(`hifi_out`, `lofi_out`) that forward hooks listen on, and methods that return a branch's queries,
+keys and values for analyses that recompute attention. Attention probabilities have one home,
+`attention_probs`, used by the explicit path, by capture and by attn-map (the torchvision
+pattern: a function plus a thin module).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hilocli.models.config import LITv2Config, grid_sizes, min_input_size, split_heads
+from hilocli.models.config import LITv2Config, split_heads
+from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
-__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "deform_conv2d", "filter_state_dict"]
+__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "attention_probs", "deform_conv2d",
+           "filter_state_dict"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +172,11 @@ class ConvFFN(nn.Module):
         return self.fc2(self.act(self.dwconv(self.fc1(x), H, W)))
 
 
+def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale) over the keys: q (..., Nq, d), k (..., Nk, d) -> (..., Nq, Nk)."""
+    return ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)  # (..., Nq, Nk)
+
+
 class HiLo(nn.Module):
     """HiLo attention. Hi-Fi heads attend inside s x s windows; Lo-Fi heads attend to s x s
     average-pooled keys and values. With window_size 1 it is plain multi-head self-attention
@@ -176,8 +185,7 @@ class HiLo(nn.Module):
     Taps (nn.Identity, listen with forward hooks):
       hifi_out  (B, H, W, h_dim)  Hi-Fi output after h_proj, padding cropped
       lofi_out  (B, H, W, l_dim)  Lo-Fi output after l_proj, padding cropped
-      hifi_attn (B, G, h, s*s, s*s)  softmax weights per window; only when need_weights is True
-      lofi_attn (B, h, Hp*Wp, M)     softmax weights over the M pooled keys; likewise
+    need_weights=True computes attention explicitly with `attention_probs` (else fused SDPA).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 2, alpha: float = 0.9,
@@ -195,7 +203,7 @@ class HiLo(nn.Module):
         self.h_heads, self.l_heads = split_heads(num_heads, alpha, window_size)
         self.h_dim = self.h_heads * self.head_dim
         self.l_dim = self.l_heads * self.head_dim
-        self.need_weights = False  # True: explicit softmax path that feeds the *_attn taps
+        self.need_weights = False  # True: explicit softmax path (attention_probs), no SDPA
 
         if self.l_heads > 0:
             self.l_q = nn.Linear(dim, self.l_dim, bias=qkv_bias)
@@ -206,8 +214,6 @@ class HiLo(nn.Module):
             self.h_proj = nn.Linear(self.h_dim, self.h_dim)
         self.hifi_out = nn.Identity()
         self.lofi_out = nn.Identity()
-        self.hifi_attn = nn.Identity()
-        self.lofi_attn = nn.Identity()
 
     # -- the pieces -------------------------------------------------------------------------
     def pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,18 +249,16 @@ class HiLo(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, M, d)
         return q, k, v
 
-    def _attend(self, q, k, v, tap: nn.Module) -> torch.Tensor:
+    def _attend(self, q, k, v) -> torch.Tensor:
         if self.need_weights:
-            attn = (q @ k.transpose(-2, -1)) * self.scale  # (..., Nq, Nk)
-            attn = tap(attn.softmax(dim=-1))
-            return attn @ v
+            return attention_probs(q, k, self.scale) @ v  # (..., Nq, d)
         return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
         """Hi-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, h_dim)."""
         B, Hp, Wp, _ = x.shape
         s = self.window_size
-        out = self._attend(*self.hifi_qkv(x), self.hifi_attn)  # (B, G, h, s*s, d)
+        out = self._attend(*self.hifi_qkv(x))  # (B, G, h, s*s, d)
         out = out.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, self.h_dim)
         out = out.transpose(2, 3).reshape(B, Hp, Wp, self.h_dim)  # back on the grid
         return self.h_proj(out)
@@ -262,7 +266,7 @@ class HiLo(nn.Module):
     def lofi(self, x: torch.Tensor) -> torch.Tensor:
         """Lo-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, l_dim)."""
         B, Hp, Wp, _ = x.shape
-        out = self._attend(*self.lofi_qkv(x), self.lofi_attn)  # (B, h, Hp*Wp, d)
+        out = self._attend(*self.lofi_qkv(x))  # (B, h, Hp*Wp, d)
         out = out.transpose(1, 2).reshape(B, Hp, Wp, self.l_dim)
         return self.l_proj(out)
 
@@ -343,14 +347,28 @@ class LITv2(nn.Module):
             nn.init.zeros_(m.bias)
 
     # -- introspection ----------------------------------------------------------------------
-    def hilo_layers(self) -> list[tuple[str, HiLo]]:
+    def hilo_layers(self) -> list[HiLoLayerInfo]:
         """Every attention layer in forward order, named like `layers.2.blocks.3`.
 
-        The position in this list is the index `--layer` takes on the command line.
+        The position in this list is the index `--layer` takes on the command line; the module
+        itself is `model.get_submodule(info.path)` (or `model.hilo_module(index)`).
         """
-        return [(f"layers.{i}.blocks.{j}", blk.attn)
-                for i, stage in enumerate(self.layers)
-                for j, blk in enumerate(stage.blocks) if blk.attn is not None]
+        out = []
+        for i, stage in enumerate(self.layers):
+            for j, blk in enumerate(stage.blocks):
+                if blk.attn is None:
+                    continue
+                a = blk.attn
+                out.append(HiLoLayerInfo(
+                    index=len(out), name=f"layers.{i}.blocks.{j}", path=f"layers.{i}.blocks.{j}.attn",
+                    stage=i, window_size=a.window_size, num_heads=a.num_heads,
+                    hifi_heads=a.h_heads, lofi_heads=a.l_heads, head_dim=a.head_dim))
+        return out
+
+    def hilo_module(self, layer: int | HiLoLayerInfo) -> HiLo:
+        """The HiLo module of a layer index (as `--layer` takes) or a HiLoLayerInfo."""
+        info = self.hilo_layers()[layer] if isinstance(layer, int) else layer
+        return self.get_submodule(info.path)
 
     def grid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Token-grid (H, W) each stage runs at for an input of height x width pixels."""
@@ -361,8 +379,8 @@ class LITv2(nn.Module):
         return min_input_size(self.cfg)
 
     def set_need_weights(self, flag: bool) -> None:
-        for _, attn in self.hilo_layers():
-            attn.need_weights = flag
+        for info in self.hilo_layers():
+            self.hilo_module(info).need_weights = flag
 
     # -- forward ----------------------------------------------------------------------------
     def _stages(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int, int]]:

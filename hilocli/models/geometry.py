@@ -1,0 +1,173 @@
+"""Grid geometry of LITv2 and its HiLo layers: the one home for padding, pooling, token strides,
+input-size limits and layer identity. Torch-free, so `hilo flops` and `hilo --help` stay fast.
+
+Positions are in model-input pixels, x right, y down, pixel (0, 0) covering [0, 1) x [0, 1).
+- The patch embedding pads the input bottom/right to a multiple of the patch size p (ceil); each
+  token merging (2x2, stride 2, no padding) floors odd sizes. So stage i has stride
+  t = p * 2**i pixels per token side, and token (r, c) covers [c t, (c + 1) t) x [r t, (r + 1) t).
+- A HiLo layer pads its (H, W) grid with zeros bottom/right to (Hp, Wp), multiples of its window
+  size s. Lo-Fi keys are the (Hp/s) x (Wp/s) average-pooled windows; Hi-Fi queries attend to the
+  s*s tokens of their own window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from hilocli.errors import UsageError
+
+if TYPE_CHECKING:
+    from hilocli.models.config import LITv2Config
+
+MAX_INPUT_SIDE = 8192  # pixels; larger inputs are refused as usage errors (memory, sanity)
+
+
+def padded_size(n: int, multiple: int) -> int:
+    """n rounded up to a multiple of `multiple` (>= 1)."""
+    return -(-n // multiple) * multiple
+
+
+def padded_grid(grid: tuple[int, int], window_size: int) -> tuple[int, int]:
+    """(Hp, Wp): a HiLo layer's (H, W) grid padded bottom/right to multiples of its window."""
+    s = max(window_size, 1)
+    return padded_size(grid[0], s), padded_size(grid[1], s)
+
+
+def pooled_grid(grid: tuple[int, int], window_size: int) -> tuple[int, int]:
+    """(Hp / s, Wp / s): the Lo-Fi key grid, also the Hi-Fi window grid."""
+    s = max(window_size, 1)
+    Hp, Wp = padded_grid(grid, s)
+    return Hp // s, Wp // s
+
+
+def token_stride(stage: int, patch_size: int = 4) -> int:
+    """Input pixels per token side at `stage` (0-based): patch_size * 2**stage."""
+    if stage < 0:
+        raise ValueError(f"stage must be >= 0, got {stage}")
+    return patch_size * 2**stage
+
+
+def grid_sizes(cfg: LITv2Config, height: int, width: int) -> list[tuple[int, int]]:
+    """Token grid (H, W) per stage for a height x width input."""
+    p = cfg.patch_size
+    H, W = -(-height // p), -(-width // p)
+    sizes = []
+    for _ in range(cfg.num_stages):
+        sizes.append((H, W))
+        H, W = H // 2, W // 2
+    return sizes
+
+
+def min_input_size(cfg: LITv2Config) -> int:
+    """Smallest side (pixels) for which every stage still has at least one token."""
+    return cfg.patch_size * 2 ** (cfg.num_stages - 1)
+
+
+def check_input_size(height: int, width: int, smallest: int = 1,
+                     largest: int = MAX_INPUT_SIDE) -> None:
+    """The one check (and wording) for an input size; UsageError when out of range."""
+    if not (smallest <= height <= largest and smallest <= width <= largest):
+        raise UsageError(f"input size {height}x{width} px (height x width) is out of range: "
+                         f"each side must be {smallest}..{largest} px for this model")
+
+
+def pixel_to_token(x: float | Fraction, y: float | Fraction, stage: int, grid: tuple[int, int],
+                   patch_size: int = 4) -> tuple[int, int]:
+    """Model-input position (x, y) -> (row, col) of the stage token that covers it, exactly.
+
+    Arithmetic is rational (a float is taken at its exact binary value), so no position lands one
+    token off through rounding. Positions beyond the last token (pixels that token merging dropped
+    when it floored an odd size) clamp to the last row/column. ValueError outside the input.
+    """
+    xf, yf = Fraction(x), Fraction(y)
+    if xf < 0 or yf < 0:
+        raise ValueError(f"position ({float(xf):g}, {float(yf):g}) is not inside the model input")
+    H, W = grid
+    if H < 1 or W < 1:
+        raise ValueError(f"stage grid {H}x{W} has no tokens")
+    t = token_stride(stage, patch_size)
+    return min(math.floor(yf / t), H - 1), min(math.floor(xf / t), W - 1)
+
+
+@dataclass(frozen=True)
+class HiLoLayerInfo:
+    """Identity of one HiLo layer: what `--layer` indexes and every feature reports."""
+
+    index: int  # position in model.hilo_layers(): what --layer takes
+    name: str  # block name, e.g. "layers.2.blocks.3"
+    path: str  # module path of the HiLo module, e.g. "layers.2.blocks.3.attn"
+    stage: int  # 0-based stage
+    window_size: int  # s; 1 means plain MSA (all heads Lo-Fi, no pooling)
+    num_heads: int
+    hifi_heads: int
+    lofi_heads: int
+    head_dim: int
+
+    @property
+    def has_both(self) -> bool:
+        return self.hifi_heads > 0 and self.lofi_heads > 0
+
+    def head_label(self, head: int) -> str:
+        """Heads are numbered as the output channels: Hi-Fi first, then Lo-Fi."""
+        if head < self.hifi_heads:
+            return f"head {head} Hi-Fi"
+        return f"head {head} Lo-Fi" if self.window_size > 1 else f"head {head} MSA"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "stage": self.stage + 1,
+                "window_size": self.window_size, "num_heads": self.num_heads,
+                "hifi_heads": self.hifi_heads, "lofi_heads": self.lofi_heads,
+                "head_dim": self.head_dim}
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Where a HiLo layer's tokens, windows and pooled keys sit on one model input."""
+
+    layer: HiLoLayerInfo
+    grid: tuple[int, int]  # (H, W) real tokens
+    stride: int  # input pixels per token side
+    input_size: tuple[int, int]  # (w, h) of the model input, pixels
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        return padded_grid(self.grid, self.layer.window_size)
+
+    @property
+    def pooled(self) -> tuple[int, int]:
+        return pooled_grid(self.grid, self.layer.window_size)
+
+    @property
+    def num_lofi_keys(self) -> int:
+        return self.pooled[0] * self.pooled[1]
+
+    @property
+    def num_hifi_keys(self) -> int:
+        return self.layer.window_size**2
+
+    @property
+    def hifi_max_distance(self) -> float:
+        """Largest Hi-Fi query-key distance, between opposite token centres of a window:
+        (s - 1) * sqrt(2) * stride."""
+        return (self.layer.window_size - 1) * math.sqrt(2) * self.stride
+
+    @property
+    def window_diagonal(self) -> float:
+        return self.layer.window_size * math.sqrt(2) * self.stride
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.layer.to_dict(), "grid": list(self.grid), "padded_grid": list(self.padded),
+                "pooled_grid": list(self.pooled), "token_stride_px": self.stride,
+                "input_size": list(self.input_size)}
+
+
+def layer_geometry(layer: HiLoLayerInfo, cfg: LITv2Config,
+                   input_size: tuple[int, int]) -> LayerGeometry:
+    """Geometry of `layer` for a model input of `input_size` = (w, h) pixels."""
+    w, h = input_size
+    grid = grid_sizes(cfg, h, w)[layer.stage]
+    return LayerGeometry(layer=layer, grid=tuple(grid),
+                         stride=token_stride(layer.stage, cfg.patch_size), input_size=(w, h))

@@ -1,0 +1,71 @@
+"""The stderr console, number formatting and tables: how every command presents results.
+
+Tables and progress go to stderr (stdout is for `--json`). One width rule: a terminal keeps its
+own width; files and pipes get WIDTH columns so tables are not cut.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+WIDTH = 120  # columns when stderr is not a terminal
+
+
+def console():
+    """The stderr console."""
+    from rich.console import Console
+
+    con = Console(stderr=True)
+    if not con.is_terminal:
+        con.width = WIDTH
+    return con
+
+
+def say(con, text: str) -> None:
+    """Print plain text (no rich markup or highlighting: paths and numbers stay as written)."""
+    con.print(text, markup=False, highlight=False)
+
+
+def num(value: float | int | None, spec: str = ".3g") -> str:
+    """A number for a table cell; None and NaN as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "-" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return format(value, spec)
+
+
+def human(n: float | None, unit: str = "") -> str:
+    """1234567 -> '1.23 M'; None and NaN as '-'."""
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "-"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g} {prefix}{unit}".rstrip()
+    return f"{n:.4g} {unit}".rstrip()
+
+
+def human_bytes(n: float | None) -> str:
+    """Bytes in binary units: 1536 -> '1.5 KiB'."""
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "-"
+    for factor, prefix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g} {prefix}"
+    return f"{int(n)} B"
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          caption: str | None = None, left: Sequence[str] = ()):
+    """A rich table in the house style: right-aligned numbers, columns named in `left` left."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption=caption, caption_justify="left")
+    for col in columns:
+        t.add_column(col, justify="left" if col in left else "right", no_wrap=True)
+    for row in rows:
+        t.add_row(*(str(c) for c in row))
+    return t

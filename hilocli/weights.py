@@ -1,0 +1,86 @@
+"""What weights a run asks for (`WeightsRequest`), validated before any work, and loading them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hilocli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class WeightsRequest:
+    """`--model`, `--checkpoint`, `--pretrained/--random-init`, `--window-sizes`, `--head-dim`,
+    `--seed`. `pretrained` None means the command's default (`default_pretrained`)."""
+
+    model: str | None = None
+    checkpoint: Path | None = None
+    pretrained: bool | None = None
+    window_sizes: tuple[int, ...] | None = None
+    head_dim: int | None = None  # None: inferred from the checkpoint
+    seed: int = 0
+    default_pretrained: bool = False
+
+    @property
+    def use_pretrained(self) -> bool:
+        if self.checkpoint is not None:
+            return False
+        return self.default_pretrained if self.pretrained is None else self.pretrained
+
+    def validate(self) -> "WeightsRequest":
+        """Usage errors for conflicting or impossible options; touches no file beyond stat."""
+        from hilocli.models import VARIANTS
+
+        if self.checkpoint is not None and self.pretrained is not None:
+            flag = "--pretrained" if self.pretrained else "--random-init"
+            raise UsageError(f"--checkpoint and {flag} conflict: a checkpoint is its own weights")
+        if self.model is not None and self.model not in VARIANTS:
+            raise UsageError(f"unknown model {self.model!r}; known: {', '.join(VARIANTS)}")
+        if self.checkpoint is not None:
+            p = Path(self.checkpoint)
+            if not p.exists():
+                raise UsageError(f"--checkpoint {p}: no such file")
+            if p.is_dir():
+                raise UsageError(f"--checkpoint {p} is a folder, not a file")
+        if self.head_dim is not None and self.head_dim < 1:
+            raise UsageError(f"--head-dim must be >= 1, got {self.head_dim}")
+        if self.window_sizes is not None and any(s < 0 for s in self.window_sizes):
+            raise UsageError(f"--window-sizes must be >= 0, got {list(self.window_sizes)}")
+        return self
+
+    def load(self, device: Any = "cpu", progress: bool = True):
+        """The model (eval mode, on `device`) with its provenance: a `LoadedModel`."""
+        from hilocli.checkpoint import load_model
+
+        self.validate()
+        return load_model(self.model, self.checkpoint, self.use_pretrained,
+                          list(self.window_sizes) if self.window_sizes is not None else None,
+                          self.head_dim, device, seed=self.seed, progress=progress)
+
+
+def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    """'0,0,2,1' -> (0, 0, 2, 1); None stays None; UsageError naming `what` on a bad entry."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t != "")
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int]:
+    """`--layer` values: 'all', an index, or a comma list; negative indices count from the end."""
+    if num_layers == 0:
+        raise UsageError("this model has no attention layers")
+    if spec.strip().lower() == "all":
+        return list(range(num_layers))
+    out = []
+    for idx in parse_int_list(spec, "--layer") or ():
+        if not -num_layers <= idx < num_layers:
+            raise UsageError(f"--layer {idx} is out of range: this model has {num_layers} attention "
+                             f"layers, indices 0..{num_layers - 1} (see `hilo info`)")
+        out.append(idx % num_layers)
+    if not out:
+        raise UsageError("--layer needs at least one index")
+    return sorted(set(out))
