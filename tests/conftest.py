@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ TINY_CKPT = FIXTURES / "litv2_tiny_a.pth"
 TINY_EXPECTED = FIXTURES / "litv2_tiny_a_expected.npz"
 MANIFEST = FIXTURES / "litv2_state_dict_manifest.json"
 SAMPLES = Path(__file__).parent.parent / "samples"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +51,39 @@ def manifest() -> dict:
     return json.loads(MANIFEST.read_text())
 
 
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def hilo(*args: str, env: dict | None = None) -> CliResult:
+    """Run the CLI in this process (fast): exit code, stdout and stderr, as a subprocess gives."""
+    import contextlib
+    import io
+    import os
+
+    from hilocli.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run([str(a) for a in args])
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
 def run_hilo(*args: str, env: dict | None = None, cwd: Path | None = None):
-    """Run the real `hilo` entry point in a subprocess (as a user would)."""
+    """Run the real `hilo` entry point in a subprocess (as a user would). Slow: keep these few
+    and mark their tests `@pytest.mark.slow`; use `hilo(...)` in process otherwise."""
     import os
     import subprocess
     import sys
