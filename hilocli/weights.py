@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hilocli.errors import UsageError
+from hilocli.errors import HiloError, UsageError
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,29 @@ class WeightsRequest:
         from hilocli.checkpoint import load_model
 
         self.validate()
-        return load_model(self.model, self.checkpoint, self.use_pretrained,
-                          list(self.window_sizes) if self.window_sizes is not None else None,
-                          self.head_dim, device, seed=self.seed, progress=progress)
+        loaded = load_model(self.model, self.checkpoint, self.use_pretrained,
+                            list(self.window_sizes) if self.window_sizes is not None else None,
+                            self.head_dim, device, seed=self.seed, progress=progress)
+        check_finite_weights(loaded.model, loaded.provenance.describe())
+        return loaded
+
+
+def check_finite_weights(model, source: str = "the model") -> None:
+    """HiloError naming the first parameter or buffer with a NaN or infinite value."""
+    import torch
+
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise HiloError(f"non-finite values (NaN or inf) in weight {name} of {source}; "
+                            "refusing to analyse")
+
+
+def check_finite(tensor, what: str) -> None:
+    """HiloError when an activation holds NaN or inf (`what` names it, e.g. 'layer 3 Hi-Fi output')."""
+    import torch
+
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise HiloError(f"non-finite values (NaN or inf) in {what}; refusing to analyse")
 
 
 def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
