@@ -22,11 +22,12 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hilocli.errors import UsageError
 
@@ -185,7 +186,7 @@ class OutputSet:
         self._staging: Path | None = None
         self._names: list[str] = []
 
-    def __enter__(self) -> "OutputSet":
+    def __enter__(self) -> OutputSet:
         self.out.mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
         return self

@@ -7,7 +7,8 @@ own width; files and pipes get WIDTH columns so tables are not cut.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 WIDTH = 120  # columns when stderr is not a terminal
 

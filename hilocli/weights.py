@@ -28,7 +28,7 @@ class WeightsRequest:
             return False
         return self.default_pretrained if self.pretrained is None else self.pretrained
 
-    def validate(self) -> "WeightsRequest":
+    def validate(self) -> WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
         from hilocli.models import VARIANTS
 
@@ -72,7 +72,7 @@ def check_finite_weights(model, source: str = "the model") -> None:
 
 
 def check_finite(tensor, what: str) -> None:
-    """HiloError when an activation holds NaN or inf (`what` names it, e.g. 'layer 3 Hi-Fi output')."""
+    """HiloError when an activation holds NaN or inf; `what` names it ('layer 3 Hi-Fi output')."""
     import torch
 
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -98,8 +98,8 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
     out = []
     for idx in parse_int_list(spec, "--layer") or ():
         if not -num_layers <= idx < num_layers:
-            raise UsageError(f"--layer {idx} is out of range: this model has {num_layers} attention "
-                             f"layers, indices 0..{num_layers - 1} (see `hilo info`)")
+            raise UsageError(f"--layer {idx} is out of range: this model has {num_layers} "
+                             f"attention layers, indices 0..{num_layers - 1} (see `hilo info`)")
         out.append(idx % num_layers)
     if not out:
         raise UsageError("--layer needs at least one index")
