@@ -19,7 +19,7 @@ import sys
 import typer
 
 from hilocli import __version__
-from hilocli.errors import HiloError
+from hilocli.errors import HiloError, Terminated, on_sigterm
 
 DEBUG_ENV = "HILO_DEBUG"
 
@@ -72,14 +72,6 @@ def _click_exceptions():
 
 
 _Exit, _Abort, _ClickException = _click_exceptions()
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that cleanups run."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
 
 
 def _first_line(text: str) -> str:
@@ -144,7 +136,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     """Console entry point."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     raise SystemExit(run())
 
 

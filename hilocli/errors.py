@@ -11,3 +11,12 @@ class UsageError(HiloError, ValueError):
     """A bad argument or option value (exit code 2)."""
 
     exit_code = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanups (staged outputs) run; exit 143."""
+
+
+def on_sigterm(signum, frame) -> None:
+    """The SIGTERM handler `hilo` installs."""
+    raise Terminated()

@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -160,16 +161,29 @@ def _umask() -> int:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM off while a few renames run (delivered right after)."""
-    can_block = hasattr(signal, "pthread_sigmask")
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    if can_block:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    """Defer SIGINT/SIGTERM while a few renames run; the first one arrived is acted on after.
+
+    Python-level handlers are swapped (signal masks would not do: a process-directed signal may
+    be delivered to another thread). Outside the main thread nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    pending: list[int] = []
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        if can_block:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            signum, handler = pending[0], old[pending[0]]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 class OutputSet:
