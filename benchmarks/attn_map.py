@@ -11,14 +11,14 @@ Rows:
 
   idle       import torch + hilocli, build the model: the fixed floor
   forward    idle + one forward at the size (fused attention): what any command pays
-  analysis   forward + capture + the whole-image summaries of every HiLo layer (no figures):
-             the part chunking bounds
+  analysis   forward + capture + the whole-image summaries of every HiLo layer (no figures),
+             with the pure functions of `hilocli.attn_map`: the part chunking bounds
   attn-map   the whole command (default layers: all; default queries; figures, JSON)
 
 growth = (analysis peak - idle) at the size / the same at the previous size; feature = stage-3
 tokens at the size / at the previous size (the feature map's growth). growth / feature <= 1 means
-peak memory grows no faster than the feature map. `--unchunked` adds a run with one chunk holding every query
-(the whole (heads, N, M) matrix of each layer at once) for comparison.
+peak memory grows no faster than the feature map. `--unchunked` adds a run with one chunk holding
+every query (the whole (heads, N, M) matrix of each layer at once) for comparison.
 """
 
 from __future__ import annotations
@@ -36,22 +36,25 @@ from rich.console import Console
 from rich.table import Table
 
 IDLE = """
-import torch, hilocli.checkpoint as c
-m = c.load_model({model!r}, pretrained=False, device={device!r}, progress=False).model
+import torch
+from hilocli.weights import WeightsRequest
+m = WeightsRequest(model={model!r}, pretrained=False).load({device!r}, progress=False).model
 """
 FORWARD = IDLE + """
 x = torch.randn(1, 3, {size}, {size}, device={device!r})
 with torch.no_grad():
     m(x)
 """
-ANALYSIS = FORWARD.replace("    m(x)\n", """    from hilocli.capture import capture
-    from hilocli.attention import layer_geometry, layer_qk, summarise_layer
-    n = len(m.hilo_layers())
-    with capture(m, list(range(n))) as cap:
+ANALYSIS = FORWARD.replace("    m(x)\n", """    from hilocli.attn_map.maps import layer_qk
+    from hilocli.attn_map.summaries import summarise_layer
+    from hilocli.capture import capture
+    from hilocli.models.geometry import layer_geometry
+    infos = m.hilo_layers()
+    with capture(m, [i.index for i in infos]) as cap:
         m(x)
-    for i in range(n):
-        g = layer_geometry(m, i, ({size}, {size}))
-        qk = layer_qk(m.hilo_layers()[i][1], cap.records[i].control, g)
+    for info in infos:
+        g = layer_geometry(info, m.cfg, ({size}, {size}))
+        qk = layer_qk(m.hilo_module(info), cap.records[info.index].control, g)
         summarise_layer(qk, {chunk})
         del qk
 """)
@@ -100,6 +103,7 @@ def main() -> None:
 
     cfg_model = create_model(args.model)
     stage3 = [cfg_model.grid_sizes(s, s)[2] for s in sizes]
+    lofi_heads = max((i.lofi_heads for i in cfg_model.hilo_layers() if i.stage == 2), default=0)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +147,6 @@ def main() -> None:
             g = extra / max(prev[1], 1.0)
             f = tokens / prev[0]
             growth, feature, ratio = f"{g:.2f}x", f"{f:.2f}x", f"{g / f:.2f}"
-        lofi_heads = 10 if args.model.startswith("litv2_s") else None
         full = (f"{4 * lofi_heads * tokens * tokens // 4 / 2**20:.1f} MiB" if lofi_heads
                 else "-")
         table.add_row(label if code == 0 else f"{label} (exit {code})",
@@ -155,8 +158,8 @@ def main() -> None:
     console.print(table)
     console.print(f"idle (python + torch + model): {idle_rss:.0f} MiB, {idle_wall:.1f} s. "
                   "growth = (analysis peak - idle) relative to the previous size; feature = "
-                  "stage-3 tokens relative to the previous size; full Lo-Fi matrix = 10 heads x N x "
-                  "N/4 float32 (what chunking avoids).")
+                  f"stage-3 tokens relative to the previous size; full Lo-Fi matrix = {lofi_heads} "
+                  "heads x N x N/4 float32 (what chunking avoids).")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Wall time of `hilo flops --resolution 1024` (tables printed, Python start included).
+"""Wall time of `hilo flops --resolution 1024` (tables printed, Python start included), and of
+`hilocli.flops.run` alone, in process.
 
 Goal (issue 5): under 3 s on 2 CPU cores. Runs the real entry point in fresh processes and prints
 every run, the median and the spread.
@@ -14,6 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from hilocli.flops import FlopsRequest, run
 
 
 def main() -> None:
@@ -36,8 +39,17 @@ def main() -> None:
             continue
         times.append(dt)
         print(f"run {i}: {dt:.2f} s")
-    print(f"`{' '.join(cmd[1:])}` on {os.cpu_count()} CPUs: median {statistics.median(times):.2f} s, "
-          f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)} runs")
+    print(f"`{' '.join(cmd[1:])}` on {os.cpu_count()} CPUs: "
+          f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, "
+          f"max {max(times):.2f} s over {len(times)} runs")
+    request = FlopsRequest(resolution=args.resolution)
+    in_process = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        run(request)
+        in_process.append(time.perf_counter() - t0)
+    print(f"hilocli.flops.run alone: median {statistics.median(in_process) * 1e3:.1f} ms over "
+          f"{len(in_process)} runs")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ and batch size, median of `--repeats` runs after one warm-up:
   decode      load_many(): read, resize, crop, normalise (no model)
   forward     model(x) on pre-decoded batches (fused attention path): the baseline
   fwd+anal.   SpectrumCollector.add_batch(x): forward + capture + FFT statistics, default layers
-  end to end  the `hilo spectrum` command in-process on the folder: decode, forward, analysis,
-              figure and JSON (model construction excluded: it is timed apart)
+  end to end  `hilocli.spectrum.run` on the folder (decode, forward, analysis, verdict) and
+              `render.write_outputs` (figure and JSON); model construction excluded (timed apart)
 
 analysis overhead = fwd+anal. / forward - 1 (target <= 30%); end-to-end overhead likewise against
 decode + forward.
@@ -59,12 +59,13 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
 
 
 def main() -> None:
-    from hilocli.commands.spectrum import default_layers, spectrum
-    from hilocli.commands._common import DeviceChoice
     from hilocli.images import find_images, load_many
     from hilocli.models import create_model
     from hilocli.runtime import resolve_device
-    from hilocli.spectrum import SpectrumCollector, SpectrumSettings
+    from hilocli.spectrum import SpectrumCollector, SpectrumRequest, SpectrumSettings, run
+    from hilocli.spectrum.render import write_outputs
+    from hilocli.spectrum.run import choose_layers
+    from hilocli.weights import WeightsRequest
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", type=Path)
@@ -86,8 +87,11 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(args.model).to(device)
         build_s = time.perf_counter() - t0
-        layers = default_layers(model)
+        layers = choose_layers(model, None)
         settings = SpectrumSettings()
+        request = SpectrumRequest(
+            inputs=(folder,), weights=WeightsRequest(model=args.model, pretrained=False),
+            resolution=args.resolution, batch_size=args.batch_size, device=device.type, limit=n)
 
         def decode():
             out = []
@@ -109,23 +113,16 @@ def main() -> None:
                     col.add_batch(x)
             col.finish()
 
-        def command():
-            spectrum([folder], layer=None, model=args.model, checkpoint=None, pretrained=False,
-                     resolution=args.resolution, no_crop=False, batch_size=args.batch_size,
-                     device=DeviceChoice(device.type), limit=n, out=Path(tmp) / "out",
-                     as_json=False)
+        def end_to_end():
+            write_outputs(run(request), Path(tmp) / "out")
 
-        # the command builds its own model: time that apart and take it off
+        # run() builds its own model: time that apart and take it off
         rows = {
             "decode": timed(decode, args.repeats, device),
             "forward": timed(forward, args.repeats, device),
             "fwd+anal.": timed(analyse, args.repeats, device),
+            "end to end": [t - build_s for t in timed(end_to_end, args.repeats, device)],
         }
-        import contextlib
-        import io
-
-        with contextlib.redirect_stderr(io.StringIO()):
-            rows["end to end"] = [t - build_s for t in timed(command, args.repeats, device)]
 
     rate = {k: n / statistics.median(v) for k, v in rows.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \

@@ -94,6 +94,8 @@ def run(argv: list[str] | None = None) -> int:
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         result = app(args=argv, prog_name="hilo", standalone_mode=False)
+        if result == 130:  # Typer turns KeyboardInterrupt into a silent Exit(130)
+            return _fail("interrupted", 130)
         return result if isinstance(result, int) else 0
     except _Exit as exc:
         return exc.exit_code

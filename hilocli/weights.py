@@ -47,6 +47,10 @@ class WeightsRequest:
             raise UsageError(f"--head-dim must be >= 1, got {self.head_dim}")
         if self.window_sizes is not None and any(s < 0 for s in self.window_sizes):
             raise UsageError(f"--window-sizes must be >= 0, got {list(self.window_sizes)}")
+        if self.checkpoint is None or self.model is not None:  # a released architecture
+            from hilocli.checkpoint import DEFAULT_MODEL, variant_config
+
+            variant_config(VARIANTS[self.model or DEFAULT_MODEL], self.window_sizes, self.head_dim)
         return self
 
     def load(self, device: Any = "cpu", progress: bool = True):

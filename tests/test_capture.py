@@ -17,7 +17,8 @@ def test_capture_does_not_change_outputs_and_records_branches(tiny_model):
     assert torch.equal(plain, captured)  # bit-identical
     rec = cap.records[0]
     H, W = tiny_model.grid_sizes(72, 88)[2]  # stage 3 grid: 4x5 (odd width: padded inside)
-    assert rec.grid == (H, W) and rec.name == "layers.2.blocks.0"
+    assert rec.grid == (H, W) and rec.layer.name == "layers.2.blocks.0"
+    assert (rec.layer.index, rec.layer.hifi_heads, rec.layer.lofi_heads) == (0, 1, 1)
     assert rec.control.shape == (2, H, W, 64)
     assert rec.hifi_out.shape == (2, H, W, 32) and rec.lofi_out.shape == (2, H, W, 32)
     G = ((H + 1) // 2) * ((W + 1) // 2)

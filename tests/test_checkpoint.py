@@ -1,24 +1,27 @@
-"""Checkpoint layouts, safety, architecture inference and the download path."""
+"""Checkpoint layouts, safety, architecture inference (with its ambiguity) and the download path.
+
+Every failure class of a bad file is also checked end to end in tests/test_cli_info.py."""
 
 from __future__ import annotations
 
 import http.server
 import os
 import pickle
-import subprocess
 import sys
-import textwrap
 import threading
+import types
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
-from hilocli.checkpoint import (Provenance, infer_config, load_model, read_checkpoint,
-                                sha256sum)
+from hilocli.checkpoint import Provenance, fetch_released, load_model, read_checkpoint, sha256sum
 from hilocli.errors import HiloError, UsageError
-from hilocli.models import VARIANTS, create_model, filter_state_dict
+from hilocli.models import VARIANTS, LITv2Config, create_model
+from hilocli.models.inferred import alpha_interval
+from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config, trainer_config
 from tests.conftest import TINY_CKPT
 
 
@@ -32,30 +35,88 @@ def _same_weights(model, sd) -> bool:
     return all(torch.equal(own[k], v) for k, v in sd.items())
 
 
-def test_tiny_checkpoint_infers_its_architecture(tiny_sd, tiny_cfg):
+def test_tiny_checkpoint_infers_its_architecture_and_says_what_it_guessed(tiny_sd, tiny_cfg):
     loaded = load_model(checkpoint=TINY_CKPT)
     cfg = loaded.model.cfg
     assert (cfg.embed_dim, cfg.depths, cfg.local_ws, cfg.num_classes) == (16, (1, 1, 2, 1),
                                                                           (0, 0, 2, 1), 10)
     assert cfg.num_heads[2:] == tiny_cfg.num_heads[2:]
-    assert [(a.h_heads, a.l_heads) for _, a in loaded.model.hilo_layers()] == [(1, 1), (1, 1),
-                                                                               (0, 4)]
+    assert [(i.hifi_heads, i.lofi_heads) for i in loaded.model.hilo_layers()] == [(1, 1), (1, 1),
+                                                                                 (0, 4)]
     assert _same_weights(loaded.model, tiny_sd)
-    assert loaded.provenance.source == "file"
-    assert loaded.provenance.sha256 == sha256sum(TINY_CKPT)
-    assert loaded.provenance.sha256 in loaded.provenance.describe()
+    prov = loaded.provenance
+    assert prov.source == "file" and prov.format == "torch zip"
+    assert prov.sha256 == sha256sum(TINY_CKPT) and prov.sha256 in prov.describe()
+    # the fixture was trained at alpha 0.5: never reported as the fact "alpha 0.9"
+    fields = {f.name: f for f in prov.inferred}
+    assert cfg.alpha == 0.5 == fields["alpha"].value and fields["alpha"].source == "tensors"
+    assert fields["alpha"].ambiguity.startswith(
+        "alpha in [0.5, 1.0): any value gives this head split; 0.5 used")
+    assert fields["head_dim"].value == 32 and fields["head_dim"].source == "assumption"
+    assert "1, 2, 4, 8, 16" in fields["head_dim"].ambiguity
+    assert "--head-dim" in fields["head_dim"].ambiguity
+    assert fields["local_ws"].source == "assumption" and "--window-sizes" in (
+        fields["local_ws"].ambiguity)
+    weights = prov.to_dict()
+    assert weights["inferred"]["alpha"] == {"value": 0.5, "source": "tensors",
+                                            "ambiguity": fields["alpha"].ambiguity}
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_inference_recovers_every_released_variant(name, manifest):
     sd = {k: torch.empty(shape, device="meta") for k, shape in manifest[name]["state_dict"].items()}
-    cfg = infer_config(sd)
-    want = VARIANTS[name].cfg
-    assert (cfg.embed_dim, cfg.depths, cfg.num_heads, cfg.local_ws) == (
-        want.embed_dim, want.depths, want.num_heads, want.local_ws)
+    inference = infer_config(sd)
+    cfg, want = inference.cfg, VARIANTS[name].cfg
+    assert (cfg.embed_dim, cfg.depths, cfg.num_heads, cfg.local_ws, cfg.alpha) == (
+        want.embed_dim, want.depths, want.num_heads, want.local_ws, want.alpha)
     with torch.device("meta"):
         built = create_model(cfg)
     assert {k: list(v.shape) for k, v in built.state_dict().items()} == manifest[name]["state_dict"]
+
+
+def _brute_alphas(heads, lofi, steps=2520):
+    """Every alpha k/steps in [0, 1] that gives int(n * alpha) == l for all stages (floats, as the
+    authors' code computes it). 2520 = lcm(1..10): every endpoint l/n (n <= 10) is on the grid."""
+    return [k / steps for k in range(steps + 1)
+            if all(int(n * (k / steps)) == lo for n, lo in zip(heads, lofi))]
+
+
+@pytest.mark.parametrize("heads,lofi", [((2,), (1,)), ((12,), (10,)), ((4, 8), (3, 7)),
+                                        ((3, 6), (1, 2)), ((5,), (5,)), ((6,), (0,)),
+                                        ((4, 8), (1, 7))])
+def test_alpha_interval_is_exactly_the_alphas_that_reproduce_the_split(heads, lofi):
+    grid = _brute_alphas(heads, lofi)
+    interval = alpha_interval(list(heads), list(lofi))
+    if not grid:
+        assert interval is None
+        return
+    lo, hi = interval
+    assert grid[0] == float(lo)  # the lower end is attained
+    assert all(float(lo) <= a < float(hi) for a in grid)  # nothing outside fits ...
+    step = Fraction(1, 2520)  # ... and every grid point inside does (no gaps)
+    assert len(grid) == len([k for k in range(2521) if lo <= k * step < hi])
+
+
+def test_head_dim_40_is_inferred_and_ambiguity_named(tmp_path):
+    """Not 32-dimensional heads: 32 does not divide the Hi-Fi channels (40), so the largest head
+    dim that fits is used, and the other candidates are named with --head-dim."""
+    cfg = LITv2Config(embed_dim=40, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), alpha=0.9,
+                      num_classes=5)  # stage 3: 4 heads of 40, int(3.6) = 3 Lo-Fi
+    torch.manual_seed(0)
+    original = create_model(cfg)
+    path = tmp_path / "hd40.pth"
+    torch.save(original.state_dict(), path)
+    loaded = load_model(checkpoint=path)
+    assert loaded.model.cfg.num_heads == (1, 2, 4, 8) and loaded.model.cfg.alpha == 0.9
+    field = {f.name: f for f in loaded.provenance.inferred}["head_dim"]
+    assert field.value == 40 and "1, 2, 4, 5, 8, 10, 20" in field.ambiguity
+    assert "--head-dim" in field.ambiguity
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), original(x), rtol=0, atol=1e-6)
+    assert load_model(checkpoint=path, head_dim=20).model.cfg.num_heads[2] == 8
+    with pytest.raises(UsageError, match="--head-dim 32 does not fit.*40 Hi-Fi channels"):
+        load_model(checkpoint=path, head_dim=32)
 
 
 def _layouts(sd):
@@ -73,11 +134,22 @@ def _layouts(sd):
     }
 
 
-@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "ddp", "mmdet"])
-def test_layouts_load_strictly(layout, tiny_sd, tmp_path):
-    path = tmp_path / f"{layout}.pth"
-    torch.save(_layouts(tiny_sd)[layout], path)
+@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "ddp", "mmdet", "legacy",
+                                    "safetensors", "safetensors-as-pth"])
+def test_layouts_and_formats_load_strictly(layout, tiny_sd, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / ("w.safetensors" if layout == "safetensors" else f"{layout}.pth")
+    if layout.startswith("safetensors"):
+        save_file(dict(tiny_sd), path)  # safetensors bytes, whatever the name
+    elif layout == "legacy":
+        torch.save({"model": tiny_sd}, path, _use_new_zipfile_serialization=False)
+    else:
+        torch.save(_layouts(tiny_sd)[layout], path)
     loaded = load_model(checkpoint=path)
+    fmt = {"legacy": "torch legacy", "safetensors": "safetensors",
+           "safetensors-as-pth": "safetensors"}.get(layout, "torch zip")
+    assert loaded.provenance.format == fmt
     if layout == "mmdet":
         cfg = loaded.model.cfg
         assert cfg.stage_norms and cfg.num_classes == 0 and not cfg.final_norm
@@ -89,39 +161,64 @@ def test_layouts_load_strictly(layout, tiny_sd, tmp_path):
     assert _same_weights(loaded.model, expected)
 
 
-YACS_STUB = '''
-class CfgNode(dict):
-    def __init__(self, init_dict=None):
-        super().__init__(init_dict or {})
-        self.__dict__["_immutable"] = False
-'''
+@pytest.fixture()
+def fake_yacs(monkeypatch):
+    """A stand-in for yacs' CfgNode (a dict subclass with sets in its __dict__, like the real one),
+    importable while the test pickles and gone when hilo loads."""
+    module = types.ModuleType("yacs.config")
+
+    class CfgNode(dict):
+        def __init__(self, init=None):
+            super().__init__(init or {})
+            self.__dict__["__immutable__"] = True
+            self.__dict__["__deprecated_keys__"] = set()
+            self.__dict__["__new_allowed__"] = False
+
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    module.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, "yacs", types.ModuleType("yacs"))
+    monkeypatch.setitem(sys.modules, "yacs.config", module)
+    return CfgNode
 
 
-def test_authors_trainer_file_loads_without_yacs(tiny_sd, tmp_path):
-    """The trainer pickles a yacs CfgNode, optimizer and scheduler state beside the model."""
-    pkg = tmp_path / "fake" / "yacs"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "config.py").write_text(YACS_STUB)
-    torch.save(tiny_sd, tmp_path / "sd.pth")
-    script = textwrap.dedent(f"""
-        import torch, numpy as np
-        from yacs.config import CfgNode
-        sd = torch.load({str(tmp_path / 'sd.pth')!r}, weights_only=True)
-        cfg = CfgNode({{"MODEL": CfgNode({{"TYPE": "litv2", "LIT": CfgNode({{"ALPHA": 0.5}})}})}})
-        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
-        torch.save({{"model": sd, "optimizer": opt.state_dict(),
-                    "lr_scheduler": {{"t_initial": 300, "base_values": [1e-3]}},
-                    "max_accuracy": np.float64(82.0), "epoch": 299, "config": cfg}},
-                   {str(tmp_path / 'trainer.pth')!r})
-    """)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
-    subprocess.run([sys.executable, "-c", script], check=True, env=env)
+def _trainer_file(path, sd, CfgNode, **lit):
+    """The authors' trainer checkpoint: model, optimizer, scheduler, numpy scalar, yacs config."""
+    import numpy as np
+
+    cfg = CfgNode({"MODEL": CfgNode({"TYPE": "litv2", "NUM_CLASSES": 10, "LIT": CfgNode(lit)}),
+                   "DATA": CfgNode({"IMG_SIZE": 64, "INTERPOLATION": "bicubic"}),
+                   "TEST": CfgNode({"CROP": False})})
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    torch.save({"model": sd, "optimizer": opt.state_dict(),
+                "lr_scheduler": {"t_initial": 300, "base_values": [1e-3]},
+                "max_accuracy": np.float64(82.0), "epoch": 299, "config": cfg}, path)
+
+
+@pytest.mark.parametrize("alpha,used,source", [(0.5, 0.5, "checkpoint config"),
+                                               (0.9, 0.9, "checkpoint config"),  # also fits
+                                               (0.2, 0.5, "tensors")])  # contradicts the tensors
+def test_authors_trainer_file_config_is_read_inert(alpha, used, source, tiny_sd, tmp_path,
+                                                   fake_yacs, monkeypatch):
+    path = tmp_path / "trainer.pth"
+    _trainer_file(path, tiny_sd, fake_yacs, ALPHA=alpha, LOCAL_WS=[0, 0, 2, 1],
+                  NUM_HEADS=[1, 1, 2, 4])
+    monkeypatch.delitem(sys.modules, "yacs.config")
+    monkeypatch.delitem(sys.modules, "yacs")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "yacs" not in p])
     with pytest.raises(ImportError):
         __import__("yacs.config")  # not installed here: loading must not need it
-    loaded = load_model(checkpoint=tmp_path / "trainer.pth")
+    raw = read_checkpoint(path)
+    assert raw["epoch"] == 299 and trainer_config(raw)["alpha"] == alpha
+    loaded = load_model(checkpoint=path)
     assert _same_weights(loaded.model, tiny_sd)
-    assert read_checkpoint(tmp_path / "trainer.pth")["epoch"] == 299
+    fields = {f.name: f for f in loaded.provenance.inferred}
+    assert (fields["alpha"].value, fields["alpha"].source) == (used, source)
+    assert loaded.model.cfg.alpha == used
+    if source == "tensors":
+        assert "ALPHA 0.2 does not give this head split; ignored" in fields["alpha"].ambiguity
+    for name in ("head_dim", "local_ws", "img_size", "preprocess"):
+        assert fields[name].source == "checkpoint config" and fields[name].ambiguity is None
+    assert loaded.model.cfg.img_size == 64 and loaded.preprocess.mode == "resize"
 
 
 class _Hostile:
@@ -132,17 +229,20 @@ class _Hostile:
         return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
 
 
-@pytest.mark.parametrize("fmt", ["zip", "legacy", "raw-pickle"])
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "raw-pickle", "text-pickle"])
 def test_hostile_pickle_is_refused_and_never_runs(fmt, tiny_sd, tmp_path):
     marker = tmp_path / "side_effect"
     path = tmp_path / "evil.pth"
     payload = {"model": tiny_sd, "x": _Hostile(marker)}
     if fmt == "raw-pickle":
         path.write_bytes(pickle.dumps(payload))
+    elif fmt == "text-pickle":  # protocol 0: no binary header to recognise it by
+        path.write_bytes(pickle.dumps({"x": _Hostile(marker)}, protocol=0))
     else:
         torch.save(payload, path, _use_new_zipfile_serialization=fmt == "zip")
-    with pytest.raises(HiloError, match="refusing|not a readable"):
+    with pytest.raises(HiloError, match="references builtins.exec, which could run code") as err:
         load_model(checkpoint=path)
+    assert "nothing in it was run" in str(err.value)
     assert not marker.exists()
 
 
@@ -155,28 +255,8 @@ def test_hostile_pickle_disguised_as_config_class_does_nothing(tmp_path):
     path = tmp_path / "disguised.pth"
     path.write_bytes(data)
     with pytest.raises(HiloError):
-        load_model(checkpoint=path)  # loads an inert object, which holds no tensors
+        load_model(checkpoint=path)  # a plain pickle: refused before anything is unpickled
     assert not marker.exists()
-
-
-def test_bad_files_give_one_line_errors(tmp_path, tiny_sd):
-    empty = tmp_path / "empty.pth"
-    empty.write_bytes(b"")
-    text = tmp_path / "notes.pth"
-    text.write_text("these are not weights\n")
-    good = tmp_path / "good.pth"
-    torch.save(tiny_sd, good)
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    resnet = tmp_path / "resnet.pth"
-    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "bn1.weight": torch.zeros(64),
-                "fc.weight": torch.zeros(1000, 512)}, resnet)
-    for path, fragment in ((empty, "empty"), (text, "not a readable"),
-                           (truncated, "not a readable"), (resnet, "not a LITv2"),
-                           (tmp_path / "missing.pth", "not found")):
-        with pytest.raises(HiloError, match=fragment) as err:
-            load_model(checkpoint=path)
-        assert "\n" not in str(err.value)
 
 
 def test_mismatch_is_reported_as_short_key_lists(tiny_sd, tmp_path):
@@ -222,45 +302,80 @@ def test_unknown_variant_is_a_usage_error():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def release_root(tmp_path_factory, manifest):
+    """A local stand-in for the release: v1.0/litv2_s.pth holding litv2_s-shaped weights (zeros,
+    a recognisable head), built once for the module."""
+    root = tmp_path_factory.mktemp("release")
+    (root / "v1.0").mkdir()
+    weights = {k: torch.zeros(shape) for k, shape in manifest["litv2_s"]["state_dict"].items()}
+    weights["head.weight"] = torch.arange(1000 * 768, dtype=torch.float32).reshape(1000, 768)
+    weights["head.bias"] = torch.linspace(-1, 1, 1000)
+    torch.save({"model": weights}, root / "v1.0" / "litv2_s.pth")
+    return root, weights
+
+
 @pytest.fixture()
-def release_dir(tmp_path, monkeypatch):
-    """A local stand-in for the release: v1.0/litv2_s.pth holding litv2_s random-init weights."""
-    (tmp_path / "release" / "v1.0").mkdir(parents=True)
-    torch.manual_seed(5)
-    weights = create_model("litv2_s").state_dict()
-    torch.save({"model": weights}, tmp_path / "release" / "v1.0" / "litv2_s.pth")
+def release_dir(release_root, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return tmp_path / "release", weights
+    return release_root
 
 
-def test_pretrained_downloads_once_into_the_hub_cache(release_dir, monkeypatch):
+def test_pretrained_downloads_once_into_the_hub_cache(release_dir, tmp_path, monkeypatch):
     root, weights = release_dir
     monkeypatch.setenv("HILO_RELEASE_URL", root.as_uri())
     loaded = load_model("litv2_s", pretrained=True, progress=False)
     cached = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "litv2_s.pth"
     assert cached.exists() and Path(loaded.provenance.path) == cached
-    assert loaded.provenance.source == "pretrained"
+    assert loaded.provenance.source == "pretrained" and loaded.provenance.inferred == ()
     assert loaded.provenance.url == f"{root.as_uri()}/v1.0/litv2_s.pth"
     assert torch.equal(loaded.model.head.weight, weights["head.weight"])
-    # second use: the cached file, even with the source gone
-    (root / "v1.0" / "litv2_s.pth").unlink()
-    again = load_model("litv2_s", pretrained=True, progress=False)
-    assert again.provenance.sha256 == loaded.provenance.sha256
+    assert [p.name for p in cached.parent.iterdir()] == ["litv2_s.pth"]  # no temporary left
+    # second use: the cached file, with the source unreachable
+    monkeypatch.setenv("HILO_RELEASE_URL", (tmp_path / "gone").as_uri())
+    assert fetch_released(VARIANTS["litv2_s"], progress=False) == cached
+
+
+def _serve(directory: Path, handler_cls=http.server.SimpleHTTPRequestHandler):
+    handler = partial(handler_cls, directory=str(directory))
+    handler_cls.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def test_pretrained_over_http(release_dir, monkeypatch):
     root, weights = release_dir
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _serve(root)
     try:
         monkeypatch.setenv("HILO_RELEASE_URL", f"http://127.0.0.1:{server.server_port}")
         loaded = load_model("litv2_s", pretrained=True, progress=False)
     finally:
         server.shutdown()
     assert torch.equal(loaded.model.head.bias, weights["head.bias"])
+
+
+class _BrokenOff(http.server.SimpleHTTPRequestHandler):
+    """Promises 1 MB, sends 10 bytes, hangs up."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.close_connection = True
+
+
+def test_download_that_breaks_off_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    server = _serve(tmp_path, _BrokenOff)
+    try:
+        monkeypatch.setenv("HILO_RELEASE_URL", f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(HiloError, match="broke off"):
+            load_model("litv2_b", pretrained=True, progress=False)
+    finally:
+        server.shutdown()
+    assert not [p for p in (tmp_path / "th").rglob("*") if p.is_file()]
 
 
 def test_offline_download_names_url_and_alternative(tmp_path, monkeypatch):
@@ -275,7 +390,8 @@ def test_offline_download_names_url_and_alternative(tmp_path, monkeypatch):
 
 
 def test_released_urls_are_the_authors():
-    assert VARIANTS["litv2_s"].url == "https://github.com/ziplab/LITv2/releases/download/v1.0/litv2_s.pth"
+    base = "https://github.com/ziplab/LITv2/releases/download"
+    assert VARIANTS["litv2_s"].url == f"{base}/v1.0/litv2_s.pth"
     assert VARIANTS["litv2_s_alpha0.0"].url.endswith("/v1.1/alpha_0.pth")
     assert VARIANTS["litv2_s_alpha1.0"].url.endswith("/v1.1/alpha_1.pth")
     assert VARIANTS["litv2_s_alpha0.7"].url.endswith("/v1.1/alpha_0.7.pth")

@@ -1,21 +1,32 @@
-"""`hilo flops` end to end, in a subprocess as a user runs it."""
+"""`hilo flops` through the CLI, in process (one end-to-end benchmark run is marked slow)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import assert_one_line_error, run_hilo
+from tests.conftest import assert_one_line_error, hilo
 
 
-def _json(proc) -> dict:
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def _record(res) -> dict:
+    """The run record on stdout, parsed strictly (no NaN/Infinity tokens)."""
+    assert res.returncode == 0, res.stderr
+
+    def refuse(token):
+        raise ValueError(f"non-strict JSON token {token}")
+
+    return json.loads(res.stdout, parse_constant=refuse)
 
 
 def test_default_litv2_s_reproduces_published(manifest):
-    d = _json(run_hilo("flops", "--json"))
+    rec = _record(hilo("flops", "--json"))
+    assert list(rec) == ["command", "version", "settings", "weights", "inputs", "environment",
+                         "files", "results", "undefined"]
+    assert rec["command"] == "flops" and rec["files"] == {} and rec["undefined"] == []
+    d = rec["results"]
     assert d["model"] == "litv2_s" and d["input"] == {"height": 224, "width": 224}
     assert d["macs"] == manifest["litv2_s"]["official_macs"]
     assert d["flops"] == 2 * d["macs"]
@@ -24,24 +35,54 @@ def test_default_litv2_s_reproduces_published(manifest):
     assert [s["grid"] for s in d["stages"]] == [[56, 56], [28, 28], [14, 14], [7, 7]]
     att = {r["name"]: r for r in d["attention"]["rows"]}
     assert d["attention"]["tokens"] == [14, 14] and d["attention"]["dim"] == 384
-    assert att["HiLo"]["extra"]["h_heads"] == 2 and att["HiLo"]["extra"]["l_heads"] == 10
+    assert att["HiLo"]["extra"]["hifi_heads"] == 2 and att["HiLo"]["extra"]["lofi_heads"] == 10
     assert sum(r["macs"] for r in d["rows"]) == d["macs"]
 
 
+def test_weights_block_says_architecture_only():
+    rec = _record(hilo("flops", "--model", "litv2_m", "--json"))
+    assert rec["weights"]["source"] == "architecture only"
+    assert rec["weights"]["variant"] == "litv2_m"
+    assert "never uses weight values" in rec["weights"]["note"]
+    assert "provenance" not in json.dumps(rec)
+    assert rec["results"]["macs"] == analytic_macs("litv2_m", 224)
+
+
+def analytic_macs(name: str, res: int) -> int:
+    from hilocli.flops.analytic import model_cost
+    from hilocli.models import get_variant
+
+    return model_cost(get_variant(name).cfg, res, res).macs
+
+
+def test_analytic_run_does_not_import_torch():
+    """The command's own path (options -> run -> tables) stays torch-free without --count,
+    --benchmark or --checkpoint. (That the other commands do not import torch at start-up is
+    tested with `hilo --help`.)"""
+    code = ("import sys, typer; from hilocli.commands.flops import flops; "
+            "app = typer.Typer(); app.command()(flops); "
+            "app(['--resolution', '1024'], standalone_mode=False); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "one attention layer" in proc.stderr and "96.4 G" in proc.stderr
+
+
 def test_attention_options_and_tables():
-    proc = run_hilo("flops", "--model", "litv2_b_384", "--tokens", "14x14", "--dim", "768",
-                    "--heads", "12", "--json")
-    d = _json(proc)
+    res = hilo("flops", "--model", "litv2_b_384", "--tokens", "14x14", "--dim", "768",
+               "--heads", "12", "--json")
+    d = _record(res)["results"]
     assert d["input"] == {"height": 384, "width": 384}  # the weights' training size
     att = {r["name"]: r["macs"] for r in d["attention"]["rows"]}
     assert att == {"MSA": 521_428_992, "SRA": 419_559_168, "Window": 477_173_760,
                    "HiLo": 298_296_320}
-    assert "one attention layer" in proc.stderr and "MACs" in proc.stderr
+    assert "one attention layer" in res.stderr and "521,428,992" in res.stderr
 
 
 def test_alpha_window_nonsquare_and_count():
-    d = _json(run_hilo("flops", "--height", "200", "--width", "328", "--alpha", "0.5",
-                       "--window", "4", "--count", "--json"))
+    d = _record(hilo("flops", "--height", "200", "--width", "328", "--alpha", "0.5",
+                     "--window", "4", "--count", "--json"))["results"]
     assert d["config"]["alpha"] == 0.5 and d["config"]["local_ws"] == [0, 0, 4, 1]
     assert d["stages"][2]["grid"] == [12, 20] and d["stages"][2]["attn_grid"] == [12, 20]
     assert d["counted"]["all_match"] is True
@@ -49,39 +90,89 @@ def test_alpha_window_nonsquare_and_count():
     assert any("LayerNorm" in s for s in d["counted"]["not_counted"])
 
 
-def test_sweep_writes_figure(tmp_path):
-    d = _json(run_hilo("flops", "--sweep", "224,320", "--out", tmp_path, "--json"))
+def test_sweep_writes_figure_and_record(tmp_path):
+    rec = _record(hilo("flops", "--sweep", "224,320", "--out", tmp_path, "--json"))
+    d = rec["results"]
     assert [p["resolution"] for p in d["sweep"]] == [224, 320]
+    assert d["sweep"][0]["model_macs"] == 3_734_401_596
     assert d["sweep"][1]["model_macs"] > d["sweep"][0]["model_macs"]
     fig = tmp_path / "flops_sweep_litv2_s.png"
-    assert fig.exists() and fig.stat().st_size > 10_000 and d["figure"] == str(fig)
+    assert rec["files"] == {"figure": str(fig), "json": str(tmp_path / "flops.json")}
+    assert fig.stat().st_size > 10_000
+    assert json.loads((tmp_path / "flops.json").read_text())["results"] == d
+    assert set(json.loads((tmp_path / "manifest.json").read_text())["files"]) == \
+        {fig.name, "flops.json"}
 
 
-def test_checkpoint_architecture_and_benchmark(tiny_ckpt_path, tmp_path):
-    d = _json(run_hilo("flops", "--checkpoint", tiny_ckpt_path, "--resolution", "64",
-                       "--benchmark", "--device", "cpu", "--repeats", "2", "--warmup", "1",
+def test_out_is_checked_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(hilo("flops", "--sweep", "224", "--out", blocker), 2, "not a folder")
+    assert hilo("flops", "--out", blocker).returncode == 0  # nothing written without --sweep
+
+
+def test_checkpoint_gives_architecture_and_weights_block(tiny_ckpt_path):
+    from hilocli.checkpoint import sha256sum
+
+    rec = _record(hilo("flops", "--checkpoint", tiny_ckpt_path, "--resolution", "64", "--json"))
+    assert rec["results"]["config"]["embed_dim"] == 16
+    w = rec["weights"]
+    assert w["source"] == "file" and w["sha256"] == sha256sum(tiny_ckpt_path)
+    assert "never uses weight values" in w["note"]
+
+
+def test_benchmark_in_process_through_run(tiny_ckpt_path):
+    """The benchmark path of `run` (cases in this process: fast), checked field by field."""
+    from hilocli.flops import FlopsRequest, run
+    from hilocli.flops.bench import UNSTABLE_SPREAD
+
+    lines = []
+    result = run(FlopsRequest(checkpoint=tiny_ckpt_path, resolution=32, benchmark=True,
+                              device="cpu", repeats=5, warmup=1, threads=1, isolate=False),
+                 progress=lines.append)
+    res = result.bench
+    assert [r.case.name for r in res][:4] == ["MSA", "SRA", "Window", "HiLo"]
+    assert res[4].case.kind == "model" and len(lines) == 5
+    for r in res:
+        assert r.status == "ok" and r.img_per_s > 0 and len(r.seconds) == 5
+        assert r.unstable == (r.spread > UNSTABLE_SPREAD) and r.warmup_runs >= 1
+    rec = result.to_record().to_dict()
+    assert rec["results"]["benchmark"]["unstable_above_spread"] == UNSTABLE_SPREAD
+    assert len(rec["results"]["benchmark"]["load_average"]) == 2
+    assert rec["results"]["benchmark"]["busy"] is result.busy
+    assert rec["environment"]["torch"] and rec["weights"]["source"] == "file"
+
+
+@pytest.mark.slow
+def test_benchmark_end_to_end_isolated(tiny_ckpt_path):
+    """--benchmark as a user runs it: every CPU case in its own process, strict JSON."""
+    rec = _record(hilo("flops", "--checkpoint", tiny_ckpt_path, "--resolution", "32",
+                       "--benchmark", "--device", "cpu", "--repeats", "5", "--warmup", "1",
                        "--threads", "1", "--json"))
-    assert d["config"]["embed_dim"] == 16 and d["provenance"]["source"] == "file"
-    res = d["benchmark"]["results"]
+    res = rec["results"]["benchmark"]["results"]
     assert [r["case"]["name"] for r in res][:4] == ["MSA", "SRA", "Window", "HiLo"]
-    assert res[4]["case"]["kind"] == "model"
     assert all(r["status"] == "ok" and r["img_per_s"] > 0 for r in res)
-    assert all(r["threads"] == 1 and r["case"]["dtype"] == "float32" for r in res)
-    assert d["benchmark"]["environment"]["torch"]
+    assert all(r["threads"] == 1 and isinstance(r["unstable"], bool) for r in res)
+    assert rec["environment"]["torch"]
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--resolution", "0"], "positive"),
-    (["--resolution", "-5"], "positive"),
-    (["--resolution", "16"], "smallest"),
+    (["--resolution", "100000"], "8192 px"),
+    (["--resolution", "0"], "out of range"),
+    (["--resolution", "16"], "32..8192 px"),
     (["--height", "224"], "together"),
     (["--resolution", "224", "--width", "100"], "not both"),
     (["--sweep", "224,abc"], "--sweep"),
     (["--sweep", "224,8"], "--sweep entry 8"),
     (["--alpha", "1.5"], "--alpha"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--repeats", "2"], "--repeats"),
+    (["--threads", "0"], "--threads"),
     (["--tokens", "14by14", "--dim", "64", "--heads", "2"], "--tokens"),
+    (["--tokens", "100000x5"], "2..8192 tokens"),
     (["--dim", "100", "--heads", "12"], "multiple"),
+    (["--dim", "96"], "together"),
     (["--model", "nope"], "unknown model"),
 ])
 def test_bad_input_exits_2(args, fragment):
-    assert_one_line_error(run_hilo("flops", *args), 2, fragment)
+    assert_one_line_error(hilo("flops", *args), 2, fragment)

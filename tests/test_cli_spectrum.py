@@ -1,4 +1,5 @@
-"""`hilo spectrum` end to end on the tiny checkpoint: files, JSON, figure data, bad input."""
+"""`hilo spectrum` on the tiny checkpoint, in process: files, the run record, figure data, inputs
+(skipped, duplicates, the --out folder) and every failure as one line with nothing half-written."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, run_hilo
+from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
+RECORD_KEYS = {"command", "version", "settings", "weights", "inputs", "environment", "files",
+               "results", "undefined"}
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity tokens (invalid JSON outside Python)."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def make_images(folder: Path, count: int = 6) -> list[Path]:
@@ -34,75 +45,77 @@ def make_images(folder: Path, count: int = 6) -> list[Path]:
 
 @pytest.fixture()
 def image_dir(tmp_path) -> Path:
-    """samples/ when the project's photos are there, else generated images."""
-    real = sorted(p for p in SAMPLES.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if SAMPLES.exists() else []
+    """The 4 sample photos (samples/ also holds a README, which would be skipped)."""
     folder = tmp_path / "images"
-    if len(real) >= 2:  # the photos alone (samples/ also holds a README, which would be skipped)
-        folder.mkdir()
-        for p in real:
-            shutil.copy(p, folder / p.name)
-        return folder
-    make_images(folder)
+    folder.mkdir()
+    for p in sorted(SAMPLES.glob("*.jpg")):
+        shutil.copy(p, folder / p.name)
+    assert len(list(folder.iterdir())) == 4
     return folder
 
 
-def test_end_to_end_json_matches_the_figure(image_dir, tmp_path, monkeypatch):
-    """In-process run: the arrays the figure plotted are the arrays in the JSON file."""
-    from typer.testing import CliRunner
-
-    import hilocli.plotting_spectrum as plotting
-    from hilocli.cli import app
+def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
+    """The arrays the figure plotted are the arrays in spectrum.json; --json prints that file."""
+    from hilocli.spectrum import figures
 
     seen: dict = {}
-    real = plotting.spectrum_figure
+    real = figures.spectrum_figure
 
-    def spy(*args, **kwargs):
-        fig, data = real(*args, **kwargs)
-        seen["fig"], seen["data"] = fig, data
-        return fig, data
+    def spy(result):
+        seen["fig"], seen["data"] = real(result)
+        return seen["fig"], seen["data"]
 
-    monkeypatch.setattr(plotting, "spectrum_figure", spy)
+    monkeypatch.setattr(figures, "spectrum_figure", spy)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "spectrum", str(image_dir), "--checkpoint", str(TINY_CKPT), "--resolution", "64",
-        "--layer", "all", "--out", str(out), "--device", "cpu", "--batch-size", "4",
-        "--mode", "paper", "--control", "random", "--limit", "6"])
-    assert result.exit_code == 0, result.output
-    assert (out / "spectrum.png").stat().st_size > 0
-    assert (out / "spectrum_paper.png").stat().st_size > 0
-    data = json.loads((out / "spectrum.json").read_text())
-    n = data["images"]["count"]
-    assert 2 <= n <= 6 and data["images"]["skipped_count"] == 0
+    res = hilo("spectrum", image_dir, *TINY, "--layer", "1,2", "--out", out, "--batch-size", "3",
+               "--mode", "paper", "--control", "random", "--json")
+    assert res.returncode == 0, res.stderr
+    data = strict_json(res.stdout)
+    assert data == strict_json((out / "spectrum.json").read_text())
+    assert set(data) == RECORD_KEYS and data["command"] == "spectrum"
+    assert data["files"] == {"record": str(out / "spectrum.json"),
+                             "figure": str(out / "spectrum.png"),
+                             "paper_figure": str(out / "spectrum_paper.png")}
+    assert (out / "spectrum_paper.png").stat().st_size > 0 and (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "spectrum.json",
+                                                    "spectrum.png", "spectrum_paper.png"]
+    n = len(data["inputs"]["analysed"])
+    assert n == 4 and data["inputs"]["skipped"] == [] and data["inputs"]["duplicates"] == []
     assert data["weights"]["source"] == "file" and len(data["weights"]["sha256"]) == 64
-    assert data["settings"]["cutoff"] == 0.25 and data["settings"]["resolution"] == 64
-    assert data["environment"]["torch"] and data["random_control"]["weights"]["trained"] is False
-    assert "architecture, not a trained model" in data["random_control"]["verdict"]
-    assert data["verdict"].startswith("verdict: ") and "litv2_tiny_a.pth" in data["verdict"]
-    layers = {entry["index"]: entry for entry in data["layers"]}
-    assert sorted(layers) == [0, 1, 2]
+    settings = data["settings"]
+    assert settings["cutoff"] == 0.25 and settings["resolution"] == 64 and settings["crop"]
+    assert settings["layers"] == [1, 2] and settings["batch_size"] == 3
+    assert (settings["mode"], settings["control"], settings["seed"], settings["hann"],
+            settings["device"]) == ("paper", "random", 0, False, "cpu")
+    assert data["environment"]["torch"]
+    results = data["results"]
+    assert results["random_control"]["weights"]["trained"] is False
+    assert "architecture, not a trained model" in results["random_control"]["verdict"]
+    assert results["verdict"].startswith("verdict: ") and "litv2_tiny_a.pth" in results["verdict"]
+    layers = {entry["index"]: entry for entry in results["layers"]}
+    assert sorted(layers) == [1, 2]
     assert layers[2]["comparable"] is False and layers[2]["branches"]["hifi"] is None
-    assert layers[2]["verdict"]["verdict"] == "not comparable"
-    for i in (0, 1):
-        entry = layers[i]
-        assert entry["grid"] == [4, 4] and entry["window_size"] == 2
-        v = entry["verdict"]
-        assert v["verdict"] in ("supported", "contradicted", "inconclusive")
-        hifi = entry["branches"]["hifi"]["per_image"]["hf_fraction_excl_grid"]
-        lofi = entry["branches"]["lofi"]["per_image"]["hf_fraction_excl_grid"]
-        assert len(hifi) == len(lofi) == n
-        # the comparison's numbers are those of the per-image vectors
-        diff = np.array(hifi) - np.array(lofi)
-        assert v["hifi_vs_lofi"]["median_difference"] == pytest.approx(float(np.median(diff)))
-        assert v["hifi_vs_lofi"]["share_a_greater"] == pytest.approx(float(np.mean(diff > 0)))
-        for b in ("hifi", "lofi", "control"):
-            br = entry["branches"][b]
-            assert all(0.0 <= f <= 1.0 for f in br["per_image"]["hf_fraction"])
-            assert br["radial_freq"][1] == pytest.approx(0.25)  # 4 x 4 grid: bins of 1/4
-            assert np.array(br["log_amplitude"]).shape == (4, 4)
+    assert layers[2]["verdict"]["verdict"] == "not comparable" and layers[2]["hifi_heads"] == 0
+    entry = layers[1]
+    assert entry["grid"] == [4, 4] and entry["window_size"] == 2
+    assert (entry["hifi_heads"], entry["lofi_heads"]) == (1, 1)
+    v = entry["verdict"]
+    assert v["verdict"] in ("supported", "contradicted", "inconclusive")
+    hifi = entry["branches"]["hifi"]["per_image"]["hf_fraction_excl_grid"]
+    lofi = entry["branches"]["lofi"]["per_image"]["hf_fraction_excl_grid"]
+    assert len(hifi) == len(lofi) == n
+    # the comparison's numbers are those of the per-image vectors
+    diff = np.array(hifi) - np.array(lofi)
+    assert v["hifi_vs_lofi"]["median_difference"] == pytest.approx(float(np.median(diff)))
+    assert v["hifi_vs_lofi"]["share_a_greater"] == pytest.approx(float(np.mean(diff > 0)))
+    for b in ("hifi", "lofi", "control"):
+        br = entry["branches"][b]
+        assert all(0.0 <= f <= 1.0 for f in br["per_image"]["hf_fraction"])
+        assert br["radial_freq"][1] == pytest.approx(0.25)  # 4 x 4 grid: bins of 1/4
+        assert np.array(br["log_amplitude"]).shape == (4, 4)
     # the figure: plotted radial profiles and medians are the JSON's numbers
     plotted = seen["data"]
-    for i in (0, 1, 2):
+    for i in (1, 2):
         for b, curve in plotted["layers"][i]["radial"].items():
             br = layers[i]["branches"][b]
             freq, rel = np.array(br["radial_freq"][1:]), np.array(br["radial_power_rel"][1:])
@@ -110,46 +123,105 @@ def test_end_to_end_json_matches_the_figure(image_dir, tmp_path, monkeypatch):
             np.testing.assert_allclose(curve["power_rel"], rel[rel > 0])
     for b in ("hifi", "lofi", "control"):
         medians = [float(np.median(layers[i]["branches"][b]["per_image"]["hf_fraction_excl_grid"]))
-                   for i in (0, 1, 2) if layers[i]["branches"][b] is not None]
+                   for i in (1, 2) if layers[i]["branches"][b] is not None]
         assert plotted["hf_fraction"][b]["median"] == pytest.approx(medians)
     # and the Line2D objects on the radial axis carry exactly those arrays
-    fig = seen["fig"]
-    lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() == "Hi-Fi"]
-    np.testing.assert_allclose(lines[0].get_ydata(), plotted["layers"][0]["radial"]["hifi"]
-                               ["power_rel"])
+    lines = [ln for ax in seen["fig"].axes for ln in ax.get_lines() if ln.get_label() == "Hi-Fi"]
+    np.testing.assert_allclose(lines[0].get_ydata(),
+                               plotted["layers"][1]["radial"]["hifi"]["power_rel"])
 
 
-def test_folder_with_corrupt_and_non_image_files(tmp_path):
+def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
     folder = tmp_path / "mixed"
-    make_images(folder / "sub", count=3)  # nested: the folder is read recursively
+    first, *_ = make_images(folder / "sub", count=3)  # nested: the folder is read recursively
+    shutil.copy(first, folder / "copy_of_img0.png")  # byte-identical: counted once
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (folder / "notes.txt").write_text("not an image at all")
-    out = tmp_path / "out"
-    proc = run_hilo("spectrum", folder, "--checkpoint", TINY_CKPT, "--resolution", "64",
-                    "--out", out, "--json", "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert data == json.loads((out / "spectrum.json").read_text())
-    assert data["images"]["count"] == 3
-    skipped = {Path(s["path"]).name for s in data["images"]["skipped"]}
-    assert {"broken.jpg", "notes.txt"} <= skipped
-    assert "broken.jpg" in proc.stderr and "notes.txt" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    last = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert any(ln.startswith("verdict: ") for ln in last[-3:])
+    out = folder / "results"  # --out inside the input folder, holding an earlier run's PNGs
+    make_images(out, count=2)
+    res = hilo("spectrum", folder, first, *TINY, "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    inputs = strict_json(res.stdout)["inputs"]
+    # walk order: copy_of_img0.png comes first, so sub/img0.png (walked, then given again) is
+    # its duplicate twice, by content and by content again
+    copy = str(folder / "copy_of_img0.png")
+    assert inputs["analysed"] == [copy, str(folder / "sub" / "img1.png"),
+                                  str(folder / "sub" / "img2.png")]
+    assert inputs["n"] == 3
+    assert inputs["duplicates"] == [{"path": str(first), "same_as": copy}] * 2
+    skipped = {Path(s["path"]).name: s["reason"] for s in inputs["skipped"]}
+    assert set(skipped) == {"broken.jpg", "notes.txt", "results"}
+    assert "--out" in skipped["results"]
+    assert "broken.jpg" in res.stderr and "notes.txt" in res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert any(ln.startswith("verdict: ") for ln in lines[-3:])
     # default layers: those with both branches (tiny model: 0 and 1, not the MSA layer 2)
-    assert [entry["index"] for entry in data["layers"]] == [0, 1]
+    assert [e["index"] for e in strict_json(res.stdout)["results"]["layers"]] == [0, 1]
 
 
-def test_bad_input_is_one_line(tmp_path):
+def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch):
+    from hilocli.weights import WeightsRequest
+
+    def no_work(self, *args, **kwargs):
+        raise AssertionError("weights were loaded before the options were checked")
+
     folder = tmp_path / "imgs"
     make_images(folder, count=1)
-    common = ["--checkpoint", TINY_CKPT, "--resolution", "64", "--out", tmp_path / "o"]
-    assert_one_line_error(run_hilo("spectrum", folder, *common, "--cutoff", "0.7"), 2, "cutoff")
-    assert_one_line_error(run_hilo("spectrum", folder, *common, "--layer", "7"), 2, "--layer 7")
-    assert_one_line_error(run_hilo("spectrum", folder, *common, "--batch-size", "0"), 2)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    monkeypatch.setattr(WeightsRequest, "load", no_work)
+    common = [folder, *TINY, "--out", tmp_path / "o"]
+    for extra, fragment in [(("--cutoff", "0.7"), "cutoff"), (("--batch-size", "0"), "batch"),
+                            (("--limit", "0"), "--limit"), (("--resolution", "100000"), "8192"),
+                            (("--out", a_file), "not a folder"),
+                            (("--random-init",), "conflict")]:
+        assert_one_line_error(hilo("spectrum", *common, *extra), 2, fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
+    import torch
+
+    folder = tmp_path / "imgs"
+    make_images(folder, count=2)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "spectrum.json").write_text("{}\n")  # an earlier run's record stays untouched
+    assert_one_line_error(hilo("spectrum", folder, *TINY, "--out", out, "--layer", "7"), 2,
+                          "--layer 7")
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "a.png").write_bytes(b"garbage")
-    assert_one_line_error(run_hilo("spectrum", junk, *common), 1)
-    assert not (tmp_path / "o" / "spectrum.json").exists()  # nothing half-written
+    assert_one_line_error(hilo("spectrum", junk, *TINY, "--out", out), 1, "a.png")
+    # NaN in a weight: refused with the tensor's name
+    ckpt = torch.load(TINY_CKPT, weights_only=True)
+    ckpt["model"]["layers.2.blocks.0.attn.h_qkv.weight"][0, 0] = float("nan")
+    bad = tmp_path / "nan.pth"
+    torch.save(ckpt, bad)
+    res = hilo("spectrum", folder, "--checkpoint", bad, "--resolution", "64", "--out", out)
+    assert_one_line_error(res, 1, "layers.2.blocks.0.attn.h_qkv.weight", "non-finite")
+
+    # a failure while the files are staged leaves no file and no staging folder
+    from hilocli.spectrum import figures
+
+    def boom(result):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(figures, "spectrum_figure", boom)
+    res = hilo("spectrum", folder, *TINY, "--out", out)
+    assert_one_line_error(res, 1, "drawing failed")
+    assert sorted(p.name for p in out.iterdir()) == ["spectrum.json"]
+    assert (out / "spectrum.json").read_text() == "{}\n"
+
+
+@pytest.mark.slow
+def test_subprocess_end_to_end(image_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = run_hilo("spectrum", image_dir, *TINY, "--limit", "2", "--layer", "1", "--out", out,
+                    "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = strict_json(proc.stdout)
+    assert data == strict_json((out / "spectrum.json").read_text())
+    assert data["inputs"]["n"] == 2 and "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert any(ln.startswith("verdict: ") for ln in lines[-3:])

@@ -1,10 +1,9 @@
 """Every `hilo ...` line in README.md and docs/*.md runs as written, so examples cannot drift.
 
-Offline substitutions only: released weights become the tiny fixture (`--pretrained`,
-`--model NAME` without weights) or a random init; checkpoint paths that are placeholders
-(`my_litv2.pth`) become the tiny fixture; placeholder image folders (`photos/`) become
-`samples/`; `--out` goes to a temporary folder. Slow options are kept but sized down
-(`--limit`, small resolutions) only where the line asks for a heavy run.
+Offline substitutions only: where a line would download released weights (`--pretrained`, or
+`spectrum`/`attn-map` without `--checkpoint`/`--random-init`), the tiny fixture replaces them (and
+`--model`); checkpoint paths that are placeholders (`my_litv2.pth`) become the tiny fixture;
+placeholder image folders (`photos/`) become `samples/`; `--out` goes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -45,9 +44,7 @@ def offline_args(line: str, out: Path) -> list[str]:
     it = iter(range(len(args)))
     for i in it:
         a = args[i]
-        if a == "--pretrained":
-            fixed.append("--random-init")
-        elif a in ("--checkpoint", "-c") and not (ROOT / args[i + 1]).exists():
+        if a in ("--checkpoint", "-c") and not (ROOT / args[i + 1]).exists():
             fixed += [a, str(TINY_CKPT)]
             next(it)
         elif a in ("--out", "-o"):
@@ -59,12 +56,27 @@ def offline_args(line: str, out: Path) -> list[str]:
             fixed.append(str(ROOT / a))
         else:
             fixed.append(a)
-    has_weights = any(a in ("--checkpoint", "-c", "--random-init") for a in fixed)
-    if cmd in WEIGHTED and not has_weights:
-        fixed.append("--random-init")
+    downloads = "--pretrained" in args or (
+        cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args))
+    if downloads:  # released weights -> the tiny fixture (its own architecture)
+        fixed = _without_option(fixed, "--model", "-m")
+        fixed = [a for a in fixed if a not in ("--pretrained", "--random-init")]
+        fixed += ["--checkpoint", str(TINY_CKPT)]
     if "--out" not in fixed and "-o" not in fixed and cmd != "info":
         fixed += ["--out", str(out)]
     return fixed
+
+
+def _without_option(args: list[str], *names: str) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        else:
+            out.append(a)
+    return out
 
 
 EXAMPLES = doc_examples()

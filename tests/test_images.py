@@ -17,8 +17,17 @@ import torch
 from PIL import Image, ImageFile
 
 from hilocli.errors import HiloError, UsageError
-from hilocli.images import (IMAGENET_MEAN, IMAGENET_STD, MAX_PIXELS, find_images, load_image,
-                            load_many, load_prepared, prepare)
+from hilocli.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MAX_PIXELS,
+    find_images,
+    load_image,
+    load_many,
+    load_prepared,
+    prepare,
+)
+from hilocli.models import VARIANTS, Preprocess
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 MEAN = np.array(IMAGENET_MEAN, np.float32)
@@ -314,6 +323,44 @@ def test_plain_resize_mode_and_bad_arguments():
         prepare(Image.new("RGB", (8, 8)), 8, mode="squash")
 
 
+def test_each_variant_carries_the_preprocessing_it_was_evaluated_with():
+    """litv2_b_384 was evaluated with a plain resize to 384 x 384; the others with the crop."""
+    assert VARIANTS["litv2_b_384"].preprocess == Preprocess(mode="resize")
+    assert {v.preprocess.mode for n, v in VARIANTS.items() if n != "litv2_b_384"} == {"crop"}
+    assert all(v.preprocess.interpolation == "bicubic" and v.preprocess.mean == IMAGENET_MEAN
+               and v.preprocess.std == IMAGENET_STD for v in VARIANTS.values())
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (200, 300, 3), np.uint8))
+    prep = prepare(img, 384, preprocess=VARIANTS["litv2_b_384"].preprocess)
+    assert prep.mode == "resize" and prep.input_size == (384, 384)
+    assert torch.equal(prep.tensor, _reference_tensor(img, (384, 384), (0, 0, 384, 384)))
+    whole = prepare(img, 384, crop=False, preprocess=VARIANTS["litv2_b_384"].preprocess)
+    assert whole.mode == "whole" and whole.input_size == (576, 384)  # --no-crop still wins
+
+
+def test_preprocess_interpolation_mean_and_std_are_used():
+    img = Image.fromarray(np.random.default_rng(4).integers(0, 256, (30, 40, 3), np.uint8))
+    pre = Preprocess(mode="resize", interpolation="bilinear", mean=(0.5, 0.5, 0.5),
+                     std=(0.25, 0.5, 1.0))
+    prep = prepare(img, 16, preprocess=pre)
+    arr = np.asarray(img.resize((16, 16), Image.BILINEAR), np.float32) / 255  # (H, W, 3)
+    expected = (arr - 0.5) / np.array([0.25, 0.5, 1.0], np.float32)
+    np.testing.assert_allclose(prep.tensor.permute(1, 2, 0).numpy(), expected, atol=1e-6)
+    bicubic = np.asarray(img.resize((16, 16), Image.BICUBIC), np.float32) / 255
+    assert np.abs(bicubic - arr).max() > 0.01  # the two filters differ: the test can tell
+    with pytest.raises(ValueError, match="interpolation"):
+        Preprocess(interpolation="area")
+
+
+def test_load_many_takes_a_preprocess(tmp_path):
+    _save(Image.new("RGB", (60, 30), (10, 200, 30)), tmp_path / "a.png")
+    good, skipped = load_many([tmp_path / "a.png"], 16, preprocess=Preprocess(mode="resize"))
+    assert not skipped and good[0].mode == "resize" and good[0].input_size == (16, 16)
+    good, _ = load_many([tmp_path / "a.png"], 16, False, preprocess=Preprocess(mode="resize"))
+    assert good[0].input_size == (32, 16)  # crop=False: the whole image
+    good, _ = load_many([tmp_path / "a.png"], 16, True)  # the old positional call
+    assert good[0].mode == "crop" and good[0].input_size == (16, 16)
+
+
 # ---------------------------------------------------------------- geometry
 
 def test_to_input_xy_corners_and_round_trips_with_crop():
@@ -398,6 +445,8 @@ def test_sample_photos_are_real_small_and_documented():
         assert p.stat().st_size < 300_000 and p.name in readme
         img = load_image(p)
         assert min(img.size) >= 300 and np.asarray(img).std() > 20  # a photo, not a flat fill
+        prep = load_prepared(p, 64)
+        assert tuple(prep.tensor.shape) == (3, 64, 64) and prep.display.size == (64, 64)
     assert "CC0" in readme and "public domain" in readme
 
 

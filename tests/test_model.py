@@ -38,17 +38,27 @@ def test_fixture_outputs_match_authors(tiny_model):
             mod.register_forward_hook(keep(name))
     for i, stage in enumerate(tiny_model.layers):  # stage output after its token merging
         last = stage.downsample if stage.downsample is not None else stage.blocks[-1]
-        last.register_forward_hook(
-            lambda _m, _a, out, i=i: captured.__setitem__(f"layers.{i}",
-                                                          out[0] if isinstance(out, tuple) else out))
+        last.register_forward_hook(lambda _m, _a, out, i=i: captured.__setitem__(
+            f"layers.{i}", out[0] if isinstance(out, tuple) else out))
     with torch.no_grad():
         logits = tiny_model(torch.from_numpy(exp["input"]))
-    np.testing.assert_allclose(logits.numpy(), exp["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits.numpy(), exp["logits"], atol=5e-6, rtol=0)
     keys = [k for k in exp.files if k.startswith("capture/")]
     assert len(keys) == 9
     for key in keys:
-        np.testing.assert_allclose(captured[key[len("capture/"):]].numpy(), exp[key], atol=1e-4,
+        np.testing.assert_allclose(captured[key[len("capture/"):]].numpy(), exp[key], atol=5e-6,
                                    rtol=0, err_msg=key)
+
+
+def test_fixture_reproduced_from_the_file_alone(tiny_ckpt_path):
+    """No config given: the architecture inferred from the file gives the authors' logits."""
+    from hilocli.checkpoint import load_model
+
+    exp = np.load(TINY_EXPECTED)
+    loaded = load_model(checkpoint=tiny_ckpt_path)
+    with torch.no_grad():
+        logits = loaded.model(torch.from_numpy(exp["input"]))
+    np.testing.assert_allclose(logits.numpy(), exp["logits"], atol=5e-6, rtol=0)
 
 
 def test_explicit_and_fused_attention_agree(tiny_model):
@@ -195,7 +205,9 @@ def test_custom_config_builds_and_validates():
     model = create_model(cfg)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 96, 80)).shape == (1, 7)
-    assert model.hilo_layers()[0][1].window_size == 4
+    layer = model.hilo_layers()[0]
+    assert (layer.window_size, layer.hifi_heads, layer.lofi_heads, layer.head_dim) == (4, 2, 2, 32)
+    assert model.hilo_module(layer).window_size == 4
     with pytest.raises(ValueError, match="divisible"):
         LITv2Config(embed_dim=32, num_heads=(1, 2, 5, 8))
     with pytest.raises(ValueError, match="alpha"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum import (
     BranchAccumulator,
     SpectrumCollector,
@@ -254,8 +256,14 @@ class SyntheticModel(nn.Module):
         super().__init__()
         self.attn = SyntheticHiLo(swap, hifi)
 
-    def hilo_layers(self):
-        return [("synthetic.0", self.attn)]
+    def hilo_layers(self) -> list[HiLoLayerInfo]:
+        a = self.attn
+        return [HiLoLayerInfo(index=0, name="synthetic.0", path="attn", stage=0,
+                              window_size=a.window_size, num_heads=a.h_heads + a.l_heads,
+                              hifi_heads=a.h_heads, lofi_heads=a.l_heads, head_dim=6)]
+
+    def hilo_module(self, info: HiLoLayerInfo) -> nn.Module:
+        return self.get_submodule(info.path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -328,3 +336,79 @@ def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
     r = torch.sqrt(torch.fft.fftfreq(4)[:, None] ** 2 + torch.fft.fftfreq(5)[None, :] ** 2)
     expect = (p * (r > 0.25)).sum((1, 2)) / p.sum((1, 2))
     np.testing.assert_allclose(layers[0].hifi.per_image["hf_fraction"], expect.numpy(), atol=1e-5)
+
+
+def test_non_finite_activations_are_refused_naming_the_branch():
+    from hilocli.errors import HiloError
+
+    x = torch.randn(2, 6, 14, 14)
+    x[1, 0, 3, 3] = float("nan")
+    with SpectrumCollector(SyntheticModel(), [0], SETTINGS) as col:
+        with pytest.raises(HiloError, match=r"non-finite .* Hi-Fi output of layer 0 \(synth"):
+            col.add_batch(x)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def test_collect_inputs_counts_each_file_once_and_never_reads_the_out_folder(tmp_path):
+    from hilocli.errors import HiloError
+    from hilocli.images import OUT_DIR_REASON, collect_inputs
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a.png").write_bytes(b"one")
+    (tmp_path / "b" / "c.png").write_bytes(b"one")  # same bytes as a.png
+    (tmp_path / "b" / "d.png").write_bytes(b"two")
+    (tmp_path / ".hidden.png").write_bytes(b"three")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spectrum.png").write_bytes(b"four")
+    found = collect_inputs([tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"],
+                           exclude=(out,))
+    assert found.files == [tmp_path / "a.png", tmp_path / "b" / "d.png"]
+    assert found.duplicates == [(tmp_path / "b" / "c.png", tmp_path / "a.png"),
+                                (tmp_path / "b" / "d.png", tmp_path / "b" / "d.png")]
+    assert found.skipped == [(out, OUT_DIR_REASON), (out / "spectrum.png", OUT_DIR_REASON)]
+    with pytest.raises(HiloError, match="no such file"):
+        collect_inputs([tmp_path / "missing.png"])
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+
+def fake_result(n_layers: int):
+    """A SpectrumResult with n_layers copies of a synthetic layer (for layout checks)."""
+    from dataclasses import replace
+
+    from hilocli.checkpoint import Provenance
+    from hilocli.output import InputsRecord
+    from hilocli.spectrum import SpectrumRequest, SpectrumResult
+
+    layers, _ = synthetic_verdicts(swap=False, images=6)
+    layers = [replace(layers[0], layer=replace(layers[0].layer, index=i,
+                                               name=f"layers.2.blocks.{i}"))
+              for i in range(n_layers)]
+    verdicts = judge(layers, SETTINGS)
+    return SpectrumResult(
+        request=SpectrumRequest(inputs=(Path("x"),)), settings=SETTINGS, model_name="synthetic",
+        weights=Provenance(source="random init", variant="litv2_s", seed=0), resolution=224,
+        device="cpu", layers=layers, verdicts=verdicts, verdict="verdict: -",
+        inputs=InputsRecord(analysed=["x"] * 6), environment={})
+
+
+@pytest.mark.parametrize("n_layers", [1, 6, 18])
+def test_title_clears_the_top_panels(n_layers):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from hilocli.spectrum.figures import spectrum_figure
+
+    fig, _ = spectrum_figure(fake_result(n_layers))
+    fig.set_dpi(30)  # layout is in inches; a coarse raster keeps the test fast
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    # the top row: the montage and the hf panel, with their titles and verdict words
+    top_row = fig.axes[:2]
+    assert top_row[1].get_ylabel().startswith("hf fraction")
+    top = max(ax.get_tightbbox(renderer).y1 for ax in top_row)
+    assert title.y0 > top, (title.y0, top)
+    assert title.y1 <= fig.bbox.y1  # and inside the figure

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from hilocli.models.config import (
     VARIANTS,
     LITv2Config,
+    Preprocess,
     Variant,
     get_variant,
     split_heads,
@@ -18,13 +19,15 @@ from hilocli.models.config import (
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
 if TYPE_CHECKING:
-    from hilocli.models.litv2 import HiLo, LITv2, attention_probs, filter_state_dict
+    from hilocli.models.litv2 import HiLo, LITv2, attention_probs
+    from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config
 
-__all__ = ["VARIANTS", "HiLo", "HiLoLayerInfo", "LITv2", "LITv2Config", "Variant",
+__all__ = ["VARIANTS", "HiLo", "HiLoLayerInfo", "LITv2", "LITv2Config", "Preprocess", "Variant",
            "attention_probs", "create_model", "get_variant", "filter_state_dict", "grid_sizes",
-           "min_input_size", "split_heads"]
+           "infer_config", "min_input_size", "split_heads"]
 
-_TORCH_NAMES = ("HiLo", "LITv2", "attention_probs", "filter_state_dict")
+_TORCH_NAMES = ("HiLo", "LITv2", "attention_probs")
+_CHECKPOINT_NAMES = ("filter_state_dict", "infer_config")
 
 
 def __getattr__(name: str):
@@ -32,10 +35,14 @@ def __getattr__(name: str):
         from hilocli.models import litv2
 
         return getattr(litv2, name)
+    if name in _CHECKPOINT_NAMES:
+        from hilocli.models import litv2_checkpoint
+
+        return getattr(litv2_checkpoint, name)
     raise AttributeError(f"module 'hilocli.models' has no attribute {name!r}")
 
 
-def create_model(name_or_cfg: "str | LITv2Config", **overrides) -> "LITv2":
+def create_model(name_or_cfg: str | LITv2Config, **overrides) -> LITv2:
     """A randomly initialised LITv2 of a registered variant or a custom config, in eval mode."""
     from hilocli.models.litv2 import LITv2
 

@@ -36,7 +36,8 @@ class MSA(nn.Module):
 
 
 class SpatialReductionAttention(nn.Module):
-    """PVT's SRA: queries from every token, keys/values from Conv2d(C, C, r, stride r) + LayerNorm."""
+    """PVT's SRA: queries from every token; keys/values from Conv2d(C, C, r, stride r) +
+    LayerNorm."""
 
     def __init__(self, dim: int, num_heads: int, sr_ratio: int = 2, qkv_bias: bool = True):
         super().__init__()
@@ -75,12 +76,14 @@ class WindowAttention(nn.Module):
         self.num_heads, self.head_dim, self.window = num_heads, dim // num_heads, window
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window - 1) ** 2, num_heads))
         coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
                                             indexing="ij")).flatten(1)  # (2, w*w)
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)  # (w*w, w*w, 2)
-        self.register_buffer("relative_position_index", rel[..., 0] * (2 * window - 1) + rel[..., 1],
-                             persistent=False)
+        rel = coords[:, :, None] - coords[:, None, :]  # (2, w*w, w*w)
+        rel = rel.permute(1, 2, 0) + (window - 1)  # (w*w, w*w, 2)
+        self.register_buffer("relative_position_index",
+                             rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
@@ -94,7 +97,8 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(win).reshape(B * G, w * w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*G, h, w*w, d)
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        bias = bias.reshape(w * w, w * w, self.num_heads).permute(2, 0, 1).to(q.dtype)  # (h, w*w, w*w)
+        bias = bias.reshape(w * w, w * w, self.num_heads)  # (w*w, w*w, h)
+        bias = bias.permute(2, 0, 1).to(q.dtype)  # (h, w*w, w*w)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B*G, h, w*w, d)
         out = self.proj(out.transpose(1, 2).reshape(B * G, w * w, C))
         out = out.reshape(B, Hp // w, Wp // w, w, w, C).transpose(2, 3).reshape(B, Hp, Wp, C)

@@ -3,9 +3,13 @@ that only need an architecture (`hilo flops`, `hilo info --list`) import this wi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
-__all__ = ["LITv2Config", "Variant", "VARIANTS", "get_variant", "split_heads"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LITv2Config", "Preprocess", "Variant", "VARIANTS",
+           "get_variant", "split_heads"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,7 @@ class LITv2Config:
     depths: tuple[int, ...] = (2, 2, 6, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
     alpha: float = 0.9
-    local_ws: tuple[int, ...] = (0, 0, 2, 1)  # 0: no attention (MLP blocks); 1: plain MSA; s > 1: HiLo
+    local_ws: tuple[int, ...] = (0, 0, 2, 1)  # 0: MLP blocks only; 1: plain MSA; s > 1: HiLo
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     num_classes: int = 1000  # 0: no classifier head
@@ -66,7 +70,7 @@ class LITv2Config:
             d[k] = list(d[k])
         return d
 
-    def replace(self, **changes) -> "LITv2Config":
+    def replace(self, **changes) -> LITv2Config:
         return replace(self, **changes)
 
 
@@ -74,6 +78,55 @@ def split_heads(num_heads: int, alpha: float, window_size: int) -> tuple[int, in
     """(hifi_heads, lofi_heads) of a HiLo layer, as the authors split them (truncating)."""
     lofi_heads = num_heads if window_size == 1 else int(num_heads * alpha)
     return num_heads - lofi_heads, lofi_heads
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing
+# ----------------------------------------------------------------------------------------------
+
+PREPROCESS_MODES = ("crop", "resize", "whole")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images are prepared for a model (the authors' evaluation transform by default).
+
+    mode "crop": shorter side to int(256 / 224 * res), centre crop res x res (the released
+    classifiers); "resize": plain resize to res x res (litv2_b_384); "whole": shorter side to res,
+    no crop (`--no-crop`). Then RGB / 255, minus `mean`, divided by `std`."""
+
+    mode: str = "crop"
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESS_MODES:
+            raise ValueError(f"preprocessing mode must be one of {', '.join(PREPROCESS_MODES)}, "
+                             f"got {self.mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                             f"got {self.interpolation!r}")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need 3 entries each, std positive")
+
+    def with_crop(self, crop: bool) -> Preprocess:
+        """`--no-crop` (crop=False) keeps the whole image; crop=True keeps this preprocessing."""
+        return self if crop else replace(self, mode="whole")
+
+    def describe(self) -> str:
+        how = {"crop": "shorter side to int(256/224*res), centre crop res x res",
+               "resize": "plain resize to res x res", "whole": "shorter side to res, no crop"}
+        norm = ("ImageNet mean/std" if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD)
+                else f"mean {list(self.mean)}, std {list(self.std)}")
+        return f"{how[self.mode]}, {self.interpolation}, {norm}"
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, "interpolation": self.interpolation, "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,7 +144,7 @@ class Variant:
     cfg: LITv2Config
     url: str
     top1: float | None = None  # ImageNet-1k top-1 reported by the authors
-    notes: str = field(default="")
+    preprocess: Preprocess = Preprocess()  # how the authors evaluated it
 
 
 def _variants() -> dict[str, Variant]:
@@ -102,9 +155,10 @@ def _variants() -> dict[str, Variant]:
         "litv2_b": Variant("litv2_b", LITv2Config(**_B), f"{_RELEASE}/v1.0/litv2_b.pth", 83.6),
         "litv2_b_384": Variant("litv2_b_384", LITv2Config(**_B, img_size=384),
                                f"{_RELEASE}/v1.0/litv2_b_384.pth", 84.7,
-                               "evaluated without centre crop (plain resize to 384x384)"),
+                               Preprocess(mode="resize")),  # evaluated without the centre crop
     }
-    alpha_top1 = {0.0: 81.16, 0.2: 81.89, 0.4: 81.81, 0.5: 81.88, 0.7: 81.94, 0.9: 82.03, 1.0: 81.89}
+    alpha_top1 = {0.0: 81.16, 0.2: 81.89, 0.4: 81.81, 0.5: 81.88, 0.7: 81.94, 0.9: 82.03,
+                  1.0: 81.89}
     for alpha, top1 in alpha_top1.items():
         file = f"alpha_{alpha:g}.pth"  # alpha_0.pth, alpha_0.2.pth, ..., alpha_1.pth
         name = f"litv2_s_alpha{alpha:.1f}"

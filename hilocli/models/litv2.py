@@ -1,7 +1,9 @@
 """LITv2 with HiLo attention, written from the paper and the published facts of the authors' release.
 
-Layout follows timm's model files: small blocks, then the model, then the checkpoint filter. The
-config and the variant registry live in `hilocli.models.config`, which needs no torch. Tensor shape comments use B (batch), H x W (token grid), C (channels), G (windows),
+Layout follows timm's model files: small blocks, then the model. The config and the variant
+registry live in `hilocli.models.config`, which needs no torch; what checkpoints say about the
+model (key filtering, inference, strict loading) in `hilocli.models.litv2_checkpoint`.
+Tensor shape comments use B (batch), H x W (token grid), C (channels), G (windows),
 s (window size), h (heads), d (head dim), N (tokens), M (pooled tokens).
 
 The state-dict names and shapes equal those of the authors' released checkpoints, so those load
@@ -23,8 +25,7 @@ import torch.nn.functional as F
 from hilocli.models.config import LITv2Config, split_heads
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
-__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "attention_probs", "deform_conv2d",
-           "filter_state_dict"]
+__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "attention_probs", "deform_conv2d"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,43 +420,3 @@ class LITv2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_features(x).mean(dim=1)  # (B, 8D)
         return self.head(x) if self.head is not None else x
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoint filter: unwrap and rename whatever layout a file has into this model's names
-# ----------------------------------------------------------------------------------------------
-
-_WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
-_PREFIXES = ("module.", "backbone.", "model.")
-
-
-def filter_state_dict(obj: object) -> dict[str, torch.Tensor]:
-    """Unwrap {"model": ...} / {"state_dict": ...} and strip `module.` / `backbone.` prefixes.
-
-    OpenMMLab detector/segmentor files also hold neck and head weights: only `backbone.` keys are
-    kept when any are present. Raises ValueError when no tensors are found.
-    """
-    sd = obj
-    for _ in range(3):  # nested wrappers, e.g. {"state_dict": {"model": ...}}
-        if isinstance(sd, dict) and not any(torch.is_tensor(v) for v in sd.values()):
-            inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), dict)), None)
-            if inner is None:
-                break
-            sd = inner
-    if not isinstance(sd, dict):
-        raise ValueError("the file holds no state dict")
-    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and torch.is_tensor(v)}
-    if not tensors:
-        raise ValueError("the file holds no tensors")
-    if any(k.startswith("backbone.") for k in tensors):
-        tensors = {k: v for k, v in tensors.items() if k.startswith("backbone.")}
-    out = {}
-    for k, v in tensors.items():
-        changed = True
-        while changed:
-            changed = False
-            for p in _PREFIXES:
-                if k.startswith(p):
-                    k, changed = k[len(p):], True
-        out[k] = v
-    return out

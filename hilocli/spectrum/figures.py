@@ -1,4 +1,5 @@
-"""Figures for `hilo spectrum`. Each function takes results and returns (Figure, plotted data).
+"""Figures for `hilo spectrum`. Each function takes a `SpectrumResult` and returns
+(Figure, plotted data).
 
 The returned dict holds exactly the arrays handed to matplotlib, so tests (and users) can check
 that the figure shows what the JSON says. No pyplot state: figures are `matplotlib.figure.Figure`.
@@ -7,16 +8,23 @@ that the figure shows what the JSON says. No pyplot state: figures are `matplotl
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from hilocli.spectrum import BRANCH_LABELS, BranchSpectrum, LayerSpectra, LayerVerdict
+from hilocli.models.geometry import HiLoLayerInfo
+from hilocli.spectrum.branch import BranchSpectrum
+from hilocli.spectrum.collect import LayerSpectra
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
+from hilocli.spectrum.stats import LayerVerdict
+
+if TYPE_CHECKING:
+    from hilocli.spectrum.run import SpectrumResult
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
-METRIC = "hf_fraction_excl_grid"
 
 
 def montage(images: Sequence[Any], max_images: int = 16, tile: int = 96) -> np.ndarray | None:
@@ -61,55 +69,76 @@ def _show_log_amplitude(ax, spec: BranchSpectrum, title: str) -> np.ndarray:
     ax.set_xlabel("fx (cycles/token)", fontsize=7)
     ax.set_ylabel("fy", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    cax = ax.inset_axes([1.04, 0.0, 0.05, 1.0])  # beside the panel, in the column gap
+    ax.figure.colorbar(im, cax=cax).ax.tick_params(labelsize=6)
     return shown
 
 
-def spectrum_figure(layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdict],
-                    images: Any = None, title: str = "",
-                    random_layers: Sequence[LayerSpectra] | None = None,
-                    cutoff: float = 0.25) -> tuple[Figure, dict[str, Any]]:
+def short_name(layer: HiLoLayerInfo) -> str:
+    """`layers.2.blocks.3` -> `2.3` (stage.block), for tick labels and table cells."""
+    return layer.name.replace("layers.", "").replace(".blocks.", ".")
+
+
+def figure_title(result: SpectrumResult) -> str:
+    r = result.request
+    return (f"{result.model_name}: {result.weights.describe()}\n{len(result.inputs.analysed)} "
+            f"images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
+            f"{r.cutoff:g} cycles/token{'; Hann window' if r.hann else ''}")
+
+
+def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     """Stats figure: input montage and per-layer hf fractions on top; one row per layer with the
-    Hi-Fi, Lo-Fi and control log-amplitude spectra and their radial profiles on one axis."""
-    n = len(layers)
-    fig = Figure(figsize=(16, 3.4 * (n + 1)))  # fixed spacing: a layout engine doubles draw time
-    grid = fig.add_gridspec(n + 1, 4, left=0.05, right=0.98, bottom=0.5 / (n + 1) / 3.4,
-                            top=1 - 0.75 / (n + 1) / 3.4, hspace=0.45, wspace=0.3)
+    Hi-Fi, Lo-Fi and control log-amplitude spectra and their radial profiles on one axis.
+
+    Margins are fixed in inches (not figure fractions), so the title clears the top panels for
+    any number of layers."""
+    layers, n = result.layers, len(result.layers)
+    title = figure_title(result)
+    row_in, title_in = 3.4, 0.25 + 0.2 * (title.count("\n") + 1)
+    rotate = n > 8  # verdict words above the hf panel would run together
+    top_in = title_in + (0.75 if rotate else 0.3)  # verdict words above the top panels
+    height = row_in * (n + 1) + top_in
+    fig = Figure(figsize=(16, height))  # fixed spacing: a layout engine doubles draw time
+    grid = fig.add_gridspec(n + 1, 4, left=0.05, right=0.98, bottom=0.5 / height,
+                            top=1 - top_in / height, hspace=0.45, wspace=0.3)
     data: dict[str, Any] = {"layers": {}, "hf_fraction": {}}
 
     ax_img = fig.add_subplot(grid[0, 0])
     ax_img.axis("off")
+    images = montage(result.shown)
     if images is not None:
         ax_img.imshow(images)
         ax_img.set_title("input (what the model saw)", fontsize=9)
 
     ax_hf = fig.add_subplot(grid[0, 1:])
-    data["hf_fraction"] = _hf_panel(ax_hf, layers, verdicts, random_layers)
+    random_layers = result.control.layers if result.control is not None else None
+    data["hf_fraction"] = _hf_panel(ax_hf, layers, result.verdicts, random_layers, rotate)
 
-    for row, layer in enumerate(layers, start=1):
-        entry: dict[str, Any] = {"name": layer.name, "grid": list(layer.grid)}
-        for col, b in enumerate(("hifi", "lofi", "control")):
+    for row, spectra in enumerate(layers, start=1):
+        info = spectra.layer
+        entry: dict[str, Any] = {"name": info.name, "grid": list(spectra.grid)}
+        for col, b in enumerate(BRANCHES):
             ax = fig.add_subplot(grid[row, col])
-            spec = layer.branch(b)
+            spec = spectra.branch(b)
             if spec is None:
                 ax.axis("off")
-                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch\n(window {layer.window_size})",
+                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch\n(window {info.window_size})",
                         ha="center", va="center", fontsize=9, transform=ax.transAxes)
                 continue
             entry[f"{b}_log_amplitude"] = _show_log_amplitude(
-                ax, spec, f"[{layer.index}] {layer.name}: {BRANCH_LABELS[b]} log|F|")
+                ax, spec, f"[{info.index}] {info.name}: {BRANCH_LABELS[b]} log|F|")
         ax = fig.add_subplot(grid[row, 3])
-        entry["radial"] = _radial_panel(ax, layer, cutoff)
-        data["layers"][layer.index] = entry
-    if title:
-        fig.suptitle(title, fontsize=10)
+        entry["radial"] = _radial_panel(ax, spectra, result.request.cutoff)
+        data["layers"][info.index] = entry
+    fig.suptitle(title, fontsize=10, y=1 - 0.15 / height, va="top")
     return fig, data
 
 
-def _radial_panel(ax, layer: LayerSpectra, cutoff: float) -> dict[str, Any]:
+def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
     plotted: dict[str, Any] = {}
-    for b in ("hifi", "lofi", "control"):
-        spec = layer.branch(b)
+    ws = spectra.layer.window_size
+    for b in BRANCHES:
+        spec = spectra.branch(b)
         if spec is None:
             continue
         x = spec.radial_freq[1:]  # bin 0 is zero frequency: removed with the mean
@@ -119,29 +148,28 @@ def _radial_panel(ax, layer: LayerSpectra, cutoff: float) -> dict[str, Any]:
         plotted[b] = {"freq": x[keep], "power_rel": y[keep]}
     ax.axvline(cutoff, color="k", ls=":", lw=1, label=f"cutoff {cutoff:g}")
     ax.axvline(0.5, color="k", ls="--", lw=0.8, label="Nyquist 0.5")
-    if layer.window_size > 1:
-        ax.axvline(1.0 / layer.window_size, color="tab:orange", ls="-.", lw=0.8,
-                   label=f"window grid 1/{layer.window_size}")
+    if ws > 1:
+        ax.axvline(1.0 / ws, color="tab:orange", ls="-.", lw=0.8, label=f"window grid 1/{ws}")
     ax.set_xlabel("radius (cycles/token); > 0.5: corners only", fontsize=7)
     ax.set_ylabel("power / non-DC total", fontsize=7)
-    ax.set_title(f"radial profile ({layer.grid[0]}x{layer.grid[1]} grid)", fontsize=9)
+    ax.set_title(f"radial profile ({spectra.grid[0]}x{spectra.grid[1]} grid)", fontsize=9)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6)
     return plotted
 
 
 def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdict],
-              random_layers: Sequence[LayerSpectra] | None) -> dict[str, Any]:
-    plotted: dict[str, Any] = {"layer": [layer.index for layer in layers]}
+              random_layers: Sequence[LayerSpectra] | None, rotate: bool) -> dict[str, Any]:
+    plotted: dict[str, Any] = {"layer": [s.layer.index for s in layers]}
     xs = np.arange(len(layers), dtype=float)
     offsets = {"hifi": -0.2, "lofi": 0.0, "control": 0.2}
     for b, off in offsets.items():
         med, lo, hi, pos = [], [], [], []
-        for x, layer in zip(xs, layers):
-            spec = layer.branch(b)
+        for x, spectra in zip(xs, layers):
+            spec = spectra.branch(b)
             if spec is None:
                 continue
-            v = spec.per_image[METRIC]
+            v = spec.per_image[VERDICT_METRIC]
             q1, q2, q3 = np.percentile(v, [25, 50, 75])
             med.append(q2), lo.append(q2 - q1), hi.append(q3 - q2), pos.append(x + off)
         if med:
@@ -151,22 +179,24 @@ def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdic
     if random_layers:
         for b in ("hifi", "lofi"):
             pos, med = [], []
-            for x, layer in zip(xs, random_layers):
-                spec = layer.branch(b)
+            for x, spectra in zip(xs, random_layers):
+                spec = spectra.branch(b)
                 if spec is not None:
                     pos.append(x + offsets[b])
-                    med.append(float(np.median(spec.per_image[METRIC])))
+                    med.append(float(np.median(spec.per_image[VERDICT_METRIC])))
             if med:
                 ax.plot(pos, med, "D", mfc="none", color=COLORS[b], ms=7,
                         label=f"{BRANCH_LABELS[b]}, random init")
             plotted[f"random_{b}"] = {"x": pos, "median": med}
-    by_index = {v.index: v for v in verdicts}
-    for x, layer in zip(xs, layers):
-        v = by_index.get(layer.index)
+    by_index = {v.layer.index: v for v in verdicts}
+    for x, spectra in zip(xs, layers):
+        v = by_index.get(spectra.layer.index)
         if v is not None:
             ax.annotate(v.verdict, (x, 1.0), xycoords=("data", "axes fraction"),
-                        ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(xs, [f"{layer.index}\n{layer.name}" for layer in layers], fontsize=7)
+                        ha="left" if rotate else "center", va="bottom", fontsize=7,
+                        rotation=30 if rotate else 0, rotation_mode="anchor")
+    ax.set_xticks(xs, [f"{s.layer.index}\n{short_name(s.layer)}" for s in layers], fontsize=7)
+    ax.set_xlabel("layer (index, stage.block)", fontsize=7)
     ax.set_ylabel("hf fraction (window grid excluded)", fontsize=8)
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.tick_params(labelsize=7)
@@ -174,20 +204,21 @@ def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdic
     return plotted
 
 
-def paper_figure(layers: Sequence[LayerSpectra], title: str = "") -> tuple[Figure, dict[str, Any]]:
+def paper_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     """The authors' figure: centred log|F| (no mean removal) of 8 channels per branch, averaged
     over images; two rows (Hi-Fi, Lo-Fi) per layer. Lighter = larger; centre = low frequency."""
-    rows = [(layer, b) for layer in layers for b in ("hifi", "lofi") if layer.branch(b)]
-    if not rows:
-        raise ValueError("no branch to draw")
-    cols = max(len(layer.branch(b).paper_channels) for layer, b in rows)
-    fig = Figure(figsize=(1.6 * cols + 1.5, 1.7 * len(rows) + 0.6), layout="constrained")
+    rows = [(s, b) for s in result.layers for b in ("hifi", "lofi") if s.branch(b)]
+    cols = max(len(s.branch(b).paper_channels) for s, b in rows)
+    width, height = 1.6 * cols + 1.0, 1.7 * len(rows) + 0.8  # inches; fixed margins below
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(len(rows), cols, left=0.8 / width, right=1 - 0.1 / width,
+                            bottom=0.1 / height, top=1 - 0.8 / height, wspace=0.1, hspace=0.25)
     data: dict[str, Any] = {}
-    for r, (layer, b) in enumerate(rows):
-        spec = layer.branch(b)
+    for r, (spectra, b) in enumerate(rows):
+        spec, index = spectra.branch(b), spectra.layer.index
         maps = spec.paper_maps
         for c in range(cols):
-            ax = fig.add_subplot(len(rows), cols, r * cols + c + 1)
+            ax = fig.add_subplot(grid[r, c])
             ax.set_xticks([]), ax.set_yticks([])
             if c >= len(spec.paper_channels):
                 ax.axis("off")
@@ -195,8 +226,10 @@ def paper_figure(layers: Sequence[LayerSpectra], title: str = "") -> tuple[Figur
             ax.imshow(maps[c], cmap="viridis", origin="lower", interpolation="nearest")
             ax.set_title(f"ch {spec.paper_channels[c]}", fontsize=6, pad=2)
             if c == 0:
-                ax.set_ylabel(f"[{layer.index}] {BRANCH_LABELS[b]}", fontsize=7)
-        data[f"{layer.index}/{b}"] = {"channels": spec.paper_channels, "maps": maps}
-    fig.suptitle(title or "log|F| per channel (centred; lighter = larger, centre = low frequency)",
-                 fontsize=9)
+                ax.set_ylabel(f"[{index}] {BRANCH_LABELS[b]}", fontsize=7)
+        data[f"{index}/{b}"] = {"channels": spec.paper_channels, "maps": maps}
+    fig.suptitle(f"{result.model_name}: {result.weights.describe()}\ncentred log|F| of "
+                 f"{result.settings.paper_channels} channels per branch, mean over images (the "
+                 "authors' figure)\nlighter = larger, centre = low frequency", fontsize=9,
+                 y=1 - 0.1 / height, va="top")
     return fig, data

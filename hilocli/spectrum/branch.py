@@ -1,0 +1,167 @@
+"""One branch (Hi-Fi, Lo-Fi or the control) of one layer over all images: `BranchAccumulator`
+takes batches of maps (B, H, W, C) and gives a `BranchSpectrum` with the per-image numbers, the
+averaged maps and the profiles (definitions in `hilocli.spectrum.measures`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hilocli.spectrum.measures import (
+    EPS,
+    PER_IMAGE_FIELDS,
+    ZERO_ENERGY,
+    FrequencyAxes,
+    SpectrumSettings,
+    fft_maps,
+    frequency_axes,
+    image_summaries,
+    paper_channel_range,
+    radial_profile,
+)
+
+
+@dataclass
+class BranchSpectrum:
+    """Everything measured for one branch (or the control) of one layer, over all images."""
+
+    branch: str  # "hifi" | "lofi" | "control"
+    channels: int
+    n_images: int
+    per_image: dict[str, np.ndarray]  # PER_IMAGE_FIELDS -> (n_images,)
+    grid: tuple[int, int]  # (H, W) of the maps below
+    map_images: int  # how many images the maps and profiles average (those with this grid)
+    freq_y: np.ndarray  # (H,) centred (fftshift) cycles per token
+    freq_x: np.ndarray  # (W,)
+    log_amplitude: np.ndarray  # (H, W) centred, mean over channels and images, mean removed
+    radial_freq: np.ndarray  # (nbins,) cycles per token
+    radial_power: np.ndarray  # (nbins,) mean power per bin, channel mean, image mean
+    radial_power_rel: np.ndarray  # (nbins,) same, each image's power over its non-DC total first
+    parkkim_freq: np.ndarray  # (K,) per-axis cycles per token along the diagonal
+    parkkim_rel_log_amplitude: np.ndarray  # (K,) minus the value at zero frequency
+    paper_channels: list[int]
+    paper_maps: np.ndarray  # (k, H, W) centred log|F| of those channels (no mean removal)
+
+    @property
+    def parkkim_omega(self) -> np.ndarray:
+        """The diagonal's frequency as an angle 0 .. pi (pi = Nyquist), Park & Kim's axis."""
+        return 2 * np.pi * self.parkkim_freq
+
+    def to_dict(self, maps: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "branch": self.branch, "channels": self.channels, "n_images": self.n_images,
+            "per_image": {k: v.tolist() for k, v in self.per_image.items()},
+            "median": {k: float(np.median(v)) for k, v in self.per_image.items()},
+            "mean": {k: float(np.mean(v)) for k, v in self.per_image.items()},
+            "grid": list(self.grid), "map_images": self.map_images,
+            "radial_freq": self.radial_freq.tolist(),
+            "radial_power": self.radial_power.tolist(),
+            "radial_power_rel": self.radial_power_rel.tolist(),
+            "parkkim_freq": self.parkkim_freq.tolist(),
+            "parkkim_omega": self.parkkim_omega.tolist(),
+            "parkkim_rel_log_amplitude": self.parkkim_rel_log_amplitude.tolist(),
+            "paper_channels": self.paper_channels,
+        }
+        if maps:
+            out.update(freq_y=self.freq_y.tolist(), freq_x=self.freq_x.tolist(),
+                       log_amplitude=self.log_amplitude.tolist(),
+                       paper_maps=self.paper_maps.tolist())
+        return out
+
+
+@dataclass
+class _GridSums:
+    axes: FrequencyAxes
+    count: int = 0
+    log_amp: torch.Tensor | None = None  # (H, W)
+    raw_log_amp: torch.Tensor | None = None  # (H, W)
+    radial: torch.Tensor | None = None  # (nbins,)
+    radial_rel: torch.Tensor | None = None  # (nbins,)
+    paper: torch.Tensor | None = None  # (k, H, W)
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        old = getattr(self, name)
+        setattr(self, name, value if old is None else old + value)
+
+
+class BranchAccumulator:
+    """Feeds batches of one branch's maps (B, H, W, C); `finish()` gives a BranchSpectrum.
+
+    Everything stays on the maps' device until finish(). Images may come in different grid sizes
+    (no-crop mode): scalars use every image, maps and profiles the most common grid.
+    """
+
+    def __init__(self, branch: str, settings: SpectrumSettings, window_size: int | None):
+        self.branch = branch
+        self.settings = settings
+        self.window_size = window_size
+        self.channels: int | None = None
+        self.per_image: dict[str, list[torch.Tensor]] = {k: [] for k in PER_IMAGE_FIELDS}
+        self.sums: dict[tuple[int, int], _GridSums] = {}
+
+    def add(self, maps: torch.Tensor) -> None:
+        B, H, W, C = maps.shape
+        if self.channels is None:
+            self.channels = C
+        elif C != self.channels:
+            raise ValueError(f"{self.branch}: channel count changed from {self.channels} to {C}")
+        sums = self.sums.get((H, W))
+        if sums is None:
+            axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, maps.device)
+            sums = self.sums[(H, W)] = _GridSums(axes)
+        axes = sums.axes
+        raw = fft_maps(maps, remove_mean=False)  # (B, C, H, W) complex
+        raw_amp = raw.abs()  # (B, C, H, W)
+        if self.settings.hann:
+            amp = fft_maps(maps, remove_mean=True, hann=True).abs()  # (B, C, H, W)
+        else:  # removing the mean only zeroes the DC term: reuse the raw transform
+            amp = raw_amp * (~axes.dc).to(raw_amp.dtype)  # (B, C, H, W)
+        pw = amp.square()  # (B, C, H, W)
+        mean_power = pw.mean(1)  # (B, H, W)
+        energy = raw_amp.square().mean(1).flatten(1).sum(1)  # (B,)
+        for k, v in image_summaries(mean_power, energy, axes).items():
+            self.per_image[k].append(v)
+        total = self.per_image["total_power"][-1]
+        floor = ZERO_ENERGY * energy + 1e-30
+        has = (total > floor)[:, None, None]  # (B, 1, 1) images with any non-DC energy
+        rel = torch.where(has, mean_power / torch.where(has, total[:, None, None], 1.0), 0.0)
+        sums.add("radial", radial_profile(mean_power, axes).sum(0))
+        sums.add("radial_rel", radial_profile(rel, axes).sum(0))
+        sums.add("log_amp", torch.log(amp + EPS).mean(1).sum(0))  # (H, W)
+        raw_log = torch.log(raw_amp + EPS)  # (B, C, H, W)
+        sums.add("raw_log_amp", raw_log.mean(1).sum(0))
+        chans = paper_channel_range(C, self.settings.paper_channels)
+        sums.add("paper", raw_log[:, chans[0]:chans[-1] + 1].sum(0))  # (k, H, W)
+        sums.count += B
+
+    def finish(self) -> BranchSpectrum:
+        if not self.sums:
+            raise ValueError(f"{self.branch}: no maps were added")
+        per_image = {k: torch.cat(v).double().cpu().numpy() for k, v in self.per_image.items()}
+        (H, W), s = max(self.sums.items(), key=lambda kv: kv[1].count)
+        n = s.count
+        ax = s.axes
+
+        def centred(t: torch.Tensor) -> np.ndarray:
+            return torch.fft.fftshift(t / n, dim=(-2, -1)).double().cpu().numpy()
+
+        raw_log = (s.raw_log_amp / n).double().cpu()  # (H, W) torch order
+        rows, cols = ax.diag
+        diag = raw_log[rows.cpu(), cols.cpu()]  # (K,)
+        return BranchSpectrum(
+            branch=self.branch, channels=int(self.channels), n_images=len(per_image["centroid"]),
+            per_image=per_image, grid=(H, W), map_images=n,
+            freq_y=torch.fft.fftshift(ax.fy).double().cpu().numpy(),
+            freq_x=torch.fft.fftshift(ax.fx).double().cpu().numpy(),
+            log_amplitude=centred(s.log_amp),
+            radial_freq=ax.bin_centers.double().cpu().numpy(),
+            radial_power=(s.radial / n).double().cpu().numpy(),
+            radial_power_rel=(s.radial_rel / n).double().cpu().numpy(),
+            parkkim_freq=ax.diag_freq.double().cpu().numpy(),
+            parkkim_rel_log_amplitude=(diag - diag[0]).numpy(),
+            paper_channels=paper_channel_range(int(self.channels), self.settings.paper_channels),
+            paper_maps=centred(s.paper),
+        )

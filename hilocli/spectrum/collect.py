@@ -1,0 +1,132 @@
+"""Running a model over images and measuring its HiLo layers: decoding in chunks, and the
+collector that hooks the model (`hilocli.capture`) and feeds each branch's accumulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hilocli.models.geometry import HiLoLayerInfo
+from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
+from hilocli.weights import check_finite
+
+
+@dataclass
+class LayerSpectra:
+    """The three measured branches of one HiLo layer."""
+
+    layer: HiLoLayerInfo  # index (what --layer takes), name, window size, head counts
+    grid: tuple[int, int]  # grid of the maps shown (most common one)
+    hifi: BranchSpectrum | None  # None: the layer has no Hi-Fi heads (window 1 or alpha 1)
+    lofi: BranchSpectrum | None  # None: no Lo-Fi heads (alpha 0)
+    control: BranchSpectrum
+
+    @property
+    def comparable(self) -> bool:
+        return self.hifi is not None and self.lofi is not None
+
+    def branch(self, name: str) -> BranchSpectrum | None:
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.layer.to_dict(), "grid": list(self.grid), "comparable": self.comparable,
+                "branches": {b: (None if self.branch(b) is None else self.branch(b).to_dict())
+                             for b in BRANCHES}}
+
+
+class SpectrumCollector:
+    """Measures the chosen HiLo layers of `model` batch by batch.
+
+        with SpectrumCollector(model, layers, settings) as col:
+            for x in batches:          # (B, 3, H, W) on the model's device
+                col.add_batch(x)
+        layers = col.finish()
+
+    Uses the model's fast attention path (no attention weights are needed); branch maps stay on
+    the model's device. Batches may differ in size. Non-finite maps are refused (HiloError).
+    """
+
+    def __init__(self, model: torch.nn.Module, layers: Sequence[int], settings: SpectrumSettings):
+        infos = model.hilo_layers()
+        for i in layers:
+            if not 0 <= i < len(infos):
+                raise ValueError(f"layer index {i} out of range 0..{len(infos) - 1}")
+        self.model = model
+        self.layers: list[HiLoLayerInfo] = [infos[i] for i in layers]
+        self.accs = {info.index: {b: BranchAccumulator(b, settings, info.window_size)
+                                  for b in BRANCHES} for info in self.layers}
+        self.images = 0
+        self._stack = ExitStack()
+        self._cap = None
+
+    def __enter__(self) -> SpectrumCollector:
+        from hilocli.capture import capture
+
+        indices = [info.index for info in self.layers]
+        self._cap = self._stack.enter_context(
+            capture(self.model, indices, attn=False, keep_on_device=True))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cap = None
+        self._stack.close()
+
+    def add_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward one batch (B, 3, H, W) and measure it; returns the model's output."""
+        if self._cap is None:
+            raise RuntimeError("use SpectrumCollector inside a `with` block")
+        with torch.no_grad():
+            out = self.model(x)
+            for info in self.layers:
+                rec = self._cap.records[info.index]
+                for b in BRANCHES:
+                    maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
+                    if maps is None:
+                        continue
+                    check_finite(maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} "
+                                       f"({info.name})")
+                    self.accs[info.index][b].add(maps)  # (B, H, W, C_branch)
+        self.images += x.shape[0]
+        return out
+
+    def finish(self) -> list[LayerSpectra]:
+        if self.images == 0:
+            raise ValueError("no images to analyse")
+        out = []
+        for info in self.layers:
+            done = {b: (a.finish() if a.sums else None) for b, a in self.accs[info.index].items()}
+            out.append(LayerSpectra(layer=info, grid=done["control"].grid, hifi=done["hifi"],
+                                    lofi=done["lofi"], control=done["control"]))
+        return out
+
+
+@dataclass
+class Chunk:
+    """Up to batch_size files, decoded: equal-sized images grouped (one forward per group)."""
+
+    groups: list[list[Any]] = field(default_factory=list)  # lists of PreparedImage
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return sum(map(len, self.groups)) + len(self.skipped)
+
+
+def decode_chunks(paths: Sequence[Path], resolution: int, crop: bool,
+                  batch_size: int) -> Iterator[Chunk]:
+    """Decode `paths` batch_size at a time; with --no-crop sizes differ, so each chunk's images are
+    grouped by size. Unreadable files are in `skipped` with the reason."""
+    from hilocli.images import load_many
+
+    for start in range(0, len(paths), batch_size):
+        prepared, skipped = load_many(list(paths[start:start + batch_size]), resolution, crop)
+        by_size: dict[tuple[int, ...], list] = {}
+        for p in prepared:
+            by_size.setdefault(tuple(p.tensor.shape), []).append(p)
+        yield Chunk(groups=list(by_size.values()), skipped=skipped)
