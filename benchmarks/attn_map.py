@@ -40,12 +40,17 @@ import torch
 from hilocli.weights import WeightsRequest
 m = WeightsRequest(model={model!r}, pretrained=False).load({device!r}, progress=False).model
 """
-FORWARD = IDLE + """
+FORWARD = (
+    IDLE
+    + """
 x = torch.randn(1, 3, {size}, {size}, device={device!r})
 with torch.no_grad():
     m(x)
 """
-ANALYSIS = FORWARD.replace("    m(x)\n", """    from hilocli.attn_map.maps import layer_qk
+)
+ANALYSIS = FORWARD.replace(
+    "    m(x)\n",
+    """    from hilocli.attn_map.maps import layer_qk
     from hilocli.attn_map.summaries import summarise_layer
     from hilocli.capture import capture
     from hilocli.models.geometry import layer_geometry
@@ -57,7 +62,8 @@ ANALYSIS = FORWARD.replace("    m(x)\n", """    from hilocli.attn_map.maps impor
         qk = layer_qk(m.hilo_module(info), cap.records[info.index].control, g)
         summarise_layer(qk, {chunk})
         del qk
-""")
+""",
+)
 
 
 def run(cmd: list[str]) -> tuple[float, float, int]:
@@ -108,34 +114,77 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         image = synthetic_image(Path(tmp))
-        idle_wall, idle_rss, _ = run([py, "-c", IDLE.format(model=args.model,
-                                                            device=args.device)])
+        idle_wall, idle_rss, _ = run([py, "-c", IDLE.format(model=args.model, device=args.device)])
         for size, grid in zip(sizes, stage3):
-            fwd_wall, fwd_rss, _ = run([py, "-c", FORWARD.format(model=args.model, size=size,
-                                                                 device=args.device)])
-            cmd = [py, "-m", "hilocli", "attn-map", str(image), "--model", args.model,
-                   "--random-init", "--resolution", str(size), "--device", args.device,
-                   "--heads", args.heads, "--out", str(Path(tmp) / f"out{size}")]
+            fwd_wall, fwd_rss, _ = run(
+                [py, "-c", FORWARD.format(model=args.model, size=size, device=args.device)]
+            )
+            cmd = [
+                py,
+                "-m",
+                "hilocli",
+                "attn-map",
+                str(image),
+                "--model",
+                args.model,
+                "--random-init",
+                "--resolution",
+                str(size),
+                "--device",
+                args.device,
+                "--heads",
+                args.heads,
+                "--out",
+                str(Path(tmp) / f"out{size}"),
+            ]
             wall, rss, code = run(cmd + ["--chunk-size", str(args.chunk_size)])
-            an_wall, an_rss, _ = run([py, "-c", ANALYSIS.format(
-                model=args.model, size=size, device=args.device, chunk=args.chunk_size)])
+            an_wall, an_rss, _ = run(
+                [
+                    py,
+                    "-c",
+                    ANALYSIS.format(
+                        model=args.model, size=size, device=args.device, chunk=args.chunk_size
+                    ),
+                ]
+            )
             rows.append((f"{size}", grid, fwd_wall, fwd_rss, wall, rss, code, an_wall, an_rss))
         if args.unchunked:
             size, grid = sizes[-1], stage3[-1]
-            wall, rss, code = run(cmd[:-2] + ["--out", str(Path(tmp) / "outU"),
-                                              "--chunk-size", str(10**9)])
-            an_wall, an_rss, _ = run([py, "-c", ANALYSIS.format(
-                model=args.model, size=size, device=args.device, chunk=10**9)])
-            rows.append((f"{size} unchunked", grid, fwd_wall, fwd_rss, wall, rss, code, an_wall,
-                         an_rss))
+            wall, rss, code = run(
+                cmd[:-2] + ["--out", str(Path(tmp) / "outU"), "--chunk-size", str(10**9)]
+            )
+            an_wall, an_rss, _ = run(
+                [
+                    py,
+                    "-c",
+                    ANALYSIS.format(model=args.model, size=size, device=args.device, chunk=10**9),
+                ]
+            )
+            rows.append(
+                (f"{size} unchunked", grid, fwd_wall, fwd_rss, wall, rss, code, an_wall, an_rss)
+            )
 
-    table = Table(title=f"hilo attn-map, {args.model} (random init), {args.device}, "
-                        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                        f"chunk {args.chunk_size} queries, --heads {args.heads}",
-                  title_justify="left")
-    for col in ("size", "stage-3 grid", "forward s", "forward MiB", "analysis s",
-                "analysis MiB", "analysis - forward MiB", "attn-map s", "attn-map MiB",
-                "growth", "feature", "growth/feature", "full Lo-Fi matrix / layer"):
+    table = Table(
+        title=f"hilo attn-map, {args.model} (random init), {args.device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"chunk {args.chunk_size} queries, --heads {args.heads}",
+        title_justify="left",
+    )
+    for col in (
+        "size",
+        "stage-3 grid",
+        "forward s",
+        "forward MiB",
+        "analysis s",
+        "analysis MiB",
+        "analysis - forward MiB",
+        "attn-map s",
+        "attn-map MiB",
+        "growth",
+        "feature",
+        "growth/feature",
+        "full Lo-Fi matrix / layer",
+    ):
         table.add_column(col, justify="right")
     prev = None  # the previous (chunked) size: growth is measured step by step
     for label, grid, fwd_wall, fwd_rss, wall, rss, code, an_wall, an_rss in rows:
@@ -147,19 +196,31 @@ def main() -> None:
             g = extra / max(prev[1], 1.0)
             f = tokens / prev[0]
             growth, feature, ratio = f"{g:.2f}x", f"{f:.2f}x", f"{g / f:.2f}"
-        full = (f"{4 * lofi_heads * tokens * tokens // 4 / 2**20:.1f} MiB" if lofi_heads
-                else "-")
-        table.add_row(label if code == 0 else f"{label} (exit {code})",
-                      f"{grid[0]}x{grid[1]}", f"{fwd_wall:.1f}", f"{fwd_rss:.0f}",
-                      f"{an_wall:.1f}", f"{an_rss:.0f}", f"{an_rss - fwd_rss:.0f}",
-                      f"{wall:.1f}", f"{rss:.0f}", growth, feature, ratio, full)
+        full = f"{4 * lofi_heads * tokens * tokens // 4 / 2**20:.1f} MiB" if lofi_heads else "-"
+        table.add_row(
+            label if code == 0 else f"{label} (exit {code})",
+            f"{grid[0]}x{grid[1]}",
+            f"{fwd_wall:.1f}",
+            f"{fwd_rss:.0f}",
+            f"{an_wall:.1f}",
+            f"{an_rss:.0f}",
+            f"{an_rss - fwd_rss:.0f}",
+            f"{wall:.1f}",
+            f"{rss:.0f}",
+            growth,
+            feature,
+            ratio,
+            full,
+        )
         if "unchunked" not in label:
             prev = (tokens, extra)
     console.print(table)
-    console.print(f"idle (python + torch + model): {idle_rss:.0f} MiB, {idle_wall:.1f} s. "
-                  "growth = (analysis peak - idle) relative to the previous size; feature = "
-                  f"stage-3 tokens relative to the previous size; full Lo-Fi matrix = {lofi_heads} "
-                  "heads x N x N/4 float32 (what chunking avoids).")
+    console.print(
+        f"idle (python + torch + model): {idle_rss:.0f} MiB, {idle_wall:.1f} s. "
+        "growth = (analysis peak - idle) relative to the previous size; feature = "
+        f"stage-3 tokens relative to the previous size; full Lo-Fi matrix = {lofi_heads} "
+        "heads x N x N/4 float32 (what chunking avoids)."
+    )
 
 
 if __name__ == "__main__":

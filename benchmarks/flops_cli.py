@@ -39,17 +39,21 @@ def main() -> None:
             continue
         times.append(dt)
         print(f"run {i}: {dt:.2f} s")
-    print(f"`{' '.join(cmd[1:])}` on {os.cpu_count()} CPUs: "
-          f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, "
-          f"max {max(times):.2f} s over {len(times)} runs")
+    print(
+        f"`{' '.join(cmd[1:])}` on {os.cpu_count()} CPUs: "
+        f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, "
+        f"max {max(times):.2f} s over {len(times)} runs"
+    )
     request = FlopsRequest(resolution=args.resolution)
     in_process = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
         run(request)
         in_process.append(time.perf_counter() - t0)
-    print(f"hilocli.flops.run alone: median {statistics.median(in_process) * 1e3:.1f} ms over "
-          f"{len(in_process)} runs")
+    print(
+        f"hilocli.flops.run alone: median {statistics.median(in_process) * 1e3:.1f} ms over "
+        f"{len(in_process)} runs"
+    )
 
 
 if __name__ == "__main__":

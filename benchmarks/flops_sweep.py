@@ -28,10 +28,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
     ap.add_argument("--no-benchmark", action="store_true", help="analytic figure only")
     args = ap.parse_args()
-    request = FlopsRequest(model=args.model, sweep=tuple(int(s) for s in args.sizes.split(",")),
-                           benchmark=not args.no_benchmark, device=args.device,
-                           threads=args.threads, repeats=args.repeats, warmup=args.warmup,
-                           batch_size=args.batch_size)
+    request = FlopsRequest(
+        model=args.model,
+        sweep=tuple(int(s) for s in args.sizes.split(",")),
+        benchmark=not args.no_benchmark,
+        device=args.device,
+        threads=args.threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+    )
     result = run(request, progress=print)
     fig = sweep_figure(result.points, result.arch.name, result.bench, args.batch_size)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,30 +49,38 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for p in result.points:
         a = {r.name: r.macs / 1e9 for r in p.attention}
-        print(f"| {p.resolution} | {p.grid[0]}x{p.grid[1]} | {p.model_macs / 1e9:.2f} | "
-              f"{a['MSA']:.3f} | {a['SRA']:.3f} | {a['Window']:.3f} | {a['HiLo']:.3f} |")
+        print(
+            f"| {p.resolution} | {p.grid[0]}x{p.grid[1]} | {p.model_macs / 1e9:.2f} | "
+            f"{a['MSA']:.3f} | {a['SRA']:.3f} | {a['Window']:.3f} | {a['HiLo']:.3f} |"
+        )
     if not result.bench:
         return
     env = result.environment
     if result.busy:
-        print(f"\nWARNING: busy machine (load average up to {max(result.load_average):.1f} on "
-              f"{env.get('cpu_count')} CPUs): other processes slowed these timings; rerun when "
-              "the machine is quiet before publishing them")
-    print(f"\nmeasured: torch {env['torch']}, {env.get('device')}, {result.bench[0].threads} "
-          f"threads, batch {args.batch_size}, float32, warm-up until settled (at least "
-          f"{args.warmup} runs) + {args.repeats} timed runs (median [min-max], spread = IQR / "
-          "median)\n")
+        print(
+            f"\nWARNING: busy machine (load average up to {max(result.load_average):.1f} on "
+            f"{env.get('cpu_count')} CPUs): other processes slowed these timings; rerun when "
+            "the machine is quiet before publishing them"
+        )
+    print(
+        f"\nmeasured: torch {env['torch']}, {env.get('device')}, {result.bench[0].threads} "
+        f"threads, batch {args.batch_size}, float32, warm-up until settled (at least "
+        f"{args.warmup} runs) + {args.repeats} timed runs (median [min-max], spread = IQR / "
+        "median)\n"
+    )
     print("| what | size | img/s median [min-max] | spread | peak memory growth (MiB) | status |")
     print("|---|---|---|---|---|---|")
     for r in result.bench:
         c = r.case
         unit = "px" if c.kind == "model" else "tokens"
-        rate = ("-" if r.img_per_s is None else
-                f"{r.img_per_s:.1f} [{r.img_per_s_min:.1f}-{r.img_per_s_max:.1f}]")
+        rate = (
+            "-"
+            if r.img_per_s is None
+            else f"{r.img_per_s:.1f} [{r.img_per_s_min:.1f}-{r.img_per_s_max:.1f}]"
+        )
         spread = "-" if r.spread is None else f"{r.spread:.0%}"
         mem = "-" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.1f}"
-        print(f"| {c.name} | {c.height}x{c.width} {unit} | {rate} | {spread} | {mem} | "
-              f"{r.label} |")
+        print(f"| {c.name} | {c.height}x{c.width} {unit} | {rate} | {spread} | {mem} | {r.label} |")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    table = Table(title=f"{args.model} forward at {args.resolution}x{args.resolution}, images/s "
-                        f"(torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
+    table = Table(
+        title=f"{args.model} forward at {args.resolution}x{args.resolution}, images/s "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} CPU threads)"
+    )
     for col in ("device", "batch", "explicit img/s", "fused img/s", "fused/explicit", "spread"):
         table.add_column(col, justify="right")
     for device in devices:
@@ -58,8 +60,14 @@ def main() -> None:
                 rates[explicit] = batch / statistics.median(t)
                 spread.append(f"{batch / max(t):.1f}-{batch / min(t):.1f}")
             name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-            table.add_row(name, str(batch), f"{rates[True]:.1f}", f"{rates[False]:.1f}",
-                          f"{rates[False] / rates[True]:.2f}x", " / ".join(spread))
+            table.add_row(
+                name,
+                str(batch),
+                f"{rates[True]:.1f}",
+                f"{rates[False]:.1f}",
+                f"{rates[False] / rates[True]:.2f}x",
+                " / ".join(spread),
+            )
     Console().print(table)
 
 

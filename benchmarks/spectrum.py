@@ -38,8 +38,11 @@ def synthetic_folder(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     y, x = np.mgrid[0:375, 0:500]
     for i in range(count):
-        base = 127 + 80 * np.sin(x / (3 + i % 7)) * np.cos(y / (5 + i % 5)) \
+        base = (
+            127
+            + 80 * np.sin(x / (3 + i % 7)) * np.cos(y / (5 + i % 5))
             + rng.normal(0, 30, (375, 500))
+        )
         rgb = np.stack([base, np.roll(base, 40, 0), base[:, ::-1]], -1).clip(0, 255)
         Image.fromarray(rgb.astype(np.uint8)).save(folder / f"img{i:03d}.jpg", quality=90)
     return folder
@@ -80,7 +83,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or synthetic_folder(Path(tmp) / "images", args.images)
-        paths = find_images([folder])[:args.images]
+        paths = find_images([folder])[: args.images]
         n = len(paths)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
@@ -90,13 +93,18 @@ def main() -> None:
         layers = choose_layers(model, None)
         settings = SpectrumSettings()
         request = SpectrumRequest(
-            inputs=(folder,), weights=WeightsRequest(model=args.model, pretrained=False),
-            resolution=args.resolution, batch_size=args.batch_size, device=device.type, limit=n)
+            inputs=(folder,),
+            weights=WeightsRequest(model=args.model, pretrained=False),
+            resolution=args.resolution,
+            batch_size=args.batch_size,
+            device=device.type,
+            limit=n,
+        )
 
         def decode():
             out = []
             for i in range(0, n, args.batch_size):
-                prepared, _ = load_many(paths[i:i + args.batch_size], args.resolution, True)
+                prepared, _ = load_many(paths[i : i + args.batch_size], args.resolution, True)
                 out.append(torch.stack([p.tensor for p in prepared]))
             return out
 
@@ -125,11 +133,16 @@ def main() -> None:
         }
 
     rate = {k: n / statistics.median(v) for k, v in rows.items()}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"cpu ({torch.get_num_threads()} threads)"
-    table = Table(title=f"hilo spectrum, {args.model} random init, {n} images at "
-                        f"{args.resolution}, batch {args.batch_size}, layers {layers}, {name}, "
-                        f"torch {torch.__version__}")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    table = Table(
+        title=f"hilo spectrum, {args.model} random init, {n} images at "
+        f"{args.resolution}, batch {args.batch_size}, layers {layers}, {name}, "
+        f"torch {torch.__version__}"
+    )
     for col in ("stage", "img/s (median)", "spread img/s", "vs forward"):
         table.add_column(col, justify="right")
     for k, v in rows.items():
@@ -141,11 +154,16 @@ def main() -> None:
     base = 1 / (1 / rate["decode"] + 1 / rate["forward"])
     e2e = base / rate["end to end"] - 1
     console.print(f"analysis overhead on top of forward: {anal:+.1%} (target <= 30%)")
-    fixed = statistics.median(rows["end to end"]) - statistics.median(rows["decode"]) \
+    fixed = (
+        statistics.median(rows["end to end"])
+        - statistics.median(rows["decode"])
         - statistics.median(rows["fwd+anal."])
-    console.print(f"end-to-end overhead on top of decode + forward ({base:.1f} img/s): {e2e:+.1%} "
-                  f"(model build {build_s:.2f} s excluded; per-run fixed cost, mostly the "
-                  f"figure: ~{fixed:.2f} s)")
+    )
+    console.print(
+        f"end-to-end overhead on top of decode + forward ({base:.1f} img/s): {e2e:+.1%} "
+        f"(model build {build_s:.2f} s excluded; per-run fixed cost, mostly the "
+        f"figure: ~{fixed:.2f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@
 
 The model keeps its own (fused) attention path while capturing, so its outputs are bit-identical
 with and without capture; attention weights are recomputed from the layer's own projections on the
-same input. Hooks are removed on exit, also after an error. Each forward pass overwrites the records.
+same input. Hooks are removed on exit, also after an error. Each forward pass overwrites the
+records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 
@@ -42,8 +43,9 @@ class Capture:
     records: dict[int, LayerCapture] = field(default_factory=dict)
 
 
-def attention_weights(layer: HiLo, grid: torch.Tensor) -> tuple[torch.Tensor | None,
-                                                                 torch.Tensor | None]:
+def attention_weights(
+    layer: HiLo, grid: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Softmax weights of both branches for an unpadded grid (B, H, W, C) -> (hifi, lofi)."""
     padded = layer.pad(grid)  # (B, Hp, Wp, C)
     hifi = lofi = None
@@ -57,8 +59,9 @@ def attention_weights(layer: HiLo, grid: torch.Tensor) -> tuple[torch.Tensor | N
 
 
 @contextmanager
-def capture(model: LITv2, layers: list[int], attn: bool = False,
-            keep_on_device: bool = True) -> Iterator[Capture]:
+def capture(
+    model: LITv2, layers: list[int], attn: bool = False, keep_on_device: bool = True
+) -> Iterator[Capture]:
     """Record branch outputs (and, with attn=True, attention weights) of the chosen HiLo layers.
 
     `layers` are indices into model.hilo_layers(). keep_on_device=False moves records to the CPU.
@@ -86,11 +89,13 @@ def capture(model: LITv2, layers: list[int], attn: bool = False,
                     hifi, lofi = attention_weights(layer, grid)
                 rec.hifi_attn = None if hifi is None else keep(hifi)
                 rec.lofi_attn = None if lofi is None else keep(lofi)
+
         return hook
 
     def on_output(rec: LayerCapture, attr: str):
         def hook(_mod, _args, out):
             setattr(rec, attr, keep(out))
+
         return hook
 
     try:

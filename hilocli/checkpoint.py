@@ -68,8 +68,12 @@ class Provenance:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "inferred"}
-        return {**d, "inferred": {f.name: f.to_dict() for f in self.inferred},
-                "trained": self.trained, "description": self.describe()}
+        return {
+            **d,
+            "inferred": {f.name: f.to_dict() for f in self.inferred},
+            "trained": self.trained,
+            "description": self.describe(),
+        }
 
 
 @dataclass
@@ -115,9 +119,14 @@ def _read(path: Path) -> tuple[Any, str]:
         raise HiloError(problem)
     names = pickle_globals(path, kind)
     if kind == "pickle" and not is_torch_legacy(path):
-        raise HiloError(refusal(path, names) or (
-            f"{path} is a plain Python pickle, not a PyTorch checkpoint (torch.save writes a zip "
-            "archive); hilo does not unpickle plain pickles"))
+        raise HiloError(
+            refusal(path, names)
+            or (
+                f"{path} is a plain Python pickle, not a PyTorch checkpoint "
+                f"(torch.save writes a zip "
+                "archive); hilo does not unpickle plain pickles"
+            )
+        )
     if refuse_unread(names):
         raise HiloError(refusal(path, names))
     return _torch_load(path, names), "torch zip" if kind == "zip" else "torch legacy"
@@ -137,8 +146,11 @@ def _torch_load(path: Path, names: list[str]) -> Any:
         message = refusal(path, names)
     except Exception:  # noqa: BLE001 - torch's own wording (miniz, inline_container) stays inside
         message = None
-    raise HiloError(message or f"{path} is a damaged PyTorch checkpoint (truncated or corrupted); "
-                    "fetch or save it again")
+    raise HiloError(
+        message
+        or f"{path} is a damaged PyTorch checkpoint (truncated or corrupted); "
+        "fetch or save it again"
+    )
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -147,8 +159,9 @@ def _read_safetensors(path: Path) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except Exception:  # noqa: BLE001 - SafetensorError and friends: one message
-        raise HiloError(f"{path} is a damaged safetensors file (truncated or corrupted); fetch or "
-                        "save it again") from None
+        raise HiloError(
+            f"{path} is a damaged safetensors file (truncated or corrupted); fetch or save it again"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,17 +193,27 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
         response = urllib.request.urlopen(url, timeout=30)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise HiloError(f"cannot download {url} ({reason}); offline? fetch it elsewhere and pass "
-                        "--checkpoint PATH, or use --random-init") from None
+        raise HiloError(
+            f"cannot download {url} ({reason}); offline? fetch it elsewhere and pass "
+            "--checkpoint PATH, or use --random-init"
+        ) from None
     total = int(response.headers.get("Content-Length") or 0) or None
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        with response, os.fdopen(fd, "wb") as out, Progress(
-            TextColumn("[bold]download[/] {task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), disable=not progress, transient=True,
-        ) as bar:
+        with (
+            response,
+            os.fdopen(fd, "wb") as out,
+            Progress(
+                TextColumn("[bold]download[/] {task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                disable=not progress,
+                transient=True,
+            ) as bar,
+        ):
             task, got = bar.add_task(dest.name, total=total), 0
             try:
                 while chunk := response.read(1 << 20):
@@ -198,11 +221,13 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
                     got += len(chunk)
                     bar.advance(task, len(chunk))
             except (OSError, http.client.HTTPException) as exc:
-                raise HiloError(f"download of {url} broke off ({type(exc).__name__}); try "
-                                "again") from None
+                raise HiloError(
+                    f"download of {url} broke off ({type(exc).__name__}); try again"
+                ) from None
             if total is not None and got != total:
-                raise HiloError(f"download of {url} broke off after {got:,} of {total:,} bytes; "
-                                "try again")
+                raise HiloError(
+                    f"download of {url} broke off after {got:,} of {total:,} bytes; try again"
+                )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -230,24 +255,35 @@ def variant_config(variant, window_sizes=None, head_dim: int | None = None):
     not fit it (`--head-dim` must equal its own: that option is for inferring checkpoints)."""
     cfg = variant.cfg
     if head_dim is not None:
-        own = {cfg.stage_dim(i) // h for i, (h, w) in enumerate(zip(cfg.num_heads, cfg.local_ws))
-               if w}
+        own = {
+            cfg.stage_dim(i) // h for i, (h, w) in enumerate(zip(cfg.num_heads, cfg.local_ws)) if w
+        }
         if own != {head_dim}:
-            raise UsageError(f"--head-dim {head_dim} conflicts with {variant.name}, whose heads "
-                             f"are {'/'.join(map(str, sorted(own)))}-dimensional (--head-dim is "
-                             "for checkpoint files without --model)")
+            raise UsageError(
+                f"--head-dim {head_dim} conflicts with {variant.name}, whose heads "
+                f"are {'/'.join(map(str, sorted(own)))}-dimensional (--head-dim is "
+                "for checkpoint files without --model)"
+            )
     if window_sizes is None:
         return cfg
     try:
         return cfg.replace(local_ws=tuple(window_sizes))
     except ValueError as exc:
-        raise UsageError(f"--window-sizes {','.join(map(str, window_sizes))} does not fit "
-                         f"{variant.name}: {exc}") from None
+        raise UsageError(
+            f"--window-sizes {','.join(map(str, window_sizes))} does not fit {variant.name}: {exc}"
+        ) from None
 
 
-def load_model(model: str | None = None, checkpoint: Path | None = None, pretrained: bool = False,
-               window_sizes: list[int] | None = None, head_dim: int | None = None,
-               device: Any = "cpu", seed: int = 0, progress: bool = True) -> LoadedModel:
+def load_model(
+    model: str | None = None,
+    checkpoint: Path | None = None,
+    pretrained: bool = False,
+    window_sizes: list[int] | None = None,
+    head_dim: int | None = None,
+    device: Any = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> LoadedModel:
     """Build a LITv2 and fill it.
 
     - checkpoint: that file, loaded strictly; architecture from `model` when given, else inferred
@@ -304,9 +340,13 @@ def load_model(model: str | None = None, checkpoint: Path | None = None, pretrai
     with torch.device("meta"):  # every weight comes from the file: skip the random init
         net = LITv2(cfg)
     load_state_dict_strict(net, sd, str(path))
-    prov = Provenance(source="file" if checkpoint is not None else "pretrained",
-                      variant=variant.name if variant else None, path=str(path),
-                      sha256=sha256sum(path),
-                      url=None if checkpoint is not None else release_url(variant), format=fmt,
-                      inferred=inferred)
+    prov = Provenance(
+        source="file" if checkpoint is not None else "pretrained",
+        variant=variant.name if variant else None,
+        path=str(path),
+        sha256=sha256sum(path),
+        url=None if checkpoint is not None else release_url(variant),
+        format=fmt,
+        inferred=inferred,
+    )
     return LoadedModel(net.eval().to(device), prov, name, preprocess)

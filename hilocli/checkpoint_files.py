@@ -24,15 +24,71 @@ _DATA_PKL = re.compile(r"^[^/]+/data\.pkl$")
 # Modules and builtins whose functions run code, touch files or the network: a weights file never
 # references them, so a pickle that does is called hostile (and is refused either way).
 _DANGEROUS_MODULES = {
-    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pty", "runpy",
-    "webbrowser", "pickle", "_pickle", "marshal", "ctypes", "code", "codeop", "types", "operator",
-    "functools", "platform", "multiprocessing", "asyncio", "signal", "tempfile", "pathlib", "io",
-    "_io", "urllib", "http", "ftplib", "smtplib", "telnetlib", "commands", "timeit", "pdb", "bdb",
-    "imp", "zipimport", "pkgutil", "site", "pip", "setuptools", "shelve", "glob",
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "sys",
+    "shutil",
+    "socket",
+    "importlib",
+    "pty",
+    "runpy",
+    "webbrowser",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "ctypes",
+    "code",
+    "codeop",
+    "types",
+    "operator",
+    "functools",
+    "platform",
+    "multiprocessing",
+    "asyncio",
+    "signal",
+    "tempfile",
+    "pathlib",
+    "io",
+    "_io",
+    "urllib",
+    "http",
+    "ftplib",
+    "smtplib",
+    "telnetlib",
+    "commands",
+    "timeit",
+    "pdb",
+    "bdb",
+    "imp",
+    "zipimport",
+    "pkgutil",
+    "site",
+    "pip",
+    "setuptools",
+    "shelve",
+    "glob",
 }
-_DANGEROUS_BUILTINS = {"eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr",
-                       "open", "input", "breakpoint", "globals", "locals", "vars", "apply",
-                       "execfile", "file", "reload"}
+_DANGEROUS_BUILTINS = {
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "getattr",
+    "setattr",
+    "delattr",
+    "open",
+    "input",
+    "breakpoint",
+    "globals",
+    "locals",
+    "vars",
+    "apply",
+    "execfile",
+    "file",
+    "reload",
+}
 _OS_ALIASES = {"posix": "os", "nt": "os"}
 
 
@@ -157,12 +213,16 @@ def zip_problem(path: Path) -> str | None:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError):
-        return (f"{path} is a truncated or damaged checkpoint: its zip archive is incomplete "
-                "(an interrupted download or save?); fetch or save it again")
+        return (
+            f"{path} is a truncated or damaged checkpoint: its zip archive is incomplete "
+            "(an interrupted download or save?); fetch or save it again"
+        )
     if not any(_DATA_PKL.match(n) for n in names):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "") or "nothing"
-        return (f"{path} is a zip archive but not a PyTorch checkpoint (no <name>/data.pkl "
-                f"inside; it holds {shown})")
+        return (
+            f"{path} is a zip archive but not a PyTorch checkpoint (no <name>/data.pkl "
+            f"inside; it holds {shown})"
+        )
     return None
 
 
@@ -176,10 +236,20 @@ def _is_dangerous(name: str) -> bool:
 
 def _is_known_data(name: str) -> bool:
     """Globals a weights file legitimately holds (torch decides exactly; this only words errors)."""
-    return (name in DATA_ONLY_GLOBALS or name == "collections.OrderedDict"
-            or (name.startswith("torch.") and not name.startswith("torch.nn.modules."))
-            or name in ("builtins.set", "builtins.frozenset", "builtins.bytearray",
-                        "builtins.complex", "builtins.slice", "_codecs.encode"))
+    return (
+        name in DATA_ONLY_GLOBALS
+        or name == "collections.OrderedDict"
+        or (name.startswith("torch.") and not name.startswith("torch.nn.modules."))
+        or name
+        in (
+            "builtins.set",
+            "builtins.frozenset",
+            "builtins.bytearray",
+            "builtins.complex",
+            "builtins.slice",
+            "_codecs.encode",
+        )
+    )
 
 
 def _alias(name: str) -> str:
@@ -201,19 +271,25 @@ def refusal(path: Path, globals_: list[str]) -> str | None:
     nothing in them explains a failure (then the file is damaged)."""
     dangerous = [g for g in globals_ if _is_dangerous(g)]
     if dangerous:
-        return (f"refusing to load {path}: its pickle references {_alias(dangerous[0])}, which "
-                "could run code on this machine and which no weights file needs; it was refused "
-                "and nothing in it was run")
+        return (
+            f"refusing to load {path}: its pickle references {_alias(dangerous[0])}, which "
+            "could run code on this machine and which no weights file needs; it was refused "
+            "and nothing in it was run"
+        )
     if any(g.startswith("torch.nn.modules.") for g in globals_):
         cls = next(g for g in globals_ if not _is_known_data(g))
-        return (f"{path} holds a whole pickled model object ({cls}), not a state dict; "
-                "unpickling it would run code, so hilo refused it and ran nothing (save "
-                "model.state_dict() instead)")
+        return (
+            f"{path} holds a whole pickled model object ({cls}), not a state dict; "
+            "unpickling it would run code, so hilo refused it and ran nothing (save "
+            "model.state_dict() instead)"
+        )
     unknown = [g for g in globals_ if not _is_known_data(g)]
     if unknown:
-        return (f"refusing to load {path}: its pickle references {unknown[0]}, which a weights "
-                "file has no need for (it could run code); it was refused and nothing in it was "
-                "run")
+        return (
+            f"refusing to load {path}: its pickle references {unknown[0]}, which a weights "
+            "file has no need for (it could run code); it was refused and nothing in it was "
+            "run"
+        )
     return None
 
 
@@ -227,5 +303,7 @@ def unknown_format(path: Path) -> str:
         what = ""
     if path.suffix == ".safetensors":
         return f"{path} is not a valid safetensors file: its header is missing or damaged{what}"
-    return (f"{path} is not a PyTorch checkpoint: neither a torch.save zip archive, a legacy "
-            f"torch pickle, nor safetensors{what}")
+    return (
+        f"{path} is not a PyTorch checkpoint: neither a torch.save zip archive, a legacy "
+        f"torch pickle, nor safetensors{what}"
+    )

@@ -41,8 +41,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Look inside HiLo attention (LITv2): frequency spectra, attention maps and cost."""
 
@@ -126,14 +127,18 @@ def run(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         if _is_oom(exc):
-            return _fail("out of memory; try a smaller --resolution or --batch-size, "
-                         "or --device cpu", 1)
+            return _fail(
+                "out of memory; try a smaller --resolution or --batch-size, or --device cpu", 1
+            )
         if isinstance(exc, OSError) and exc.strerror:
             where = f": {exc.filename}" if exc.filename else ""
             return _fail(f"{exc.strerror}{where}", 1)
         text = _first_line(str(exc))
-        return _fail(f"internal error ({type(exc).__name__}{': ' + text if text else ''}); "
-                     f"set {DEBUG_ENV}=1 for the traceback", 1)
+        return _fail(
+            f"internal error ({type(exc).__name__}{': ' + text if text else ''}); "
+            f"set {DEBUG_ENV}=1 for the traceback",
+            1,
+        )
 
 
 def main() -> None:

@@ -139,9 +139,11 @@ def load_image(path: Path, max_pixels: int | None = None):
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             size = str(exc) if str(exc).endswith(", ") else ""  # ours says the size; PIL's not
-            raise HiloError(f"{path}: refusing to decode a possible decompression bomb ({size}"
-                            f"over the limit of {limit:,} pixels; raise it with "
-                            f"{MAX_PIXELS_ENV})") from None
+            raise HiloError(
+                f"{path}: refusing to decode a possible decompression bomb ({size}"
+                f"over the limit of {limit:,} pixels; raise it with "
+                f"{MAX_PIXELS_ENV})"
+            ) from None
         except UnidentifiedImageError:
             raise HiloError(f"{path} is not an image PIL can read") from None
         except PermissionError as exc:

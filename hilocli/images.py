@@ -47,9 +47,12 @@ CROP_RATIO = 224 / 256  # released eval: shorter side to int(256 / 224 * res), t
 MODES = PREPROCESS_MODES
 
 _PIL_FILTERS = {  # Preprocess.interpolation -> PIL filter (PIL imported lazily)
-    "bicubic": lambda Image: Image.BICUBIC, "bilinear": lambda Image: Image.BILINEAR,
-    "nearest": lambda Image: Image.NEAREST, "lanczos": lambda Image: Image.LANCZOS,
-    "box": lambda Image: Image.BOX, "hamming": lambda Image: Image.HAMMING,
+    "bicubic": lambda Image: Image.BICUBIC,
+    "bilinear": lambda Image: Image.BILINEAR,
+    "nearest": lambda Image: Image.NEAREST,
+    "lanczos": lambda Image: Image.LANCZOS,
+    "box": lambda Image: Image.BOX,
+    "hamming": lambda Image: Image.HAMMING,
 }
 
 
@@ -73,8 +76,10 @@ class PreparedImage:
     @property
     def scale(self) -> tuple[float, float]:
         """(sx, sy): resized pixels per original pixel."""
-        return (self.resized_size[0] / self.original_size[0],
-                self.resized_size[1] / self.original_size[1])
+        return (
+            self.resized_size[0] / self.original_size[0],
+            self.resized_size[1] / self.original_size[1],
+        )
 
     @property
     def crop_offset(self) -> tuple[int, int]:
@@ -91,29 +96,34 @@ class PreparedImage:
         w0, h0 = self.original_size
         xf, yf = Fraction(x), Fraction(y)
         if not (0 <= xf < w0 and 0 <= yf < h0):
-            raise ValueError(f"point ({float(xf):g}, {float(yf):g}) lies outside the {w0}x{h0} "
-                             "image")
+            raise ValueError(
+                f"point ({float(xf):g}, {float(yf):g}) lies outside the {w0}x{h0} image"
+            )
         (rw, rh), (left, top) = self.resized_size, self.crop_box[:2]
         xi, yi = xf * Fraction(rw, w0) - left, yf * Fraction(rh, h0) - top
         wi, hi = self.input_size
         if not (0 <= xi < wi and 0 <= yi < hi):
             (x0, y0), (x1, y1) = self.from_input_xy(0, 0), self.from_input_xy(wi, hi, end=True)
-            raise ValueError(f"point ({float(xf):g}, {float(yf):g}) of the {w0}x{h0} image is "
-                             f"cropped away: the model sees x {float(x0):.5g}..{float(x1):.5g}, "
-                             f"y {float(y0):.5g}..{float(y1):.5g} (use --no-crop to keep the "
-                             "whole image)")
+            raise ValueError(
+                f"point ({float(xf):g}, {float(yf):g}) of the {w0}x{h0} image is "
+                f"cropped away: the model sees x {float(x0):.5g}..{float(x1):.5g}, "
+                f"y {float(y0):.5g}..{float(y1):.5g} (use --no-crop to keep the "
+                "whole image)"
+            )
         return xi, yi
 
-    def from_input_xy(self, xi: float | Fraction, yi: float | Fraction,
-                      end: bool = False) -> tuple[Fraction, Fraction]:
+    def from_input_xy(
+        self, xi: float | Fraction, yi: float | Fraction, end: bool = False
+    ) -> tuple[Fraction, Fraction]:
         """Model-input position -> original-image position, exactly (rational). ValueError
         outside the input [0, w) x [0, h); end=True also accepts the far edges w and h."""
         wi, hi = self.input_size
         xf, yf = Fraction(xi), Fraction(yi)
         inside = (0 <= xf <= wi and 0 <= yf <= hi) if end else (0 <= xf < wi and 0 <= yf < hi)
         if not inside:
-            raise ValueError(f"point ({float(xf):g}, {float(yf):g}) lies outside the {wi}x{hi} "
-                             "model input")
+            raise ValueError(
+                f"point ({float(xf):g}, {float(yf):g}) lies outside the {wi}x{hi} model input"
+            )
         (w0, h0), (rw, rh) = self.original_size, self.resized_size
         left, top = self.crop_box[:2]
         return (xf + left) * Fraction(w0, rw), (yf + top) * Fraction(h0, rh)
@@ -140,8 +150,9 @@ def _mode(crop: bool, mode: str | None) -> str:
     return mode
 
 
-def resolve_preprocess(crop: bool = True, mode: str | None = None,
-                       preprocess: Preprocess | None = None) -> Preprocess:
+def resolve_preprocess(
+    crop: bool = True, mode: str | None = None, preprocess: Preprocess | None = None
+) -> Preprocess:
     """The Preprocess a call asks for: `preprocess` (default: the released crop) with crop=False
     (`--no-crop`) keeping the whole image, and an explicit `mode` overriding both."""
     base = preprocess if preprocess is not None else Preprocess(mode=_mode(crop, None))
@@ -157,9 +168,16 @@ def _short_side_size(w0: int, h0: int, short: int) -> tuple[int, int]:
     return max(1, int(short * w0 / h0)), short
 
 
-def prepare(img, resolution: int, crop: bool = True, path: Path | None = None, *,
-            mode: str | None = None, max_pixels: int | None = None,
-            preprocess: Preprocess | None = None) -> PreparedImage:
+def prepare(
+    img,
+    resolution: int,
+    crop: bool = True,
+    path: Path | None = None,
+    *,
+    mode: str | None = None,
+    max_pixels: int | None = None,
+    preprocess: Preprocess | None = None,
+) -> PreparedImage:
     """The released preprocessing of a PIL image, or `preprocess` (a variant's own); an image that
     is not RGB is converted as load_image does.
 
@@ -185,8 +203,10 @@ def prepare(img, resolution: int, crop: bool = True, path: Path | None = None, *
     limit = max_pixels_limit() if max_pixels is None else max_pixels
     if size[0] * size[1] > limit:
         name = path if path is not None else "image"
-        raise HiloError(f"{name}: a {w0}x{h0} image resized to {size[0]}x{size[1]} exceeds the "
-                        f"limit of {limit:,} pixels (extreme aspect ratio)")
+        raise HiloError(
+            f"{name}: a {w0}x{h0} image resized to {size[0]}x{size[1]} exceeds the "
+            f"limit of {limit:,} pixels (extreme aspect ratio)"
+        )
     resized = img.resize(size, _PIL_FILTERS[prep.interpolation](Image))
     if mode == "crop":
         left = int(round((size[0] - resolution) / 2.0))
@@ -199,15 +219,27 @@ def prepare(img, resolution: int, crop: bool = True, path: Path | None = None, *
     arr = np.asarray(shown, dtype=np.float32) / np.float32(255.0)  # (H, W, 3)
     arr = (arr - np.array(prep.mean, np.float32)) / np.array(prep.std, np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (3, H, W)
-    return PreparedImage(tensor=tensor, path=path, original_size=(w0, h0), resized_size=size,
-                         crop_box=box, display=shown, mode=mode)
+    return PreparedImage(
+        tensor=tensor,
+        path=path,
+        original_size=(w0, h0),
+        resized_size=size,
+        crop_box=box,
+        display=shown,
+        mode=mode,
+    )
 
 
-def load_prepared(path: Path, resolution: int, crop: bool = True, *, mode: str | None = None,
-                  preprocess: Preprocess | None = None) -> PreparedImage:
+def load_prepared(
+    path: Path,
+    resolution: int,
+    crop: bool = True,
+    *,
+    mode: str | None = None,
+    preprocess: Preprocess | None = None,
+) -> PreparedImage:
     _check_resolution(resolution)
-    return prepare(load_image(path), resolution, crop, Path(path), mode=mode,
-                   preprocess=preprocess)
+    return prepare(load_image(path), resolution, crop, Path(path), mode=mode, preprocess=preprocess)
 
 
 def find_images(paths: list[Path]) -> list[Path]:
@@ -231,9 +263,14 @@ def find_images(paths: list[Path]) -> list[Path]:
     return out
 
 
-def load_many(paths: list[Path], resolution: int, crop: bool = True, *, mode: str | None = None,
-              preprocess: Preprocess | None = None
-              ) -> tuple[list[PreparedImage], list[tuple[Path, str]]]:
+def load_many(
+    paths: list[Path],
+    resolution: int,
+    crop: bool = True,
+    *,
+    mode: str | None = None,
+    preprocess: Preprocess | None = None,
+) -> tuple[list[PreparedImage], list[tuple[Path, str]]]:
     """Load and prepare every file; bad ones are skipped with a one-line reason (the file's
     HiloError message). A bad resolution or mode is a UsageError, raised before any file."""
     _check_resolution(resolution)

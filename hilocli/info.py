@@ -83,12 +83,24 @@ def stage_infos(cfg: LITv2Config, height: int, width: int) -> list[StageInfo]:
         heads = cfg.num_heads[i] if ws else 0
         head_dim = dim // heads if heads else 0
         hifi, lofi = split_heads(heads, cfg.alpha, ws) if ws else (0, 0)
-        out.append(StageInfo(
-            stage=i + 1, grid=(H, W), tokens=H * W, dim=dim, depth=cfg.depths[i],
-            attention="MLP only" if not ws else "MSA" if ws == 1 else "HiLo", window_size=ws,
-            num_heads=heads, head_dim=head_dim, hifi_heads=hifi, hifi_channels=hifi * head_dim,
-            lofi_heads=lofi, lofi_channels=lofi * head_dim,
-            token_merging_after=i < cfg.num_stages - 1))
+        out.append(
+            StageInfo(
+                stage=i + 1,
+                grid=(H, W),
+                tokens=H * W,
+                dim=dim,
+                depth=cfg.depths[i],
+                attention="MLP only" if not ws else "MSA" if ws == 1 else "HiLo",
+                window_size=ws,
+                num_heads=heads,
+                head_dim=head_dim,
+                hifi_heads=hifi,
+                hifi_channels=hifi * head_dim,
+                lofi_heads=lofi,
+                lofi_channels=lofi * head_dim,
+                token_merging_after=i < cfg.num_stages - 1,
+            )
+        )
     return out
 
 
@@ -97,9 +109,11 @@ def layer_dict(geom: LayerGeometry) -> dict[str, Any]:
     (Hi-Fi first, then Lo-Fi)."""
     lay = geom.layer
     h_dim, dim = lay.hifi_heads * lay.head_dim, lay.num_heads * lay.head_dim
-    return {**geom.to_dict(),
-            "hifi_channels": [0, h_dim - 1] if lay.hifi_heads else None,
-            "lofi_channels": [h_dim, dim - 1] if lay.lofi_heads else None}
+    return {
+        **geom.to_dict(),
+        "hifi_channels": [0, h_dim - 1] if lay.hifi_heads else None,
+        "lofi_channels": [h_dim, dim - 1] if lay.lofi_heads else None,
+    }
 
 
 @dataclass
@@ -117,13 +131,20 @@ class InfoResult:
 
     def to_record(self) -> RunRecord:
         return RunRecord(
-            command="info", settings=self.settings, weights=self.weights.to_dict(),
+            command="info",
+            settings=self.settings,
+            weights=self.weights.to_dict(),
             environment=self.environment,
-            results={"model": self.name, "config": self.cfg.to_dict(),
-                     "num_params": self.num_params, "input_size": list(self.input_size),
-                     "preprocess": self.preprocess.to_dict(),
-                     "stages": [s.to_dict() for s in self.stages],
-                     "hilo_layers": [layer_dict(g) for g in self.layers]})
+            results={
+                "model": self.name,
+                "config": self.cfg.to_dict(),
+                "num_params": self.num_params,
+                "input_size": list(self.input_size),
+                "preprocess": self.preprocess.to_dict(),
+                "stages": [s.to_dict() for s in self.stages],
+                "hilo_layers": [layer_dict(g) for g in self.layers],
+            },
+        )
 
 
 def describe_model(model, height: int, width: int) -> tuple[list[StageInfo], list[LayerGeometry]]:
@@ -142,15 +163,27 @@ def run(request: InfoRequest) -> InfoResult:
     h, w = request.size or (cfg.img_size, cfg.img_size)
     check_input_size(h, w, min_input_size(cfg))
     stages, layers = describe_model(net, h, w)
-    settings = {"model": request.weights.model, "checkpoint": request.weights.checkpoint,
-                "window_sizes": request.weights.window_sizes,
-                "head_dim": request.weights.head_dim, "seed": request.weights.seed,
-                "input_size": [h, w], "device": str(device)}
-    return InfoResult(name=loaded.name, cfg=cfg,
-                      num_params=sum(p.numel() for p in net.parameters()), input_size=(h, w),
-                      stages=stages, layers=layers, weights=loaded.provenance,
-                      preprocess=loaded.preprocess, settings=settings,
-                      environment=environment(device))
+    settings = {
+        "model": request.weights.model,
+        "checkpoint": request.weights.checkpoint,
+        "window_sizes": request.weights.window_sizes,
+        "head_dim": request.weights.head_dim,
+        "seed": request.weights.seed,
+        "input_size": [h, w],
+        "device": str(device),
+    }
+    return InfoResult(
+        name=loaded.name,
+        cfg=cfg,
+        num_params=sum(p.numel() for p in net.parameters()),
+        input_size=(h, w),
+        stages=stages,
+        layers=layers,
+        weights=loaded.provenance,
+        preprocess=loaded.preprocess,
+        settings=settings,
+        environment=environment(device),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,14 +195,32 @@ def variants_record() -> RunRecord:
     from hilocli import __version__
     from hilocli.checkpoint import release_url
 
-    rows = [{"name": v.name, "embed_dim": v.cfg.embed_dim, "depths": list(v.cfg.depths),
-             "num_heads": list(v.cfg.num_heads), "alpha": v.cfg.alpha,
-             "img_size": v.cfg.img_size, "top1": v.top1, "preprocess": v.preprocess.to_dict(),
-             "url": release_url(v)} for v in VARIANTS.values()]
-    env = {"hilo": __version__, "python": platform.python_version(),
-           "platform": platform.platform()}
-    return RunRecord(command="info", settings={"list": True}, weights=None, environment=env,
-                     results={"variants": rows})
+    rows = [
+        {
+            "name": v.name,
+            "embed_dim": v.cfg.embed_dim,
+            "depths": list(v.cfg.depths),
+            "num_heads": list(v.cfg.num_heads),
+            "alpha": v.cfg.alpha,
+            "img_size": v.cfg.img_size,
+            "top1": v.top1,
+            "preprocess": v.preprocess.to_dict(),
+            "url": release_url(v),
+        }
+        for v in VARIANTS.values()
+    ]
+    env = {
+        "hilo": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    return RunRecord(
+        command="info",
+        settings={"list": True},
+        weights=None,
+        environment=env,
+        results={"variants": rows},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,9 +232,12 @@ def render(con, result: InfoResult) -> None:
     from hilocli.terminal import say, table
 
     cfg = result.cfg
-    say(con, f"{result.name}  {result.num_params:,} parameters  (embed {cfg.embed_dim}, depths "
-             f"{list(cfg.depths)}, heads {list(cfg.num_heads)}, alpha {cfg.alpha:g}, windows "
-             f"{list(cfg.local_ws)}, classes {cfg.num_classes})")
+    say(
+        con,
+        f"{result.name}  {result.num_params:,} parameters  (embed {cfg.embed_dim}, depths "
+        f"{list(cfg.depths)}, heads {list(cfg.num_heads)}, alpha {cfg.alpha:g}, windows "
+        f"{list(cfg.local_ws)}, classes {cfg.num_classes})",
+    )
     say(con, f"weights: {result.weights.describe()}")
     say(con, f"preprocessing: {result.preprocess.describe()}")
     if result.weights.inferred:
@@ -192,31 +246,72 @@ def render(con, result: InfoResult) -> None:
             note = f": {f.ambiguity}" if f.ambiguity else ""
             say(con, f"  {f.name} = {_value(f.value)} [{f.source}]{note}")
     h, w = result.input_size
-    con.print(table(f"Stages at {h}x{w} input (height x width)",
-                    ["stage", "grid", "dim", "depth", "attention", "window", "Hi-Fi h/ch",
-                     "Lo-Fi h/ch"],
-                    [(s.stage, f"{s.grid[0]}x{s.grid[1]}", s.dim, s.depth, s.attention,
-                      s.window_size or "-", f"{s.hifi_heads}/{s.hifi_channels}",
-                      f"{s.lofi_heads}/{s.lofi_channels}") for s in result.stages]))
+    con.print(
+        table(
+            f"Stages at {h}x{w} input (height x width)",
+            ["stage", "grid", "dim", "depth", "attention", "window", "Hi-Fi h/ch", "Lo-Fi h/ch"],
+            [
+                (
+                    s.stage,
+                    f"{s.grid[0]}x{s.grid[1]}",
+                    s.dim,
+                    s.depth,
+                    s.attention,
+                    s.window_size or "-",
+                    f"{s.hifi_heads}/{s.hifi_channels}",
+                    f"{s.lofi_heads}/{s.lofi_channels}",
+                )
+                for s in result.stages
+            ],
+        )
+    )
     rows = []
     for g in result.layers:
         d = layer_dict(g)
-        rows.append((d["index"], d["name"], d["stage"], f"{g.grid[0]}x{g.grid[1]}",
-                     d["window_size"], _span(d["hifi_channels"]), _span(d["lofi_channels"])))
-    con.print(table("Attention layers (--layer takes the index)",
-                    ["--layer", "module", "stage", "grid", "window", "Hi-Fi ch", "Lo-Fi ch"],
-                    rows, left=["module"]))
+        rows.append(
+            (
+                d["index"],
+                d["name"],
+                d["stage"],
+                f"{g.grid[0]}x{g.grid[1]}",
+                d["window_size"],
+                _span(d["hifi_channels"]),
+                _span(d["lofi_channels"]),
+            )
+        )
+    con.print(
+        table(
+            "Attention layers (--layer takes the index)",
+            ["--layer", "module", "stage", "grid", "window", "Hi-Fi ch", "Lo-Fi ch"],
+            rows,
+            left=["module"],
+        )
+    )
 
 
 def render_variants(con, record: RunRecord) -> None:
     from hilocli.terminal import table
 
-    con.print(table("Released LITv2 variants",
-                    ["name", "dim", "depths", "alpha", "size", "preprocessing", "top-1", "url"],
-                    [(r["name"], r["embed_dim"], ",".join(map(str, r["depths"])),
-                      f"{r['alpha']:g}", r["img_size"], r["preprocess"]["mode"], r["top1"],
-                      r["url"]) for r in record.results["variants"]],
-                    left=["name", "preprocessing", "url"]))
+    con.print(
+        table(
+            "Released LITv2 variants",
+            ["name", "dim", "depths", "alpha", "size", "preprocessing", "top-1", "url"],
+            [
+                (
+                    r["name"],
+                    r["embed_dim"],
+                    ",".join(map(str, r["depths"])),
+                    f"{r['alpha']:g}",
+                    r["img_size"],
+                    r["preprocess"]["mode"],
+                    r["top1"],
+                    r["url"],
+                )
+                for r in record.results["variants"]
+            ],
+            left=["name", "preprocessing", "url"],
+        )
+    )
 
 
 def _span(rng: list[int] | None) -> str:
@@ -226,5 +321,10 @@ def _span(rng: list[int] | None) -> str:
 def _value(value: Any) -> str:
     if hasattr(value, "describe"):
         return value.describe()
-    return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if isinstance(
-        value, float) else str(value)
+    return (
+        ",".join(map(str, value))
+        if isinstance(value, tuple)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )

@@ -95,8 +95,12 @@ class InputsRecord:
     duplicates: list[dict[str, str]] = field(default_factory=list)  # {"path", "same_as"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": len(self.analysed), "analysed": self.analysed, "skipped": self.skipped,
-                "duplicates": self.duplicates}
+        return {
+            "n": len(self.analysed),
+            "analysed": self.analysed,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+        }
 
 
 @dataclass
@@ -113,11 +117,23 @@ class RunRecord:
         from hilocli import __version__
 
         undefined: list[str] = []
-        body = to_jsonable({"settings": self.settings, "weights": self.weights,
-                            "inputs": self.inputs, "environment": self.environment,
-                            "files": self.files, "results": self.results}, undefined)
-        return {"command": self.command, "version": __version__, **body,
-                "undefined": [p.replace("$.", "", 1) for p in undefined]}
+        body = to_jsonable(
+            {
+                "settings": self.settings,
+                "weights": self.weights,
+                "inputs": self.inputs,
+                "environment": self.environment,
+                "files": self.files,
+                "results": self.results,
+            },
+            undefined,
+        )
+        return {
+            "command": self.command,
+            "version": __version__,
+            **body,
+            "undefined": [p.replace("$.", "", 1) for p in undefined],
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,10 +205,10 @@ def _signals_held() -> Iterator[None]:
 class OutputSet:
     """Files of one run, staged and moved into `out` together.
 
-        with OutputSet(out) as files:
-            files.json("spectrum.json", record)       # staged
-            files.figure("spectrum.png", fig)
-        # all files and manifest.json now in `out`; on an exception none of them are
+    with OutputSet(out) as files:
+        files.json("spectrum.json", record)       # staged
+        files.figure("spectrum.png", fig)
+    # all files and manifest.json now in `out`; on an exception none of them are
     """
 
     def __init__(self, out: Path):
@@ -239,8 +255,12 @@ class OutputSet:
         import matplotlib.pyplot as plt
 
         try:
-            fig.savefig(self._stage(name), format=Path(name).suffix.lstrip("."),
-                        bbox_inches="tight", **kwargs)
+            fig.savefig(
+                self._stage(name),
+                format=Path(name).suffix.lstrip("."),
+                bbox_inches="tight",
+                **kwargs,
+            )
         finally:
             plt.close(fig)
         return self.path(name)
@@ -256,9 +276,15 @@ class OutputSet:
         """Move every staged file into `out`, then write the manifest; signals held off."""
         assert self._staging is not None
         mode = 0o666 & ~_umask()
-        manifest = {"files": {n: {"sha256": sha256_file(self._staging / n),
-                                  "bytes": (self._staging / n).stat().st_size}
-                              for n in self._names}}
+        manifest = {
+            "files": {
+                n: {
+                    "sha256": sha256_file(self._staging / n),
+                    "bytes": (self._staging / n).stat().st_size,
+                }
+                for n in self._names
+            }
+        }
         (self._staging / MANIFEST).write_text(dumps(manifest))
         with _signals_held():
             for n in [*self._names, MANIFEST]:

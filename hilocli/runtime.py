@@ -19,8 +19,10 @@ def resolve_device(choice: str = "auto"):
         return torch.device("cpu")
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise HiloError("--device cuda was asked for but CUDA is not available on this machine "
-                            f"(torch {torch.__version__}); use --device cpu or auto")
+            raise HiloError(
+                "--device cuda was asked for but CUDA is not available on this machine "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
         return torch.device("cuda")
     raise UsageError(f"--device must be auto, cpu or cuda, got {choice!r}")
 

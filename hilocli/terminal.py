@@ -57,14 +57,25 @@ def human_bytes(n: float | None) -> str:
     return f"{int(n)} B"
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-          caption: str | None = None, left: Sequence[str] = ()):
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    caption: str | None = None,
+    left: Sequence[str] = (),
+):
     """A rich table in the house style: right-aligned numbers, columns named in `left` left."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-              caption=caption, caption_justify="left")
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=caption,
+        caption_justify="left",
+    )
     for col in columns:
         t.add_column(col, justify="left" if col in left else "right", no_wrap=True)
     for row in rows:

@@ -58,9 +58,16 @@ class WeightsRequest:
         from hilocli.checkpoint import load_model
 
         self.validate()
-        loaded = load_model(self.model, self.checkpoint, self.use_pretrained,
-                            list(self.window_sizes) if self.window_sizes is not None else None,
-                            self.head_dim, device, seed=self.seed, progress=progress)
+        loaded = load_model(
+            self.model,
+            self.checkpoint,
+            self.use_pretrained,
+            list(self.window_sizes) if self.window_sizes is not None else None,
+            self.head_dim,
+            device,
+            seed=self.seed,
+            progress=progress,
+        )
         check_finite_weights(loaded.model, loaded.provenance.describe())
         return loaded
 
@@ -71,8 +78,9 @@ def check_finite_weights(model, source: str = "the model") -> None:
 
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise HiloError(f"non-finite values (NaN or inf) in weight {name} of {source}; "
-                            "refusing to analyse")
+            raise HiloError(
+                f"non-finite values (NaN or inf) in weight {name} of {source}; refusing to analyse"
+            )
 
 
 def check_finite(tensor, what: str) -> None:
@@ -102,8 +110,10 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
     out = []
     for idx in parse_int_list(spec, "--layer") or ():
         if not -num_layers <= idx < num_layers:
-            raise UsageError(f"--layer {idx} is out of range: this model has {num_layers} "
-                             f"attention layers, indices 0..{num_layers - 1} (see `hilo info`)")
+            raise UsageError(
+                f"--layer {idx} is out of range: this model has {num_layers} "
+                f"attention layers, indices 0..{num_layers - 1} (see `hilo info`)"
+            )
         out.append(idx % num_layers)
     if not out:
         raise UsageError("--layer needs at least one index")

@@ -23,10 +23,15 @@ def tiny_cfg():
     from hilocli.models import LITv2Config
 
     spec = json.loads((FIXTURES / "litv2_tiny_a.json").read_text())
-    return LITv2Config(embed_dim=spec["embed_dim"], depths=spec["depths"],
-                       num_heads=spec["num_heads"], alpha=spec["alpha"],
-                       local_ws=spec["local_ws"], num_classes=spec["num_classes"],
-                       img_size=spec["img_size"])
+    return LITv2Config(
+        embed_dim=spec["embed_dim"],
+        depths=spec["depths"],
+        num_heads=spec["num_heads"],
+        alpha=spec["alpha"],
+        local_ws=spec["local_ws"],
+        num_classes=spec["num_classes"],
+        img_size=spec["img_size"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +94,14 @@ def run_hilo(*args: str, env: dict | None = None, cwd: Path | None = None):
     import sys
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "hilocli", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hilocli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(proc, code: int, *fragments: str) -> None:

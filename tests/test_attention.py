@@ -133,15 +133,17 @@ def test_weights_are_the_captured_ones_and_rows_sum_to_one(tiny_model, size):
         tokens = [(0, 0), (H - 1, W - 1), (H // 2, W - 1)]
         for m in query_maps(qk, tokens):
             r, c = m.token
-            np.testing.assert_allclose(m.lofi.reshape(m.lofi.shape[0], -1),
-                                       full["lofi"][:, r * g.padded[1] + c], atol=1e-6)
+            np.testing.assert_allclose(
+                m.lofi.reshape(m.lofi.shape[0], -1), full["lofi"][:, r * g.padded[1] + c], atol=1e-6
+            )
             np.testing.assert_allclose(m.lofi.sum(axis=(1, 2)), 1.0, atol=1e-5)
             if m.hifi is not None:
                 s = g.layer.window_size
                 win = (r // s) * g.pooled[1] + c // s
                 pos = (r % s) * s + c % s
-                np.testing.assert_allclose(m.hifi.reshape(m.hifi.shape[0], -1),
-                                           full["hifi"][win, :, pos], atol=1e-6)
+                np.testing.assert_allclose(
+                    m.hifi.reshape(m.hifi.shape[0], -1), full["hifi"][win, :, pos], atol=1e-6
+                )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -247,7 +249,7 @@ def test_hifi_distance_never_exceeds_the_window_diagonal(tiny_model, size):
             assert np.all(summ.hifi.mean_distance > 0)
             H, W = g.grid
             for m in query_maps(qk, [(r, c) for r in range(H) for c in range(W)]):
-                assert np.all(query_map_distances(g, m)[:g.layer.hifi_heads] <= bound + 1e-6)
+                assert np.all(query_map_distances(g, m)[: g.layer.hifi_heads] <= bound + 1e-6)
 
 
 def test_chunked_and_unchunked_summaries_agree(tiny_model):
@@ -322,8 +324,10 @@ def test_non_finite_activations_are_refused(tiny_model):
 def test_head_columns(tiny_model):
     g = tiny_model.hilo_layers()[0]  # 1 Hi-Fi + 1 Lo-Fi head
     assert [c.heads for c in head_columns(g, "all")] == [(0,), (1,)]
-    assert [(c.branch, c.heads) for c in head_columns(g, "mean")] == [("hifi", (0,)),
-                                                                       ("lofi", (1,))]
+    assert [(c.branch, c.heads) for c in head_columns(g, "mean")] == [
+        ("hifi", (0,)),
+        ("lofi", (1,)),
+    ]
     msa = tiny_model.hilo_layers()[2]  # 4 MSA heads
     cols = head_columns(msa, "all")
     assert [c.heads for c in cols] == [(0,), (1,), (2,), (3,), (0, 1, 2, 3)]
@@ -332,8 +336,9 @@ def test_head_columns(tiny_model):
     with pytest.raises(UsageError, match="head 2 does not exist in layer 0"):
         head_columns(g, [2])
     lofi = np.arange(4 * 3).reshape(4, 3, 1).astype(float)
-    np.testing.assert_allclose(HeadColumn("m", "lofi", (1, 3)).select(msa, None, lofi),
-                               (lofi[1] + lofi[3]) / 2)
+    np.testing.assert_allclose(
+        HeadColumn("m", "lofi", (1, 3)).select(msa, None, lofi), (lofi[1] + lofi[3]) / 2
+    )
 
 
 def test_raw_budget_counts_the_full_matrices(tiny_model):
@@ -388,8 +393,10 @@ def _token_by_integers(prep, i: int, j: int, stage: int, grid) -> tuple[int, int
 def _visible(prep, i: int, j: int) -> bool:
     (w0, h0), (rw, rh) = prep.original_size, prep.resized_size
     left, top, right, bottom = prep.crop_box
-    return (2 * left * w0 <= (2 * i + 1) * rw < 2 * right * w0
-            and 2 * top * h0 <= (2 * j + 1) * rh < 2 * bottom * h0)
+    return (
+        2 * left * w0 <= (2 * i + 1) * rw < 2 * right * w0
+        and 2 * top * h0 <= (2 * j + 1) * rh < 2 * bottom * h0
+    )
 
 
 @pytest.mark.parametrize("crop", [True, False])
@@ -408,8 +415,9 @@ def test_query_tokens_are_exact_at_many_sizes(tiny_cfg, crop):
             prep = _prepared(w0, h0, res, crop)
             w, h = prep.input_size
             grids = grid_sizes(tiny_cfg, h, w)
-            pixels = ({(i, h0 // 2) for i in range(0, w0, 9)}
-                      | {(w0 // 2, j) for j in range(0, h0, 9)})
+            pixels = {(i, h0 // 2) for i in range(0, w0, 9)} | {
+                (w0 // 2, j) for j in range(0, h0, 9)
+            }
             for i, j in sorted(pixels):
                 point = [(Fraction(2 * i + 1, 2), Fraction(2 * j + 1, 2))]
                 if not _visible(prep, i, j):
@@ -454,7 +462,12 @@ def test_default_queries_are_inside_what_the_model_sees(crop):
             w, h = prep.input_size
             queries = default_queries(prep)
             assert [(q.x_input / w, q.y_input / h) for q in queries] == [
-                (0.5, 0.5), (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
+                (0.5, 0.5),
+                (0.25, 0.25),
+                (0.75, 0.25),
+                (0.25, 0.75),
+                (0.75, 0.75),
+            ]
             for q, (a, b) in zip(queries, [(2, 2), (1, 1), (3, 1), (1, 3), (3, 3)]):
                 assert 0 <= q.x < w0 and 0 <= q.y < h0
                 assert prep.to_input_xy(q.x, q.y) == (q.x_input, q.y_input)  # round trip, exact
@@ -462,7 +475,9 @@ def test_default_queries_are_inside_what_the_model_sees(crop):
                     t = 4 * 2**stage
                     grid = (-(-h // 4) >> stage, -(-w // 4) >> stage)
                     assert pixel_to_token(q.x_input, q.y_input, stage, grid) == (
-                        min(b * h // (4 * t), grid[0] - 1), min(a * w // (4 * t), grid[1] - 1))
+                        min(b * h // (4 * t), grid[0] - 1),
+                        min(a * w // (4 * t), grid[1] - 1),
+                    )
 
 
 def test_a_query_outside_the_crop_names_the_visible_region():
@@ -497,12 +512,21 @@ def _synthetic_layer(num_heads: int, hifi_heads: int, window: int, input_size, s
     from hilocli.models.geometry import HiLoLayerInfo, LayerGeometry
 
     rng = np.random.default_rng(seed)
-    info = HiLoLayerInfo(index=3, name="layers.2.blocks.3", path="layers.2.blocks.3.attn",
-                         stage=2, window_size=window, num_heads=num_heads, hifi_heads=hifi_heads,
-                         lofi_heads=num_heads - hifi_heads, head_dim=32)
+    info = HiLoLayerInfo(
+        index=3,
+        name="layers.2.blocks.3",
+        path="layers.2.blocks.3.attn",
+        stage=2,
+        window_size=window,
+        num_heads=num_heads,
+        hifi_heads=hifi_heads,
+        lofi_heads=num_heads - hifi_heads,
+        head_dim=32,
+    )
     w, h = input_size
-    g = LayerGeometry(layer=info, grid=(-(-h // 4) >> 2, -(-w // 4) >> 2), stride=16,
-                      input_size=(w, h))
+    g = LayerGeometry(
+        layer=info, grid=(-(-h // 4) >> 2, -(-w // 4) >> 2), stride=16, input_size=(w, h)
+    )
     s, (Hk, Wk) = window, g.pooled
     queries, maps = [], []
     for fx, fy in DEFAULT_POINTS:
@@ -511,22 +535,41 @@ def _synthetic_layer(num_heads: int, hifi_heads: int, window: int, input_size, s
         hifi = rng.dirichlet(np.ones(s * s), hifi_heads).reshape(-1, s, s) if hifi_heads else None
         lofi = rng.dirichlet(np.ones(Hk * Wk), num_heads - hifi_heads).reshape(-1, Hk, Wk)
         queries.append(q)
-        maps.append(QueryMap(token=(r, c), centre=((c + 0.5) * 16, (r + 0.5) * 16), hifi=hifi,
-                             window_origin=(r // s * s, c // s * s) if hifi_heads else None,
-                             lofi=lofi))
+        maps.append(
+            QueryMap(
+                token=(r, c),
+                centre=((c + 0.5) * 16, (r + 0.5) * 16),
+                hifi=hifi,
+                window_origin=(r // s * s, c // s * s) if hifi_heads else None,
+                lofi=lofi,
+            )
+        )
 
     def branch(name, heads, keys, received=None):
         n = len(heads)
-        return BranchSummary(name, heads, keys, g.grid[0] * g.grid[1], rng.uniform(5, 50, n),
-                             rng.uniform(0, 1, n), 30.0, received)
+        return BranchSummary(
+            name,
+            heads,
+            keys,
+            g.grid[0] * g.grid[1],
+            rng.uniform(5, 50, n),
+            rng.uniform(0, 1, n),
+            30.0,
+            received,
+        )
 
     lofi_heads = list(range(hifi_heads, num_heads))
     summary = LayerSummary(
-        g, branch("hifi", list(range(hifi_heads)), s * s) if hifi_heads else None,
-        branch("lofi", lofi_heads, Hk * Wk,
-               rng.dirichlet(np.ones(Hk * Wk), len(lofi_heads)).reshape(-1, Hk, Wk)))
-    layer = LayerResult(geometry=g, columns=head_columns(info, "all"), summary=summary,
-                        maps=maps)
+        g,
+        branch("hifi", list(range(hifi_heads)), s * s) if hifi_heads else None,
+        branch(
+            "lofi",
+            lofi_heads,
+            Hk * Wk,
+            rng.dirichlet(np.ones(Hk * Wk), len(lofi_heads)).reshape(-1, Hk, Wk),
+        ),
+    )
+    layer = LayerResult(geometry=g, columns=head_columns(info, "all"), summary=summary, maps=maps)
     display = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     return layer, queries, display
 
@@ -552,28 +595,43 @@ def _text_problems(fig, draw: bool = False) -> list[str]:
     texts = [t for t in texts if t.get_visible() and t.get_text().strip()]
     boxes = np.array([t.get_window_extent(renderer).extents for t in texts])  # (n, 4)
     W, H = fig.bbox.width, fig.bbox.height
-    problems = [f"outside: {t.get_text()!r}" for t, (x0, y0, x1, y1) in zip(texts, boxes)
-                if x0 < -1 or y0 < -1 or x1 > W + 1 or y1 > H + 1]
+    problems = [
+        f"outside: {t.get_text()!r}"
+        for t, (x0, y0, x1, y1) in zip(texts, boxes)
+        if x0 < -1 or y0 < -1 or x1 > W + 1 or y1 > H + 1
+    ]
     x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
-    hit = ((x0[:, None] < x1[None] - 0.5) & (x0[None] < x1[:, None] - 0.5)
-           & (y0[:, None] < y1[None] - 0.5) & (y0[None] < y1[:, None] - 0.5))
+    hit = (
+        (x0[:, None] < x1[None] - 0.5)
+        & (x0[None] < x1[:, None] - 0.5)
+        & (y0[:, None] < y1[None] - 0.5)
+        & (y0[None] < y1[:, None] - 0.5)
+    )
     for i, j in zip(*np.nonzero(np.triu(hit, 1))):
         problems.append(f"overlap: {texts[i].get_text()!r} / {texts[j].get_text()!r}")
     return problems
 
 
-@pytest.mark.parametrize("heads,hifi,window,size", [
-    (1, 0, 1, (64, 64)), (32, 3, 2, (64, 64)), (12, 2, 2, (1024, 1024)), (2, 1, 2, (96, 64)),
-    (24, 0, 1, (200, 64)),
-])
+@pytest.mark.parametrize(
+    "heads,hifi,window,size",
+    [
+        (1, 0, 1, (64, 64)),
+        (32, 3, 2, (64, 64)),
+        (12, 2, 2, (1024, 1024)),
+        (2, 1, 2, (96, 64)),
+        (24, 0, 1, (200, 64)),
+    ],
+)
 def test_layer_figure_text_never_overlaps(heads, hifi, window, size):
     """1 to 32 heads, 64 to 1024 px, square and not: no label runs into another or off the
     figure, and the heads wrap into rows instead of widening the figure."""
     from hilocli.attn_map.figures import MAX_COLUMNS, layer_figure
 
     layer, queries, display = _synthetic_layer(heads, hifi, window, size)
-    title = ("litv2_b (random init (litv2_b architecture, seed 0))\nlayer 3 = layers.2.blocks.3: "
-             "stage 3, s = 2, grid 4x4 (rows x cols), 2 Hi-Fi + 10 Lo-Fi heads; a.jpg at 64x64")
+    title = (
+        "litv2_b (random init (litv2_b architecture, seed 0))\nlayer 3 = layers.2.blocks.3: "
+        "stage 3, s = 2, grid 4x4 (rows x cols), 2 Hi-Fi + 10 Lo-Fi heads; a.jpg at 64x64"
+    )
     fig, plotted = layer_figure(display, layer, queries, title)
     assert _text_problems(fig) == []
     assert plotted["columns"] == [c.label for c in layer.columns]
@@ -582,20 +640,25 @@ def test_layer_figure_text_never_overlaps(heads, hifi, window, size):
     assert fig.get_figwidth() * 100 <= MAX_COLUMNS * (panel_w + 10) + 200
     # the figure draws what the maps hold: column 0, query 0
     col = layer.columns[0]
-    np.testing.assert_allclose(plotted["query_maps"][0][0],
-                               col.select(layer.geometry.layer, layer.maps[0].hifi,
-                                          layer.maps[0].lofi))
+    np.testing.assert_allclose(
+        plotted["query_maps"][0][0],
+        col.select(layer.geometry.layer, layer.maps[0].hifi, layer.maps[0].lofi),
+    )
 
 
 def test_distance_figure_text_never_overlaps():
     from hilocli.attn_map.figures import distance_figure
 
     for layers in ([(1, 0, 1)], [(16, 2, 2)] * 3 + [(24, 0, 1), (12, 2, 2), (32, 3, 2)]):
-        summaries = [_synthetic_layer(*spec, (224, 224), seed=k)[0].summary
-                     for k, spec in enumerate(layers)]
-        fig, plotted = distance_figure(summaries, "mean attention distance per head: litv2_b "
-                                       "(random init (litv2_b architecture, seed 0)); "
-                                       "coffee.jpg at 224x224")
+        summaries = [
+            _synthetic_layer(*spec, (224, 224), seed=k)[0].summary for k, spec in enumerate(layers)
+        ]
+        fig, plotted = distance_figure(
+            summaries,
+            "mean attention distance per head: litv2_b "
+            "(random init (litv2_b architecture, seed 0)); "
+            "coffee.jpg at 224x224",
+        )
         assert _text_problems(fig, draw=True) == [], layers
         assert "farthest a Hi-Fi head can reach" in plotted["legend"] or layers[0][1] == 0
         np.testing.assert_allclose(plotted["layers"][0]["lofi"], summaries[0].lofi.mean_distance)

@@ -43,8 +43,10 @@ def test_branch_outputs_are_the_layer_output_channels(tiny_model):
 
 
 def test_hooks_are_removed_even_after_an_error(tiny_model):
-    count = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks)  # noqa: E731
-                        for m in tiny_model.modules())
+    count = lambda: sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks)  # noqa: E731
+        for m in tiny_model.modules()
+    )
     before = count()
     with pytest.raises(RuntimeError):
         with capture(tiny_model, layers=[0, 1]):

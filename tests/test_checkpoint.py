@@ -38,11 +38,18 @@ def _same_weights(model, sd) -> bool:
 def test_tiny_checkpoint_infers_its_architecture_and_says_what_it_guessed(tiny_sd, tiny_cfg):
     loaded = load_model(checkpoint=TINY_CKPT)
     cfg = loaded.model.cfg
-    assert (cfg.embed_dim, cfg.depths, cfg.local_ws, cfg.num_classes) == (16, (1, 1, 2, 1),
-                                                                          (0, 0, 2, 1), 10)
+    assert (cfg.embed_dim, cfg.depths, cfg.local_ws, cfg.num_classes) == (
+        16,
+        (1, 1, 2, 1),
+        (0, 0, 2, 1),
+        10,
+    )
     assert cfg.num_heads[2:] == tiny_cfg.num_heads[2:]
-    assert [(i.hifi_heads, i.lofi_heads) for i in loaded.model.hilo_layers()] == [(1, 1), (1, 1),
-                                                                                 (0, 4)]
+    assert [(i.hifi_heads, i.lofi_heads) for i in loaded.model.hilo_layers()] == [
+        (1, 1),
+        (1, 1),
+        (0, 4),
+    ]
     assert _same_weights(loaded.model, tiny_sd)
     prov = loaded.provenance
     assert prov.source == "file" and prov.format == "torch zip"
@@ -51,15 +58,20 @@ def test_tiny_checkpoint_infers_its_architecture_and_says_what_it_guessed(tiny_s
     fields = {f.name: f for f in prov.inferred}
     assert cfg.alpha == 0.5 == fields["alpha"].value and fields["alpha"].source == "tensors"
     assert fields["alpha"].ambiguity.startswith(
-        "alpha in [0.5, 1.0): any value gives this head split; 0.5 used")
+        "alpha in [0.5, 1.0): any value gives this head split; 0.5 used"
+    )
     assert fields["head_dim"].value == 32 and fields["head_dim"].source == "assumption"
     assert "1, 2, 4, 8, 16" in fields["head_dim"].ambiguity
     assert "--head-dim" in fields["head_dim"].ambiguity
     assert fields["local_ws"].source == "assumption" and "--window-sizes" in (
-        fields["local_ws"].ambiguity)
+        fields["local_ws"].ambiguity
+    )
     weights = prov.to_dict()
-    assert weights["inferred"]["alpha"] == {"value": 0.5, "source": "tensors",
-                                            "ambiguity": fields["alpha"].ambiguity}
+    assert weights["inferred"]["alpha"] == {
+        "value": 0.5,
+        "source": "tensors",
+        "ambiguity": fields["alpha"].ambiguity,
+    }
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -68,7 +80,12 @@ def test_inference_recovers_every_released_variant(name, manifest):
     inference = infer_config(sd)
     cfg, want = inference.cfg, VARIANTS[name].cfg
     assert (cfg.embed_dim, cfg.depths, cfg.num_heads, cfg.local_ws, cfg.alpha) == (
-        want.embed_dim, want.depths, want.num_heads, want.local_ws, want.alpha)
+        want.embed_dim,
+        want.depths,
+        want.num_heads,
+        want.local_ws,
+        want.alpha,
+    )
     with torch.device("meta"):
         built = create_model(cfg)
     assert {k: list(v.shape) for k, v in built.state_dict().items()} == manifest[name]["state_dict"]
@@ -77,13 +94,25 @@ def test_inference_recovers_every_released_variant(name, manifest):
 def _brute_alphas(heads, lofi, steps=2520):
     """Every alpha k/steps in [0, 1] that gives int(n * alpha) == l for all stages (floats, as the
     authors' code computes it). 2520 = lcm(1..10): every endpoint l/n (n <= 10) is on the grid."""
-    return [k / steps for k in range(steps + 1)
-            if all(int(n * (k / steps)) == lo for n, lo in zip(heads, lofi))]
+    return [
+        k / steps
+        for k in range(steps + 1)
+        if all(int(n * (k / steps)) == lo for n, lo in zip(heads, lofi))
+    ]
 
 
-@pytest.mark.parametrize("heads,lofi", [((2,), (1,)), ((12,), (10,)), ((4, 8), (3, 7)),
-                                        ((3, 6), (1, 2)), ((5,), (5,)), ((6,), (0,)),
-                                        ((4, 8), (1, 7))])
+@pytest.mark.parametrize(
+    "heads,lofi",
+    [
+        ((2,), (1,)),
+        ((12,), (10,)),
+        ((4, 8), (3, 7)),
+        ((3, 6), (1, 2)),
+        ((5,), (5,)),
+        ((6,), (0,)),
+        ((4, 8), (1, 7)),
+    ],
+)
 def test_alpha_interval_is_exactly_the_alphas_that_reproduce_the_split(heads, lofi):
     grid = _brute_alphas(heads, lofi)
     interval = alpha_interval(list(heads), list(lofi))
@@ -100,8 +129,9 @@ def test_alpha_interval_is_exactly_the_alphas_that_reproduce_the_split(heads, lo
 def test_head_dim_40_is_inferred_and_ambiguity_named(tmp_path):
     """Not 32-dimensional heads: 32 does not divide the Hi-Fi channels (40), so the largest head
     dim that fits is used, and the other candidates are named with --head-dim."""
-    cfg = LITv2Config(embed_dim=40, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), alpha=0.9,
-                      num_classes=5)  # stage 3: 4 heads of 40, int(3.6) = 3 Lo-Fi
+    cfg = LITv2Config(
+        embed_dim=40, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), alpha=0.9, num_classes=5
+    )  # stage 3: 4 heads of 40, int(3.6) = 3 Lo-Fi
     torch.manual_seed(0)
     original = create_model(cfg)
     path = tmp_path / "hd40.pth"
@@ -120,11 +150,18 @@ def test_head_dim_40_is_inferred_and_ambiguity_named(tmp_path):
 
 
 def _layouts(sd):
-    neck = {"neck.lateral_convs.0.conv.weight": torch.zeros(3, 3), "decode_head.conv.weight":
-            torch.zeros(2)}
+    neck = {
+        "neck.lateral_convs.0.conv.weight": torch.zeros(3, 3),
+        "decode_head.conv.weight": torch.zeros(2),
+    }
     backbone = {f"backbone.{k}": v for k, v in sd.items() if not k.startswith(("head.", "norm."))}
-    backbone.update({f"backbone.norm{i}.{p}": torch.ones(16 * 2**i) for i in (1, 2, 3)
-                     for p in ("weight", "bias")})
+    backbone.update(
+        {
+            f"backbone.norm{i}.{p}": torch.ones(16 * 2**i)
+            for i in (1, 2, 3)
+            for p in ("weight", "bias")
+        }
+    )
     return {
         "bare": sd,
         "model": {"model": sd, "epoch": 3},
@@ -134,8 +171,10 @@ def _layouts(sd):
     }
 
 
-@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "ddp", "mmdet", "legacy",
-                                    "safetensors", "safetensors-as-pth"])
+@pytest.mark.parametrize(
+    "layout",
+    ["bare", "model", "state_dict", "ddp", "mmdet", "legacy", "safetensors", "safetensors-as-pth"],
+)
 def test_layouts_and_formats_load_strictly(layout, tiny_sd, tmp_path):
     from safetensors.torch import save_file
 
@@ -147,8 +186,11 @@ def test_layouts_and_formats_load_strictly(layout, tiny_sd, tmp_path):
     else:
         torch.save(_layouts(tiny_sd)[layout], path)
     loaded = load_model(checkpoint=path)
-    fmt = {"legacy": "torch legacy", "safetensors": "safetensors",
-           "safetensors-as-pth": "safetensors"}.get(layout, "torch zip")
+    fmt = {
+        "legacy": "torch legacy",
+        "safetensors": "safetensors",
+        "safetensors-as-pth": "safetensors",
+    }.get(layout, "torch zip")
     assert loaded.provenance.format == fmt
     if layout == "mmdet":
         cfg = loaded.model.cfg
@@ -185,23 +227,42 @@ def _trainer_file(path, sd, CfgNode, **lit):
     """The authors' trainer checkpoint: model, optimizer, scheduler, numpy scalar, yacs config."""
     import numpy as np
 
-    cfg = CfgNode({"MODEL": CfgNode({"TYPE": "litv2", "NUM_CLASSES": 10, "LIT": CfgNode(lit)}),
-                   "DATA": CfgNode({"IMG_SIZE": 64, "INTERPOLATION": "bicubic"}),
-                   "TEST": CfgNode({"CROP": False})})
+    cfg = CfgNode(
+        {
+            "MODEL": CfgNode({"TYPE": "litv2", "NUM_CLASSES": 10, "LIT": CfgNode(lit)}),
+            "DATA": CfgNode({"IMG_SIZE": 64, "INTERPOLATION": "bicubic"}),
+            "TEST": CfgNode({"CROP": False}),
+        }
+    )
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
-    torch.save({"model": sd, "optimizer": opt.state_dict(),
-                "lr_scheduler": {"t_initial": 300, "base_values": [1e-3]},
-                "max_accuracy": np.float64(82.0), "epoch": 299, "config": cfg}, path)
+    torch.save(
+        {
+            "model": sd,
+            "optimizer": opt.state_dict(),
+            "lr_scheduler": {"t_initial": 300, "base_values": [1e-3]},
+            "max_accuracy": np.float64(82.0),
+            "epoch": 299,
+            "config": cfg,
+        },
+        path,
+    )
 
 
-@pytest.mark.parametrize("alpha,used,source", [(0.5, 0.5, "checkpoint config"),
-                                               (0.9, 0.9, "checkpoint config"),  # also fits
-                                               (0.2, 0.5, "tensors")])  # contradicts the tensors
-def test_authors_trainer_file_config_is_read_inert(alpha, used, source, tiny_sd, tmp_path,
-                                                   fake_yacs, monkeypatch):
+@pytest.mark.parametrize(
+    "alpha,used,source",
+    [
+        (0.5, 0.5, "checkpoint config"),
+        (0.9, 0.9, "checkpoint config"),  # also fits
+        (0.2, 0.5, "tensors"),
+    ],
+)  # contradicts the tensors
+def test_authors_trainer_file_config_is_read_inert(
+    alpha, used, source, tiny_sd, tmp_path, fake_yacs, monkeypatch
+):
     path = tmp_path / "trainer.pth"
-    _trainer_file(path, tiny_sd, fake_yacs, ALPHA=alpha, LOCAL_WS=[0, 0, 2, 1],
-                  NUM_HEADS=[1, 1, 2, 4])
+    _trainer_file(
+        path, tiny_sd, fake_yacs, ALPHA=alpha, LOCAL_WS=[0, 0, 2, 1], NUM_HEADS=[1, 1, 2, 4]
+    )
     monkeypatch.delitem(sys.modules, "yacs.config")
     monkeypatch.delitem(sys.modules, "yacs")
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "yacs" not in p])
@@ -250,8 +311,12 @@ def test_hostile_pickle_disguised_as_config_class_does_nothing(tmp_path):
     """REDUCE on an allowed name calls the inert stand-in, which only stores its arguments."""
     marker = tmp_path / "side_effect"
     # GLOBAL yacs.config.CfgNode, then call it with a string: harmless with the stand-in
-    data = (b"\x80\x02cyacs.config\nCfgNode\nq\x00X" + len(str(marker)).to_bytes(4, "little")
-            + str(marker).encode() + b"\x85R.")
+    data = (
+        b"\x80\x02cyacs.config\nCfgNode\nq\x00X"
+        + len(str(marker)).to_bytes(4, "little")
+        + str(marker).encode()
+        + b"\x85R."
+    )
     path = tmp_path / "disguised.pth"
     path.write_bytes(data)
     with pytest.raises(HiloError):

@@ -29,6 +29,7 @@ def photo(tmp_path_factory) -> Path:
 
 def _strict(text: str):
     """json.loads that refuses NaN / Infinity tokens."""
+
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")
 
@@ -48,16 +49,45 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
 
     monkeypatch.setattr(figures, "layer_figure", spy)
     out = tmp_path / "out"
-    res = hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--resolution", 64, "--out", out,
-               "--json", "--query", "60,45", "--query", "95.5,20", "--save-raw")
+    res = hilo(
+        "attn-map",
+        photo,
+        "--checkpoint",
+        TINY_CKPT,
+        "--resolution",
+        64,
+        "--out",
+        out,
+        "--json",
+        "--query",
+        "60,45",
+        "--query",
+        "95.5,20",
+        "--save-raw",
+    )
     assert res.returncode == 0, res.stderr
     record = _strict(res.stdout)
     assert _strict((out / "attn_map.json").read_text()) == record
-    assert set(record) >= {"command", "version", "settings", "weights", "inputs", "environment",
-                           "files", "results", "undefined"}
+    assert set(record) >= {
+        "command",
+        "version",
+        "settings",
+        "weights",
+        "inputs",
+        "environment",
+        "files",
+        "results",
+        "undefined",
+    }
     assert record["command"] == "attn-map" and record["inputs"]["analysed"] == [str(photo)]
-    names = ("attn_map_layer0.png", "attn_map_layer1.png", "attn_map_layer2.png",
-             "attn_distance.png", "attn_raw.npz", "attn_map.json")
+    names = (
+        "attn_map_layer0.png",
+        "attn_map_layer1.png",
+        "attn_map_layer2.png",
+        "attn_distance.png",
+        "attn_raw.npz",
+        "attn_map.json",
+    )
     assert sorted(Path(p).name for p in record["files"].values()) == sorted(names)
     for name in names:
         assert (out / name).stat().st_size > 0
@@ -76,8 +106,10 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     hilo0, msa = layers[0], layers[2]
     assert hilo0["grid"] == [4, 4] and hilo0["window_size"] == 2 and hilo0["stage"] == 3
     # the token by integers: x_in = 60 * 97 / 120 - 16 = 32.5, y_in = 45 * 73 / 90 - 4 = 32.5
-    assert hilo0["queries"][0]["token"] == [(45 * 73 - 4 * 90) // (16 * 90),
-                                            (60 * 97 - 16 * 120) // (16 * 120)]
+    assert hilo0["queries"][0]["token"] == [
+        (45 * 73 - 4 * 90) // (16 * 90),
+        (60 * 97 - 16 * 120) // (16 * 120),
+    ]
     assert hilo0["hifi"]["num_keys"] == 4 and hilo0["lofi"]["num_keys"] == 4
     assert hilo0["hifi"]["num_queries"] == 16
     assert max(hilo0["hifi"]["mean_distance_px"]) <= hilo0["hifi_max_distance_px"] + 1e-9
@@ -98,16 +130,32 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     # the figure drew the query maps: column "head 1 Lo-Fi", query 0 = row of the raw matrix
     assert seen[0]["columns"] == ["head 0 Hi-Fi", "head 1 Lo-Fi"]
     r, c = hilo0["queries"][0]["token"]
-    np.testing.assert_allclose(seen[0]["query_maps"][1][0].ravel(),
-                               raw["layer0_lofi"][0, r * 4 + c], atol=1e-6)
+    np.testing.assert_allclose(
+        seen[0]["query_maps"][1][0].ravel(), raw["layer0_lofi"][0, r * 4 + c], atol=1e-6
+    )
     np.testing.assert_allclose(seen[0]["received"][1], rec[0], rtol=1e-6)
     assert "attention distance" in res.stderr and "wrote" in res.stderr
 
 
 def test_defaults_no_crop_and_head_means(photo, tmp_path):
     out = tmp_path / "o"
-    res = hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--resolution", 64, "--no-crop",
-               "--layer", "2", "--heads", "mean", "--out", out, "--format", "svg")
+    res = hilo(
+        "attn-map",
+        photo,
+        "--checkpoint",
+        TINY_CKPT,
+        "--resolution",
+        64,
+        "--no-crop",
+        "--layer",
+        "2",
+        "--heads",
+        "mean",
+        "--out",
+        out,
+        "--format",
+        "svg",
+    )
     assert res.returncode == 0, res.stderr
     results = _strict((out / "attn_map.json").read_text())["results"]
     assert results["image"]["input_size"] == [85, 64]  # 120 x 90 -> 85 x 64, whole image
@@ -123,8 +171,19 @@ def test_defaults_no_crop_and_head_means(photo, tmp_path):
 
 def test_undefined_values_are_null_and_listed(photo, tmp_path):
     """At 32 px layer 0 has one pooled Lo-Fi key: normalised entropy is undefined -> null."""
-    res = hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--resolution", 32, "--layer", "0",
-               "--out", tmp_path, "--json")
+    res = hilo(
+        "attn-map",
+        photo,
+        "--checkpoint",
+        TINY_CKPT,
+        "--resolution",
+        32,
+        "--layer",
+        "0",
+        "--out",
+        tmp_path,
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     assert "NaN" not in res.stdout
     record = _strict(res.stdout)
@@ -133,17 +192,24 @@ def test_undefined_values_are_null_and_listed(photo, tmp_path):
     assert "results.layers[0].lofi.entropy_normalised[0]" in record["undefined"]
 
 
-@pytest.mark.parametrize("args,code,fragment", [
-    (["--query", "500,10"], 2, "outside the 120x90 image"),
-    (["--query", "nope"], 2, "--query must be X,Y"),
-    (["--layer", "3"], 2, "--layer 3 is out of range"),
-    (["--heads", "3"], 2, "head 3 does not exist in layer 0"),
-    (["--chunk-size", "0"], 2, "--chunk-size"),
-    (["--resolution", "100000"], 2, "--resolution must be 1..8192"),
-    (["--resolution", "8"], 2, "each side must be 32..8192 px"),
-    (["--random-init"], 2, "conflict"),
-    (["--save-raw", "--max-raw-mb", "1", "--resolution", "1024"], 1, "--resolution 384 would fit"),
-])
+@pytest.mark.parametrize(
+    "args,code,fragment",
+    [
+        (["--query", "500,10"], 2, "outside the 120x90 image"),
+        (["--query", "nope"], 2, "--query must be X,Y"),
+        (["--layer", "3"], 2, "--layer 3 is out of range"),
+        (["--heads", "3"], 2, "head 3 does not exist in layer 0"),
+        (["--chunk-size", "0"], 2, "--chunk-size"),
+        (["--resolution", "100000"], 2, "--resolution must be 1..8192"),
+        (["--resolution", "8"], 2, "each side must be 32..8192 px"),
+        (["--random-init"], 2, "conflict"),
+        (
+            ["--save-raw", "--max-raw-mb", "1", "--resolution", "1024"],
+            1,
+            "--resolution 384 would fit",
+        ),
+    ],
+)
 def test_bad_input_is_one_line(photo, tmp_path, args, code, fragment):
     base = ["attn-map", photo, "--checkpoint", TINY_CKPT, "--out", tmp_path / "x"]
     if "--resolution" not in args:
@@ -153,21 +219,50 @@ def test_bad_input_is_one_line(photo, tmp_path, args, code, fragment):
 
 
 def test_a_query_the_crop_removed_names_what_the_model_sees(photo, tmp_path):
-    res = hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--resolution", 64,
-               "--query", "2,45", "--out", tmp_path / "x")
+    res = hilo(
+        "attn-map",
+        photo,
+        "--checkpoint",
+        TINY_CKPT,
+        "--resolution",
+        64,
+        "--query",
+        "2,45",
+        "--out",
+        tmp_path / "x",
+    )
     # 120 x 90 at 64: resized 97 x 73, crop (16, 4, 80, 68) -> original x 16*120/97 .. 80*120/97
     x0, x1 = Fraction(16 * 120, 97), Fraction(80 * 120, 97)
     y0, y1 = Fraction(4 * 90, 73), Fraction(68 * 90, 73)
-    assert_one_line_error(res, 2, "--query 2,45", "cropped away",
-                          f"x {float(x0):.5g}..{float(x1):.5g}, y {float(y0):.5g}..{float(y1):.5g}",
-                          "--no-crop")
+    assert_one_line_error(
+        res,
+        2,
+        "--query 2,45",
+        "cropped away",
+        f"x {float(x0):.5g}..{float(x1):.5g}, y {float(y0):.5g}..{float(y1):.5g}",
+        "--no-crop",
+    )
     assert not (tmp_path / "x").exists()
 
 
 def test_the_old_readme_example_is_a_usage_error(tmp_path):
     """`--query 60,60` on chelsea.jpg (451 x 300) is cropped away: exit 2, not a wrong map."""
-    res = hilo("attn-map", SAMPLES / "chelsea.jpg", "--checkpoint", TINY_CKPT, "--layer", "0",
-               "--query", "220,150", "--query", "60,60", "--resolution", 64, "--out", tmp_path)
+    res = hilo(
+        "attn-map",
+        SAMPLES / "chelsea.jpg",
+        "--checkpoint",
+        TINY_CKPT,
+        "--layer",
+        "0",
+        "--query",
+        "220,150",
+        "--query",
+        "60,60",
+        "--resolution",
+        64,
+        "--out",
+        tmp_path,
+    )
     assert_one_line_error(res, 2, "--query 60,60", "cropped away: the model sees x 91.0")
 
 
@@ -183,13 +278,24 @@ def test_out_is_checked_before_any_work(photo, tmp_path, monkeypatch):
     res = hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--out", blocker)
     assert_one_line_error(res, 2, "--out", "exists and is not a folder")
     assert blocker.read_text() == "keep me"
-    res = hilo("attn-map", tmp_path / "missing.png", "--checkpoint", TINY_CKPT,
-               "--out", tmp_path / "o")
+    res = hilo(
+        "attn-map", tmp_path / "missing.png", "--checkpoint", TINY_CKPT, "--out", tmp_path / "o"
+    )
     assert_one_line_error(res, 1, "missing.png")
 
 
 @pytest.mark.slow
 def test_subprocess_as_a_user_runs_it(photo, tmp_path):
-    proc = run_hilo("attn-map", photo, "--checkpoint", TINY_CKPT, "--resolution", 64,
-                    "--query", "-3,4", "--out", tmp_path)
+    proc = run_hilo(
+        "attn-map",
+        photo,
+        "--checkpoint",
+        TINY_CKPT,
+        "--resolution",
+        64,
+        "--query",
+        "-3,4",
+        "--out",
+        tmp_path,
+    )
     assert_one_line_error(proc, 2, "outside the 120x90 image")

@@ -23,8 +23,17 @@ def _record(res) -> dict:
 
 def test_default_litv2_s_reproduces_published(manifest):
     rec = _record(hilo("flops", "--json"))
-    assert list(rec) == ["command", "version", "settings", "weights", "inputs", "environment",
-                         "files", "results", "undefined"]
+    assert list(rec) == [
+        "command",
+        "version",
+        "settings",
+        "weights",
+        "inputs",
+        "environment",
+        "files",
+        "results",
+        "undefined",
+    ]
     assert rec["command"] == "flops" and rec["files"] == {} and rec["undefined"] == []
     d = rec["results"]
     assert d["model"] == "litv2_s" and d["input"] == {"height": 224, "width": 224}
@@ -59,30 +68,58 @@ def test_analytic_run_does_not_import_torch():
     """The command's own path (options -> run -> tables) stays torch-free without --count,
     --benchmark or --checkpoint. (That the other commands do not import torch at start-up is
     tested with `hilo --help`.)"""
-    code = ("import sys, typer; from hilocli.commands.flops import flops; "
-            "app = typer.Typer(); app.command()(flops); "
-            "app(['--resolution', '1024'], standalone_mode=False); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys, typer; from hilocli.commands.flops import flops; "
+        "app = typer.Typer(); app.command()(flops); "
+        "app(['--resolution', '1024'], standalone_mode=False); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "one attention layer" in proc.stderr and "96.4 G" in proc.stderr
 
 
 def test_attention_options_and_tables():
-    res = hilo("flops", "--model", "litv2_b_384", "--tokens", "14x14", "--dim", "768",
-               "--heads", "12", "--json")
+    res = hilo(
+        "flops",
+        "--model",
+        "litv2_b_384",
+        "--tokens",
+        "14x14",
+        "--dim",
+        "768",
+        "--heads",
+        "12",
+        "--json",
+    )
     d = _record(res)["results"]
     assert d["input"] == {"height": 384, "width": 384}  # the weights' training size
     att = {r["name"]: r["macs"] for r in d["attention"]["rows"]}
-    assert att == {"MSA": 521_428_992, "SRA": 419_559_168, "Window": 477_173_760,
-                   "HiLo": 298_296_320}
+    assert att == {
+        "MSA": 521_428_992,
+        "SRA": 419_559_168,
+        "Window": 477_173_760,
+        "HiLo": 298_296_320,
+    }
     assert "one attention layer" in res.stderr and "521,428,992" in res.stderr
 
 
 def test_alpha_window_nonsquare_and_count():
-    d = _record(hilo("flops", "--height", "200", "--width", "328", "--alpha", "0.5",
-                     "--window", "4", "--count", "--json"))["results"]
+    d = _record(
+        hilo(
+            "flops",
+            "--height",
+            "200",
+            "--width",
+            "328",
+            "--alpha",
+            "0.5",
+            "--window",
+            "4",
+            "--count",
+            "--json",
+        )
+    )["results"]
     assert d["config"]["alpha"] == 0.5 and d["config"]["local_ws"] == [0, 0, 4, 1]
     assert d["stages"][2]["grid"] == [12, 20] and d["stages"][2]["attn_grid"] == [12, 20]
     assert d["counted"]["all_match"] is True
@@ -100,8 +137,10 @@ def test_sweep_writes_figure_and_record(tmp_path):
     assert rec["files"] == {"figure": str(fig), "json": str(tmp_path / "flops.json")}
     assert fig.stat().st_size > 10_000
     assert json.loads((tmp_path / "flops.json").read_text())["results"] == d
-    assert set(json.loads((tmp_path / "manifest.json").read_text())["files"]) == \
-        {fig.name, "flops.json"}
+    assert set(json.loads((tmp_path / "manifest.json").read_text())["files"]) == {
+        fig.name,
+        "flops.json",
+    }
 
 
 def test_out_is_checked_before_work(tmp_path):
@@ -127,9 +166,19 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path):
     from hilocli.flops.bench import UNSTABLE_SPREAD
 
     lines = []
-    result = run(FlopsRequest(checkpoint=tiny_ckpt_path, resolution=32, benchmark=True,
-                              device="cpu", repeats=5, warmup=1, threads=1, isolate=False),
-                 progress=lines.append)
+    result = run(
+        FlopsRequest(
+            checkpoint=tiny_ckpt_path,
+            resolution=32,
+            benchmark=True,
+            device="cpu",
+            repeats=5,
+            warmup=1,
+            threads=1,
+            isolate=False,
+        ),
+        progress=lines.append,
+    )
     res = result.bench
     assert [r.case.name for r in res][:4] == ["MSA", "SRA", "Window", "HiLo"]
     assert res[4].case.kind == "model" and len(lines) == 5
@@ -146,9 +195,25 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path):
 @pytest.mark.slow
 def test_benchmark_end_to_end_isolated(tiny_ckpt_path):
     """--benchmark as a user runs it: every CPU case in its own process, strict JSON."""
-    rec = _record(hilo("flops", "--checkpoint", tiny_ckpt_path, "--resolution", "32",
-                       "--benchmark", "--device", "cpu", "--repeats", "5", "--warmup", "1",
-                       "--threads", "1", "--json"))
+    rec = _record(
+        hilo(
+            "flops",
+            "--checkpoint",
+            tiny_ckpt_path,
+            "--resolution",
+            "32",
+            "--benchmark",
+            "--device",
+            "cpu",
+            "--repeats",
+            "5",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        )
+    )
     res = rec["results"]["benchmark"]["results"]
     assert [r["case"]["name"] for r in res][:4] == ["MSA", "SRA", "Window", "HiLo"]
     assert all(r["status"] == "ok" and r["img_per_s"] > 0 for r in res)
@@ -156,23 +221,26 @@ def test_benchmark_end_to_end_isolated(tiny_ckpt_path):
     assert rec["environment"]["torch"]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--resolution", "100000"], "8192 px"),
-    (["--resolution", "0"], "out of range"),
-    (["--resolution", "16"], "32..8192 px"),
-    (["--height", "224"], "together"),
-    (["--resolution", "224", "--width", "100"], "not both"),
-    (["--sweep", "224,abc"], "--sweep"),
-    (["--sweep", "224,8"], "--sweep entry 8"),
-    (["--alpha", "1.5"], "--alpha"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["--repeats", "2"], "--repeats"),
-    (["--threads", "0"], "--threads"),
-    (["--tokens", "14by14", "--dim", "64", "--heads", "2"], "--tokens"),
-    (["--tokens", "100000x5"], "2..8192 tokens"),
-    (["--dim", "100", "--heads", "12"], "multiple"),
-    (["--dim", "96"], "together"),
-    (["--model", "nope"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--resolution", "100000"], "8192 px"),
+        (["--resolution", "0"], "out of range"),
+        (["--resolution", "16"], "32..8192 px"),
+        (["--height", "224"], "together"),
+        (["--resolution", "224", "--width", "100"], "not both"),
+        (["--sweep", "224,abc"], "--sweep"),
+        (["--sweep", "224,8"], "--sweep entry 8"),
+        (["--alpha", "1.5"], "--alpha"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--repeats", "2"], "--repeats"),
+        (["--threads", "0"], "--threads"),
+        (["--tokens", "14by14", "--dim", "64", "--heads", "2"], "--tokens"),
+        (["--tokens", "100000x5"], "2..8192 tokens"),
+        (["--dim", "100", "--heads", "12"], "multiple"),
+        (["--dim", "96"], "together"),
+        (["--model", "nope"], "unknown model"),
+    ],
+)
 def test_bad_input_exits_2(args, fragment):
     assert_one_line_error(hilo("flops", *args), 2, fragment)

@@ -13,12 +13,22 @@ import pytest
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
-RECORD_KEYS = {"command", "version", "settings", "weights", "inputs", "environment", "files",
-               "results", "undefined"}
+RECORD_KEYS = {
+    "command",
+    "version",
+    "settings",
+    "weights",
+    "inputs",
+    "environment",
+    "files",
+    "results",
+    "undefined",
+}
 
 
 def strict_json(text: str):
     """json.loads that refuses NaN / Infinity tokens (invalid JSON outside Python)."""
+
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")
 
@@ -67,26 +77,51 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(figures, "spectrum_figure", spy)
     out = tmp_path / "out"
-    res = hilo("spectrum", image_dir, *TINY, "--layer", "1,2", "--out", out, "--batch-size", "3",
-               "--mode", "paper", "--control", "random", "--json")
+    res = hilo(
+        "spectrum",
+        image_dir,
+        *TINY,
+        "--layer",
+        "1,2",
+        "--out",
+        out,
+        "--batch-size",
+        "3",
+        "--mode",
+        "paper",
+        "--control",
+        "random",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     data = strict_json(res.stdout)
     assert data == strict_json((out / "spectrum.json").read_text())
     assert set(data) == RECORD_KEYS and data["command"] == "spectrum"
-    assert data["files"] == {"record": str(out / "spectrum.json"),
-                             "figure": str(out / "spectrum.png"),
-                             "paper_figure": str(out / "spectrum_paper.png")}
+    assert data["files"] == {
+        "record": str(out / "spectrum.json"),
+        "figure": str(out / "spectrum.png"),
+        "paper_figure": str(out / "spectrum_paper.png"),
+    }
     assert (out / "spectrum_paper.png").stat().st_size > 0 and (out / "manifest.json").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "spectrum.json",
-                                                    "spectrum.png", "spectrum_paper.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "spectrum.json",
+        "spectrum.png",
+        "spectrum_paper.png",
+    ]
     n = len(data["inputs"]["analysed"])
     assert n == 4 and data["inputs"]["skipped"] == [] and data["inputs"]["duplicates"] == []
     assert data["weights"]["source"] == "file" and len(data["weights"]["sha256"]) == 64
     settings = data["settings"]
     assert settings["cutoff"] == 0.25 and settings["resolution"] == 64 and settings["crop"]
     assert settings["layers"] == [1, 2] and settings["batch_size"] == 3
-    assert (settings["mode"], settings["control"], settings["seed"], settings["hann"],
-            settings["device"]) == ("paper", "random", 0, False, "cpu")
+    assert (
+        settings["mode"],
+        settings["control"],
+        settings["seed"],
+        settings["hann"],
+        settings["device"],
+    ) == ("paper", "random", 0, False, "cpu")
     assert data["environment"]["torch"]
     results = data["results"]
     assert results["random_control"]["weights"]["trained"] is False
@@ -122,13 +157,17 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
             np.testing.assert_allclose(curve["freq"], freq[rel > 0])
             np.testing.assert_allclose(curve["power_rel"], rel[rel > 0])
     for b in ("hifi", "lofi", "control"):
-        medians = [float(np.median(layers[i]["branches"][b]["per_image"]["hf_fraction_excl_grid"]))
-                   for i in (1, 2) if layers[i]["branches"][b] is not None]
+        medians = [
+            float(np.median(layers[i]["branches"][b]["per_image"]["hf_fraction_excl_grid"]))
+            for i in (1, 2)
+            if layers[i]["branches"][b] is not None
+        ]
         assert plotted["hf_fraction"][b]["median"] == pytest.approx(medians)
     # and the Line2D objects on the radial axis carry exactly those arrays
     lines = [ln for ax in seen["fig"].axes for ln in ax.get_lines() if ln.get_label() == "Hi-Fi"]
-    np.testing.assert_allclose(lines[0].get_ydata(),
-                               plotted["layers"][1]["radial"]["hifi"]["power_rel"])
+    np.testing.assert_allclose(
+        lines[0].get_ydata(), plotted["layers"][1]["radial"]["hifi"]["power_rel"]
+    )
 
 
 def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
@@ -145,8 +184,11 @@ def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
     # walk order: copy_of_img0.png comes first, so sub/img0.png (walked, then given again) is
     # its duplicate twice, by content and by content again
     copy = str(folder / "copy_of_img0.png")
-    assert inputs["analysed"] == [copy, str(folder / "sub" / "img1.png"),
-                                  str(folder / "sub" / "img2.png")]
+    assert inputs["analysed"] == [
+        copy,
+        str(folder / "sub" / "img1.png"),
+        str(folder / "sub" / "img2.png"),
+    ]
     assert inputs["n"] == 3
     assert inputs["duplicates"] == [{"path": str(first), "same_as": copy}] * 2
     skipped = {Path(s["path"]).name: s["reason"] for s in inputs["skipped"]}
@@ -171,10 +213,14 @@ def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch):
     a_file.write_text("x")
     monkeypatch.setattr(WeightsRequest, "load", no_work)
     common = [folder, *TINY, "--out", tmp_path / "o"]
-    for extra, fragment in [(("--cutoff", "0.7"), "cutoff"), (("--batch-size", "0"), "batch"),
-                            (("--limit", "0"), "--limit"), (("--resolution", "100000"), "8192"),
-                            (("--out", a_file), "not a folder"),
-                            (("--random-init",), "conflict")]:
+    for extra, fragment in [
+        (("--cutoff", "0.7"), "cutoff"),
+        (("--batch-size", "0"), "batch"),
+        (("--limit", "0"), "--limit"),
+        (("--resolution", "100000"), "8192"),
+        (("--out", a_file), "not a folder"),
+        (("--random-init",), "conflict"),
+    ]:
         assert_one_line_error(hilo("spectrum", *common, *extra), 2, fragment)
     assert not (tmp_path / "o").exists()
 
@@ -187,8 +233,9 @@ def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
     out = tmp_path / "o"
     out.mkdir()
     (out / "spectrum.json").write_text("{}\n")  # an earlier run's record stays untouched
-    assert_one_line_error(hilo("spectrum", folder, *TINY, "--out", out, "--layer", "7"), 2,
-                          "--layer 7")
+    assert_one_line_error(
+        hilo("spectrum", folder, *TINY, "--out", out, "--layer", "7"), 2, "--layer 7"
+    )
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "a.png").write_bytes(b"garbage")
@@ -217,8 +264,9 @@ def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_subprocess_end_to_end(image_dir, tmp_path):
     out = tmp_path / "out"
-    proc = run_hilo("spectrum", image_dir, *TINY, "--limit", "2", "--layer", "1", "--out", out,
-                    "--json")
+    proc = run_hilo(
+        "spectrum", image_dir, *TINY, "--limit", "2", "--layer", "1", "--out", out, "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     data = strict_json(proc.stdout)
     assert data == strict_json((out / "spectrum.json").read_text())

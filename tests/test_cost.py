@@ -11,9 +11,19 @@ from hilocli.flops.conventions import AS_RUN, AUTHORS, FVCORE, get_convention
 from hilocli.models import get_variant
 from hilocli.models.geometry import grid_sizes
 
-VARIANT_NAMES = ["litv2_s", "litv2_m", "litv2_b", "litv2_b_384", "litv2_s_alpha0.0",
-                 "litv2_s_alpha0.2", "litv2_s_alpha0.4", "litv2_s_alpha0.5", "litv2_s_alpha0.7",
-                 "litv2_s_alpha0.9", "litv2_s_alpha1.0"]
+VARIANT_NAMES = [
+    "litv2_s",
+    "litv2_m",
+    "litv2_b",
+    "litv2_b_384",
+    "litv2_s_alpha0.0",
+    "litv2_s_alpha0.2",
+    "litv2_s_alpha0.4",
+    "litv2_s_alpha0.5",
+    "litv2_s_alpha0.7",
+    "litv2_s_alpha0.9",
+    "litv2_s_alpha1.0",
+]
 
 
 @pytest.mark.parametrize("name", VARIANT_NAMES)
@@ -37,9 +47,12 @@ def test_hilo_layer_reference():
 
 
 def test_single_layer_benchmark_numbers():
-    rows = {a.name: a for a in attention.attention_comparison(
-        768, 12, 14, 14, alpha=0.9, window_size=2, sr_ratio=2, local_window=7,
-        convention=FVCORE)}
+    rows = {
+        a.name: a
+        for a in attention.attention_comparison(
+            768, 12, 14, 14, alpha=0.9, window_size=2, sr_ratio=2, local_window=7, convention=FVCORE
+        )
+    }
     assert rows["MSA"].macs == 521_428_992
     assert rows["Window"].macs == 477_173_760
     assert rows["SRA"].macs == 419_559_168
@@ -48,13 +61,19 @@ def test_single_layer_benchmark_numbers():
     assert rows["SRA"].params == 4_723_968
     # what makes SRA's figure: its LayerNorm on the 7x7 reduced grid at fvcore's 5 MACs/element
     sra_authors = attention.sra_cost(768, 12, 14, 14, 2, convention=AUTHORS)
-    assert rows["SRA"].macs - (sra_authors.product_macs + sra_authors.other_macs) \
+    assert (
+        rows["SRA"].macs - (sra_authors.product_macs + sra_authors.other_macs)
         == 49 * 768 * 4 - 49 * 768
+    )
 
 
 def test_attention_memory_counts():
-    rows = {a.name: a for a in attention.attention_comparison(
-        64, 4, 10, 10, alpha=0.5, window_size=2, batch_size=3, bytes_per_element=2)}
+    rows = {
+        a.name: a
+        for a in attention.attention_comparison(
+            64, 4, 10, 10, alpha=0.5, window_size=2, batch_size=3, bytes_per_element=2
+        )
+    }
     assert rows["MSA"].attn_matrix_elements == 4 * 100 * 100
     assert rows["SRA"].attn_matrix_elements == 4 * 100 * 25
     assert rows["Window"].padded_grid == (14, 14)  # 10 -> padded to multiples of 7
@@ -78,12 +97,14 @@ def test_params_match_the_model(tiny_cfg):
     from hilocli.models import LITv2
 
     # (litv2_s itself: its params are checked against the released state dict above)
-    for cfg in (get_variant("litv2_s_alpha0.0").cfg, tiny_cfg,
-                tiny_cfg.replace(num_classes=0, final_norm=False, stage_norms=True, alpha=1.0)):
+    for cfg in (
+        get_variant("litv2_s_alpha0.0").cfg,
+        tiny_cfg,
+        tiny_cfg.replace(num_classes=0, final_norm=False, stage_norms=True, alpha=1.0),
+    ):
         with torch.device("meta"):
             model = LITv2(cfg)
-        assert analytic.model_cost(cfg, 64, 64).params == \
-            sum(p.numel() for p in model.parameters())
+        assert analytic.model_cost(cfg, 64, 64).params == sum(p.numel() for p in model.parameters())
 
 
 def test_authors_quirks_are_exactly_the_difference():
@@ -92,12 +113,15 @@ def test_authors_quirks_are_exactly_the_difference():
     cfg = get_variant("litv2_s").cfg
     for h, w in ((224, 224), (256, 320)):
         grids = grid_sizes(cfg, h, w)
-        dtm = sum((g[0] // 2) * (g[1] // 2) * (4 * 4 * 96 * 2**i + 4)
-                  for i, g in enumerate(grids[:3]))
+        dtm = sum(
+            (g[0] // 2) * (g[1] // 2) * (4 * 4 * 96 * 2**i + 4) for i, g in enumerate(grids[:3])
+        )
         final = ((grids[0][0] * grids[0][1]) // 16 - grids[3][0] * grids[3][1]) * 768
         embed_bias = grids[0][0] * grids[0][1] * 96
-        diff = analytic.model_cost(cfg, h, w, AUTHORS).macs \
+        diff = (
+            analytic.model_cost(cfg, h, w, AUTHORS).macs
             - analytic.model_cost(cfg, h, w, AS_RUN).macs
+        )
         assert diff == dtm + final - embed_bias
 
 
@@ -123,8 +147,13 @@ def test_component_sums_and_validation():
 def test_attention_site_and_sweep():
     cfg = get_variant("litv2_s").cfg
     site = attention.attention_site(cfg, 224, 224)
-    assert (site.stage, site.dim, site.num_heads, site.grid, site.window_size) == \
-        (3, 384, 12, (14, 14), 2)
+    assert (site.stage, site.dim, site.num_heads, site.grid, site.window_size) == (
+        3,
+        384,
+        12,
+        (14, 14),
+        2,
+    )
     points = attention.sweep(cfg, [224, 320])
     assert [p.model_macs for p in points][0] == 3_734_401_596
     assert points[1].grid == (20, 20) and points[1].stage == 3
@@ -153,8 +182,9 @@ def test_reference_layers_params_and_shapes():
     from hilocli.models.baselines import build_attention
 
     dim, heads, H, W = 48, 4, 9, 11
-    expected = {a.name: a.params
-                for a in attention.attention_comparison(dim, heads, H, W, alpha=0.5)}
+    expected = {
+        a.name: a.params for a in attention.attention_comparison(dim, heads, H, W, alpha=0.5)
+    }
     x = torch.randn(2, H * W, dim)  # (B, N, C)
     for name in attention.ATTENTION_TYPES:
         layer = build_attention(name, dim, heads, alpha=0.5, window_size=2)
@@ -185,19 +215,25 @@ def test_window_attention_is_local():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seconds, spread, unstable", [
-    ([0.1] * 5, 0.0, False),
-    ([1.0, 1.0, 1.0, 1.0, 10.0], 0.0, False),  # one outlier: the median and IQR ignore it
-    ([1.0, 1.1, 1.2, 1.3, 1.4], 0.2 / 1.2, False),  # Q1 1.1, Q3 1.3, median 1.2
-    ([1.0, 1.0, 1.25, 1.5, 1.5], 0.5 / 1.25, True),
-    ([0.01, 0.5, 0.5, 2.0, 2.0, 2.0], (2.0 - 0.5) / 1.25, True),  # 8.6 .. 512 img/s style noise
-])
+@pytest.mark.parametrize(
+    "seconds, spread, unstable",
+    [
+        ([0.1] * 5, 0.0, False),
+        ([1.0, 1.0, 1.0, 1.0, 10.0], 0.0, False),  # one outlier: the median and IQR ignore it
+        ([1.0, 1.1, 1.2, 1.3, 1.4], 0.2 / 1.2, False),  # Q1 1.1, Q3 1.3, median 1.2
+        ([1.0, 1.0, 1.25, 1.5, 1.5], 0.5 / 1.25, True),
+        ([0.01, 0.5, 0.5, 2.0, 2.0, 2.0], (2.0 - 0.5) / 1.25, True),  # 8.6 .. 512 img/s style noise
+    ],
+)
 def test_stability_rule_on_planted_timings(seconds, spread, unstable):
     st = bench.timing_stats(seconds, batch_size=2)
     assert st.spread == pytest.approx(spread)
     assert st.unstable is unstable
-    med = sorted(seconds)[len(seconds) // 2] if len(seconds) % 2 else \
-        sum(sorted(seconds)[len(seconds) // 2 - 1:len(seconds) // 2 + 1]) / 2
+    med = (
+        sorted(seconds)[len(seconds) // 2]
+        if len(seconds) % 2
+        else sum(sorted(seconds)[len(seconds) // 2 - 1 : len(seconds) // 2 + 1]) / 2
+    )
     assert st.img_per_s == pytest.approx(2 / med)
     assert st.img_per_s_min == pytest.approx(2 / max(seconds))
     assert st.img_per_s_max == pytest.approx(2 / min(seconds))
@@ -234,8 +270,11 @@ def test_warm_up_until_settled():
 
 
 def test_benchmark_case_and_oom():
-    ok = bench.run_case(bench.BenchCase("attention", "HiLo", 8, 8, dim=32, num_heads=2, warmup=1,
-                                        repeats=5, threads=1))
+    ok = bench.run_case(
+        bench.BenchCase(
+            "attention", "HiLo", 8, 8, dim=32, num_heads=2, warmup=1, repeats=5, threads=1
+        )
+    )
     assert ok.status == "ok" and ok.img_per_s > 0 and len(ok.seconds) == 5
     assert ok.img_per_s_min <= ok.img_per_s <= ok.img_per_s_max
     assert ok.unstable == (ok.spread > bench.UNSTABLE_SPREAD)
@@ -243,8 +282,20 @@ def test_benchmark_case_and_oom():
     assert 1 <= ok.warmup_runs <= bench.MAX_WARMUP_RUNS
     assert ok.peak_memory_bytes is not None and ok.threads == 1
     # a batch no address space can hold: the allocation fails at once -> recorded, not raised
-    oom = bench.run_case(bench.BenchCase("attention", "MSA", 14, 14, batch_size=10**9, dim=768,
-                                         num_heads=12, warmup=0, repeats=5, threads=1))
+    oom = bench.run_case(
+        bench.BenchCase(
+            "attention",
+            "MSA",
+            14,
+            14,
+            batch_size=10**9,
+            dim=768,
+            num_heads=12,
+            warmup=0,
+            repeats=5,
+            threads=1,
+        )
+    )
     assert oom.status == "OOM" and oom.img_per_s is None and oom.label == "OOM"
     assert bench.classify_failure(-9, "") == "OOM"
     assert bench.classify_failure(1, "boom\nValueError: bad") == "error: ValueError: bad"

@@ -57,7 +57,8 @@ def offline_args(line: str, out: Path) -> list[str]:
         else:
             fixed.append(a)
     downloads = "--pretrained" in args or (
-        cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args))
+        cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args)
+    )
     if downloads:  # released weights -> the tiny fixture (its own architecture)
         fixed = _without_option(fixed, "--model", "-m")
         fixed = [a for a in fixed if a not in ("--pretrained", "--random-init")]
@@ -87,14 +88,14 @@ def test_docs_have_examples():
     assert "README.md" in names and len(EXAMPLES) >= 10, names
 
 
-@pytest.mark.parametrize("doc, line_no, line", EXAMPLES,
-                         ids=[f"{d}:{n}" for d, n, _ in EXAMPLES])
+@pytest.mark.parametrize("doc, line_no, line", EXAMPLES, ids=[f"{d}:{n}" for d, n, _ in EXAMPLES])
 def test_doc_example_runs(doc, line_no, line, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     args = offline_args(line, tmp_path / "out")
     res = hilo(*args)
-    assert res.returncode == 0, f"{doc}:{line_no}: {line}\n-> hilo {shlex.join(args)}\n" \
-                                f"{res.stderr[-2000:]}"
+    assert res.returncode == 0, (
+        f"{doc}:{line_no}: {line}\n-> hilo {shlex.join(args)}\n{res.stderr[-2000:]}"
+    )
     if "--json" in args:
         import json
 

@@ -46,23 +46,35 @@ def _pixel(img: Image.Image, xy=(1, 1)) -> tuple[int, int, int]:
 
 def _pgm16(path: Path, values: list[int]) -> Path:
     """A 16-bit binary PGM (Pillow opens it in mode I), one row."""
-    path.write_bytes(f"P5 {len(values)} 1 65535\n".encode()
-                     + np.array(values, dtype=">u2").tobytes())
+    path.write_bytes(
+        f"P5 {len(values)} 1 65535\n".encode() + np.array(values, dtype=">u2").tobytes()
+    )
     return path
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A tiny PNG whose header claims width x height pixels (a decompression-bomb shape)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 # ---------------------------------------------------------------- modes
+
 
 def test_the_test_files_have_the_modes_they_claim(tmp_path):
     """Guards the mode tests below: each file really opens in the mode under test."""
@@ -75,13 +87,16 @@ def test_the_test_files_have_the_modes_they_claim(tmp_path):
     assert Image.open(_save(Image.new("LA", (2, 2)), tmp_path / "f.png")).mode == "LA"
 
 
-@pytest.mark.parametrize("value,expected", [
-    (65535, 255),  # full scale -> full scale (clipping would also give 255 ...)
-    (257, 1),  # ... but these show it is scaled by 255/65535, not clipped
-    (32896, 128),
-    (1000, 4),  # round(1000 / 257) = round(3.89)
-    (0, 0),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (65535, 255),  # full scale -> full scale (clipping would also give 255 ...)
+        (257, 1),  # ... but these show it is scaled by 255/65535, not clipped
+        (32896, 128),
+        (1000, 4),  # round(1000 / 257) = round(3.89)
+        (0, 0),
+    ],
+)
 def test_16bit_grey_is_scaled_not_clipped(tmp_path, value, expected):
     path = _save(Image.new("I;16", (3, 3), value), tmp_path / "g16.png")
     assert _pixel(load_image(path)) == (expected,) * 3
@@ -114,8 +129,11 @@ def test_one_bit_grey_and_cmyk(tmp_path):
     img = load_image(_save(bw, tmp_path / "bw.png"))
     assert _pixel(img, (1, 0)) == (255, 255, 255) and _pixel(img, (0, 0)) == (0, 0, 0)
     assert _pixel(load_image(_save(Image.new("L", (2, 2), 77), tmp_path / "l.png"))) == (77,) * 3
-    for cmyk, rgb in (((0, 128, 0, 0), (255, 127, 255)), ((0, 0, 0, 255), (0, 0, 0)),
-                      ((255, 0, 255, 0), (0, 255, 0))):
+    for cmyk, rgb in (
+        ((0, 128, 0, 0), (255, 127, 255)),
+        ((0, 0, 0, 255), (0, 0, 0)),
+        ((255, 0, 255, 0), (0, 255, 0)),
+    ):
         path = _save(Image.new("CMYK", (2, 2), cmyk), tmp_path / "c.tif")
         assert _pixel(load_image(path)) == rgb
 
@@ -165,10 +183,14 @@ def test_single_colour_transparency_of_grey_and_rgb(tmp_path):
 
 # ---------------------------------------------------------------- EXIF orientation
 
+
 def _oriented(a: np.ndarray, orientation: int) -> np.ndarray:
     """What a viewer shows for EXIF orientation 1..8 (TIFF/EXIF spec), by numpy."""
     return {
-        1: a, 2: a[:, ::-1], 3: a[::-1, ::-1], 4: a[::-1],
+        1: a,
+        2: a[:, ::-1],
+        3: a[::-1, ::-1],
+        4: a[::-1],
         5: a.transpose(1, 0, 2),  # transpose (mirror about the main diagonal)
         6: np.rot90(a, k=-1),  # rotate 90 degrees clockwise
         7: np.rot90(a, k=2).transpose(1, 0, 2),  # transverse (anti-diagonal)
@@ -200,6 +222,7 @@ def test_exif_orientation_in_a_jpeg_and_original_size_after_it(tmp_path):
 
 # ---------------------------------------------------------------- bad files
 
+
 def test_missing_directory_text_empty_and_truncated_files(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("this is not an image\n" * 20)
@@ -211,9 +234,14 @@ def test_missing_directory_text_empty_and_truncated_files(tmp_path):
     cut.write_bytes(good.read_bytes()[: good.stat().st_size * 6 // 10])
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    cases = [(tmp_path / "missing.png", "not found"), (tmp_path, "is a directory"),
-             (text, "not an image"), (empty, "empty file"), (cut, "truncated"),
-             (fake, "corrupt or truncated")]
+    cases = [
+        (tmp_path / "missing.png", "not found"),
+        (tmp_path, "is a directory"),
+        (text, "not an image"),
+        (empty, "empty file"),
+        (cut, "truncated"),
+        (fake, "corrupt or truncated"),
+    ]
     for path, fragment in cases:
         with pytest.raises(HiloError, match=fragment) as err:
             load_image(path)
@@ -266,6 +294,7 @@ def test_extreme_aspect_ratio_is_refused_by_prepare():
 
 # ---------------------------------------------------------------- preprocessing
 
+
 def _reference_tensor(img: Image.Image, size, box) -> torch.Tensor:
     """torchvision's Resize + CenterCrop + ToTensor + Normalize, written out independently."""
     arr = np.array(img.resize(size, Image.BICUBIC).crop(box))
@@ -274,13 +303,16 @@ def _reference_tensor(img: Image.Image, size, box) -> torch.Tensor:
     return t.sub(mean[:, None, None]).div(std[:, None, None])
 
 
-@pytest.mark.parametrize("w,h,res,resized,box", [
-    (300, 200, 224, (384, 256), (80, 16, 304, 240)),
-    (301, 200, 224, (385, 256), (80, 16, 304, 240)),  # int(385.28); round(80.5) = 80 (even)
-    (303, 200, 224, (387, 256), (82, 16, 306, 240)),  # int(387.84); round(81.5) = 82 (even)
-    (200, 300, 224, (256, 384), (16, 80, 240, 304)),  # portrait
-    (500, 500, 384, (438, 438), (27, 27, 411, 411)),  # int(256 / 224 * 384) = int(438.86)
-])
+@pytest.mark.parametrize(
+    "w,h,res,resized,box",
+    [
+        (300, 200, 224, (384, 256), (80, 16, 304, 240)),
+        (301, 200, 224, (385, 256), (80, 16, 304, 240)),  # int(385.28); round(80.5) = 80 (even)
+        (303, 200, 224, (387, 256), (82, 16, 306, 240)),  # int(387.84); round(81.5) = 82 (even)
+        (200, 300, 224, (256, 384), (16, 80, 240, 304)),  # portrait
+        (500, 500, 384, (438, 438), (27, 27, 411, 411)),  # int(256 / 224 * 384) = int(438.86)
+    ],
+)
 def test_released_crop_geometry(w, h, res, resized, box):
     img = Image.fromarray(np.random.default_rng(w).integers(0, 256, (h, w, 3), np.uint8))
     prep = prepare(img, res)
@@ -297,13 +329,20 @@ def test_normalised_values_of_a_known_colour():
     np.testing.assert_allclose(prep.tensor.mean(dim=(1, 2)).numpy(), expected, atol=1e-6)
     # display is exactly what the model saw, before normalisation
     shown = np.asarray(prep.display, np.float32) / 255
-    np.testing.assert_allclose(prep.tensor.permute(1, 2, 0).numpy(), (shown - MEAN) / STD,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        prep.tensor.permute(1, 2, 0).numpy(), (shown - MEAN) / STD, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("w,h,expected", [
-    (300, 200, (336, 224)), (200, 300, (224, 336)), (301, 200, (337, 224)), (224, 224, (224, 224)),
-])
+@pytest.mark.parametrize(
+    "w,h,expected",
+    [
+        (300, 200, (336, 224)),
+        (200, 300, (224, 336)),
+        (301, 200, (337, 224)),
+        (224, 224, (224, 224)),
+    ],
+)
 def test_no_crop_keeps_the_whole_image_and_its_aspect(w, h, expected):
     prep = prepare(Image.new("RGB", (w, h), (9, 9, 9)), 224, crop=False)
     assert prep.mode == "whole" and prep.input_size == expected == prep.resized_size
@@ -327,8 +366,12 @@ def test_each_variant_carries_the_preprocessing_it_was_evaluated_with():
     """litv2_b_384 was evaluated with a plain resize to 384 x 384; the others with the crop."""
     assert VARIANTS["litv2_b_384"].preprocess == Preprocess(mode="resize")
     assert {v.preprocess.mode for n, v in VARIANTS.items() if n != "litv2_b_384"} == {"crop"}
-    assert all(v.preprocess.interpolation == "bicubic" and v.preprocess.mean == IMAGENET_MEAN
-               and v.preprocess.std == IMAGENET_STD for v in VARIANTS.values())
+    assert all(
+        v.preprocess.interpolation == "bicubic"
+        and v.preprocess.mean == IMAGENET_MEAN
+        and v.preprocess.std == IMAGENET_STD
+        for v in VARIANTS.values()
+    )
     img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (200, 300, 3), np.uint8))
     prep = prepare(img, 384, preprocess=VARIANTS["litv2_b_384"].preprocess)
     assert prep.mode == "resize" and prep.input_size == (384, 384)
@@ -339,8 +382,9 @@ def test_each_variant_carries_the_preprocessing_it_was_evaluated_with():
 
 def test_preprocess_interpolation_mean_and_std_are_used():
     img = Image.fromarray(np.random.default_rng(4).integers(0, 256, (30, 40, 3), np.uint8))
-    pre = Preprocess(mode="resize", interpolation="bilinear", mean=(0.5, 0.5, 0.5),
-                     std=(0.25, 0.5, 1.0))
+    pre = Preprocess(
+        mode="resize", interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0)
+    )
     prep = prepare(img, 16, preprocess=pre)
     arr = np.asarray(img.resize((16, 16), Image.BILINEAR), np.float32) / 255  # (H, W, 3)
     expected = (arr - 0.5) / np.array([0.25, 0.5, 1.0], np.float32)
@@ -362,6 +406,7 @@ def test_load_many_takes_a_preprocess(tmp_path):
 
 
 # ---------------------------------------------------------------- geometry
+
 
 def test_to_input_xy_corners_and_round_trips_with_crop():
     prep = prepare(Image.new("RGB", (300, 200)), 224)  # resize x1.28 to 384x256, crop at (80, 16)
@@ -398,12 +443,13 @@ def test_to_input_xy_finds_a_marked_spot_in_what_the_model_saw(crop):
     img.paste((255, 255, 255), (180, 100, 196, 116))  # 16 x 16 square, centre (188, 108)
     prep = prepare(img, 64, crop=crop)
     lum = np.asarray(prep.display, np.float64).mean(axis=2)
-    ys, xs = np.mgrid[0:lum.shape[0], 0:lum.shape[1]]
+    ys, xs = np.mgrid[0 : lum.shape[0], 0 : lum.shape[1]]
     centroid = ((xs + 0.5) * lum).sum() / lum.sum(), ((ys + 0.5) * lum).sum() / lum.sum()
     assert prep.to_input_xy(188, 108) == pytest.approx(centroid, abs=0.05)
 
 
 # ---------------------------------------------------------------- folders and batches
+
 
 def test_find_images_walks_folders_sorted_and_skips_hidden(tmp_path):
     (tmp_path / "b").mkdir()
@@ -413,7 +459,11 @@ def test_find_images_walks_folders_sorted_and_skips_hidden(tmp_path):
     (tmp_path / "b" / "loop").symlink_to(tmp_path, target_is_directory=True)  # not followed
     found = find_images([tmp_path])
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "a.png", "b/a.png", "b/c.txt", "z.png"]
+        "a.png",
+        "b/a.png",
+        "b/c.txt",
+        "z.png",
+    ]
     hidden = tmp_path / ".hidden.png"
     assert find_images([hidden, tmp_path / "a.png"]) == [hidden, tmp_path / "a.png"]  # as given
     with pytest.raises(HiloError, match="no such file") as err:
@@ -451,7 +501,9 @@ def test_sample_photos_are_real_small_and_documented():
 
 
 def test_module_import_does_not_import_torch():
-    code = ("import sys, hilocli.images; "
-            "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
+    code = (
+        "import sys, hilocli.images; "
+        "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -38,16 +38,20 @@ def test_fixture_outputs_match_authors(tiny_model):
             mod.register_forward_hook(keep(name))
     for i, stage in enumerate(tiny_model.layers):  # stage output after its token merging
         last = stage.downsample if stage.downsample is not None else stage.blocks[-1]
-        last.register_forward_hook(lambda _m, _a, out, i=i: captured.__setitem__(
-            f"layers.{i}", out[0] if isinstance(out, tuple) else out))
+        last.register_forward_hook(
+            lambda _m, _a, out, i=i: captured.__setitem__(
+                f"layers.{i}", out[0] if isinstance(out, tuple) else out
+            )
+        )
     with torch.no_grad():
         logits = tiny_model(torch.from_numpy(exp["input"]))
     np.testing.assert_allclose(logits.numpy(), exp["logits"], atol=5e-6, rtol=0)
     keys = [k for k in exp.files if k.startswith("capture/")]
     assert len(keys) == 9
     for key in keys:
-        np.testing.assert_allclose(captured[key[len("capture/"):]].numpy(), exp[key], atol=5e-6,
-                                   rtol=0, err_msg=key)
+        np.testing.assert_allclose(
+            captured[key[len("capture/") :]].numpy(), exp[key], atol=5e-6, rtol=0, err_msg=key
+        )
 
 
 def test_fixture_reproduced_from_the_file_alone(tiny_ckpt_path):
@@ -132,8 +136,9 @@ def _reference_deform(x, offset, weight, bias):
         ys = torch.arange(Ho, dtype=x.dtype).view(1, Ho, 1) * 2 + ki + off[:, k, 0]
         xs = torch.arange(Wo, dtype=x.dtype).view(1, 1, Wo) * 2 + kj + off[:, k, 1]
         grid = torch.stack([xs * 2 / (W - 1) - 1, ys * 2 / (H - 1) - 1], dim=-1)
-        sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                                align_corners=True)  # (B, C, Ho, Wo)
+        sampled = F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )  # (B, C, Ho, Wo)
         out += torch.einsum("bchw,oc->bohw", sampled, weight[:, :, ki, kj])
     return out + bias.view(1, -1, 1, 1)
 
@@ -153,11 +158,13 @@ def test_deform_conv_zero_offsets_is_a_plain_conv_and_outside_reads_zero():
     x = torch.randn(1, 3, 6, 6)
     w, b = torch.randn(4, 3, 2, 2), torch.randn(4)
     zero = torch.zeros(1, 8, 3, 3)
-    torch.testing.assert_close(deform_conv2d(x, zero, w, b, stride=2),
-                               F.conv2d(x, w, b, stride=2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        deform_conv2d(x, zero, w, b, stride=2), F.conv2d(x, w, b, stride=2), atol=1e-5, rtol=0
+    )
     far = torch.full((1, 8, 3, 3), 100.0)  # every sample lands outside: only the bias is left
-    torch.testing.assert_close(deform_conv2d(x, far, w, b, stride=2),
-                               b.view(1, 4, 1, 1).expand(1, 4, 3, 3))
+    torch.testing.assert_close(
+        deform_conv2d(x, far, w, b, stride=2), b.view(1, 4, 1, 1).expand(1, 4, 3, 3)
+    )
     # exactly -1 reads nothing; -0.5 reads half of the edge pixel
     half = torch.zeros(1, 8, 3, 3)
     half[:, 0::2] = -0.5  # dy for every kernel position
@@ -200,8 +207,14 @@ def test_too_small_input_is_a_value_error(tiny_model):
 
 
 def test_custom_config_builds_and_validates():
-    cfg = LITv2Config(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), alpha=0.5,
-                      local_ws=(0, 0, 4, 1), num_classes=7)
+    cfg = LITv2Config(
+        embed_dim=32,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 2, 4, 8),
+        alpha=0.5,
+        local_ws=(0, 0, 4, 1),
+        num_classes=7,
+    )
     model = create_model(cfg)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 96, 80)).shape == (1, 7)

@@ -37,8 +37,10 @@ def _strict_loads(text: str):
 
 def test_non_finite_numbers_become_null_and_are_listed():
     undefined: list[str] = []
-    out = to_jsonable({"a": [1.0, float("nan")], "b": {"c": np.float32("inf")},
-                       "d": np.array([0.5, np.nan])}, undefined)
+    out = to_jsonable(
+        {"a": [1.0, float("nan")], "b": {"c": np.float32("inf")}, "d": np.array([0.5, np.nan])},
+        undefined,
+    )
     assert out == {"a": [1.0, None], "b": {"c": None}, "d": [0.5, None]}
     assert undefined == ["$.a[1]", "$.b.c", "$.d[1]"]
     text = dumps({"x": float("-inf"), "y": Path("p"), "z": (1, 2)})
@@ -46,13 +48,26 @@ def test_non_finite_numbers_become_null_and_are_listed():
 
 
 def test_run_record_has_the_same_keys_for_every_command():
-    rec = RunRecord(command="demo", settings={"cutoff": 0.25}, weights={"source": "random init"},
-                    environment={"torch": "x"}, results={"score": math.nan},
-                    inputs=InputsRecord(analysed=["a.jpg"], duplicates=[{"path": "b.jpg",
-                                                                         "same_as": "a.jpg"}]))
+    rec = RunRecord(
+        command="demo",
+        settings={"cutoff": 0.25},
+        weights={"source": "random init"},
+        environment={"torch": "x"},
+        results={"score": math.nan},
+        inputs=InputsRecord(analysed=["a.jpg"], duplicates=[{"path": "b.jpg", "same_as": "a.jpg"}]),
+    )
     d = rec.to_dict()
-    assert list(d) == ["command", "version", "settings", "weights", "inputs", "environment",
-                       "files", "results", "undefined"]
+    assert list(d) == [
+        "command",
+        "version",
+        "settings",
+        "weights",
+        "inputs",
+        "environment",
+        "files",
+        "results",
+        "undefined",
+    ]
     assert d["inputs"]["n"] == 1 and d["inputs"]["duplicates"][0]["same_as"] == "a.jpg"
     assert d["results"] == {"score": None} and d["undefined"] == ["results.score"]
     _strict_loads(dumps(d))

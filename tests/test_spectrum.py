@@ -31,8 +31,9 @@ SETTINGS = SpectrumSettings()
 SIZES = [(14, 14), (7, 7), (16, 10), (9, 15)]  # even, odd, non-square both ways
 
 
-def measure(maps: torch.Tensor, window_size: int | None = None,
-            settings: SpectrumSettings = SETTINGS):
+def measure(
+    maps: torch.Tensor, window_size: int | None = None, settings: SpectrumSettings = SETTINGS
+):
     acc = BranchAccumulator("x", settings, window_size)
     acc.add(maps)
     return acc.finish()
@@ -45,8 +46,9 @@ def checkerboard(h: int, w: int, channels: int = 3) -> torch.Tensor:
 
 
 def cosine(h: int, w: int, ky: int, kx: int, phase: float = 0.3) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                            torch.arange(w, dtype=torch.float64), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     wave = torch.cos(2 * math.pi * (ky * yy / h + kx * xx / w) + phase) + 0.7  # non-zero mean
     return wave.float()[None, :, :, None].repeat(1, 1, 1, 2)  # (1, H, W, 2)
 
@@ -146,7 +148,8 @@ def test_diagonal_sinusoid_and_hann_keep_the_peak():
     assert windowed.radial_freq[np.argmax(windowed.radial_power)] == pytest.approx(4 / 14)
     # the window spreads the line into its neighbours, but most power stays in the +-1 bin band
     rel = windowed.radial_power_rel * np.bincount(
-        frequency_axes(14, 14).bin_index.flatten().numpy(), minlength=len(windowed.radial_freq))
+        frequency_axes(14, 14).bin_index.flatten().numpy(), minlength=len(windowed.radial_freq)
+    )
     assert rel[3:6].sum() > 0.9
 
 
@@ -183,8 +186,9 @@ def test_paper_channels_follow_the_authors_shift():
     maps = torch.randn(3, 6, 6, 64)
     spec = measure(maps)
     expect = torch.log(torch.fft.fft2(maps.permute(0, 3, 1, 2)).abs() + 1e-6)[:, 32:40].mean(0)
-    np.testing.assert_allclose(spec.paper_maps,
-                               torch.fft.fftshift(expect, dim=(-2, -1)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        spec.paper_maps, torch.fft.fftshift(expect, dim=(-2, -1)).numpy(), atol=1e-4
+    )
 
 
 def test_mixed_grid_sizes_keep_every_image():
@@ -258,9 +262,19 @@ class SyntheticModel(nn.Module):
 
     def hilo_layers(self) -> list[HiLoLayerInfo]:
         a = self.attn
-        return [HiLoLayerInfo(index=0, name="synthetic.0", path="attn", stage=0,
-                              window_size=a.window_size, num_heads=a.h_heads + a.l_heads,
-                              hifi_heads=a.h_heads, lofi_heads=a.l_heads, head_dim=6)]
+        return [
+            HiLoLayerInfo(
+                index=0,
+                name="synthetic.0",
+                path="attn",
+                stage=0,
+                window_size=a.window_size,
+                num_heads=a.h_heads + a.l_heads,
+                hifi_heads=a.h_heads,
+                lofi_heads=a.l_heads,
+                head_dim=6,
+            )
+        ]
 
     def hilo_module(self, info: HiLoLayerInfo) -> nn.Module:
         return self.get_submodule(info.path)
@@ -272,8 +286,11 @@ class SyntheticModel(nn.Module):
 
 def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
     torch.manual_seed(1)
-    batches = [torch.randn(4, 6, 14, 14), torch.randn(images - 4, 6, 14, 14)] if images > 4 \
+    batches = (
+        [torch.randn(4, 6, 14, 14), torch.randn(images - 4, 6, 14, 14)]
+        if images > 4
         else [torch.randn(images, 6, 14, 14)]
+    )
     with SpectrumCollector(SyntheticModel(swap, hifi), [0], SETTINGS) as col:
         for x in batches:
             col.add_batch(x)
@@ -363,11 +380,14 @@ def test_collect_inputs_counts_each_file_once_and_never_reads_the_out_folder(tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "spectrum.png").write_bytes(b"four")
-    found = collect_inputs([tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"],
-                           exclude=(out,))
+    found = collect_inputs(
+        [tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"], exclude=(out,)
+    )
     assert found.files == [tmp_path / "a.png", tmp_path / "b" / "d.png"]
-    assert found.duplicates == [(tmp_path / "b" / "c.png", tmp_path / "a.png"),
-                                (tmp_path / "b" / "d.png", tmp_path / "b" / "d.png")]
+    assert found.duplicates == [
+        (tmp_path / "b" / "c.png", tmp_path / "a.png"),
+        (tmp_path / "b" / "d.png", tmp_path / "b" / "d.png"),
+    ]
     assert found.skipped == [(out, OUT_DIR_REASON), (out / "spectrum.png", OUT_DIR_REASON)]
     with pytest.raises(HiloError, match="no such file"):
         collect_inputs([tmp_path / "missing.png"])
@@ -385,15 +405,24 @@ def fake_result(n_layers: int):
     from hilocli.spectrum import SpectrumRequest, SpectrumResult
 
     layers, _ = synthetic_verdicts(swap=False, images=6)
-    layers = [replace(layers[0], layer=replace(layers[0].layer, index=i,
-                                               name=f"layers.2.blocks.{i}"))
-              for i in range(n_layers)]
+    layers = [
+        replace(layers[0], layer=replace(layers[0].layer, index=i, name=f"layers.2.blocks.{i}"))
+        for i in range(n_layers)
+    ]
     verdicts = judge(layers, SETTINGS)
     return SpectrumResult(
-        request=SpectrumRequest(inputs=(Path("x"),)), settings=SETTINGS, model_name="synthetic",
-        weights=Provenance(source="random init", variant="litv2_s", seed=0), resolution=224,
-        device="cpu", layers=layers, verdicts=verdicts, verdict="verdict: -",
-        inputs=InputsRecord(analysed=["x"] * 6), environment={})
+        request=SpectrumRequest(inputs=(Path("x"),)),
+        settings=SETTINGS,
+        model_name="synthetic",
+        weights=Provenance(source="random init", variant="litv2_s", seed=0),
+        resolution=224,
+        device="cpu",
+        layers=layers,
+        verdicts=verdicts,
+        verdict="verdict: -",
+        inputs=InputsRecord(analysed=["x"] * 6),
+        environment={},
+    )
 
 
 @pytest.mark.parametrize("n_layers", [1, 6, 18])

@@ -37,18 +37,21 @@ LINE_IN = 0.15  # one line of 7.5-8 pt text, inches
 
 def _wrap(text: str, width_px: float, px_per_char: float) -> str:
     width = max(8, int(width_px / px_per_char))
-    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False)
-                     for line in text.splitlines())
+    return "\n".join(
+        textwrap.fill(line, width, break_on_hyphens=False) for line in text.splitlines()
+    )
 
 
 def query_label(k: int, x: float, y: float, token: tuple[int, int]) -> str:
     """Row label of query k: its (x, y) in original-image pixels and its (row, col) token."""
-    return (f"q{k}: x, y = {x:.0f}, {y:.0f}\n(original image px)\n"
-            f"token: row {token[0]}, col {token[1]}")
+    return (
+        f"q{k}: x, y = {x:.0f}, {y:.0f}\n(original image px)\ntoken: row {token[0]}, col {token[1]}"
+    )
 
 
-def _hifi_panel(bg: np.ndarray, g: LayerGeometry, weights: np.ndarray, norm, token, origin
-                ) -> tuple[np.ndarray, list[tuple[float, float, str, str]]]:
+def _hifi_panel(
+    bg: np.ndarray, g: LayerGeometry, weights: np.ndarray, norm, token, origin
+) -> tuple[np.ndarray, list[tuple[float, float, str, str]]]:
     """The window's weights painted where it sits, outlined, and a zoomed inset of the s x s
     weights (query cell outlined) in the corner away from the window. Returns the panel and the
     inset's numbers as (x, y, text, colour) in panel pixels (only when the cells have room)."""
@@ -59,21 +62,33 @@ def _hifi_panel(bg: np.ndarray, g: LayerGeometry, weights: np.ndarray, norm, tok
     x0, y0 = c0 * t, r0 * t
     panel = compose(bg, weights, (x0, y0, x0 + s * t, y0 + s * t), g.input_size, norm, 1.0)
     ky, kx = th / h_in, tw / w_in  # panel pixels per input pixel
-    outline(panel, int(round(y0 * ky)), int(round(x0 * kx)), max(2, int(round(s * t * ky))),
-            max(2, int(round(s * t * kx))))
+    outline(
+        panel,
+        int(round(y0 * ky)),
+        int(round(x0 * kx)),
+        max(2, int(round(s * t * ky))),
+        max(2, int(round(s * t * kx))),
+    )
     side = max(s, int(0.42 * min(th, tw)) // s * s)  # inset size, a multiple of s
     cell = side // s
     left = 2 if x0 + s * t / 2 > w_in / 2 else tw - side - 2
     top = th - side - 2 if y0 + s * t / 2 < h_in / 2 else 2
-    panel[top:top + side, left:left + side] = np.repeat(np.repeat(colours(weights, norm), cell, 0),
-                                                        cell, 1)
+    panel[top : top + side, left : left + side] = np.repeat(
+        np.repeat(colours(weights, norm), cell, 0), cell, 1
+    )
     outline(panel, top - 1, left - 1, side + 2, side + 2)
     outline(panel, top + (token[0] - r0) * cell, left + (token[1] - c0) * cell, cell, cell)
     texts = []
     if cell >= 22:  # room for "0.25" at 5 pt
         for (i, j), v in np.ndenumerate(weights):
-            texts.append((left + (j + 0.5) * cell, top + (i + 0.5) * cell, f"{v:.2f}",
-                          "white" if norm(v) < 0.6 else "black"))
+            texts.append(
+                (
+                    left + (j + 0.5) * cell,
+                    top + (i + 0.5) * cell,
+                    f"{v:.2f}",
+                    "white" if norm(v) < 0.6 else "black",
+                )
+            )
     return panel, texts
 
 
@@ -97,26 +112,34 @@ def _band_mosaics(bg, layer, columns, queries, received) -> tuple[Mosaic, Mosaic
                 drawn["texts"] += [(ox + x, oy + y, txt, c) for x, y, txt, c in texts]
             else:
                 span = g.layer.window_size * g.stride  # input pixels per pooled key
-                panel = compose(bg, w, (0, 0, w.shape[1] * span, w.shape[0] * span),
-                                g.input_size, norm)
+                panel = compose(
+                    bg, w, (0, 0, w.shape[1] * span, w.shape[0] * span), g.input_size, norm
+                )
             top.put(ri, ci, panel)
             qx, qy = queries[ri].input_xy
             drawn["marks"].append((ox + qx * kx, oy + qy * ky))
         rec = None
         if received and col.branch == "lofi":
-            rec = layer.summary.lofi.received[[h - g.layer.hifi_heads
-                                               for h in col.heads]].mean(axis=0)
+            rec = layer.summary.lofi.received[[h - g.layer.hifi_heads for h in col.heads]].mean(
+                axis=0
+            )
             rnorm = value_norm([rec])
             span = g.layer.window_size * g.stride
-            low.put(0, ci, compose(bg, rec, (0, 0, rec.shape[1] * span, rec.shape[0] * span),
-                                   g.input_size, rnorm))
+            low.put(
+                0,
+                ci,
+                compose(
+                    bg, rec, (0, 0, rec.shape[1] * span, rec.shape[0] * span), g.input_size, rnorm
+                ),
+            )
             low.colour_bar(ci, rnorm)
         drawn["received"].append(rec)
     return top, low, drawn
 
 
-def layer_figure(display, layer, queries: Sequence, title: str = "",
-                 dpi: int = 100) -> tuple[Figure, dict[str, Any]]:
+def layer_figure(
+    display, layer, queries: Sequence, title: str = "", dpi: int = 100
+) -> tuple[Figure, dict[str, Any]]:
     """One layer (an `AttnMapResult` layer) for the given queries (`Query` list). Rows: query
     points (+ Lo-Fi attention received over all queries, when the layer has Lo-Fi heads);
     columns: `layer.columns`, wrapped into bands. Each column has one colour scale over its query
@@ -128,9 +151,12 @@ def layer_figure(display, layer, queries: Sequence, title: str = "",
     received = layer.summary is not None and layer.summary.lofi is not None
     n_bands = math.ceil(len(layer.columns) / MAX_COLUMNS)
     per_band = math.ceil(len(layer.columns) / n_bands)
-    bands = [layer.columns[i:i + per_band] for i in range(0, len(layer.columns), per_band)]
-    plotted: dict[str, Any] = {"columns": [c.label for c in layer.columns], "query_maps": [],
-                               "received": []}
+    bands = [layer.columns[i : i + per_band] for i in range(0, len(layer.columns), per_band)]
+    plotted: dict[str, Any] = {
+        "columns": [c.label for c in layer.columns],
+        "query_maps": [],
+        "received": [],
+    }
     built = []
     for cols in bands:
         top, low, drawn = _band_mosaics(bg, layer, cols, queries, received)
@@ -153,34 +179,76 @@ def layer_figure(display, layer, queries: Sequence, title: str = "",
 
     def show(m: Mosaic, y_top: float):
         h_px, w_px = m.image.shape[:2]
-        return m.show(fig, (LEFT_IN / fig_w, 1 - (y_top + h_px / dpi) / fig_h,
-                            w_px / dpi / fig_w, h_px / dpi / fig_h))
+        return m.show(
+            fig,
+            (
+                LEFT_IN / fig_w,
+                1 - (y_top + h_px / dpi) / fig_h,
+                w_px / dpi / fig_w,
+                h_px / dpi / fig_h,
+            ),
+        )
 
     for y_top, cols, top, low, drawn in layout:
         ax = show(top, y_top)
         if drawn["marks"]:
             xs, ys = zip(*drawn["marks"])
-            ax.plot(xs, ys, linestyle="none", marker="+", color="cyan", markersize=8,
-                    markeredgewidth=1.6)
+            ax.plot(
+                xs,
+                ys,
+                linestyle="none",
+                marker="+",
+                color="cyan",
+                markersize=8,
+                markeredgewidth=1.6,
+            )
         for x, y, txt, colour in drawn["texts"]:
             ax.text(x, y, txt, ha="center", va="center", fontsize=5, color=colour)
         for ci, col in enumerate(cols):
             _, ox = top.origin(0, ci)
-            ax.text(ox + tw / 2, -4, _wrap(col.label, tw, 6.2), ha="center", va="bottom",
-                    fontsize=7.5, color=COLORS[col.branch], clip_on=False)
+            ax.text(
+                ox + tw / 2,
+                -4,
+                _wrap(col.label, tw, 6.2),
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                color=COLORS[col.branch],
+                clip_on=False,
+            )
         for ri, (q, m) in enumerate(zip(queries, layer.maps)):
             oy, _ = top.origin(ri, 0)
-            ax.text(-6, oy + th / 2, query_label(ri, float(q.x), float(q.y), m.token),
-                    ha="right", va="center", fontsize=7, clip_on=False)
+            ax.text(
+                -6,
+                oy + th / 2,
+                query_label(ri, float(q.x), float(q.y), m.token),
+                ha="right",
+                va="center",
+                fontsize=7,
+                clip_on=False,
+            )
         if low is not None:
             lax = show(low, y_top + top.image.shape[0] / dpi + GAP_IN)
-            lax.text(-6, th / 2, "attention received\n(mean over\nall queries)", ha="right",
-                     va="center", fontsize=7, clip_on=False)
+            lax.text(
+                -6,
+                th / 2,
+                "attention received\n(mean over\nall queries)",
+                ha="right",
+                va="center",
+                fontsize=7,
+                clip_on=False,
+            )
             for ci, col in enumerate(cols):
                 if col.branch == "hifi":
                     _, ox = low.origin(0, ci)
-                    lax.text(ox + tw / 2, th / 2, "Hi-Fi: window-\nlocal, no\nglobal map",
-                             ha="center", va="center", fontsize=7)
+                    lax.text(
+                        ox + tw / 2,
+                        th / 2,
+                        "Hi-Fi: window-\nlocal, no\nglobal map",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                    )
     fig.text(0.1 / fig_w, 1 - 0.08 / fig_h, title_text, fontsize=8, ha="left", va="top")
     return fig, plotted
 
@@ -205,18 +273,28 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
         info, g = summ.geometry.layer, summ.geometry
         entry = {"index": info.index}
         for b in summ.branches():
-            label = ("Hi-Fi heads" if b.branch == "hifi" else
-                     "Lo-Fi heads" if info.window_size > 1 else "MSA heads")
+            label = (
+                "Hi-Fi heads"
+                if b.branch == "hifi"
+                else "Lo-Fi heads"
+                if info.window_size > 1
+                else "MSA heads"
+            )
             legend[label] = ax.bar(b.heads, b.mean_distance, color=COLORS[b.branch])
             entry[b.branch] = np.asarray(b.mean_distance)
         if summ.lofi is not None:
             legend["uniform weights over the same keys"] = ax.axhline(
-                summ.lofi.uniform_distance, color=COLORS["lofi"], linestyle="--", linewidth=1)
+                summ.lofi.uniform_distance, color=COLORS["lofi"], linestyle="--", linewidth=1
+            )
         if summ.hifi is not None:
             legend["farthest a Hi-Fi head can reach"] = ax.axhline(
-                g.hifi_max_distance, color=COLORS["hifi"], linestyle=":", linewidth=1)
-        ax.set_title(f"layer {info.index} ({info.name})\ns = {info.window_size}, grid "
-                     f"{g.grid[0]}x{g.grid[1]} (rows x cols)", fontsize=8)
+                g.hifi_max_distance, color=COLORS["hifi"], linestyle=":", linewidth=1
+            )
+        ax.set_title(
+            f"layer {info.index} ({info.name})\ns = {info.window_size}, grid "
+            f"{g.grid[0]}x{g.grid[1]} (rows x cols)",
+            fontsize=8,
+        )
         ax.set_xlabel("head (Hi-Fi first)", fontsize=7)
         ax.set_ylabel("mean attention\ndistance (input px)", fontsize=7)
         ax.set_xticks(range(0, info.num_heads, math.ceil(info.num_heads / 16)))
@@ -225,8 +303,14 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
         plotted["layers"].append(entry)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
-    fig.legend(list(legend.values()), list(legend.keys()), loc="outside lower center",
-               ncols=min(len(legend), max(1, int(fig_w // 2.2))), fontsize=7, frameon=False)
+    fig.legend(
+        list(legend.values()),
+        list(legend.keys()),
+        loc="outside lower center",
+        ncols=min(len(legend), max(1, int(fig_w // 2.2))),
+        fontsize=7,
+        frameon=False,
+    )
     plotted["legend"] = list(legend)
     fig.suptitle(_wrap(title, fig_w * 100, 7.0), fontsize=9)
     return fig, plotted

@@ -30,8 +30,9 @@ class HeadColumn:
     branch: str  # "hifi" | "lofi"
     heads: tuple[int, ...]  # global head indices (Hi-Fi first)
 
-    def select(self, layer: HiLoLayerInfo, hifi: np.ndarray | None,
-               lofi: np.ndarray | None) -> np.ndarray:
+    def select(
+        self, layer: HiLoLayerInfo, hifi: np.ndarray | None, lofi: np.ndarray | None
+    ) -> np.ndarray:
         """Mean over this column's heads of per-branch stacks (heads, ...) of maps."""
         if self.branch == "hifi":
             return hifi[list(self.heads)].mean(axis=0)
@@ -45,8 +46,7 @@ def _branch(layer: HiLoLayerInfo, head: int) -> str:
     return "hifi" if head < layer.hifi_heads else "lofi"
 
 
-def head_columns(layer: HiLoLayerInfo, spec: str | tuple[int, ...] | list[int]
-                 ) -> list[HeadColumn]:
+def head_columns(layer: HiLoLayerInfo, spec: str | tuple[int, ...] | list[int]) -> list[HeadColumn]:
     """Columns for `--heads`: "all" (every head, then the mean of each branch with more than one
     head), "mean" (the mean of each branch), or global head indices (UsageError naming the
     layer's heads if one does not exist)."""
@@ -59,14 +59,17 @@ def head_columns(layer: HiLoLayerInfo, spec: str | tuple[int, ...] | list[int]
         for name, branch, heads in (("Hi-Fi", "hifi", hifi_heads), (lo_name, "lofi", lofi_heads)):
             if heads and len(heads) >= min_heads:
                 n = len(heads)
-                cols.append(HeadColumn(f"{name} mean ({n} head{'s' if n > 1 else ''})", branch,
-                                       heads))
+                cols.append(
+                    HeadColumn(f"{name} mean ({n} head{'s' if n > 1 else ''})", branch, heads)
+                )
         return cols
 
     if isinstance(spec, str):
         if spec == "all":
-            return [HeadColumn(layer.head_label(h), _branch(layer, h), (h,))
-                    for h in range(layer.num_heads)] + mean_columns(2)
+            return [
+                HeadColumn(layer.head_label(h), _branch(layer, h), (h,))
+                for h in range(layer.num_heads)
+            ] + mean_columns(2)
         if spec == "mean":
             return mean_columns(1)
         raise UsageError(f"--heads must be 'all', 'mean' or head indices, got {spec!r}")
@@ -74,9 +77,11 @@ def head_columns(layer: HiLoLayerInfo, spec: str | tuple[int, ...] | list[int]
     for h in spec:
         if not 0 <= h < layer.num_heads:
             hifi = f"Hi-Fi 0..{layer.hifi_heads - 1}, " if layer.hifi_heads else ""
-            raise UsageError(f"--heads: head {h} does not exist in layer {layer.index} "
-                             f"({layer.name}), which has {layer.num_heads} heads "
-                             f"(0..{layer.num_heads - 1}: {hifi}{lo_name} "
-                             f"{layer.hifi_heads}..{layer.num_heads - 1})")
+            raise UsageError(
+                f"--heads: head {h} does not exist in layer {layer.index} "
+                f"({layer.name}), which has {layer.num_heads} heads "
+                f"(0..{layer.num_heads - 1}: {hifi}{lo_name} "
+                f"{layer.hifi_heads}..{layer.num_heads - 1})"
+            )
         cols.append(HeadColumn(layer.head_label(h), _branch(layer, h), (h,)))
     return cols

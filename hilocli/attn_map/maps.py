@@ -38,8 +38,10 @@ def layer_qk(module, control: torch.Tensor, geometry: LayerGeometry) -> LayerQK:
     if control.shape[0] != 1:
         raise ValueError(f"one image at a time, got a batch of {control.shape[0]}")
     if tuple(control.shape[1:3]) != geometry.grid:
-        raise ValueError(f"control grid {tuple(control.shape[1:3])} does not match the layer "
-                         f"geometry {geometry.grid}")
+        raise ValueError(
+            f"control grid {tuple(control.shape[1:3])} does not match the layer "
+            f"geometry {geometry.grid}"
+        )
     check_finite(control, f"the input of layer {geometry.layer.index} ({geometry.layer.name})")
     with torch.no_grad():
         padded = module.pad(control)  # (1, Hp, Wp, C)
@@ -50,8 +52,9 @@ def layer_qk(module, control: torch.Tensor, geometry: LayerGeometry) -> LayerQK:
         if module.l_heads > 0:
             q, k, _ = module.lofi_qkv(padded)  # q (1, h, N, d), k (1, h, M, d)
             lq, lk = q[0], k[0]
-    return LayerQK(geometry=geometry, scale=float(module.scale), hifi_q=hq, hifi_k=hk,
-                   lofi_q=lq, lofi_k=lk)
+    return LayerQK(
+        geometry=geometry, scale=float(module.scale), hifi_q=hq, hifi_k=hk, lofi_q=lq, lofi_k=lk
+    )
 
 
 def window_of(g: LayerGeometry, row: int, col: int) -> tuple[int, int]:
@@ -82,8 +85,11 @@ class QueryMap:
         return out + ([] if self.lofi is None else list(self.lofi))
 
     def to_dict(self) -> dict:
-        return {"token": list(self.token), "token_centre_input": list(self.centre),
-                "window_origin": None if self.window_origin is None else list(self.window_origin)}
+        return {
+            "token": list(self.token),
+            "token_centre_input": list(self.centre),
+            "window_origin": None if self.window_origin is None else list(self.window_origin),
+        }
 
 
 def query_maps(qk: LayerQK, tokens: list[tuple[int, int]]) -> list[QueryMap]:
@@ -97,21 +103,30 @@ def query_maps(qk: LayerQK, tokens: list[tuple[int, int]]) -> list[QueryMap]:
             hifi = origin = lofi = None
             if qk.hifi_q is not None:
                 win, pos = window_of(g, row, col)
-                q = qk.hifi_q[win, :, pos:pos + 1]  # (h, 1, d)
+                q = qk.hifi_q[win, :, pos : pos + 1]  # (h, 1, d)
                 w = attention_probs(q, qk.hifi_k[win], qk.scale)  # (h, 1, s*s)
                 hifi = w[:, 0].reshape(-1, s, s).float().cpu().numpy()
                 origin = ((row // s) * s, (col // s) * s)
             if qk.lofi_q is not None:
                 idx = row * g.padded[1] + col
-                q = qk.lofi_q[:, idx:idx + 1]  # (h, 1, d)
+                q = qk.lofi_q[:, idx : idx + 1]  # (h, 1, d)
                 w = attention_probs(q, qk.lofi_k, qk.scale)  # (h, 1, M)
                 lofi = w[:, 0].reshape(-1, *g.pooled).float().cpu().numpy()
             for branch, arr in (("Hi-Fi", hifi), ("Lo-Fi", lofi)):
                 if arr is not None and not np.isfinite(arr).all():
-                    raise HiloError(f"non-finite attention weights in layer {g.layer.index} "
-                                    f"({g.layer.name}) {branch}; refusing to analyse")
-            out.append(QueryMap(token=(row, col), centre=((col + 0.5) * t, (row + 0.5) * t),
-                                hifi=hifi, window_origin=origin, lofi=lofi))
+                    raise HiloError(
+                        f"non-finite attention weights in layer {g.layer.index} "
+                        f"({g.layer.name}) {branch}; refusing to analyse"
+                    )
+            out.append(
+                QueryMap(
+                    token=(row, col),
+                    centre=((col + 0.5) * t, (row + 0.5) * t),
+                    hifi=hifi,
+                    window_origin=origin,
+                    lofi=lofi,
+                )
+            )
     return out
 
 

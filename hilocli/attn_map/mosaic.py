@@ -51,8 +51,14 @@ def colours(values: np.ndarray, norm: Normalize) -> np.ndarray:
     return matplotlib.colormaps[CMAP](norm(values))[..., :3]
 
 
-def compose(bg: np.ndarray, weights: np.ndarray, box: tuple[float, float, float, float],
-            input_size: tuple[int, int], norm: Normalize, alpha: float = 0.75) -> np.ndarray:
+def compose(
+    bg: np.ndarray,
+    weights: np.ndarray,
+    box: tuple[float, float, float, float],
+    input_size: tuple[int, int],
+    norm: Normalize,
+    alpha: float = 0.75,
+) -> np.ndarray:
     """Paint `weights` (rows, cols), spread over `box` = (x0, y0, x1, y1) input pixels, onto the
     background `bg` (which spans the whole input): nearest-neighbour upsampling, each weight
     covering exactly its cell. Parts of the box outside the input are not shown; pixels outside
@@ -77,18 +83,19 @@ def compose(bg: np.ndarray, weights: np.ndarray, box: tuple[float, float, float,
     return out
 
 
-def outline(img: np.ndarray, top: int, left: int, height: int, width: int,
-            colour: np.ndarray = CYAN) -> None:
+def outline(
+    img: np.ndarray, top: int, left: int, height: int, width: int, colour: np.ndarray = CYAN
+) -> None:
     """Draw a 1-pixel rectangle outline into img (rows, cols, 3), clipped to the image."""
     H, W = img.shape[:2]
     b, r = min(top + height - 1, H - 1), min(left + width - 1, W - 1)
     t, lf = max(top, 0), max(left, 0)
     if t > b or lf > r:
         return
-    img[t, lf:r + 1] = colour
-    img[b, lf:r + 1] = colour
-    img[t:b + 1, lf] = colour
-    img[t:b + 1, r] = colour
+    img[t, lf : r + 1] = colour
+    img[b, lf : r + 1] = colour
+    img[t : b + 1, lf] = colour
+    img[t : b + 1, r] = colour
 
 
 class Mosaic:
@@ -99,8 +106,14 @@ class Mosaic:
 
     def __init__(self, rows: int, cols: int, ph: int, pw: int, gap_y: int = 6, gap_x: int = 10):
         self.rows, self.ph, self.pw, self.gy, self.gx = rows, ph, pw, gap_y, gap_x
-        self.image = np.ones((rows * ph + (rows - 1) * gap_y + 4 + self.BAR_SPACE,
-                              cols * pw + (cols - 1) * gap_x, 3), dtype=np.float32)
+        self.image = np.ones(
+            (
+                rows * ph + (rows - 1) * gap_y + 4 + self.BAR_SPACE,
+                cols * pw + (cols - 1) * gap_x,
+                3,
+            ),
+            dtype=np.float32,
+        )
         self.bars: list[tuple[int, Normalize]] = []
 
     def origin(self, ri: int, ci: int) -> tuple[int, int]:
@@ -109,7 +122,7 @@ class Mosaic:
 
     def put(self, ri: int, ci: int, panel: np.ndarray) -> None:
         y, x = self.origin(ri, ci)
-        self.image[y:y + self.ph, x:x + self.pw] = panel
+        self.image[y : y + self.ph, x : x + self.pw] = panel
 
     def _bar_span(self, ci: int) -> tuple[int, int]:
         _, x = self.origin(0, ci)
@@ -120,7 +133,7 @@ class Mosaic:
         y = self.rows * (self.ph + self.gy) - self.gy + 4
         x0, x1 = self._bar_span(ci)
         ramp = matplotlib.colormaps[CMAP](np.linspace(0, 1, x1 - x0))[:, :3]  # (n, 3)
-        self.image[y:y + self.BAR, x0:x1] = ramp[None]
+        self.image[y : y + self.BAR, x0:x1] = ramp[None]
         outline(self.image, y, x0, self.BAR, x1 - x0, np.zeros(3))
         self.bars.append((ci, norm))
 
@@ -136,8 +149,10 @@ class Mosaic:
         y = self.rows * (self.ph + self.gy) - self.gy + 4 + self.BAR + 2
         for ci, norm in self.bars:
             x0, x1 = self._bar_span(ci)
-            labels = {frac: f"{norm.vmin + frac * (norm.vmax - norm.vmin):.3g}"
-                      for frac in (0.0, 0.5, 1.0)}
+            labels = {
+                frac: f"{norm.vmin + frac * (norm.vmax - norm.vmin):.3g}"
+                for frac in (0.0, 0.5, 1.0)
+            }
             if 3 * CHAR_PX * max(map(len, labels.values())) + 16 > x1 - x0:
                 del labels[0.5]  # no room for the middle value
             for frac, text in labels.items():

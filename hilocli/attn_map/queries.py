@@ -16,9 +16,13 @@ from hilocli.errors import UsageError
 from hilocli.models.geometry import LayerGeometry, pixel_to_token
 
 # default queries: the centre and the four quadrant centres of the model input, (x, y) fractions
-DEFAULT_POINTS = ((Fraction(1, 2), Fraction(1, 2)), (Fraction(1, 4), Fraction(1, 4)),
-                  (Fraction(3, 4), Fraction(1, 4)), (Fraction(1, 4), Fraction(3, 4)),
-                  (Fraction(3, 4), Fraction(3, 4)))
+DEFAULT_POINTS = (
+    (Fraction(1, 2), Fraction(1, 2)),
+    (Fraction(1, 4), Fraction(1, 4)),
+    (Fraction(3, 4), Fraction(1, 4)),
+    (Fraction(1, 4), Fraction(3, 4)),
+    (Fraction(3, 4), Fraction(3, 4)),
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,13 @@ class Query:
         return pixel_to_token(self.x_input, self.y_input, g.layer.stage, g.grid, patch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"x": float(self.x), "y": float(self.y), "x_input": float(self.x_input),
-                "y_input": float(self.y_input), "source": self.source}
+        return {
+            "x": float(self.x),
+            "y": float(self.y),
+            "x_input": float(self.x_input),
+            "y_input": float(self.y_input),
+            "source": self.source,
+        }
 
 
 def parse_query(text: str) -> tuple[Fraction, Fraction]:

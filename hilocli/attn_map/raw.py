@@ -39,17 +39,19 @@ def full_matrices(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str
             arr = np.empty((G, h, ss, ss), dtype=np.float32)
             per = max(1, chunk_size // ss)
             for start in range(0, G, per):
-                w = attention_probs(qk.hifi_q[start:start + per], qk.hifi_k[start:start + per],
-                                    qk.scale)  # (g, h, ss, ss)
-                arr[start:start + per] = w.float().cpu().numpy()
+                w = attention_probs(
+                    qk.hifi_q[start : start + per], qk.hifi_k[start : start + per], qk.scale
+                )  # (g, h, ss, ss)
+                arr[start : start + per] = w.float().cpu().numpy()
             out["hifi"] = arr
         if qk.lofi_q is not None:
             h, N, _ = qk.lofi_q.shape
             arr = np.empty((h, N, qk.lofi_k.shape[1]), dtype=np.float32)
             for start in range(0, N, chunk_size):
-                w = attention_probs(qk.lofi_q[:, start:start + chunk_size], qk.lofi_k,
-                                    qk.scale)  # (h, n, M)
-                arr[:, start:start + chunk_size] = w.float().cpu().numpy()
+                w = attention_probs(
+                    qk.lofi_q[:, start : start + chunk_size], qk.lofi_k, qk.scale
+                )  # (h, n, M)
+                arr[:, start : start + chunk_size] = w.float().cpu().numpy()
             out["lofi"] = arr
     return out
 
@@ -67,11 +69,18 @@ class RawBudget:
         return self.needed <= self.budget
 
 
-def raw_budget(layers: list[HiLoLayerInfo], cfg, input_size: tuple[int, int], budget: int,
-               resolution: int, step: int = 32) -> RawBudget:
+def raw_budget(
+    layers: list[HiLoLayerInfo],
+    cfg,
+    input_size: tuple[int, int],
+    budget: int,
+    resolution: int,
+    step: int = 32,
+) -> RawBudget:
     """Bytes the full matrices of `layers` need for an input of input_size = (w, h); when over
     `budget`, the largest resolution (multiple of `step`, same aspect ratio, the shorter side =
     resolution) below `resolution` that fits."""
+
     def needed_for(size: tuple[int, int]) -> int:
         return sum(raw_nbytes(layer_geometry(info, cfg, size)) for info in layers)
 

@@ -15,6 +15,7 @@ RECORD = "attn_map.json"
 
 def summary_table(result):
     """Per layer: heads and the min..max over heads of distance and normalised entropy."""
+
     def rng(values, spec: str) -> str:
         return "-" if values is None else f"{num(min(values), spec)}..{num(max(values), spec)}"
 
@@ -22,19 +23,41 @@ def summary_table(result):
     for lr in result.layers:
         g, hi, lo = lr.geometry, lr.summary.hifi, lr.summary.lofi
         info = g.layer
-        rows.append((info.index, info.name.replace("layers.", "").replace(".blocks.", "."),
-                     info.window_size, f"{g.grid[0]}x{g.grid[1]}", info.hifi_heads,
-                     rng(None if hi is None else hi.mean_distance, ".1f"),
-                     rng(None if hi is None else hi.entropy_normalised, ".2f"),
-                     info.lofi_heads, rng(None if lo is None else lo.mean_distance, ".1f"),
-                     "-" if lo is None else num(lo.uniform_distance, ".1f"),
-                     rng(None if lo is None else lo.entropy_normalised, ".2f")))
-    return table("attention distance (input px) and normalised entropy, per head",
-                 ("layer", "module", "s", "grid", "Hi-Fi h", "Hi-Fi dist", "Hi-Fi ent",
-                  "Lo-Fi h", "Lo-Fi dist", "Lo-Fi unif", "Lo-Fi ent"), rows,
-                 caption="dist: mean attention distance, min..max over the branch's heads; "
-                 "unif: with uniform weights; ent: entropy / ln(#keys), min..max; "
-                 "grid: rows x cols")
+        rows.append(
+            (
+                info.index,
+                info.name.replace("layers.", "").replace(".blocks.", "."),
+                info.window_size,
+                f"{g.grid[0]}x{g.grid[1]}",
+                info.hifi_heads,
+                rng(None if hi is None else hi.mean_distance, ".1f"),
+                rng(None if hi is None else hi.entropy_normalised, ".2f"),
+                info.lofi_heads,
+                rng(None if lo is None else lo.mean_distance, ".1f"),
+                "-" if lo is None else num(lo.uniform_distance, ".1f"),
+                rng(None if lo is None else lo.entropy_normalised, ".2f"),
+            )
+        )
+    return table(
+        "attention distance (input px) and normalised entropy, per head",
+        (
+            "layer",
+            "module",
+            "s",
+            "grid",
+            "Hi-Fi h",
+            "Hi-Fi dist",
+            "Hi-Fi ent",
+            "Lo-Fi h",
+            "Lo-Fi dist",
+            "Lo-Fi unif",
+            "Lo-Fi ent",
+        ),
+        rows,
+        caption="dist: mean attention distance, min..max over the branch's heads; "
+        "unif: with uniform weights; ent: entropy / ln(#keys), min..max; "
+        "grid: rows x cols",
+    )
 
 
 def _where(result) -> str:
@@ -45,16 +68,23 @@ def _where(result) -> str:
 
 def layer_title(result, lr) -> str:
     g, info = lr.geometry, lr.geometry.layer
-    heads = (f"{info.hifi_heads} Hi-Fi + {info.lofi_heads} Lo-Fi heads" if info.window_size > 1
-             else f"{info.lofi_heads} MSA heads")
-    return (f"{result.model_name} ({result.weights.describe()})\n"
-            f"layer {info.index} = {info.name}: stage {info.stage + 1}, s = {info.window_size}, "
-            f"grid {g.grid[0]}x{g.grid[1]} (rows x cols), {heads}; {_where(result)}")
+    heads = (
+        f"{info.hifi_heads} Hi-Fi + {info.lofi_heads} Lo-Fi heads"
+        if info.window_size > 1
+        else f"{info.lofi_heads} MSA heads"
+    )
+    return (
+        f"{result.model_name} ({result.weights.describe()})\n"
+        f"layer {info.index} = {info.name}: stage {info.stage + 1}, s = {info.window_size}, "
+        f"grid {g.grid[0]}x{g.grid[1]} (rows x cols), {heads}; {_where(result)}"
+    )
 
 
 def distance_title(result) -> str:
-    return (f"mean attention distance per head: {result.model_name} "
-            f"({result.weights.describe()}); {_where(result)}")
+    return (
+        f"mean attention distance per head: {result.model_name} "
+        f"({result.weights.describe()}); {_where(result)}"
+    )
 
 
 def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
@@ -68,8 +98,7 @@ def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
     with OutputSet(out) as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         for lr in result.layers:
-            fig, _ = layer_figure(result.image.display, lr, result.queries,
-                                  layer_title(result, lr))
+            fig, _ = layer_figure(result.image.display, lr, result.queries, layer_title(result, lr))
             i = lr.geometry.layer.index
             paths[f"layer{i}"] = files.figure(f"attn_map_layer{i}.{fmt}", fig, dpi=100, **fast)
         fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
@@ -92,8 +121,13 @@ def progress_bar(console) -> Iterator:
     """A transient bar on the stderr console; yields the `progress(done, total)` callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("[bold]attn-map[/] layers"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]attn-map[/] layers"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("layers", total=None)
 
         def update(done: int, total: int) -> None:

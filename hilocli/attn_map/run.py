@@ -33,20 +33,20 @@ from hilocli.weights import WeightsRequest, parse_int_list, parse_layers
 
 DEFINITIONS = {
     "coordinates": "model-input pixels (the image as the model saw it, after resize/crop); "
-                   "queries are also given in original-image pixels; (x, y) = (right, down), "
-                   "tokens and grids (row, col)",
+    "queries are also given in original-image pixels; (x, y) = (right, down), "
+    "tokens and grids (row, col)",
     "mean_distance_px": "mean over real query tokens of sum_k w_k * |centre(query token) - "
-                        "centre(key)|; Lo-Fi keys are pooled s x s windows (their centre), Hi-Fi "
-                        "keys the tokens of the query's window",
+    "centre(key)|; Lo-Fi keys are pooled s x s windows (their centre), Hi-Fi "
+    "keys the tokens of the query's window",
     "uniform_distance_px": "the same with uniform weights over the same keys (a reference: "
-                           "below it a head prefers near keys)",
+    "below it a head prefers near keys)",
     "entropy_nats": "mean over real query tokens of -sum_k w_k ln w_k",
     "entropy_normalised": "entropy_nats / ln(number of keys): 1 = uniform, 0 = one key "
-                          "(undefined with one key)",
+    "(undefined with one key)",
     "attention_received": "Lo-Fi only: mean over real query tokens of the weight each pooled "
-                          "key gets (sums to 1 per head), row-major over the pooled grid",
+    "key gets (sums to 1 per head), row-major over the pooled grid",
     "queries": "only real tokens are queries (padded positions are cropped by the model); "
-               "padded keys are kept, since the model attends to them",
+    "padded keys are kept, since the model attends to them",
 }
 
 Progress = Callable[[int, int], None]  # (layers done, layers in all)
@@ -58,8 +58,7 @@ class AttnMapRequest:
     the weights' contents."""
 
     image: Path
-    weights: WeightsRequest = field(
-        default_factory=lambda: WeightsRequest(default_pretrained=True))
+    weights: WeightsRequest = field(default_factory=lambda: WeightsRequest(default_pretrained=True))
     layers: str = "all"  # 'all', an index or a comma list (negative from the end)
     queries: tuple[str, ...] = ()  # 'X,Y' in original-image pixels; () = the defaults
     heads: str = "all"  # 'all', 'mean' or head indices
@@ -82,8 +81,7 @@ class AttnMapRequest:
         """UsageError for bad options (HiloError for a missing image), before any work."""
         self.weights.validate()
         if self.resolution is not None and not 1 <= self.resolution <= MAX_INPUT_SIDE:
-            raise UsageError(f"--resolution must be 1..{MAX_INPUT_SIDE} px, got "
-                             f"{self.resolution}")
+            raise UsageError(f"--resolution must be 1..{MAX_INPUT_SIDE} px, got {self.resolution}")
         if self.chunk_size < 1:
             raise UsageError(f"--chunk-size must be >= 1, got {self.chunk_size}")
         if self.max_raw_mb < 1:
@@ -95,8 +93,9 @@ class AttnMapRequest:
         parse_heads(self.heads)
         image = Path(self.image)
         if not image.is_file():
-            raise HiloError(f"{image}: no such file" if not image.exists()
-                            else f"{image}: not a file")
+            raise HiloError(
+                f"{image}: no such file" if not image.exists() else f"{image}: not a file"
+            )
         return self
 
 
@@ -109,11 +108,18 @@ class LayerResult:
     raw: dict[str, Any] | None = None  # full matrices (numpy) with save_raw
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary.to_dict(),
-                "queries": [{"query": k, **m.to_dict(),
-                             "distance_px": query_map_distances(self.geometry, m).tolist()}
-                            for k, m in enumerate(self.maps)],
-                "columns": [c.to_dict() for c in self.columns]}
+        return {
+            **self.summary.to_dict(),
+            "queries": [
+                {
+                    "query": k,
+                    **m.to_dict(),
+                    "distance_px": query_map_distances(self.geometry, m).tolist(),
+                }
+                for k, m in enumerate(self.maps)
+            ],
+            "columns": [c.to_dict() for c in self.columns],
+        }
 
 
 @dataclass
@@ -129,41 +135,62 @@ class AttnMapResult:
 
     def settings(self) -> dict[str, Any]:
         r = self.request
-        return {"layers": [lr.geometry.layer.index for lr in self.layers],
-                "heads": r.head_spec, "resolution": self.resolution, "crop": r.crop,
-                "chunk_size": r.chunk_size, "save_raw": r.save_raw,
-                "max_raw_mb": r.max_raw_mb, "device": self.environment.get("device"),
-                "seed": r.weights.seed}
+        return {
+            "layers": [lr.geometry.layer.index for lr in self.layers],
+            "heads": r.head_spec,
+            "resolution": self.resolution,
+            "crop": r.crop,
+            "chunk_size": r.chunk_size,
+            "save_raw": r.save_raw,
+            "max_raw_mb": r.max_raw_mb,
+            "device": self.environment.get("device"),
+            "seed": r.weights.seed,
+        }
 
     def results(self) -> dict[str, Any]:
         img = self.image
-        return {"model": self.model_name,
-                "image": {"path": str(self.request.image), "original_size": img.original_size,
-                          "input_size": img.input_size, "crop": self.request.crop,
-                          "crop_box": img.crop_box},
-                "definitions": DEFINITIONS,
-                "queries": [q.to_dict() for q in self.queries],
-                "layers": [lr.to_dict() for lr in self.layers]}
+        return {
+            "model": self.model_name,
+            "image": {
+                "path": str(self.request.image),
+                "original_size": img.original_size,
+                "input_size": img.input_size,
+                "crop": self.request.crop,
+                "crop_box": img.crop_box,
+            },
+            "definitions": DEFINITIONS,
+            "queries": [q.to_dict() for q in self.queries],
+            "layers": [lr.to_dict() for lr in self.layers],
+        }
 
     def to_record(self, files: dict[str, Any] | None = None) -> RunRecord:
-        return RunRecord(command="attn-map", settings=self.settings(),
-                         weights=self.weights.to_dict(), environment=self.environment,
-                         results=self.results(),
-                         inputs=InputsRecord(analysed=[str(self.request.image)]),
-                         files={k: str(v) for k, v in (files or {}).items()})
+        return RunRecord(
+            command="attn-map",
+            settings=self.settings(),
+            weights=self.weights.to_dict(),
+            environment=self.environment,
+            results=self.results(),
+            inputs=InputsRecord(analysed=[str(self.request.image)]),
+            files={k: str(v) for k, v in (files or {}).items()},
+        )
 
 
 def _check_raw_budget(request: AttnMapRequest, infos, cfg, input_size, resolution) -> None:
     budget = raw_budget(infos, cfg, input_size, request.max_raw_mb * 2**20, resolution)
     if budget.fits:
         return
-    hint = (f"--resolution {budget.fitting_resolution} would fit"
-            if budget.fitting_resolution else "no resolution fits")
+    hint = (
+        f"--resolution {budget.fitting_resolution} would fit"
+        if budget.fitting_resolution
+        else "no resolution fits"
+    )
     w, h = input_size
-    raise HiloError(f"--save-raw needs {human_bytes(budget.needed)} for the full attention "
-                    f"matrices of {len(infos)} layer(s) at {w}x{h} (budget "
-                    f"{human_bytes(budget.budget)}, --max-raw-mb); {hint}, or choose fewer "
-                    "--layer or raise --max-raw-mb")
+    raise HiloError(
+        f"--save-raw needs {human_bytes(budget.needed)} for the full attention "
+        f"matrices of {len(infos)} layer(s) at {w}x{h} (budget "
+        f"{human_bytes(budget.budget)}, --max-raw-mb); {hint}, or choose fewer "
+        "--layer or raise --max-raw-mb"
+    )
 
 
 def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapResult:
@@ -202,12 +229,25 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     for k, (info, g) in enumerate(zip(infos, geoms)):
         qk = layer_qk(net.hilo_module(info), controls.pop(info.index), g)
         maps = query_maps(qk, [q.token(g, cfg.patch_size) for q in queries])
-        layers.append(LayerResult(
-            geometry=g, columns=columns[k], summary=summarise_layer(qk, request.chunk_size),
-            maps=maps, raw=full_matrices(qk, request.chunk_size) if request.save_raw else None))
+        layers.append(
+            LayerResult(
+                geometry=g,
+                columns=columns[k],
+                summary=summarise_layer(qk, request.chunk_size),
+                maps=maps,
+                raw=full_matrices(qk, request.chunk_size) if request.save_raw else None,
+            )
+        )
         del qk
         if progress:
             progress(k + 1, len(infos))
-    return AttnMapResult(request=request, model_name=loaded.name, weights=loaded.provenance,
-                         environment=environment(dev), resolution=res, image=prepared,
-                         queries=queries, layers=layers)
+    return AttnMapResult(
+        request=request,
+        model_name=loaded.name,
+        weights=loaded.provenance,
+        environment=environment(dev),
+        resolution=res,
+        image=prepared,
+        queries=queries,
+        layers=layers,
+    )

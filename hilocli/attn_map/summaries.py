@@ -44,11 +44,16 @@ class BranchSummary:
         return self.entropy / math.log(self.num_keys)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"branch": self.branch, "heads": self.heads, "num_keys": self.num_keys,
-             "num_queries": self.num_queries, "mean_distance_px": self.mean_distance.tolist(),
-             "entropy_nats": self.entropy.tolist(),
-             "entropy_normalised": self.entropy_normalised.tolist(),
-             "uniform_distance_px": float(self.uniform_distance)}
+        d = {
+            "branch": self.branch,
+            "heads": self.heads,
+            "num_keys": self.num_keys,
+            "num_queries": self.num_queries,
+            "mean_distance_px": self.mean_distance.tolist(),
+            "entropy_nats": self.entropy.tolist(),
+            "entropy_normalised": self.entropy_normalised.tolist(),
+            "uniform_distance_px": float(self.uniform_distance),
+        }
         if self.received is not None:
             d["attention_received"] = self.received.tolist()
         return d  # NaN stays NaN here: the run record turns it into null and lists it
@@ -66,11 +71,13 @@ class LayerSummary:
 
     def to_dict(self) -> dict[str, Any]:
         g = self.geometry
-        return {**g.to_dict(),
-                "hifi_max_distance_px": g.hifi_max_distance if g.layer.hifi_heads else None,
-                "window_diagonal_px": g.window_diagonal if g.layer.window_size > 1 else None,
-                "hifi": None if self.hifi is None else self.hifi.to_dict(),
-                "lofi": None if self.lofi is None else self.lofi.to_dict()}
+        return {
+            **g.to_dict(),
+            "hifi_max_distance_px": g.hifi_max_distance if g.layer.hifi_heads else None,
+            "window_diagonal_px": g.window_diagonal if g.layer.window_size > 1 else None,
+            "hifi": None if self.hifi is None else self.hifi.to_dict(),
+            "lofi": None if self.lofi is None else self.lofi.to_dict(),
+        }
 
 
 class _Sums:
@@ -80,8 +87,9 @@ class _Sums:
         self.distance = torch.zeros(heads, dtype=torch.float64, device=device)
         self.entropy = torch.zeros(heads, dtype=torch.float64, device=device)
 
-    def add(self, q: torch.Tensor, k: torch.Tensor, scale: float, dist: torch.Tensor,
-            real: torch.Tensor) -> torch.Tensor:
+    def add(
+        self, q: torch.Tensor, k: torch.Tensor, scale: float, dist: torch.Tensor, real: torch.Tensor
+    ) -> torch.Tensor:
         """One chunk: q (g, h, n, d), k (g, h, M, d), dist (g or 1, n, M) key distances, real
         (g or 1, n) 1 for real query tokens, 0 for padding. Returns the weights (g, h, n, M)."""
         p = attention_probs(q, k, scale)  # (g, h, n, M)
@@ -90,16 +98,31 @@ class _Sums:
         self.entropy += (torch.special.entr(p).sum(-1).double() * mask).sum(dim=(0, 2))
         return p
 
-    def summary(self, branch: str, heads: list[int], num_keys: int, num_queries: int,
-                uniform_distance: float, received: np.ndarray | None = None) -> BranchSummary:
+    def summary(
+        self,
+        branch: str,
+        heads: list[int],
+        num_keys: int,
+        num_queries: int,
+        uniform_distance: float,
+        received: np.ndarray | None = None,
+    ) -> BranchSummary:
         distance = (self.distance / num_queries).cpu().numpy()
         entropy = (self.entropy / num_queries).cpu().numpy()
         if not (np.isfinite(distance).all() and np.isfinite(entropy).all()):
-            raise HiloError(f"non-finite attention weights in the {branch} branch; refusing to "
-                            "analyse")
-        return BranchSummary(branch=branch, heads=heads, num_keys=num_keys,
-                             num_queries=num_queries, mean_distance=distance, entropy=entropy,
-                             uniform_distance=uniform_distance, received=received)
+            raise HiloError(
+                f"non-finite attention weights in the {branch} branch; refusing to analyse"
+            )
+        return BranchSummary(
+            branch=branch,
+            heads=heads,
+            num_keys=num_keys,
+            num_queries=num_queries,
+            mean_distance=distance,
+            entropy=entropy,
+            uniform_distance=uniform_distance,
+            received=received,
+        )
 
 
 def _check_chunk(chunk_size: int) -> None:
@@ -133,16 +156,27 @@ def summarise_lofi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchS
     received = torch.zeros(heads, M, dtype=torch.float64, device=dev)
     uniform_sum = 0.0
     for start in range(0, queries.numel(), chunk_size):
-        idx = queries[start:start + chunk_size]  # (n,)
+        idx = queries[start : start + chunk_size]  # (n,)
         q_xy = torch.stack([(idx % Wp + 0.5) * t, (idx // Wp + 0.5) * t], -1).double()  # (n, 2)
         dist = torch.cdist(q_xy, key_xy)  # (n, M)
-        p = sums.add(qk.lofi_q[None, :, idx], qk.lofi_k[None], qk.scale, dist[None],
-                     torch.ones(1, idx.numel(), device=dev))  # (1, h, n, M)
+        p = sums.add(
+            qk.lofi_q[None, :, idx],
+            qk.lofi_k[None],
+            qk.scale,
+            dist[None],
+            torch.ones(1, idx.numel(), device=dev),
+        )  # (1, h, n, M)
         received += p[0].sum(dim=1).double()
         uniform_sum += float(dist.mean(-1).sum())
     n = queries.numel()
-    return sums.summary("lofi", list(range(g.layer.hifi_heads, g.layer.hifi_heads + heads)), M,
-                        n, uniform_sum / n, (received / n).reshape(heads, Hk, Wk).cpu().numpy())
+    return sums.summary(
+        "lofi",
+        list(range(g.layer.hifi_heads, g.layer.hifi_heads + heads)),
+        M,
+        n,
+        uniform_sum / n,
+        (received / n).reshape(heads, Hk, Wk).cpu().numpy(),
+    )
 
 
 def summarise_hifi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchSummary | None:
@@ -166,8 +200,13 @@ def summarise_hifi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchS
     sums = _Sums(heads, dev)
     per = max(1, chunk_size // ss)  # windows per chunk
     for start in range(0, G, per):
-        sums.add(qk.hifi_q[start:start + per], qk.hifi_k[start:start + per], qk.scale,
-                 dist[None], real[start:start + per])  # (g, h, s*s, s*s)
+        sums.add(
+            qk.hifi_q[start : start + per],
+            qk.hifi_k[start : start + per],
+            qk.scale,
+            dist[None],
+            real[start : start + per],
+        )  # (g, h, s*s, s*s)
     n = int(real.sum())
     uniform = float((dist.mean(-1).unsqueeze(0) * real).sum() / n)
     return sums.summary("hifi", list(range(heads)), ss, n, uniform)
@@ -175,5 +214,9 @@ def summarise_hifi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchS
 
 def summarise_layer(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> LayerSummary:
     with torch.no_grad():
-        return LayerSummary(geometry=qk.geometry, hifi=summarise_hifi(qk, chunk_size),
-                            lofi=summarise_lofi(qk, chunk_size), chunk_size=chunk_size)
+        return LayerSummary(
+            geometry=qk.geometry,
+            hifi=summarise_hifi(qk, chunk_size),
+            lofi=summarise_lofi(qk, chunk_size),
+            chunk_size=chunk_size,
+        )

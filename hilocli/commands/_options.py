@@ -24,36 +24,80 @@ class FigureFormat(str, Enum):
     svg = "svg"
 
 
-ModelOpt = Annotated[Optional[str], typer.Option(
-    "--model", "-m", help="Released variant name (see `hilo info --list`); default litv2_s.")]
-CheckpointOpt = Annotated[Optional[Path], typer.Option(
-    "--checkpoint", "-c", help="A LITv2 .pth or .safetensors file (any known layout); "
-    "architecture inferred.")]
-PretrainedOpt = Annotated[Optional[bool], typer.Option(
-    "--pretrained/--random-init", show_default=False,
-    help="Released weights of --model (downloaded once) or a seeded random init. "
-    "Conflicts with --checkpoint.")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model", "-m", help="Released variant name (see `hilo info --list`); default litv2_s."
+    ),
+]
+CheckpointOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="A LITv2 .pth or .safetensors file (any known layout); architecture inferred.",
+    ),
+]
+PretrainedOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--pretrained/--random-init",
+        show_default=False,
+        help="Released weights of --model (downloaded once) or a seeded random init. "
+        "Conflicts with --checkpoint.",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of any random init.")]
-WindowOpt = Annotated[Optional[str], typer.Option(
-    "--window-sizes", help="Per-stage window sizes when a checkpoint cannot tell, e.g. 0,0,2,1.")]
-HeadDimOpt = Annotated[Optional[int], typer.Option(
-    "--head-dim", min=1, help="Head dimension, when a checkpoint's tensors cannot tell "
-    "(default: inferred; 32 in every released model).")]
+WindowOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--window-sizes", help="Per-stage window sizes when a checkpoint cannot tell, e.g. 0,0,2,1."
+    ),
+]
+HeadDimOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--head-dim",
+        min=1,
+        help="Head dimension, when a checkpoint's tensors cannot tell "
+        "(default: inferred; 32 in every released model).",
+    ),
+]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run the model.")]
-ResolutionOpt = Annotated[Optional[int], typer.Option(
-    "--resolution", "-r", help="Input size in pixels (default: the weights' training size).")]
-NoCropOpt = Annotated[bool, typer.Option(
-    "--no-crop", help="Keep the whole image: resize its shorter side to the resolution, no crop.")]
+ResolutionOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--resolution", "-r", help="Input size in pixels (default: the weights' training size)."
+    ),
+]
+NoCropOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-crop",
+        help="Keep the whole image: resize its shorter side to the resolution, no crop.",
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for figures and JSON files.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 FormatOpt = Annotated[FigureFormat, typer.Option("--format", help="Figure file format.")]
 
 
-def weights_request(model: str | None, checkpoint: Path | None, pretrained: bool | None,
-                    window_sizes: str | None, head_dim: int | None, seed: int,
-                    default_pretrained: bool) -> WeightsRequest:
+def weights_request(
+    model: str | None,
+    checkpoint: Path | None,
+    pretrained: bool | None,
+    window_sizes: str | None,
+    head_dim: int | None,
+    seed: int,
+    default_pretrained: bool,
+) -> WeightsRequest:
     """The weights options as a validated request (usage errors before any work)."""
-    return WeightsRequest(model=model, checkpoint=checkpoint, pretrained=pretrained,
-                          window_sizes=parse_int_list(window_sizes, "--window-sizes"),
-                          head_dim=head_dim, seed=seed,
-                          default_pretrained=default_pretrained).validate()
+    return WeightsRequest(
+        model=model,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        window_sizes=parse_int_list(window_sizes, "--window-sizes"),
+        head_dim=head_dim,
+        seed=seed,
+        default_pretrained=default_pretrained,
+    ).validate()

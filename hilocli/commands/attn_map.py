@@ -30,14 +30,29 @@ from hilocli.commands._options import (
 
 def attn_map(
     image: Annotated[Path, typer.Argument(help="An image file.", show_default=False)],
-    layer: Annotated[str, typer.Option(
-        "--layer", "-l", help="HiLo layer index (see `hilo info`), comma list, or 'all'.")] = "all",
-    query: Annotated[Optional[list[str]], typer.Option(
-        "--query", "-q", help="Query point X,Y in original-image pixels (repeatable). Default: "
-        "centre and quadrant centres of what the model sees.")] = None,
-    heads: Annotated[str, typer.Option(
-        "--heads", help="'all' (every head, then branch means), 'mean' (branch means only) or "
-        "head indices like 0,3 (Hi-Fi heads first).")] = "all",
+    layer: Annotated[
+        str,
+        typer.Option(
+            "--layer", "-l", help="HiLo layer index (see `hilo info`), comma list, or 'all'."
+        ),
+    ] = "all",
+    query: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--query",
+            "-q",
+            help="Query point X,Y in original-image pixels (repeatable). Default: "
+            "centre and quadrant centres of what the model sees.",
+        ),
+    ] = None,
+    heads: Annotated[
+        str,
+        typer.Option(
+            "--heads",
+            help="'all' (every head, then branch means), 'mean' (branch means only) or "
+            "head indices like 0,3 (Hi-Fi heads first).",
+        ),
+    ] = "all",
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     pretrained: PretrainedOpt = None,
@@ -47,14 +62,23 @@ def attn_map(
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
     fmt: FormatOpt = FigureFormat.png,
-    save_raw: Annotated[bool, typer.Option(
-        "--save-raw", help="Also write the full attention matrices of the chosen layers "
-        "(attn_raw.npz).")] = False,
-    max_raw_mb: Annotated[int, typer.Option(
-        "--max-raw-mb", help="Memory allowed for --save-raw matrices (MiB).")] = 2048,
-    chunk_size: Annotated[int, typer.Option(
-        "--chunk-size", help="Query tokens per chunk in the whole-image summaries (bounds "
-        "peak memory).")] = 256,
+    save_raw: Annotated[
+        bool,
+        typer.Option(
+            "--save-raw",
+            help="Also write the full attention matrices of the chosen layers (attn_raw.npz).",
+        ),
+    ] = False,
+    max_raw_mb: Annotated[
+        int, typer.Option("--max-raw-mb", help="Memory allowed for --save-raw matrices (MiB).")
+    ] = 2048,
+    chunk_size: Annotated[
+        int,
+        typer.Option(
+            "--chunk-size",
+            help="Query tokens per chunk in the whole-image summaries (bounds peak memory).",
+        ),
+    ] = 256,
     seed: SeedOpt = 0,
     window_sizes: WindowOpt = None,
     head_dim: HeadDimOpt = None,
@@ -67,11 +91,20 @@ def attn_map(
     from hilocli.terminal import console, say
 
     request = AttnMapRequest(
-        image=image, weights=weights_request(model, checkpoint, pretrained, window_sizes,
-                                             head_dim, seed, default_pretrained=True),
-        layers=layer, queries=tuple(query or ()), heads=heads, resolution=resolution,
-        crop=not no_crop, device=device.value, chunk_size=chunk_size, save_raw=save_raw,
-        max_raw_mb=max_raw_mb).validate()
+        image=image,
+        weights=weights_request(
+            model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=True
+        ),
+        layers=layer,
+        queries=tuple(query or ()),
+        heads=heads,
+        resolution=resolution,
+        crop=not no_crop,
+        device=device.value,
+        chunk_size=chunk_size,
+        save_raw=save_raw,
+        max_raw_mb=max_raw_mb,
+    ).validate()
     check_out_dir(out)
     con = console()
     with progress_bar(con) as progress:

@@ -36,56 +36,132 @@ class DtypeChoice(str, Enum):
     bfloat16 = "bfloat16"
 
 
-HeightOpt = Annotated[Optional[int], typer.Option(
-    "--height", help="Input height in pixels (with --width, instead of --resolution).")]
+HeightOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--height", help="Input height in pixels (with --width, instead of --resolution)."
+    ),
+]
 WidthOpt = Annotated[Optional[int], typer.Option("--width", help="Input width in pixels.")]
-AlphaOpt = Annotated[Optional[float], typer.Option(
-    "--alpha", min=0.0, max=1.0, help="Share of Lo-Fi heads in HiLo layers (default: the "
-    "model's).")]
-WindowSizeOpt = Annotated[Optional[int], typer.Option(
-    "--window", min=1, help="HiLo window size s for the layers that have a window (default: "
-    "the model's, 2).")]
-DimOpt = Annotated[Optional[int], typer.Option(
-    "--dim", min=1, help="Attention comparison: channels (default: stage 3 of the model).")]
-HeadsOpt = Annotated[Optional[int], typer.Option(
-    "--heads", min=1, help="Attention comparison: heads (default: stage 3 of the model).")]
-TokensOpt = Annotated[Optional[str], typer.Option(
-    "--tokens", help="Attention comparison: token grid HxW (default: the stage-3 grid at the "
-    "input size).")]
-SweepOpt = Annotated[Optional[str], typer.Option(
-    "--sweep", help="Comma list of square resolutions, e.g. 224,384,512,768,1024: table and "
-    "figure (in --out, with flops.json) of cost against resolution.")]
-ConventionOpt = Annotated[ConventionChoice, typer.Option(
-    "--convention", help="authors: the published counts; as-run: what the model runs (see "
-    "docs/flops.md).")]
-CountOpt = Annotated[bool, typer.Option(
-    "--count", help="Also count FLOPs with torch's FlopCounterMode (meta device) and check them "
-    "against the analytic count.")]
-BenchmarkOpt = Annotated[bool, typer.Option(
-    "--benchmark", help="Measure throughput and peak memory of each attention type and the "
-    "whole model (median of the timed runs; spread > 20% is marked unstable).")]
-BatchOpt = Annotated[int, typer.Option(
-    "--batch-size", "-b", min=1, help="Images per forward (benchmark; attention memory).")]
-DtypeOpt = Annotated[DtypeChoice, typer.Option(
-    "--dtype", help="Benchmark dtype (and bytes per attention-matrix element).")]
+AlphaOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--alpha",
+        min=0.0,
+        max=1.0,
+        help="Share of Lo-Fi heads in HiLo layers (default: the model's).",
+    ),
+]
+WindowSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--window",
+        min=1,
+        help="HiLo window size s for the layers that have a window (default: the model's, 2).",
+    ),
+]
+DimOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--dim", min=1, help="Attention comparison: channels (default: stage 3 of the model)."
+    ),
+]
+HeadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--heads", min=1, help="Attention comparison: heads (default: stage 3 of the model)."
+    ),
+]
+TokensOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tokens",
+        help="Attention comparison: token grid HxW (default: the stage-3 grid at the input size).",
+    ),
+]
+SweepOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--sweep",
+        help="Comma list of square resolutions, e.g. 224,384,512,768,1024: table and "
+        "figure (in --out, with flops.json) of cost against resolution.",
+    ),
+]
+ConventionOpt = Annotated[
+    ConventionChoice,
+    typer.Option(
+        "--convention",
+        help="authors: the published counts; as-run: what the model runs (see docs/flops.md).",
+    ),
+]
+CountOpt = Annotated[
+    bool,
+    typer.Option(
+        "--count",
+        help="Also count FLOPs with torch's FlopCounterMode (meta device) and check them "
+        "against the analytic count.",
+    ),
+]
+BenchmarkOpt = Annotated[
+    bool,
+    typer.Option(
+        "--benchmark",
+        help="Measure throughput and peak memory of each attention type and the "
+        "whole model (median of the timed runs; spread > 20% is marked unstable).",
+    ),
+]
+BatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-size", "-b", min=1, help="Images per forward (benchmark; attention memory)."
+    ),
+]
+DtypeOpt = Annotated[
+    DtypeChoice,
+    typer.Option("--dtype", help="Benchmark dtype (and bytes per attention-matrix element)."),
+]
 RepeatsOpt = Annotated[int, typer.Option("--repeats", min=5, help="Timed runs per benchmark case.")]
-WarmupOpt = Annotated[int, typer.Option(
-    "--warmup", min=0, help="Least untimed runs per case; more until the last 3 agree within "
-    "10% (at most 30 runs or 30 s).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, help="CPU threads for the benchmark (default: torch's default).")]
+WarmupOpt = Annotated[
+    int,
+    typer.Option(
+        "--warmup",
+        min=0,
+        help="Least untimed runs per case; more until the last 3 agree within "
+        "10% (at most 30 runs or 30 s).",
+    ),
+]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads", min=1, help="CPU threads for the benchmark (default: torch's default)."
+    ),
+]
 
 
 def flops(
-    resolution: ResolutionOpt = None, height: HeightOpt = None, width: WidthOpt = None,
-    model: ModelOpt = None, checkpoint: CheckpointOpt = None, alpha: AlphaOpt = None,
-    window: WindowSizeOpt = None, dim: DimOpt = None, heads: HeadsOpt = None,
-    tokens: TokensOpt = None, sweep: SweepOpt = None,
-    convention: ConventionOpt = ConventionChoice.authors, count: CountOpt = False,
-    benchmark: BenchmarkOpt = False, device: DeviceOpt = DeviceChoice.auto,
-    batch_size: BatchOpt = 1, dtype: DtypeOpt = DtypeChoice.float32, repeats: RepeatsOpt = 10,
-    warmup: WarmupOpt = 3, threads: ThreadsOpt = None, out: OutOpt = Path("hilo-out"),
-    as_json: JsonOpt = False, fmt: FormatOpt = FigureFormat.png,
+    resolution: ResolutionOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    alpha: AlphaOpt = None,
+    window: WindowSizeOpt = None,
+    dim: DimOpt = None,
+    heads: HeadsOpt = None,
+    tokens: TokensOpt = None,
+    sweep: SweepOpt = None,
+    convention: ConventionOpt = ConventionChoice.authors,
+    count: CountOpt = False,
+    benchmark: BenchmarkOpt = False,
+    device: DeviceOpt = DeviceChoice.auto,
+    batch_size: BatchOpt = 1,
+    dtype: DtypeOpt = DtypeChoice.float32,
+    repeats: RepeatsOpt = 10,
+    warmup: WarmupOpt = 3,
+    threads: ThreadsOpt = None,
+    out: OutOpt = Path("hilo-out"),
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = FigureFormat.png,
 ) -> None:
     """Parameters, MACs (FLOPs = 2 x MACs), attention memory and speed of LITv2 and HiLo.
 
@@ -99,12 +175,26 @@ def flops(
     from hilocli.weights import parse_int_list
 
     request = FlopsRequest(
-        model=model, checkpoint=checkpoint, resolution=resolution, height=height, width=width,
-        alpha=alpha, window=window, dim=dim, heads=heads,
+        model=model,
+        checkpoint=checkpoint,
+        resolution=resolution,
+        height=height,
+        width=width,
+        alpha=alpha,
+        window=window,
+        dim=dim,
+        heads=heads,
         tokens=None if tokens is None else parse_tokens(tokens),
-        sweep=parse_int_list(sweep, "--sweep"), convention=convention.value, count=count,
-        benchmark=benchmark, device=device.value, batch_size=batch_size, dtype=dtype.value,
-        repeats=repeats, warmup=warmup, threads=threads,
+        sweep=parse_int_list(sweep, "--sweep"),
+        convention=convention.value,
+        count=count,
+        benchmark=benchmark,
+        device=device.value,
+        batch_size=batch_size,
+        dtype=dtype.value,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
     ).validate()
     if request.writes_files:
         check_out_dir(out)

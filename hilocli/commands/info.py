@@ -21,8 +21,10 @@ from hilocli.commands._options import (
     weights_request,
 )
 
-HeightOpt = Annotated[Optional[int], typer.Option(
-    "--height", help="Input height in pixels for the per-stage table (with --width).")]
+HeightOpt = Annotated[
+    Optional[int],
+    typer.Option("--height", help="Input height in pixels for the per-stage table (with --width)."),
+]
 WidthOpt = Annotated[Optional[int], typer.Option("--width", help="Input width (with --height).")]
 ListOpt = Annotated[bool, typer.Option("--list", help="List the released variants.")]
 
@@ -55,9 +57,13 @@ def info(
             render_variants(console(), record)
         return
     request = InfoRequest(
-        weights=weights_request(model, checkpoint, pretrained, window_sizes, head_dim, seed,
-                                default_pretrained=False),
-        resolution=resolution, height=height, width=width, device=device.value,
+        weights=weights_request(
+            model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=False
+        ),
+        resolution=resolution,
+        height=height,
+        width=width,
+        device=device.value,
     ).validate()
     result = run(request)
     if as_json:

@@ -40,34 +40,68 @@ class ControlChoice(str, Enum):
     random = "random"
 
 
-InputsArg = Annotated[list[Path], typer.Argument(
-    help="Image files and/or folders (read recursively).", show_default=False)]
-LayerOpt = Annotated[Optional[str], typer.Option(
-    "--layer", "-l", help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: "
-    "every layer with both a Hi-Fi and a Lo-Fi branch.")]
+InputsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Image files and/or folders (read recursively).", show_default=False),
+]
+LayerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--layer",
+        "-l",
+        help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: "
+        "every layer with both a Hi-Fi and a Lo-Fi branch.",
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]
-LimitOpt = Annotated[Optional[int], typer.Option(
-    "--limit", help="Use at most this many distinct images (after sorting).")]
-ModeOpt = Annotated[SpectrumMode, typer.Option(
-    "--mode", help="stats: numbers, verdict and summary figure; paper: also the authors' "
-    "8-channel log-magnitude figure.")]
-ControlOpt = Annotated[ControlChoice, typer.Option(
-    "--control", help="random: repeat everything on a randomly initialised model of the same "
-    "architecture (what the architecture alone does).")]
-CutoffOpt = Annotated[float, typer.Option(
-    "--cutoff", help="High-frequency cutoff radius, cycles per token (Nyquist 0.5).")]
+LimitOpt = Annotated[
+    Optional[int],
+    typer.Option("--limit", help="Use at most this many distinct images (after sorting)."),
+]
+ModeOpt = Annotated[
+    SpectrumMode,
+    typer.Option(
+        "--mode",
+        help="stats: numbers, verdict and summary figure; paper: also the authors' "
+        "8-channel log-magnitude figure.",
+    ),
+]
+ControlOpt = Annotated[
+    ControlChoice,
+    typer.Option(
+        "--control",
+        help="random: repeat everything on a randomly initialised model of the same "
+        "architecture (what the architecture alone does).",
+    ),
+]
+CutoffOpt = Annotated[
+    float,
+    typer.Option("--cutoff", help="High-frequency cutoff radius, cycles per token (Nyquist 0.5)."),
+]
 HannOpt = Annotated[bool, typer.Option("--hann", help="Apply a Hann window before the FFT.")]
 
 
 def spectrum(
-    inputs: InputsArg, layer: LayerOpt = None, model: ModelOpt = None,
-    checkpoint: CheckpointOpt = None, pretrained: PretrainedOpt = None,
-    resolution: ResolutionOpt = None, no_crop: NoCropOpt = False, batch_size: BatchOpt = 16,
-    device: DeviceOpt = DeviceChoice.auto, limit: LimitOpt = None, out: OutOpt = Path("hilo-out"),
-    as_json: JsonOpt = False, fmt: FormatOpt = FigureFormat.png,
-    mode: ModeOpt = SpectrumMode.stats, control: ControlOpt = ControlChoice.none,
-    cutoff: CutoffOpt = 0.25, hann: HannOpt = False, seed: SeedOpt = 0,
-    window_sizes: WindowOpt = None, head_dim: HeadDimOpt = None,
+    inputs: InputsArg,
+    layer: LayerOpt = None,
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    pretrained: PretrainedOpt = None,
+    resolution: ResolutionOpt = None,
+    no_crop: NoCropOpt = False,
+    batch_size: BatchOpt = 16,
+    device: DeviceOpt = DeviceChoice.auto,
+    limit: LimitOpt = None,
+    out: OutOpt = Path("hilo-out"),
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = FigureFormat.png,
+    mode: ModeOpt = SpectrumMode.stats,
+    control: ControlOpt = ControlChoice.none,
+    cutoff: CutoffOpt = 0.25,
+    hann: HannOpt = False,
+    seed: SeedOpt = 0,
+    window_sizes: WindowOpt = None,
+    head_dim: HeadDimOpt = None,
 ) -> None:
     """Measure which spatial frequencies Hi-Fi and Lo-Fi outputs carry, and test the claim that
     Hi-Fi holds more high-frequency energy than Lo-Fi (paired over images)."""
@@ -78,16 +112,33 @@ def spectrum(
     from hilocli.spectrum.render import report, write_outputs
     from hilocli.terminal import console
 
-    weights = weights_request(model, checkpoint, pretrained, window_sizes, head_dim, seed,
-                              default_pretrained=True)
+    weights = weights_request(
+        model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=True
+    )
     request = SpectrumRequest(
-        inputs=tuple(inputs), weights=weights, layers=layer, resolution=resolution,
-        crop=not no_crop, batch_size=batch_size, device=device.value, limit=limit, out=out,
-        mode=mode.value, control=control.value, cutoff=cutoff, hann=hann).validate()
+        inputs=tuple(inputs),
+        weights=weights,
+        layers=layer,
+        resolution=resolution,
+        crop=not no_crop,
+        batch_size=batch_size,
+        device=device.value,
+        limit=limit,
+        out=out,
+        mode=mode.value,
+        control=control.value,
+        cutoff=cutoff,
+        hann=hann,
+    ).validate()
     check_out_dir(out)
     con = console()
-    with Progress(TextColumn("[bold]spectrum[/]"), BarColumn(), MofNCompleteColumn(),
-                  console=con, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]spectrum[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=con,
+        transient=True,
+    ) as bar:
         task = bar.add_task("images", total=None)
         result = run(request, lambda done, total: bar.update(task, completed=done, total=total))
     record = write_outputs(result, out, fmt.value)

@@ -148,9 +148,19 @@ def check_layer(dim: int, num_heads: int, height: int, width: int) -> None:
         raise ValueError(f"token grid {height}x{width} is empty")
 
 
-def hilo_cost(dim: int, num_heads: int, height: int, width: int, window_size: int = 2,
-              alpha: float = 0.9, qkv_bias: bool = True, convention: Convention = AUTHORS,
-              prefix: str = "", count: int = 1, stage: int | None = None) -> HiLoCost:
+def hilo_cost(
+    dim: int,
+    num_heads: int,
+    height: int,
+    width: int,
+    window_size: int = 2,
+    alpha: float = 0.9,
+    qkv_bias: bool = True,
+    convention: Convention = AUTHORS,
+    prefix: str = "",
+    count: int = 1,
+    stage: int | None = None,
+) -> HiLoCost:
     """MACs and params of one HiLo layer on a height x width token grid (summed over `count`).
 
     Both branches run on the grid zero-padded to multiples of s (what HiLo.pad does), so N = Hp*Wp.
@@ -181,8 +191,11 @@ def hilo_cost(dim: int, num_heads: int, height: int, width: int, window_size: in
     if hifi_heads > 0:
         p, b, n = linear_cost(N, dim, 3 * h_dim, qkv_bias, convention)
         hifi.append(CostRow(stage, "Hi-Fi", "h_qkv", mod("h_qkv"), c * p, c * b, c * n))
-        hifi.append(CostRow(stage, "Hi-Fi", "attention products", (prefix,),
-                            c * G * (s * s) ** 2 * h_dim * 2))
+        hifi.append(
+            CostRow(
+                stage, "Hi-Fi", "attention products", (prefix,), c * G * (s * s) ** 2 * h_dim * 2
+            )
+        )
         p, b, n = linear_cost(N, h_dim, h_dim, True, convention)
         hifi.append(CostRow(stage, "Hi-Fi", "h_proj", mod("h_proj"), c * p, c * b, c * n))
         attn_elems += G * hifi_heads * (s * s) ** 2
@@ -191,13 +204,23 @@ def hilo_cost(dim: int, num_heads: int, height: int, width: int, window_size: in
         lofi.append(CostRow(stage, "Lo-Fi", "l_q", mod("l_q"), c * p, c * b, c * n))
         p, b, n = linear_cost(M, dim, 2 * l_dim, qkv_bias, convention)
         lofi.append(CostRow(stage, "Lo-Fi", "l_kv", mod("l_kv"), c * p, c * b, c * n))
-        lofi.append(CostRow(stage, "Lo-Fi", "attention products", (prefix,),
-                            c * N * M * l_dim * 2))
+        lofi.append(CostRow(stage, "Lo-Fi", "attention products", (prefix,), c * N * M * l_dim * 2))
         p, b, n = linear_cost(N, l_dim, l_dim, True, convention)
         lofi.append(CostRow(stage, "Lo-Fi", "l_proj", mod("l_proj"), c * p, c * b, c * n))
         attn_elems += lofi_heads * N * M
-    return HiLoCost(dim, num_heads, s, alpha, (height, width), (Hp, Wp), hifi_heads, lofi_heads,
-                    tuple(hifi), tuple(lofi), attn_elems)
+    return HiLoCost(
+        dim,
+        num_heads,
+        s,
+        alpha,
+        (height, width),
+        (Hp, Wp),
+        hifi_heads,
+        lofi_heads,
+        tuple(hifi),
+        tuple(lofi),
+        attn_elems,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,8 +228,9 @@ def hilo_cost(dim: int, num_heads: int, height: int, width: int, window_size: in
 # ----------------------------------------------------------------------------------------------
 
 
-def _stage_rows(cfg: LITv2Config, i: int, grid: tuple[int, int], conv: Convention
-                ) -> tuple[list[CostRow], tuple[int, int] | None]:
+def _stage_rows(
+    cfg: LITv2Config, i: int, grid: tuple[int, int], conv: Convention
+) -> tuple[list[CostRow], tuple[int, int] | None]:
     """Rows of stage i (0-based): its blocks, its token merging and its output norm."""
     st = i + 1
     H, W = grid
@@ -220,35 +244,71 @@ def _stage_rows(cfg: LITv2Config, i: int, grid: tuple[int, int], conv: Conventio
         blocks = tuple(f"{blk}.{j}" for j in range(depth))
         norms = ("norm1", "norm2") if ws > 0 else ("norm2",)
         nm, nn_ = norm_cost(N * C, C, conv)
-        rows.append(CostRow(st, "norms", ", ".join(norms),
-                            tuple(f"{b}.{n}" for b in blocks for n in norms),
-                            0, depth * len(norms) * nm, depth * len(norms) * nn_))
+        rows.append(
+            CostRow(
+                st,
+                "norms",
+                ", ".join(norms),
+                tuple(f"{b}.{n}" for b in blocks for n in norms),
+                0,
+                depth * len(norms) * nm,
+                depth * len(norms) * nn_,
+            )
+        )
         if ws > 0:
-            hc = hilo_cost(C, cfg.num_heads[i], H, W, ws, cfg.alpha, cfg.qkv_bias, conv,
-                           prefix=f"{blk}.*.attn", count=depth, stage=st)
+            hc = hilo_cost(
+                C,
+                cfg.num_heads[i],
+                H,
+                W,
+                ws,
+                cfg.alpha,
+                cfg.qkv_bias,
+                conv,
+                prefix=f"{blk}.*.attn",
+                count=depth,
+                stage=st,
+            )
             attn_grid = hc.padded_grid
             for r in hc.hifi_rows + hc.lofi_rows:
                 comp = "MSA" if ws == 1 else r.component  # s = 1: plain multi-head attention
                 mods = tuple(m.replace("*", str(j)) for j in range(depth) for m in r.modules)
-                rows.append(CostRow(st, comp, r.part, mods, r.product_macs, r.other_macs,
-                                    r.params))
+                rows.append(CostRow(st, comp, r.part, mods, r.product_macs, r.other_macs, r.params))
         # ConvFFN: fc1 -> depthwise 3x3 conv (with bias) -> GELU -> fc2
         for part, d_in, d_out in (("fc1", C, hidden), ("fc2", hidden, C)):
             lp, lb, ln = linear_cost(N, d_in, d_out, True, conv)
-            rows.append(CostRow(st, "ConvFFN", part, tuple(f"{b}.mlp.{part}" for b in blocks),
-                                depth * lp, depth * lb, depth * ln))
+            rows.append(
+                CostRow(
+                    st,
+                    "ConvFFN",
+                    part,
+                    tuple(f"{b}.mlp.{part}" for b in blocks),
+                    depth * lp,
+                    depth * lb,
+                    depth * ln,
+                )
+            )
         dp, db, dn = conv_cost(N, 3, hidden, hidden, hidden, conv.conv_bias)
-        rows.append(CostRow(st, "ConvFFN", "dwconv",
-                            tuple(f"{b}.mlp.dwconv.dwconv" for b in blocks),
-                            depth * dp, depth * db, depth * dn))
+        rows.append(
+            CostRow(
+                st,
+                "ConvFFN",
+                "dwconv",
+                tuple(f"{b}.mlp.dwconv.dwconv" for b in blocks),
+                depth * dp,
+                depth * db,
+                depth * dn,
+            )
+        )
     if i < cfg.num_stages - 1:  # Deformable Token Merging: grid floors to (H//2, W//2), 2x channels
         Ho, Wo = H // 2, W // 2
         dtm = f"layers.{i}.downsample"
         op, ob, on = conv_cost(Ho * Wo, 2, C, 2 * 2 * 2, 1, conv.conv_bias)  # (dy, dx) per tap
         if conv.dtm_offset_channels is not None:  # authors: counted as if 12 channels
             op, ob, _ = conv_cost(Ho * Wo, 2, C, conv.dtm_offset_channels, 1, conv.conv_bias)
-        rows.append(CostRow(st, "token merging", "offset conv", (f"{dtm}.dconv.conv_offset",),
-                            op, ob, on))
+        rows.append(
+            CostRow(st, "token merging", "offset conv", (f"{dtm}.dconv.conv_offset",), op, ob, on)
+        )
         dp, db, dn = conv_cost(Ho * Wo, 2, C, 2 * C, 1, conv.conv_bias)
         rows.append(CostRow(st, "token merging", "deformable conv", (f"{dtm}.dconv",), dp, db, dn))
         bm, bn = norm_cost(Ho * Wo * 2 * C, 2 * C, conv)
@@ -259,8 +319,9 @@ def _stage_rows(cfg: LITv2Config, i: int, grid: tuple[int, int], conv: Conventio
     return rows, attn_grid
 
 
-def model_cost(cfg: LITv2Config, height: int, width: int | None = None,
-               convention: Convention | str = AUTHORS) -> ModelCost:
+def model_cost(
+    cfg: LITv2Config, height: int, width: int | None = None, convention: Convention | str = AUTHORS
+) -> ModelCost:
     """MACs and params of a LITv2 (any config) for one height x width image, per component."""
     conv = get_convention(convention)
     width = height if width is None else width
@@ -273,8 +334,10 @@ def model_cost(cfg: LITv2Config, height: int, width: int | None = None,
     D = cfg.embed_dim
     pm, pb, pn = conv_cost(H0 * W0, cfg.patch_size, cfg.in_chans, D, 1, conv.patch_embed_bias)
     nm, nn_ = norm_cost(H0 * W0 * D, D, conv)
-    rows = [CostRow(None, "patch embedding", "proj", ("patch_embed.proj",), pm, pb, pn),
-            CostRow(None, "patch embedding", "norm", ("patch_embed.norm",), 0, nm, nn_)]
+    rows = [
+        CostRow(None, "patch embedding", "proj", ("patch_embed.proj",), pm, pb, pn),
+        CostRow(None, "patch embedding", "norm", ("patch_embed.norm",), 0, nm, nn_),
+    ]
 
     stages: list[StageCost] = []
     for i, grid in enumerate(grids):
@@ -282,9 +345,18 @@ def model_cost(cfg: LITv2Config, height: int, width: int | None = None,
         by_comp: dict[str, int] = {}
         for r in stage_rows:
             by_comp[r.component] = by_comp.get(r.component, 0) + r.macs
-        stages.append(StageCost(i + 1, grid, attn_grid, cfg.stage_dim(i), cfg.depths[i], by_comp,
-                                sum(r.macs for r in stage_rows),
-                                sum(r.params for r in stage_rows)))
+        stages.append(
+            StageCost(
+                i + 1,
+                grid,
+                attn_grid,
+                cfg.stage_dim(i),
+                cfg.depths[i],
+                by_comp,
+                sum(r.macs for r in stage_rows),
+                sum(r.params for r in stage_rows),
+            )
+        )
         rows.extend(stage_rows)
 
     # head: final LayerNorm -> mean over tokens (not counted) -> Linear(8D, classes)
@@ -297,7 +369,14 @@ def model_cost(cfg: LITv2Config, height: int, width: int | None = None,
     if cfg.num_classes > 0:
         lp, lb, ln = linear_cost(1, F, cfg.num_classes, True, conv)
         rows.append(CostRow(None, "head", "head", ("head",), lp, lb, ln))
-    return ModelCost(height, width, conv, tuple(rows), tuple(stages),
-                     sum(r.macs for r in rows if r.component == "patch embedding"),
-                     sum(r.macs for r in rows if r.component == "head"),
-                     sum(r.macs for r in rows), sum(r.params for r in rows))
+    return ModelCost(
+        height,
+        width,
+        conv,
+        tuple(rows),
+        tuple(stages),
+        sum(r.macs for r in rows if r.component == "patch embedding"),
+        sum(r.macs for r in rows if r.component == "head"),
+        sum(r.macs for r in rows),
+        sum(r.params for r in rows),
+    )

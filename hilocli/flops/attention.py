@@ -78,8 +78,14 @@ class LayerMacs:
     grid: tuple[int, int]
 
 
-def msa_cost(dim: int, num_heads: int, height: int, width: int, qkv_bias: bool = True,
-             convention: Convention = FVCORE) -> LayerMacs:
+def msa_cost(
+    dim: int,
+    num_heads: int,
+    height: int,
+    width: int,
+    qkv_bias: bool = True,
+    convention: Convention = FVCORE,
+) -> LayerMacs:
     """Multi-head self-attention over all H*W tokens."""
     N = height * width
     macs = N * dim * 3 * dim + 2 * N * N * dim + N * dim * dim
@@ -88,8 +94,15 @@ def msa_cost(dim: int, num_heads: int, height: int, width: int, qkv_bias: bool =
     return LayerMacs(macs, other, params, num_heads * N * N, (height, width))
 
 
-def sra_cost(dim: int, num_heads: int, height: int, width: int, sr_ratio: int = 2,
-             qkv_bias: bool = True, convention: Convention = FVCORE) -> LayerMacs:
+def sra_cost(
+    dim: int,
+    num_heads: int,
+    height: int,
+    width: int,
+    sr_ratio: int = 2,
+    qkv_bias: bool = True,
+    convention: Convention = FVCORE,
+) -> LayerMacs:
     """Spatial-reduction attention (PVT): q from every token; keys/values from a Conv2d(C, C, r,
     stride r) + LayerNorm copy of the grid ((H//r) x (W//r): the strided conv floors, no padding).
     `grid` is the reduced grid."""
@@ -98,8 +111,10 @@ def sra_cost(dim: int, num_heads: int, height: int, width: int, sr_ratio: int = 
     N = height * width
     Hr, Wr = (height // sr_ratio, width // sr_ratio) if sr_ratio > 1 else (height, width)
     if Hr < 1 or Wr < 1:
-        raise UsageError(f"a {height}x{width} token grid is too small for the SRA comparison "
-                         f"(ratio {sr_ratio}); use a larger --resolution or --tokens")
+        raise UsageError(
+            f"a {height}x{width} token grid is too small for the SRA comparison "
+            f"(ratio {sr_ratio}); use a larger --resolution or --tokens"
+        )
     M = Hr * Wr
     macs = N * dim * dim  # q
     other = 0
@@ -117,8 +132,15 @@ def sra_cost(dim: int, num_heads: int, height: int, width: int, sr_ratio: int = 
     return LayerMacs(macs, other, params, num_heads * N * M, (Hr, Wr))
 
 
-def window_cost(dim: int, num_heads: int, height: int, width: int, window: int = 7,
-                qkv_bias: bool = True, convention: Convention = FVCORE) -> LayerMacs:
+def window_cost(
+    dim: int,
+    num_heads: int,
+    height: int,
+    width: int,
+    window: int = 7,
+    qkv_bias: bool = True,
+    convention: Convention = FVCORE,
+) -> LayerMacs:
     """Local window attention (Swin, no shift): the grid is zero-padded at the bottom/right to
     multiples of the window (as Swin does) and every projection and product runs on the padded
     tokens. Params include Swin's relative-position bias table ((2w-1)^2 x heads); the bias add
@@ -130,50 +152,103 @@ def window_cost(dim: int, num_heads: int, height: int, width: int, window: int =
     w2 = window * window
     macs = Np * dim * 3 * dim + 2 * Np * w2 * dim + Np * dim * dim
     other = (Np * 4 * dim) if convention.linear_bias else 0
-    params = (dim * 3 * dim + (3 * dim if qkv_bias else 0) + dim * dim + dim
-              + (2 * window - 1) ** 2 * num_heads)
+    params = (
+        dim * 3 * dim
+        + (3 * dim if qkv_bias else 0)
+        + dim * dim
+        + dim
+        + (2 * window - 1) ** 2 * num_heads
+    )
     return LayerMacs(macs, other, params, (Np // w2) * num_heads * w2 * w2, (Hp, Wp))
 
 
-def attention_comparison(dim: int, num_heads: int, height: int, width: int, alpha: float = 0.9,
-                         window_size: int = 2, sr_ratio: int = 2, local_window: int = 7,
-                         batch_size: int = 1, bytes_per_element: int = 4, qkv_bias: bool = True,
-                         convention: Convention | str = FVCORE) -> list[AttentionCost]:
+def attention_comparison(
+    dim: int,
+    num_heads: int,
+    height: int,
+    width: int,
+    alpha: float = 0.9,
+    window_size: int = 2,
+    sr_ratio: int = 2,
+    local_window: int = 7,
+    batch_size: int = 1,
+    bytes_per_element: int = 4,
+    qkv_bias: bool = True,
+    convention: Convention | str = FVCORE,
+) -> list[AttentionCost]:
     """MSA, SRA, local window and HiLo on the same H x W grid (params, MACs per image, memory of
     the attention matrices for `batch_size` images at `bytes_per_element`, 4 = float32)."""
     conv = get_convention(convention)
     check_layer(dim, num_heads, height, width)
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    common = dict(dim=dim, num_heads=num_heads, grid=(height, width), batch_size=batch_size,
-                  bytes_per_element=bytes_per_element)
+    common = dict(
+        dim=dim,
+        num_heads=num_heads,
+        grid=(height, width),
+        batch_size=batch_size,
+        bytes_per_element=bytes_per_element,
+    )
 
     def row(name: str, label: str, c: LayerMacs, grid, notes: str, **extra) -> AttentionCost:
-        return AttentionCost(name, label, padded_grid=grid, params=c.params,
-                             product_macs=c.product_macs, other_macs=c.other_macs,
-                             attn_matrix_elements=c.attn_matrix_elements, notes=notes,
-                             extra=extra, **common)
+        return AttentionCost(
+            name,
+            label,
+            padded_grid=grid,
+            params=c.params,
+            product_macs=c.product_macs,
+            other_macs=c.other_macs,
+            attn_matrix_elements=c.attn_matrix_elements,
+            notes=notes,
+            extra=extra,
+            **common,
+        )
 
     msa = msa_cost(dim, num_heads, height, width, qkv_bias, conv)
     sra = sra_cost(dim, num_heads, height, width, sr_ratio, qkv_bias, conv)
     win = window_cost(dim, num_heads, height, width, local_window, qkv_bias, conv)
     hc = hilo_cost(dim, num_heads, height, width, window_size, alpha, qkv_bias, conv)
     hilo_rows = hc.hifi_rows + hc.lofi_rows
-    hilo = LayerMacs(sum(r.product_macs for r in hilo_rows), sum(r.other_macs for r in hilo_rows),
-                     hc.params, hc.attn_matrix_elements, hc.padded_grid)
+    hilo = LayerMacs(
+        sum(r.product_macs for r in hilo_rows),
+        sum(r.other_macs for r in hilo_rows),
+        hc.params,
+        hc.attn_matrix_elements,
+        hc.padded_grid,
+    )
     red = sra.grid
     return [
         row("MSA", "MSA", msa, (height, width), "global, every token pair"),
-        row("SRA", f"SRA (r={sr_ratio})", sra, (height, width),
+        row(
+            "SRA",
+            f"SRA (r={sr_ratio})",
+            sra,
+            (height, width),
             f"keys/values from a {red[0]}x{red[1]} conv-reduced grid + LayerNorm",
-            reduced_grid=red, sr_ratio=sr_ratio),
-        row("Window", f"Window ({local_window}x{local_window})", win, win.grid,
-            "no shift; padded to window multiples; params include the relative-position bias "
-            "table", window=local_window),
-        row("HiLo", f"HiLo (alpha={alpha:g}, s={window_size})", hilo, hc.padded_grid,
+            reduced_grid=red,
+            sr_ratio=sr_ratio,
+        ),
+        row(
+            "Window",
+            f"Window ({local_window}x{local_window})",
+            win,
+            win.grid,
+            "no shift; padded to window multiples; params include the relative-position bias table",
+            window=local_window,
+        ),
+        row(
+            "HiLo",
+            f"HiLo (alpha={alpha:g}, s={window_size})",
+            hilo,
+            hc.padded_grid,
             f"{hc.hifi_heads} Hi-Fi + {hc.lofi_heads} Lo-Fi heads",
-            hifi_macs=hc.hifi_macs, lofi_macs=hc.lofi_macs, hifi_heads=hc.hifi_heads,
-            lofi_heads=hc.lofi_heads, alpha=alpha, window_size=window_size),
+            hifi_macs=hc.hifi_macs,
+            lofi_macs=hc.lofi_macs,
+            hifi_heads=hc.hifi_heads,
+            lofi_heads=hc.lofi_heads,
+            alpha=alpha,
+            window_size=window_size,
+        ),
     ]
 
 
@@ -208,21 +283,37 @@ class SweepPoint:
     attention: tuple[AttentionCost, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"resolution": self.resolution, "model_macs": self.model_macs,
-                "stage": self.stage, "grid": list(self.grid),
-                "attention": [a.to_dict() for a in self.attention]}
+        return {
+            "resolution": self.resolution,
+            "model_macs": self.model_macs,
+            "stage": self.stage,
+            "grid": list(self.grid),
+            "attention": [a.to_dict() for a in self.attention],
+        }
 
 
-def sweep(cfg: LITv2Config, resolutions: Iterable[int], convention: Convention | str = AUTHORS,
-          batch_size: int = 1, bytes_per_element: int = 4) -> list[SweepPoint]:
+def sweep(
+    cfg: LITv2Config,
+    resolutions: Iterable[int],
+    convention: Convention | str = AUTHORS,
+    batch_size: int = 1,
+    bytes_per_element: int = 4,
+) -> list[SweepPoint]:
     """Model MACs and the attention comparison (fvcore convention) at the default feature map,
     per square resolution."""
     out = []
     for r in resolutions:
         mc = model_cost(cfg, r, r, convention)
         site = attention_site(cfg, r, r)
-        att = attention_comparison(site.dim, site.num_heads, *site.grid, cfg.alpha,
-                                   site.window_size, batch_size=batch_size,
-                                   bytes_per_element=bytes_per_element, qkv_bias=cfg.qkv_bias)
+        att = attention_comparison(
+            site.dim,
+            site.num_heads,
+            *site.grid,
+            cfg.alpha,
+            site.window_size,
+            batch_size=batch_size,
+            bytes_per_element=bytes_per_element,
+            qkv_bias=cfg.qkv_bias,
+        )
         out.append(SweepPoint(r, mc.macs, site.stage, site.grid, tuple(att)))
     return out

@@ -47,8 +47,9 @@ def relative_spread(seconds: Sequence[float]) -> float:
     return (q3 - q1) / statistics.median(seconds)
 
 
-def is_settled(seconds: Sequence[float], window: int = SETTLE_WINDOW,
-               tolerance: float = SETTLE_TOLERANCE) -> bool:
+def is_settled(
+    seconds: Sequence[float], window: int = SETTLE_WINDOW, tolerance: float = SETTLE_TOLERANCE
+) -> bool:
     """Do the last `window` times agree within `tolerance` of their median ((max-min)/median)?"""
     if len(seconds) < window:
         return False
@@ -65,26 +66,37 @@ class TimingStats:
     unstable: bool  # spread > threshold
 
 
-def timing_stats(seconds: Sequence[float], batch_size: int = 1,
-                 threshold: float = UNSTABLE_SPREAD) -> TimingStats:
+def timing_stats(
+    seconds: Sequence[float], batch_size: int = 1, threshold: float = UNSTABLE_SPREAD
+) -> TimingStats:
     """Median throughput, its range and the stability verdict of a list of run times."""
     if not seconds:
         raise ValueError("no timed runs")
     spread = relative_spread(seconds)
-    return TimingStats(batch_size / statistics.median(seconds), batch_size / max(seconds),
-                       batch_size / min(seconds), spread, spread > threshold)
+    return TimingStats(
+        batch_size / statistics.median(seconds),
+        batch_size / max(seconds),
+        batch_size / min(seconds),
+        spread,
+        spread > threshold,
+    )
 
 
-def warm_up(call: Callable[[], Any], min_runs: int, max_runs: int = MAX_WARMUP_RUNS,
-            max_seconds: float = MAX_WARMUP_S,
-            clock: Callable[[], float] = time.perf_counter) -> tuple[int, bool]:
+def warm_up(
+    call: Callable[[], Any],
+    min_runs: int,
+    max_runs: int = MAX_WARMUP_RUNS,
+    max_seconds: float = MAX_WARMUP_S,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[int, bool]:
     """Run `call` (which synchronises) at least `min_runs` times and until its times settle,
     at most max(max_runs, min_runs) times or until `max_seconds` passed; (runs, settled?)."""
     times: list[float] = []
     start = clock()
     while len(times) < max(min_runs, 1) or not is_settled(times):
         if len(times) >= max(max_runs, min_runs) or (
-                len(times) >= min_runs and clock() - start > max_seconds):
+            len(times) >= min_runs and clock() - start > max_seconds
+        ):
             break
         t0 = clock()
         call()
@@ -177,8 +189,12 @@ def _reset_peak_rss() -> bool:
 
 def is_oom(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text \
+    return (
+        isinstance(exc, MemoryError)
+        or "out of memory" in text
+        or "can't allocate" in text
         or "outofmemory" in text
+    )
 
 
 def _build(case: BenchCase):
@@ -189,8 +205,15 @@ def _build(case: BenchCase):
     if case.kind == "attention":
         from hilocli.models.baselines import build_attention
 
-        module = build_attention(case.name, case.dim, case.num_heads, case.alpha,
-                                 case.window_size, case.sr_ratio, case.local_window)
+        module = build_attention(
+            case.name,
+            case.dim,
+            case.num_heads,
+            case.alpha,
+            case.window_size,
+            case.sr_ratio,
+            case.local_window,
+        )
         x = torch.randn(case.batch_size, case.height * case.width, case.dim)  # (B, N, C)
         return module, x
     from hilocli.models.litv2 import LITv2, LITv2Config
@@ -216,13 +239,16 @@ def run_case(case: BenchCase) -> BenchResult:
         module = module.to(dev, getattr(torch, case.dtype))
         x = x.to(dev, getattr(torch, case.dtype))
         if case.kind == "attention":
+
             def call():
                 module(x, case.height, case.width)
                 sync()
         else:
+
             def call():
                 module(x)
                 sync()
+
         if cuda:
             sync()
             torch.cuda.reset_peak_memory_stats(dev)
@@ -243,8 +269,11 @@ def run_case(case: BenchCase) -> BenchResult:
         else:
             hwm = _status_bytes("VmHWM")
             peak = hwm - base if (hwm is not None and base is not None) else None
-            kind = ("CPU peak RSS growth (VmHWM - VmRSS), fresh process" if reset else
-                    "CPU peak RSS minus RSS before the forward (VmHWM not resettable: upper bound)")
+            kind = (
+                "CPU peak RSS growth (VmHWM - VmRSS), fresh process"
+                if reset
+                else "CPU peak RSS minus RSS before the forward (VmHWM not resettable: upper bound)"
+            )
     except Exception as exc:  # noqa: BLE001 - recorded per case, the sweep goes on
         if is_oom(exc):
             if cuda:
@@ -253,16 +282,32 @@ def run_case(case: BenchCase) -> BenchResult:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return BenchResult(case, f"error: {first}", threads=torch.get_num_threads())
     stats = timing_stats(seconds, case.batch_size)
-    return BenchResult(case, "ok", stats.img_per_s, stats.img_per_s_min, stats.img_per_s_max,
-                       stats.spread, stats.unstable, warmup_runs, settled, peak, kind,
-                       torch.get_num_threads(), seconds)
+    return BenchResult(
+        case,
+        "ok",
+        stats.img_per_s,
+        stats.img_per_s_min,
+        stats.img_per_s_max,
+        stats.spread,
+        stats.unstable,
+        warmup_runs,
+        settled,
+        peak,
+        kind,
+        torch.get_num_threads(),
+        seconds,
+    )
 
 
 def classify_failure(returncode: int, stderr: str) -> str:
     """Status of a child process that did not report a result."""
     low = stderr.lower()
-    if returncode in (-9, 137) or "memoryerror" in low or "out of memory" in low \
-            or "can't allocate" in low:
+    if (
+        returncode in (-9, 137)
+        or "memoryerror" in low
+        or "out of memory" in low
+        or "can't allocate" in low
+    ):
         return "OOM"
     last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
     return f"error: {last}"
@@ -272,8 +317,9 @@ def run_case_isolated(case: BenchCase, timeout: float = 600.0) -> BenchResult:
     """Run a case in a fresh Python process (CPU memory measured per case; OOM kills survive)."""
     cmd = [sys.executable, "-m", "hilocli.flops.bench", json.dumps(case.to_dict())]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ))
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+        )
     except subprocess.TimeoutExpired:
         return BenchResult(case, f"error: timed out after {timeout:g} s")
     for line in reversed(proc.stdout.strip().splitlines()):
@@ -284,8 +330,11 @@ def run_case_isolated(case: BenchCase, timeout: float = 600.0) -> BenchResult:
     return BenchResult(case, classify_failure(proc.returncode, proc.stderr))
 
 
-def benchmark(cases: Sequence[BenchCase], progress: Callable[[BenchResult], None] | None = None,
-              isolate: bool = True) -> list[BenchResult]:
+def benchmark(
+    cases: Sequence[BenchCase],
+    progress: Callable[[BenchResult], None] | None = None,
+    isolate: bool = True,
+) -> list[BenchResult]:
     """Run every case, never stopping early. CPU cases each in their own process unless
     `isolate` is False (then in this process: faster, memory figures less clean); CUDA cases
     in this process."""

@@ -81,8 +81,9 @@ def get_convention(name: str | Convention) -> Convention:
     try:
         return CONVENTIONS[name]
     except KeyError:
-        raise UsageError(f"unknown cost convention {name!r}; known: {', '.join(CONVENTIONS)}"
-                         ) from None
+        raise UsageError(
+            f"unknown cost convention {name!r}; known: {', '.join(CONVENTIONS)}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,19 +91,23 @@ def get_convention(name: str | Convention) -> Convention:
 # ----------------------------------------------------------------------------------------------
 
 
-def linear_cost(tokens: int, d_in: int, d_out: int, bias: bool, conv: Convention
-                ) -> tuple[int, int, int]:
+def linear_cost(
+    tokens: int, d_in: int, d_out: int, bias: bool, conv: Convention
+) -> tuple[int, int, int]:
     """(product MACs, bias MACs, params) of a Linear(d_in, d_out) on `tokens` tokens."""
     bias_macs = tokens * d_out if (bias and conv.linear_bias) else 0
     return tokens * d_in * d_out, bias_macs, d_in * d_out + (d_out if bias else 0)
 
 
-def conv_cost(out_positions: int, k: int, c_in: int, c_out: int, groups: int, count_bias: bool
-              ) -> tuple[int, int, int]:
+def conv_cost(
+    out_positions: int, k: int, c_in: int, c_out: int, groups: int, count_bias: bool
+) -> tuple[int, int, int]:
     """(product MACs, bias MACs, params) of a Conv2d with bias on `out_positions` positions."""
-    return (out_positions * k * k * (c_in // groups) * c_out,
-            out_positions * c_out if count_bias else 0,
-            k * k * (c_in // groups) * c_out + c_out)
+    return (
+        out_positions * k * k * (c_in // groups) * c_out,
+        out_positions * c_out if count_bias else 0,
+        k * k * (c_in // groups) * c_out + c_out,
+    )
 
 
 def norm_cost(elements: int, channels: int, conv: Convention) -> tuple[int, int]:

@@ -55,8 +55,10 @@ class CountedCost:
 
     @property
     def all_match(self) -> bool:
-        return all(c.match for c in self.checks) and \
-            self.total_counted_flops == self.total_analytic_product_flops
+        return (
+            all(c.match for c in self.checks)
+            and self.total_counted_flops == self.total_analytic_product_flops
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,12 +138,28 @@ def count_flops(cfg: LITv2Config, height: int, width: int) -> CountedCost:
     row_modules = {m for mods in groups for m in mods}
 
     def exclusive(m: str) -> int:
-        return counts.get(m, 0) - sum(counts.get(d, 0) for d in row_modules
-                                      if d.startswith(m + "."))
+        return counts.get(m, 0) - sum(
+            counts.get(d, 0) for d in row_modules if d.startswith(m + ".")
+        )
 
-    checks = tuple(CountCheck(_label(rows), mods, 2 * sum(r.product_macs for r in rows),
-                              sum(exclusive(m) for m in mods)) for mods, rows in groups.items())
+    checks = tuple(
+        CountCheck(
+            _label(rows),
+            mods,
+            2 * sum(r.product_macs for r in rows),
+            sum(exclusive(m) for m in mods),
+        )
+        for mods, rows in groups.items()
+    )
     return CountedCost(
-        height, width, counts.get("", 0), 2 * sum(r.product_macs for r in analytic.rows),
-        checks, {k: v for k, v in counts.items() if k and k.count(".") <= 1},
-        sdpa_counted("meta"), sdpa_counted("cpu"), NOT_COUNTED, torch.__version__)
+        height,
+        width,
+        counts.get("", 0),
+        2 * sum(r.product_macs for r in analytic.rows),
+        checks,
+        {k: v for k, v in counts.items() if k and k.count(".") <= 1},
+        sdpa_counted("meta"),
+        sdpa_counted("cpu"),
+        NOT_COUNTED,
+        torch.__version__,
+    )

@@ -9,8 +9,13 @@ from collections.abc import Sequence
 from hilocli.flops.attention import ATTENTION_TYPES, SweepPoint
 from hilocli.flops.bench import UNSTABLE_SPREAD, BenchCase, BenchResult
 
-_COLOURS = {"MSA": "#d62728", "SRA": "#ff7f0e", "Window": "#2ca02c", "HiLo": "#1f77b4",
-            "model": "#444444"}
+_COLOURS = {
+    "MSA": "#d62728",
+    "SRA": "#ff7f0e",
+    "Window": "#2ca02c",
+    "HiLo": "#1f77b4",
+    "model": "#444444",
+}
 
 
 def resolution_of(case: BenchCase, points: Sequence[SweepPoint]) -> int:
@@ -23,49 +28,87 @@ def resolution_of(case: BenchCase, points: Sequence[SweepPoint]) -> int:
     return case.height
 
 
-def _throughput_panel(ax, points: Sequence[SweepPoint], bench: Sequence[BenchResult],
-                      model_name: str) -> None:
+def _throughput_panel(
+    ax, points: Sequence[SweepPoint], bench: Sequence[BenchResult], model_name: str
+) -> None:
     any_unstable = False
     for name in (*ATTENTION_TYPES, "model"):
-        mine = sorted((b for b in bench if b.status == "ok" and
-                       (b.case.kind == "model" if name == "model" else b.case.name == name)),
-                      key=lambda b: resolution_of(b.case, points))
+        mine = sorted(
+            (
+                b
+                for b in bench
+                if b.status == "ok"
+                and (b.case.kind == "model" if name == "model" else b.case.name == name)
+            ),
+            key=lambda b: resolution_of(b.case, points),
+        )
         colour = _COLOURS[name]
         label = f"{model_name} (whole model)" if name == "model" else name
         stable = [b for b in mine if not b.unstable]
         if stable:
             xs = [resolution_of(b.case, points) for b in stable]
             ys = [b.img_per_s for b in stable]
-            ax.errorbar(xs, ys, yerr=[[y - b.img_per_s_min for y, b in zip(ys, stable)],
-                                      [b.img_per_s_max - y for y, b in zip(ys, stable)]],
-                        fmt="o-" if name != "model" else "s--", ms=3, capsize=2, color=colour,
-                        label=label)
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[
+                    [y - b.img_per_s_min for y, b in zip(ys, stable)],
+                    [b.img_per_s_max - y for y, b in zip(ys, stable)],
+                ],
+                fmt="o-" if name != "model" else "s--",
+                ms=3,
+                capsize=2,
+                color=colour,
+                label=label,
+            )
         unstable = [b for b in mine if b.unstable]
         if unstable:
             any_unstable = True
-            ax.plot([resolution_of(b.case, points) for b in unstable],
-                    [b.img_per_s for b in unstable], "o" if name != "model" else "s", ms=5,
-                    mfc="none", color=colour, alpha=0.6,
-                    label=None if stable or name != "model" else f"{label} (unstable only)")
+            ax.plot(
+                [resolution_of(b.case, points) for b in unstable],
+                [b.img_per_s for b in unstable],
+                "o" if name != "model" else "s",
+                ms=5,
+                mfc="none",
+                color=colour,
+                alpha=0.6,
+                label=None if stable or name != "model" else f"{label} (unstable only)",
+            )
     oom = [b for b in bench if b.status == "OOM"]
     for b in oom:
-        ax.axvline(resolution_of(b.case, points), ls=":", lw=0.8,
-                   color=_COLOURS.get("model" if b.case.kind == "model" else b.case.name, "k"))
+        ax.axvline(
+            resolution_of(b.case, points),
+            ls=":",
+            lw=0.8,
+            color=_COLOURS.get("model" if b.case.kind == "model" else b.case.name, "k"),
+        )
     if oom:
         ax.plot([], [], ls=":", lw=0.8, color="#888888", label="dotted: out of memory")
     if any_unstable:
-        ax.plot([], [], "o", mfc="none", color="#888888",
-                label=f"hollow: unstable (spread > {UNSTABLE_SPREAD:.0%})")
+        ax.plot(
+            [],
+            [],
+            "o",
+            mfc="none",
+            color="#888888",
+            label=f"hollow: unstable (spread > {UNSTABLE_SPREAD:.0%})",
+        )
     r0 = bench[0]
     ax.set_yscale("log")
-    ax.set_title(f"measured throughput ({r0.case.device}, {r0.case.dtype}, batch "
-                 f"{r0.case.batch_size})", fontsize=9)
+    ax.set_title(
+        f"measured throughput ({r0.case.device}, {r0.case.dtype}, batch {r0.case.batch_size})",
+        fontsize=9,
+    )
     ax.set_ylabel("images / s (median, min-max)")
 
 
-def sweep_figure(points: Sequence[SweepPoint], model_name: str,
-                 bench: Sequence[BenchResult] | None = None, batch_size: int = 1,
-                 dtype: str = "float32"):
+def sweep_figure(
+    points: Sequence[SweepPoint],
+    model_name: str,
+    bench: Sequence[BenchResult] | None = None,
+    batch_size: int = 1,
+    dtype: str = "float32",
+):
     """Panels: attention MACs, attention-matrix memory, and throughput (if `bench`) or whole-model
     MACs, each against the input resolution."""
     from matplotlib.figure import Figure
@@ -81,16 +124,28 @@ def sweep_figure(points: Sequence[SweepPoint], model_name: str,
 
     ax = axes[0]
     for name in ATTENTION_TYPES:
-        ax.plot(res, [by_name(p, name).macs / 1e9 for p in points], "o-", ms=3,
-                color=_COLOURS[name], label=labels.get(name, name))
+        ax.plot(
+            res,
+            [by_name(p, name).macs / 1e9 for p in points],
+            "o-",
+            ms=3,
+            color=_COLOURS[name],
+            label=labels.get(name, name),
+        )
     ax.set_yscale("log")
     ax.set_title(f"one attention layer (dim {first.dim}, {first.num_heads} heads)", fontsize=9)
     ax.set_ylabel("GMACs per image")
 
     ax = axes[1]
     for name in ATTENTION_TYPES:
-        ax.plot(res, [by_name(p, name).attn_matrix_bytes / 2**20 for p in points], "o-", ms=3,
-                color=_COLOURS[name], label=labels.get(name, name))
+        ax.plot(
+            res,
+            [by_name(p, name).attn_matrix_bytes / 2**20 for p in points],
+            "o-",
+            ms=3,
+            color=_COLOURS[name],
+            label=labels.get(name, name),
+        )
     ax.set_yscale("log")
     ax.set_title(f"attention matrices ({dtype}, batch {batch_size})", fontsize=9)
     ax.set_ylabel("MiB")
@@ -112,8 +167,17 @@ def sweep_figure(points: Sequence[SweepPoint], model_name: str,
         if n not in ATTENTION_TYPES:
             handles.append(h)
             names.append(n)
-    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6), fontsize=8,
-               frameon=False)
-    fig.suptitle(f"{model_name}: cost against resolution (attention at the stage-{points[0].stage} "
-                 "feature map; MACs = multiply-accumulates)", fontsize=10)
+    fig.legend(
+        handles,
+        names,
+        loc="outside lower center",
+        ncol=min(len(names), 6),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(
+        f"{model_name}: cost against resolution (attention at the stage-{points[0].stage} "
+        "feature map; MACs = multiply-accumulates)",
+        fontsize=10,
+    )
     return fig

@@ -86,28 +86,38 @@ class FlopsRequest:
     def validate(self) -> FlopsRequest:
         """UsageError for any bad or conflicting option, before anything is loaded or built."""
         self.weights_request().validate()
-        _check(self.convention in CONVENTIONS, f"--convention must be one of "
-               f"{', '.join(CONVENTIONS)}, got {self.convention!r}")
+        _check(
+            self.convention in CONVENTIONS,
+            f"--convention must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}",
+        )
         _check(self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}")
         _check(self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda")
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        _check(self.repeats >= MIN_REPEATS,
-               f"--repeats must be >= {MIN_REPEATS} (a median and spread need them)")
+        _check(
+            self.repeats >= MIN_REPEATS,
+            f"--repeats must be >= {MIN_REPEATS} (a median and spread need them)",
+        )
         _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         _check(self.threads is None or self.threads >= 1, "--threads must be >= 1")
         _check(self.alpha is None or 0.0 <= self.alpha <= 1.0, "--alpha must lie in [0, 1]")
         _check(self.window is None or self.window >= 1, "--window must be >= 1")
         _check((self.dim is None) == (self.heads is None), "--dim and --heads go together")
         if self.dim is not None:
-            _check(self.dim > 0 and self.heads > 0 and self.dim % self.heads == 0,
-                   f"--dim {self.dim} must be a positive multiple of --heads {self.heads}")
+            _check(
+                self.dim > 0 and self.heads > 0 and self.dim % self.heads == 0,
+                f"--dim {self.dim} must be a positive multiple of --heads {self.heads}",
+            )
         if self.tokens is not None:
             h, w = self.tokens
-            _check(2 <= h <= MAX_INPUT_SIDE and 2 <= w <= MAX_INPUT_SIDE,
-                   f"--tokens {h}x{w} is out of range: each side must be 2..{MAX_INPUT_SIDE} "
-                   "tokens (SRA reduces the grid by 2)")
-        _check(self.resolution is None or (self.height is None and self.width is None),
-               "give either --resolution or --height/--width, not both")
+            _check(
+                2 <= h <= MAX_INPUT_SIDE and 2 <= w <= MAX_INPUT_SIDE,
+                f"--tokens {h}x{w} is out of range: each side must be 2..{MAX_INPUT_SIDE} "
+                "tokens (SRA reduces the grid by 2)",
+            )
+        _check(
+            self.resolution is None or (self.height is None and self.width is None),
+            "give either --resolution or --height/--width, not both",
+        )
         _check((self.height is None) == (self.width is None), "--height and --width go together")
         _check(self.sweep is None or len(self.sweep) > 0, "--sweep needs at least one resolution")
         # the architecture is known without loading anything unless a checkpoint gives it
@@ -153,9 +163,13 @@ class FlopsRequest:
         if self.checkpoint is None:
             cfg = self._variant_cfg()
             name = self.model or "litv2_s"
-            weights = {"source": "architecture only", "variant": name, "trained": False,
-                       "description": f"{name} architecture, no weights loaded",
-                       "note": NEVER_USES_WEIGHTS}
+            weights = {
+                "source": "architecture only",
+                "variant": name,
+                "trained": False,
+                "description": f"{name} architecture, no weights loaded",
+                "note": NEVER_USES_WEIGHTS,
+            }
             return Architecture(cfg, name, weights)
         loaded = self.weights_request().load("cpu", progress=False)
         weights = {**loaded.provenance.to_dict(), "note": NEVER_USES_WEIGHTS}
@@ -187,46 +201,82 @@ class FlopsResult:
     def results(self) -> dict[str, Any]:
         a0 = self.attention[0]
         out: dict[str, Any] = {
-            "model": self.arch.name, "config": self.arch.cfg.to_dict(), **self.model.to_dict(),
+            "model": self.arch.name,
+            "config": self.arch.cfg.to_dict(),
+            **self.model.to_dict(),
             "attention": {
-                "dim": a0.dim, "heads": a0.num_heads, "tokens": list(a0.grid),
-                "batch_size": a0.batch_size, "dtype": self.request.dtype,
+                "dim": a0.dim,
+                "heads": a0.num_heads,
+                "tokens": list(a0.grid),
+                "batch_size": a0.batch_size,
+                "dtype": self.request.dtype,
                 "convention": FVCORE.to_dict(),
                 "memory": "softmax weights of all heads for batch_size images at dtype bytes",
-                "rows": [a.to_dict() for a in self.attention]}}
+                "rows": [a.to_dict() for a in self.attention],
+            },
+        }
         if self.counted is not None:
             out["counted"] = self.counted.to_dict()
         if self.bench is not None:
             out["benchmark"] = {
                 "protocol": "warm-up until the last 3 runs agree within 10%, then timed runs; "
-                            "median and spread = IQR / median of the run times",
+                "median and spread = IQR / median of the run times",
                 "unstable_above_spread": UNSTABLE_SPREAD,
-                "load_average": self.load_average, "busy": self.busy,
-                "results": [b.to_dict() for b in self.bench]}
+                "load_average": self.load_average,
+                "busy": self.busy,
+                "results": [b.to_dict() for b in self.bench],
+            }
         if self.points is not None:
             out["sweep"] = [p.to_dict() for p in self.points]
         return out
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
-        return RunRecord(command="flops", settings=asdict(self.request), weights=self.arch.weights,
-                         environment=self.environment, results=self.results(),
-                         files=dict(files or {}))
+        return RunRecord(
+            command="flops",
+            settings=asdict(self.request),
+            weights=self.arch.weights,
+            environment=self.environment,
+            results=self.results(),
+            files=dict(files or {}),
+        )
 
 
-def benchmark_cases(request: FlopsRequest, cfg: LITv2Config, name: str, size: tuple[int, int],
-                    layer: tuple[int, int], device: str) -> list[BenchCase]:
+def benchmark_cases(
+    request: FlopsRequest,
+    cfg: LITv2Config,
+    name: str,
+    size: tuple[int, int],
+    layer: tuple[int, int],
+    device: str,
+) -> list[BenchCase]:
     """Each attention type on the compared grid with `layer` = (dim, heads), then the whole
     model, at the input size or at every sweep resolution."""
-    common = dict(batch_size=request.batch_size, device=device, dtype=request.dtype,
-                  threads=request.threads, warmup=request.warmup, repeats=request.repeats)
+    common = dict(
+        batch_size=request.batch_size,
+        device=device,
+        dtype=request.dtype,
+        threads=request.threads,
+        warmup=request.warmup,
+        repeats=request.repeats,
+    )
     cases = []
     for r in request.sweep or (None,):
         height, width = size if r is None else (r, r)
         site = attention_site(cfg, height, width)
         grid = request.tokens if (r is None and request.tokens) else site.grid
-        cases += [BenchCase("attention", kind, *grid, dim=layer[0], num_heads=layer[1],
-                            alpha=cfg.alpha, window_size=site.window_size, **common)
-                  for kind in ATTENTION_TYPES]
+        cases += [
+            BenchCase(
+                "attention",
+                kind,
+                *grid,
+                dim=layer[0],
+                num_heads=layer[1],
+                alpha=cfg.alpha,
+                window_size=site.window_size,
+                **common,
+            )
+            for kind in ATTENTION_TYPES
+        ]
         cases.append(BenchCase("model", name, height, width, cfg=cfg.to_dict(), **common))
     return cases
 
@@ -246,9 +296,13 @@ def _environment(device: Any = None) -> dict[str, Any]:
         return environment(device)
     from hilocli import __version__
 
-    return {"hilo": __version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "computation": "analytic: no model ran, torch not imported"}
+    return {
+        "hilo": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "computation": "analytic: no model ran, torch not imported",
+    }
 
 
 def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) -> FlopsResult:
@@ -264,9 +318,16 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
     site = attention_site(cfg, height, width)
     dim, heads = (request.dim, request.heads) if request.dim else (site.dim, site.num_heads)
     grid = request.tokens or site.grid
-    attn = attention_comparison(dim, heads, *grid, cfg.alpha, site.window_size,
-                                batch_size=request.batch_size, bytes_per_element=nbytes,
-                                qkv_bias=cfg.qkv_bias)
+    attn = attention_comparison(
+        dim,
+        heads,
+        *grid,
+        cfg.alpha,
+        site.window_size,
+        batch_size=request.batch_size,
+        bytes_per_element=nbytes,
+        qkv_bias=cfg.qkv_bias,
+    )
     counted = None
     if request.count:
         from hilocli.flops.counted import count_flops
@@ -279,8 +340,15 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
 
         device = resolve_device(request.device)
         cases = benchmark_cases(request, cfg, arch.name, (height, width), (dim, heads), str(device))
-        tick = None if progress is None else (lambda r: progress(
-            f"benchmarked {r.case.name} {r.case.height}x{r.case.width}: {r.label}"))
+        tick = (
+            None
+            if progress is None
+            else (
+                lambda r: progress(
+                    f"benchmarked {r.case.name} {r.case.height}x{r.case.width}: {r.label}"
+                )
+            )
+        )
         before = _load_average()
         bench = benchmark(cases, tick, isolate=request.isolate)
         load = (before, _load_average())

@@ -22,9 +22,23 @@ if TYPE_CHECKING:
     from hilocli.models.litv2 import HiLo, LITv2, attention_probs
     from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config
 
-__all__ = ["VARIANTS", "HiLo", "HiLoLayerInfo", "LITv2", "LITv2Config", "Preprocess", "Variant",
-           "attention_probs", "create_model", "get_variant", "filter_state_dict", "grid_sizes",
-           "infer_config", "min_input_size", "split_heads"]
+__all__ = [
+    "VARIANTS",
+    "HiLo",
+    "HiLoLayerInfo",
+    "LITv2",
+    "LITv2Config",
+    "Preprocess",
+    "Variant",
+    "attention_probs",
+    "create_model",
+    "get_variant",
+    "filter_state_dict",
+    "grid_sizes",
+    "infer_config",
+    "min_input_size",
+    "split_heads",
+]
 
 _TORCH_NAMES = ("HiLo", "LITv2", "attention_probs")
 _CHECKPOINT_NAMES = ("filter_state_dict", "infer_config")

@@ -77,13 +77,18 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window - 1) ** 2, num_heads))
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
-                                            indexing="ij")).flatten(1)  # (2, w*w)
+            torch.zeros((2 * window - 1) ** 2, num_heads)
+        )
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+        ).flatten(1)  # (2, w*w)
         rel = coords[:, :, None] - coords[:, None, :]  # (2, w*w, w*w)
         rel = rel.permute(1, 2, 0) + (window - 1)  # (w*w, w*w, 2)
-        self.register_buffer("relative_position_index",
-                             rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+        self.register_buffer(
+            "relative_position_index",
+            rel[..., 0] * (2 * window - 1) + rel[..., 1],
+            persistent=False,
+        )
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
@@ -105,8 +110,16 @@ class WindowAttention(nn.Module):
         return out[:, :H, :W].reshape(B, N, C)
 
 
-def build_attention(name: str, dim: int, num_heads: int, alpha: float = 0.9, window_size: int = 2,
-                    sr_ratio: int = 2, local_window: int = 7, qkv_bias: bool = True) -> nn.Module:
+def build_attention(
+    name: str,
+    dim: int,
+    num_heads: int,
+    alpha: float = 0.9,
+    window_size: int = 2,
+    sr_ratio: int = 2,
+    local_window: int = 7,
+    qkv_bias: bool = True,
+) -> nn.Module:
     """One of "MSA", "SRA", "Window", "HiLo" (HiLo is the model's own layer), in eval mode."""
     if name == "MSA":
         m = MSA(dim, num_heads, qkv_bias)

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LITv2Config", "Preprocess", "Variant", "VARIANTS",
-           "get_variant", "split_heads"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LITv2Config",
+    "Preprocess",
+    "Variant",
+    "VARIANTS",
+    "get_variant",
+    "split_heads",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -103,11 +111,15 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.mode not in PREPROCESS_MODES:
-            raise ValueError(f"preprocessing mode must be one of {', '.join(PREPROCESS_MODES)}, "
-                             f"got {self.mode!r}")
+            raise ValueError(
+                f"preprocessing mode must be one of {', '.join(PREPROCESS_MODES)}, "
+                f"got {self.mode!r}"
+            )
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
-                             f"got {self.interpolation!r}")
+            raise ValueError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -118,15 +130,25 @@ class Preprocess:
         return self if crop else replace(self, mode="whole")
 
     def describe(self) -> str:
-        how = {"crop": "shorter side to int(256/224*res), centre crop res x res",
-               "resize": "plain resize to res x res", "whole": "shorter side to res, no crop"}
-        norm = ("ImageNet mean/std" if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD)
-                else f"mean {list(self.mean)}, std {list(self.std)}")
+        how = {
+            "crop": "shorter side to int(256/224*res), centre crop res x res",
+            "resize": "plain resize to res x res",
+            "whole": "shorter side to res, no crop",
+        }
+        norm = (
+            "ImageNet mean/std"
+            if (self.mean, self.std) == (IMAGENET_MEAN, IMAGENET_STD)
+            else f"mean {list(self.mean)}, std {list(self.std)}"
+        )
         return f"{how[self.mode]}, {self.interpolation}, {norm}"
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "interpolation": self.interpolation, "mean": list(self.mean),
-                "std": list(self.std)}
+        return {
+            "mode": self.mode,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,15 +172,30 @@ class Variant:
 def _variants() -> dict[str, Variant]:
     v = {
         "litv2_s": Variant("litv2_s", LITv2Config(**_S), f"{_RELEASE}/v1.0/litv2_s.pth", 82.0),
-        "litv2_m": Variant("litv2_m", LITv2Config(**{**_S, "depths": (2, 2, 18, 2)}),
-                           f"{_RELEASE}/v1.0/litv2_m.pth", 83.3),
+        "litv2_m": Variant(
+            "litv2_m",
+            LITv2Config(**{**_S, "depths": (2, 2, 18, 2)}),
+            f"{_RELEASE}/v1.0/litv2_m.pth",
+            83.3,
+        ),
         "litv2_b": Variant("litv2_b", LITv2Config(**_B), f"{_RELEASE}/v1.0/litv2_b.pth", 83.6),
-        "litv2_b_384": Variant("litv2_b_384", LITv2Config(**_B, img_size=384),
-                               f"{_RELEASE}/v1.0/litv2_b_384.pth", 84.7,
-                               Preprocess(mode="resize")),  # evaluated without the centre crop
+        "litv2_b_384": Variant(
+            "litv2_b_384",
+            LITv2Config(**_B, img_size=384),
+            f"{_RELEASE}/v1.0/litv2_b_384.pth",
+            84.7,
+            Preprocess(mode="resize"),
+        ),  # evaluated without the centre crop
     }
-    alpha_top1 = {0.0: 81.16, 0.2: 81.89, 0.4: 81.81, 0.5: 81.88, 0.7: 81.94, 0.9: 82.03,
-                  1.0: 81.89}
+    alpha_top1 = {
+        0.0: 81.16,
+        0.2: 81.89,
+        0.4: 81.81,
+        0.5: 81.88,
+        0.7: 81.94,
+        0.9: 82.03,
+        1.0: 81.89,
+    }
     for alpha, top1 in alpha_top1.items():
         file = f"alpha_{alpha:g}.pth"  # alpha_0.pth, alpha_0.2.pth, ..., alpha_1.pth
         name = f"litv2_s_alpha{alpha:.1f}"

@@ -66,16 +66,20 @@ def min_input_size(cfg: LITv2Config) -> int:
     return cfg.patch_size * 2 ** (cfg.num_stages - 1)
 
 
-def check_input_size(height: int, width: int, smallest: int = 1,
-                     largest: int = MAX_INPUT_SIDE) -> None:
+def check_input_size(
+    height: int, width: int, smallest: int = 1, largest: int = MAX_INPUT_SIDE
+) -> None:
     """The one check (and wording) for an input size; UsageError when out of range."""
     if not (smallest <= height <= largest and smallest <= width <= largest):
-        raise UsageError(f"input size {height}x{width} px (height x width) is out of range: "
-                         f"each side must be {smallest}..{largest} px for this model")
+        raise UsageError(
+            f"input size {height}x{width} px (height x width) is out of range: "
+            f"each side must be {smallest}..{largest} px for this model"
+        )
 
 
-def pixel_to_token(x: float | Fraction, y: float | Fraction, stage: int, grid: tuple[int, int],
-                   patch_size: int = 4) -> tuple[int, int]:
+def pixel_to_token(
+    x: float | Fraction, y: float | Fraction, stage: int, grid: tuple[int, int], patch_size: int = 4
+) -> tuple[int, int]:
     """Model-input position (x, y) -> (row, col) of the stage token that covers it, exactly.
 
     Arithmetic is rational (a float is taken at its exact binary value), so no position lands one
@@ -117,10 +121,16 @@ class HiLoLayerInfo:
         return f"head {head} Lo-Fi" if self.window_size > 1 else f"head {head} MSA"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "stage": self.stage + 1,
-                "window_size": self.window_size, "num_heads": self.num_heads,
-                "hifi_heads": self.hifi_heads, "lofi_heads": self.lofi_heads,
-                "head_dim": self.head_dim}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "stage": self.stage + 1,
+            "window_size": self.window_size,
+            "num_heads": self.num_heads,
+            "hifi_heads": self.hifi_heads,
+            "lofi_heads": self.lofi_heads,
+            "head_dim": self.head_dim,
+        }
 
 
 @dataclass(frozen=True)
@@ -159,15 +169,25 @@ class LayerGeometry:
         return self.layer.window_size * math.sqrt(2) * self.stride
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.layer.to_dict(), "grid": list(self.grid), "padded_grid": list(self.padded),
-                "pooled_grid": list(self.pooled), "token_stride_px": self.stride,
-                "input_size": list(self.input_size)}
+        return {
+            **self.layer.to_dict(),
+            "grid": list(self.grid),
+            "padded_grid": list(self.padded),
+            "pooled_grid": list(self.pooled),
+            "token_stride_px": self.stride,
+            "input_size": list(self.input_size),
+        }
 
 
-def layer_geometry(layer: HiLoLayerInfo, cfg: LITv2Config,
-                   input_size: tuple[int, int]) -> LayerGeometry:
+def layer_geometry(
+    layer: HiLoLayerInfo, cfg: LITv2Config, input_size: tuple[int, int]
+) -> LayerGeometry:
     """Geometry of `layer` for a model input of `input_size` = (w, h) pixels."""
     w, h = input_size
     grid = grid_sizes(cfg, h, w)[layer.stage]
-    return LayerGeometry(layer=layer, grid=tuple(grid),
-                         stride=token_stride(layer.stage, cfg.patch_size), input_size=(w, h))
+    return LayerGeometry(
+        layer=layer,
+        grid=tuple(grid),
+        stride=token_stride(layer.stage, cfg.patch_size),
+        input_size=(w, h),
+    )

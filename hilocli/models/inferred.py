@@ -35,8 +35,11 @@ class InferredField:
 
     def to_dict(self) -> dict[str, Any]:
         value = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
-        return {"value": list(value) if isinstance(value, tuple) else value,
-                "source": self.source, "ambiguity": self.ambiguity}
+        return {
+            "value": list(value) if isinstance(value, tuple) else value,
+            "source": self.source,
+            "ambiguity": self.ambiguity,
+        }
 
 
 @dataclass(frozen=True)
@@ -85,18 +88,26 @@ def _fmt(x: Fraction | float) -> str:
     return text if "." in text or "e" in text else f"{text}.0"
 
 
-def choose_alpha(interval: tuple[Fraction, Fraction] | None, heads: list[int], lofi: list[int],
-                 config_alpha: float | None) -> InferredField:
+def choose_alpha(
+    interval: tuple[Fraction, Fraction] | None,
+    heads: list[int],
+    lofi: list[int],
+    config_alpha: float | None,
+) -> InferredField:
     """alpha for stages with `heads` heads of which `lofi` are Lo-Fi: the trainer config's value
     when it reproduces the split, else the smallest released alpha that does, else the lower end
     of `interval`; the ambiguity names the whole interval."""
+
     def fits(a: float) -> bool:
         return all(split_heads(n, a, 2)[1] == lo for n, lo in zip(heads, lofi))
 
     if not heads:
-        return InferredField("alpha", 0.9 if config_alpha is None else config_alpha,
-                             "assumption" if config_alpha is None else "checkpoint config",
-                             "no stage has a HiLo window (> 1): alpha has no effect here")
+        return InferredField(
+            "alpha",
+            0.9 if config_alpha is None else config_alpha,
+            "assumption" if config_alpha is None else "checkpoint config",
+            "no stage has a HiLo window (> 1): alpha has no effect here",
+        )
     if interval_contains(interval, config_alpha) and fits(config_alpha):
         return InferredField("alpha", config_alpha, "checkpoint config")
     lo = interval[0]
@@ -106,13 +117,20 @@ def choose_alpha(interval: tuple[Fraction, Fraction] | None, heads: list[int], l
         alpha = float(lo)
         while not fits(alpha) and alpha < 1:
             alpha = math.nextafter(alpha, 2.0)
-    note = None if lo == 1 else (
-        f"alpha in {describe_interval(interval)}: any value gives this head split; "
-        f"{_fmt(alpha)} used"
-        + (" (the smallest released alpha in that range)" if released else ""))
+    note = (
+        None
+        if lo == 1
+        else (
+            f"alpha in {describe_interval(interval)}: any value gives this head split; "
+            f"{_fmt(alpha)} used"
+            + (" (the smallest released alpha in that range)" if released else "")
+        )
+    )
     if config_alpha is not None:
-        note = (f"the checkpoint config's ALPHA {config_alpha:g} does not give this head split; "
-                "ignored" + (f"; {note}" if note else ""))
+        note = (
+            f"the checkpoint config's ALPHA {config_alpha:g} does not give this head split; "
+            "ignored" + (f"; {note}" if note else "")
+        )
     return InferredField("alpha", alpha, "tensors", note)
 
 
@@ -130,8 +148,11 @@ def _get(node: Any, path: str) -> Any:
 
 
 def _ints(value: Any) -> tuple[int, ...] | None:
-    if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         return tuple(value)
     return None
 
@@ -156,11 +177,10 @@ def trainer_config(obj: Any) -> dict[str, Any]:
     crop, interp = _get(cfg, "TEST.CROP"), _get(cfg, "DATA.INTERPOLATION")
     if isinstance(crop, bool) or isinstance(interp, str):
         try:
-            out["preprocess"] = Preprocess(mode="resize" if crop is False else "crop",
-                                           interpolation=interp if isinstance(interp, str)
-                                           else "bicubic")
+            out["preprocess"] = Preprocess(
+                mode="resize" if crop is False else "crop",
+                interpolation=interp if isinstance(interp, str) else "bicubic",
+            )
         except ValueError:
             pass
     return out
-
-

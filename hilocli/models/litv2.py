@@ -1,4 +1,5 @@
-"""LITv2 with HiLo attention, written from the paper and the published facts of the authors' release.
+"""LITv2 with HiLo attention, written from the paper and the published facts of the authors'
+release.
 
 Layout follows timm's model files: small blocks, then the model. The config and the variant
 registry live in `hilocli.models.config`, which needs no torch; what checkpoints say about the
@@ -16,7 +17,7 @@ pattern: a function plus a thin module).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -189,8 +190,14 @@ class HiLo(nn.Module):
     need_weights=True computes attention explicitly with `attention_probs` (else fused SDPA).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 2, alpha: float = 0.9,
-                 qkv_bias: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 2,
+        alpha: float = 0.9,
+        qkv_bias: bool = True,
+    ):
         super().__init__()
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
@@ -285,8 +292,15 @@ class HiLo(nn.Module):
 class Block(nn.Module):
     """x + attn(norm1(x)) (only when the stage has attention), then x + mlp(norm2(x))."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, alpha: float,
-                 mlp_ratio: float, qkv_bias: bool):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        alpha: float,
+        mlp_ratio: float,
+        qkv_bias: bool,
+    ):
         super().__init__()
         if window_size > 0:
             self.norm1 = nn.LayerNorm(dim)
@@ -325,8 +339,12 @@ class LITv2(nn.Module):
         stages = []
         for i in range(cfg.num_stages):
             dim = cfg.stage_dim(i)
-            blocks = [Block(dim, cfg.num_heads[i], cfg.local_ws[i], cfg.alpha, cfg.mlp_ratio,
-                            cfg.qkv_bias) for _ in range(cfg.depths[i])]
+            blocks = [
+                Block(
+                    dim, cfg.num_heads[i], cfg.local_ws[i], cfg.alpha, cfg.mlp_ratio, cfg.qkv_bias
+                )
+                for _ in range(cfg.depths[i])
+            ]
             last = i == cfg.num_stages - 1
             stages.append(Stage(blocks, None if last else DeformTokenMerge(dim, 2 * dim)))
         self.layers = nn.ModuleList(stages)
@@ -360,10 +378,19 @@ class LITv2(nn.Module):
                 if blk.attn is None:
                     continue
                 a = blk.attn
-                out.append(HiLoLayerInfo(
-                    index=len(out), name=f"layers.{i}.blocks.{j}", path=f"layers.{i}.blocks.{j}.attn",
-                    stage=i, window_size=a.window_size, num_heads=a.num_heads,
-                    hifi_heads=a.h_heads, lofi_heads=a.l_heads, head_dim=a.head_dim))
+                out.append(
+                    HiLoLayerInfo(
+                        index=len(out),
+                        name=f"layers.{i}.blocks.{j}",
+                        path=f"layers.{i}.blocks.{j}.attn",
+                        stage=i,
+                        window_size=a.window_size,
+                        num_heads=a.num_heads,
+                        hifi_heads=a.h_heads,
+                        lofi_heads=a.l_heads,
+                        head_dim=a.head_dim,
+                    )
+                )
         return out
 
     def hilo_module(self, layer: int | HiLoLayerInfo) -> HiLo:
@@ -388,8 +415,10 @@ class LITv2(nn.Module):
         """Yields (stage index, tokens before token merging, H, W) for every stage."""
         _, _, h_in, w_in = x.shape
         if min(h_in, w_in) < self.min_input_size():
-            raise ValueError(f"input {h_in}x{w_in} is smaller than the model's minimum "
-                             f"{self.min_input_size()}x{self.min_input_size()}")
+            raise ValueError(
+                f"input {h_in}x{w_in} is smaller than the model's minimum "
+                f"{self.min_input_size()}x{self.min_input_size()}"
+            )
         x, H, W = self.patch_embed(x)  # (B, N, D)
         for i, stage in enumerate(self.layers):
             for blk in stage.blocks:
@@ -413,9 +442,8 @@ class LITv2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Final tokens (B, N, 8D) after the final norm (if any)."""
-        for _, x_i, _, _ in self._stages(x):
-            pass
-        return self.norm(x_i) if self.norm is not None else x_i
+        *_, (_, x_last, _, _) = self._stages(x)  # run every stage, keep the last tokens
+        return self.norm(x_last) if self.norm is not None else x_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_features(x).mean(dim=1)  # (B, 8D)

@@ -52,11 +52,14 @@ class BranchSpectrum:
 
     def to_dict(self, maps: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "branch": self.branch, "channels": self.channels, "n_images": self.n_images,
+            "branch": self.branch,
+            "channels": self.channels,
+            "n_images": self.n_images,
             "per_image": {k: v.tolist() for k, v in self.per_image.items()},
             "median": {k: float(np.median(v)) for k, v in self.per_image.items()},
             "mean": {k: float(np.mean(v)) for k, v in self.per_image.items()},
-            "grid": list(self.grid), "map_images": self.map_images,
+            "grid": list(self.grid),
+            "map_images": self.map_images,
             "radial_freq": self.radial_freq.tolist(),
             "radial_power": self.radial_power.tolist(),
             "radial_power_rel": self.radial_power_rel.tolist(),
@@ -66,9 +69,12 @@ class BranchSpectrum:
             "paper_channels": self.paper_channels,
         }
         if maps:
-            out.update(freq_y=self.freq_y.tolist(), freq_x=self.freq_x.tolist(),
-                       log_amplitude=self.log_amplitude.tolist(),
-                       paper_maps=self.paper_maps.tolist())
+            out.update(
+                freq_y=self.freq_y.tolist(),
+                freq_x=self.freq_x.tolist(),
+                log_amplitude=self.log_amplitude.tolist(),
+                paper_maps=self.paper_maps.tolist(),
+            )
         return out
 
 
@@ -134,7 +140,7 @@ class BranchAccumulator:
         raw_log = torch.log(raw_amp + EPS)  # (B, C, H, W)
         sums.add("raw_log_amp", raw_log.mean(1).sum(0))
         chans = paper_channel_range(C, self.settings.paper_channels)
-        sums.add("paper", raw_log[:, chans[0]:chans[-1] + 1].sum(0))  # (k, H, W)
+        sums.add("paper", raw_log[:, chans[0] : chans[-1] + 1].sum(0))  # (k, H, W)
         sums.count += B
 
     def finish(self) -> BranchSpectrum:
@@ -152,8 +158,12 @@ class BranchAccumulator:
         rows, cols = ax.diag
         diag = raw_log[rows.cpu(), cols.cpu()]  # (K,)
         return BranchSpectrum(
-            branch=self.branch, channels=int(self.channels), n_images=len(per_image["centroid"]),
-            per_image=per_image, grid=(H, W), map_images=n,
+            branch=self.branch,
+            channels=int(self.channels),
+            n_images=len(per_image["centroid"]),
+            per_image=per_image,
+            grid=(H, W),
+            map_images=n,
             freq_y=torch.fft.fftshift(ax.fy).double().cpu().numpy(),
             freq_x=torch.fft.fftshift(ax.fx).double().cpu().numpy(),
             log_amplitude=centred(s.log_amp),

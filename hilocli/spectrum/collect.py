@@ -35,9 +35,14 @@ class LayerSpectra:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.layer.to_dict(), "grid": list(self.grid), "comparable": self.comparable,
-                "branches": {b: (None if self.branch(b) is None else self.branch(b).to_dict())
-                             for b in BRANCHES}}
+        return {
+            **self.layer.to_dict(),
+            "grid": list(self.grid),
+            "comparable": self.comparable,
+            "branches": {
+                b: (None if self.branch(b) is None else self.branch(b).to_dict()) for b in BRANCHES
+            },
+        }
 
 
 class SpectrumCollector:
@@ -59,8 +64,10 @@ class SpectrumCollector:
                 raise ValueError(f"layer index {i} out of range 0..{len(infos) - 1}")
         self.model = model
         self.layers: list[HiLoLayerInfo] = [infos[i] for i in layers]
-        self.accs = {info.index: {b: BranchAccumulator(b, settings, info.window_size)
-                                  for b in BRANCHES} for info in self.layers}
+        self.accs = {
+            info.index: {b: BranchAccumulator(b, settings, info.window_size) for b in BRANCHES}
+            for info in self.layers
+        }
         self.images = 0
         self._stack = ExitStack()
         self._cap = None
@@ -70,7 +77,8 @@ class SpectrumCollector:
 
         indices = [info.index for info in self.layers]
         self._cap = self._stack.enter_context(
-            capture(self.model, indices, attn=False, keep_on_device=True))
+            capture(self.model, indices, attn=False, keep_on_device=True)
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -89,8 +97,9 @@ class SpectrumCollector:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
                         continue
-                    check_finite(maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} "
-                                       f"({info.name})")
+                    check_finite(
+                        maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
+                    )
                     self.accs[info.index][b].add(maps)  # (B, H, W, C_branch)
         self.images += x.shape[0]
         return out
@@ -101,8 +110,15 @@ class SpectrumCollector:
         out = []
         for info in self.layers:
             done = {b: (a.finish() if a.sums else None) for b, a in self.accs[info.index].items()}
-            out.append(LayerSpectra(layer=info, grid=done["control"].grid, hifi=done["hifi"],
-                                    lofi=done["lofi"], control=done["control"]))
+            out.append(
+                LayerSpectra(
+                    layer=info,
+                    grid=done["control"].grid,
+                    hifi=done["hifi"],
+                    lofi=done["lofi"],
+                    control=done["control"],
+                )
+            )
         return out
 
 
@@ -118,14 +134,15 @@ class Chunk:
         return sum(map(len, self.groups)) + len(self.skipped)
 
 
-def decode_chunks(paths: Sequence[Path], resolution: int, crop: bool,
-                  batch_size: int) -> Iterator[Chunk]:
+def decode_chunks(
+    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int
+) -> Iterator[Chunk]:
     """Decode `paths` batch_size at a time; with --no-crop sizes differ, so each chunk's images are
     grouped by size. Unreadable files are in `skipped` with the reason."""
     from hilocli.images import load_many
 
     for start in range(0, len(paths), batch_size):
-        prepared, skipped = load_many(list(paths[start:start + batch_size]), resolution, crop)
+        prepared, skipped = load_many(list(paths[start : start + batch_size]), resolution, crop)
         by_size: dict[tuple[int, ...], list] = {}
         for p in prepared:
             by_size.setdefault(tuple(p.tensor.shape), []).append(p)

@@ -44,7 +44,7 @@ def montage(images: Sequence[Any], max_images: int = 16, tile: int = 96) -> np.n
         r, c = divmod(i, cols)
         y0 = r * tile + (tile - arr.shape[0]) // 2
         x0 = c * tile + (tile - arr.shape[1]) // 2
-        canvas[y0:y0 + arr.shape[0], x0:x0 + arr.shape[1]] = arr
+        canvas[y0 : y0 + arr.shape[0], x0 : x0 + arr.shape[1]] = arr
     return canvas
 
 
@@ -63,8 +63,15 @@ def _show_log_amplitude(ax, spec: BranchSpectrum, title: str) -> np.ndarray:
     finite = shown[np.isfinite(shown)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")  # grey: DC, removed
-    im = ax.imshow(shown, extent=_extent(spec), origin="lower", cmap=cmap, vmin=vmin,
-                   vmax=vmax, interpolation="nearest")  # fy grows upwards
+    im = ax.imshow(
+        shown,
+        extent=_extent(spec),
+        origin="lower",
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+    )  # fy grows upwards
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("fx (cycles/token)", fontsize=7)
     ax.set_ylabel("fy", fontsize=7)
@@ -81,9 +88,11 @@ def short_name(layer: HiLoLayerInfo) -> str:
 
 def figure_title(result: SpectrumResult) -> str:
     r = result.request
-    return (f"{result.model_name}: {result.weights.describe()}\n{len(result.inputs.analysed)} "
-            f"images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
-            f"{r.cutoff:g} cycles/token{'; Hann window' if r.hann else ''}")
+    return (
+        f"{result.model_name}: {result.weights.describe()}\n{len(result.inputs.analysed)} "
+        f"images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
+        f"{r.cutoff:g} cycles/token{'; Hann window' if r.hann else ''}"
+    )
 
 
 def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
@@ -99,8 +108,16 @@ def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     top_in = title_in + (0.75 if rotate else 0.3)  # verdict words above the top panels
     height = row_in * (n + 1) + top_in
     fig = Figure(figsize=(16, height))  # fixed spacing: a layout engine doubles draw time
-    grid = fig.add_gridspec(n + 1, 4, left=0.05, right=0.98, bottom=0.5 / height,
-                            top=1 - top_in / height, hspace=0.45, wspace=0.3)
+    grid = fig.add_gridspec(
+        n + 1,
+        4,
+        left=0.05,
+        right=0.98,
+        bottom=0.5 / height,
+        top=1 - top_in / height,
+        hspace=0.45,
+        wspace=0.3,
+    )
     data: dict[str, Any] = {"layers": {}, "hf_fraction": {}}
 
     ax_img = fig.add_subplot(grid[0, 0])
@@ -122,11 +139,19 @@ def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
             spec = spectra.branch(b)
             if spec is None:
                 ax.axis("off")
-                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch\n(window {info.window_size})",
-                        ha="center", va="center", fontsize=9, transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"no {BRANCH_LABELS[b]} branch\n(window {info.window_size})",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    transform=ax.transAxes,
+                )
                 continue
             entry[f"{b}_log_amplitude"] = _show_log_amplitude(
-                ax, spec, f"[{info.index}] {info.name}: {BRANCH_LABELS[b]} log|F|")
+                ax, spec, f"[{info.index}] {info.name}: {BRANCH_LABELS[b]} log|F|"
+            )
         ax = fig.add_subplot(grid[row, 3])
         entry["radial"] = _radial_panel(ax, spectra, result.request.cutoff)
         data["layers"][info.index] = entry
@@ -158,8 +183,13 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
     return plotted
 
 
-def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdict],
-              random_layers: Sequence[LayerSpectra] | None, rotate: bool) -> dict[str, Any]:
+def _hf_panel(
+    ax,
+    layers: Sequence[LayerSpectra],
+    verdicts: Sequence[LayerVerdict],
+    random_layers: Sequence[LayerSpectra] | None,
+    rotate: bool,
+) -> dict[str, Any]:
     plotted: dict[str, Any] = {"layer": [s.layer.index for s in layers]}
     xs = np.arange(len(layers), dtype=float)
     offsets = {"hifi": -0.2, "lofi": 0.0, "control": 0.2}
@@ -173,8 +203,15 @@ def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdic
             q1, q2, q3 = np.percentile(v, [25, 50, 75])
             med.append(q2), lo.append(q2 - q1), hi.append(q3 - q2), pos.append(x + off)
         if med:
-            ax.errorbar(pos, med, yerr=[lo, hi], fmt="o", color=COLORS[b], capsize=3,
-                        label=f"{BRANCH_LABELS[b]} (median, IQR)")
+            ax.errorbar(
+                pos,
+                med,
+                yerr=[lo, hi],
+                fmt="o",
+                color=COLORS[b],
+                capsize=3,
+                label=f"{BRANCH_LABELS[b]} (median, IQR)",
+            )
         plotted[b] = {"x": pos, "median": med}
     if random_layers:
         for b in ("hifi", "lofi"):
@@ -185,16 +222,30 @@ def _hf_panel(ax, layers: Sequence[LayerSpectra], verdicts: Sequence[LayerVerdic
                     pos.append(x + offsets[b])
                     med.append(float(np.median(spec.per_image[VERDICT_METRIC])))
             if med:
-                ax.plot(pos, med, "D", mfc="none", color=COLORS[b], ms=7,
-                        label=f"{BRANCH_LABELS[b]}, random init")
+                ax.plot(
+                    pos,
+                    med,
+                    "D",
+                    mfc="none",
+                    color=COLORS[b],
+                    ms=7,
+                    label=f"{BRANCH_LABELS[b]}, random init",
+                )
             plotted[f"random_{b}"] = {"x": pos, "median": med}
     by_index = {v.layer.index: v for v in verdicts}
     for x, spectra in zip(xs, layers):
         v = by_index.get(spectra.layer.index)
         if v is not None:
-            ax.annotate(v.verdict, (x, 1.0), xycoords=("data", "axes fraction"),
-                        ha="left" if rotate else "center", va="bottom", fontsize=7,
-                        rotation=30 if rotate else 0, rotation_mode="anchor")
+            ax.annotate(
+                v.verdict,
+                (x, 1.0),
+                xycoords=("data", "axes fraction"),
+                ha="left" if rotate else "center",
+                va="bottom",
+                fontsize=7,
+                rotation=30 if rotate else 0,
+                rotation_mode="anchor",
+            )
     ax.set_xticks(xs, [f"{s.layer.index}\n{short_name(s.layer)}" for s in layers], fontsize=7)
     ax.set_xlabel("layer (index, stage.block)", fontsize=7)
     ax.set_ylabel("hf fraction (window grid excluded)", fontsize=8)
@@ -211,8 +262,16 @@ def paper_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     cols = max(len(s.branch(b).paper_channels) for s, b in rows)
     width, height = 1.6 * cols + 1.0, 1.7 * len(rows) + 0.8  # inches; fixed margins below
     fig = Figure(figsize=(width, height))
-    grid = fig.add_gridspec(len(rows), cols, left=0.8 / width, right=1 - 0.1 / width,
-                            bottom=0.1 / height, top=1 - 0.8 / height, wspace=0.1, hspace=0.25)
+    grid = fig.add_gridspec(
+        len(rows),
+        cols,
+        left=0.8 / width,
+        right=1 - 0.1 / width,
+        bottom=0.1 / height,
+        top=1 - 0.8 / height,
+        wspace=0.1,
+        hspace=0.25,
+    )
     data: dict[str, Any] = {}
     for r, (spectra, b) in enumerate(rows):
         spec, index = spectra.branch(b), spectra.layer.index
@@ -228,8 +287,12 @@ def paper_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
             if c == 0:
                 ax.set_ylabel(f"[{index}] {BRANCH_LABELS[b]}", fontsize=7)
         data[f"{index}/{b}"] = {"channels": spec.paper_channels, "maps": maps}
-    fig.suptitle(f"{result.model_name}: {result.weights.describe()}\ncentred log|F| of "
-                 f"{result.settings.paper_channels} channels per branch, mean over images (the "
-                 "authors' figure)\nlighter = larger, centre = low frequency", fontsize=9,
-                 y=1 - 0.1 / height, va="top")
+    fig.suptitle(
+        f"{result.model_name}: {result.weights.describe()}\ncentred log|F| of "
+        f"{result.settings.paper_channels} channels per branch, mean over images (the "
+        "authors' figure)\nlighter = larger, centre = low frequency",
+        fontsize=9,
+        y=1 - 0.1 / height,
+        va="top",
+    )
     return fig, data

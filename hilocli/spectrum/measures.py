@@ -39,8 +39,13 @@ EPS = 1e-6  # log(|F| + EPS): absolute guard against log(0)
 ZERO_ENERGY = 1e-10  # non-DC power below this share of the map's total energy counts as none
 BRANCHES = ("hifi", "lofi", "control")
 BRANCH_LABELS = {"hifi": "Hi-Fi", "lofi": "Lo-Fi", "control": "control (norm1 input)"}
-PER_IMAGE_FIELDS = ("hf_fraction", "hf_fraction_excl_grid", "grid_fraction", "centroid",
-                    "total_power")
+PER_IMAGE_FIELDS = (
+    "hf_fraction",
+    "hf_fraction_excl_grid",
+    "grid_fraction",
+    "centroid",
+    "total_power",
+)
 VERDICT_METRIC = "hf_fraction_excl_grid"
 
 
@@ -54,8 +59,10 @@ class SpectrumSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cutoff < 0.5:
-            raise UsageError(f"--cutoff must lie strictly between 0 and 0.5 cycles per token "
-                             f"(Nyquist), got {self.cutoff}")
+            raise UsageError(
+                f"--cutoff must lie strictly between 0 and 0.5 cycles per token "
+                f"(Nyquist), got {self.cutoff}"
+            )
         if not 0.0 < self.significance < 1.0:
             raise UsageError(f"significance must lie in (0, 1), got {self.significance}")
         if self.margin < 0:
@@ -64,9 +71,15 @@ class SpectrumSettings:
             raise UsageError("paper_channels must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cutoff": self.cutoff, "hann": self.hann, "significance": self.significance,
-                "margin": self.margin, "paper_channels": self.paper_channels,
-                "eps": EPS, "frequency_unit": "cycles per token"}
+        return {
+            "cutoff": self.cutoff,
+            "hann": self.hann,
+            "significance": self.significance,
+            "margin": self.margin,
+            "paper_channels": self.paper_channels,
+            "eps": EPS,
+            "frequency_unit": "cycles per token",
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,8 +125,13 @@ def axis_grid_marks(n: int, window_size: int) -> torch.Tensor:
     return marks
 
 
-def frequency_axes(height: int, width: int, cutoff: float = 0.25, window_size: int | None = None,
-                   device: torch.device | str = "cpu") -> FrequencyAxes:
+def frequency_axes(
+    height: int,
+    width: int,
+    cutoff: float = 0.25,
+    window_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> FrequencyAxes:
     """Frequency geometry of an H x W map; correct for even and odd sizes and non-square maps."""
     if height < 1 or width < 1:
         raise ValueError(f"map must be at least 1 x 1, got {height} x {width}")
@@ -128,8 +146,10 @@ def frequency_axes(height: int, width: int, cutoff: float = 0.25, window_size: i
     onehot[index.flatten(), torch.arange(height * width)] = 1.0
     counts = onehot.sum(1, keepdim=True)
     weights = onehot / counts.clamp(min=1.0)  # (nbins, H*W); empty bins stay 0
-    grid = axis_grid_marks(height, window_size or 1)[:, None] | \
-        axis_grid_marks(width, window_size or 1)[None, :]  # (H, W)
+    grid = (
+        axis_grid_marks(height, window_size or 1)[:, None]
+        | axis_grid_marks(width, window_size or 1)[None, :]
+    )  # (H, W)
     # Park & Kim's diagonal: k = 0 .. floor(L/2) on the shorter axis L; on the longer axis the
     # nearest sample of the same frequency (exact when the map is square)
     short = min(height, width)
@@ -139,11 +159,19 @@ def frequency_axes(height: int, width: int, cutoff: float = 0.25, window_size: i
     cols = torch.round(diag_freq * width).long()
     f32 = torch.float32
     return FrequencyAxes(
-        height=height, width=width, fy=fy.to(device, f32), fx=fx.to(device, f32),
-        radius=radius.to(device, f32), dc=dc.to(device), high=(radius > cutoff).to(device),
-        grid=grid.to(device), bin_index=index.to(device), bin_weights=weights.to(device, f32),
+        height=height,
+        width=width,
+        fy=fy.to(device, f32),
+        fx=fx.to(device, f32),
+        radius=radius.to(device, f32),
+        dc=dc.to(device),
+        high=(radius > cutoff).to(device),
+        grid=grid.to(device),
+        bin_index=index.to(device),
+        bin_weights=weights.to(device, f32),
         bin_centers=(torch.arange(nbins, dtype=torch.float64) / length).to(device, f32),
-        diag=(rows.to(device), cols.to(device)), diag_freq=diag_freq.to(device, f32),
+        diag=(rows.to(device), cols.to(device)),
+        diag_freq=diag_freq.to(device, f32),
     )
 
 
@@ -157,6 +185,7 @@ def hann_window(height: int, width: int, device=None, dtype=torch.float32) -> to
 
     Unlike torch.hann_window it zeroes no row or column, which matters on 7 x 7 or 14 x 14 grids.
     """
+
     def one(n: int) -> torch.Tensor:
         k = torch.arange(n, device=device, dtype=torch.float64)
         return torch.sin(math.pi * (k + 0.5) / n) ** 2  # (n,)
@@ -182,8 +211,9 @@ def safe_ratio(num: torch.Tensor, den: torch.Tensor, floor: torch.Tensor) -> tor
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def image_summaries(mean_power: torch.Tensor, energy: torch.Tensor,
-                    axes: FrequencyAxes) -> dict[str, torch.Tensor]:
+def image_summaries(
+    mean_power: torch.Tensor, energy: torch.Tensor, axes: FrequencyAxes
+) -> dict[str, torch.Tensor]:
     """Per-image scalars from channel-averaged power (B, H, W); each value (B,).
 
     `energy` (B,) is the total power of the map before mean removal (sum |F|^2 over all

@@ -14,11 +14,24 @@ from hilocli.spectrum.run import SpectrumResult
 from hilocli.spectrum.stats import LayerVerdict
 from hilocli.terminal import num, say, table
 
-CAPTION = ("hf: median hf fraction (window grid excluded) of Hi-Fi, Lo-Fi and the control "
-           "(norm1 input); Δ: median paired difference Hi-Lo; Hi>Lo: share of images; p: "
-           "Wilcoxon, Holm-adjusted; grid: Hi-Fi power share at the window-grid frequencies")
-COLUMNS = ("layer", "module", "grid", "hf Hi", "hf Lo", "hf in", "Δ", "Hi>Lo", "p", "grid",
-           "verdict")
+CAPTION = (
+    "hf: median hf fraction (window grid excluded) of Hi-Fi, Lo-Fi and the control "
+    "(norm1 input); Δ: median paired difference Hi-Lo; Hi>Lo: share of images; p: "
+    "Wilcoxon, Holm-adjusted; grid: Hi-Fi power share at the window-grid frequencies"
+)
+COLUMNS = (
+    "layer",
+    "module",
+    "grid",
+    "hf Hi",
+    "hf Lo",
+    "hf in",
+    "Δ",
+    "Hi>Lo",
+    "p",
+    "grid",
+    "verdict",
+)
 
 
 def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
@@ -55,13 +68,21 @@ def layer_table(title: str, layers: list[LayerSpectra], verdicts: list[LayerVerd
     for spectra, v in zip(layers, verdicts):
         med = {b: _median(spectra, b) for b in BRANCHES}
         c = v.hifi_vs_lofi
-        rows.append((spectra.layer.index, short_name(spectra.layer),
-                     f"{spectra.grid[0]}x{spectra.grid[1]}", num(med["hifi"], ".2f"),
-                     num(med["lofi"], ".2f"), num(med["control"], ".2f"),
-                     num(None if c is None else c.median_difference, "+.2f"),
-                     "-" if c is None else f"{c.share_a_greater:.0%}",
-                     num(None if c is None else c.p_adjusted, ".2g"),
-                     num(_median(spectra, "hifi", "grid_fraction"), ".2f"), v.verdict))
+        rows.append(
+            (
+                spectra.layer.index,
+                short_name(spectra.layer),
+                f"{spectra.grid[0]}x{spectra.grid[1]}",
+                num(med["hifi"], ".2f"),
+                num(med["lofi"], ".2f"),
+                num(med["control"], ".2f"),
+                num(None if c is None else c.median_difference, "+.2f"),
+                "-" if c is None else f"{c.share_a_greater:.0%}",
+                num(None if c is None else c.p_adjusted, ".2g"),
+                num(_median(spectra, "hifi", "grid_fraction"), ".2f"),
+                v.verdict,
+            )
+        )
     return table(title, COLUMNS, rows, caption=CAPTION, left=("verdict",))
 
 
@@ -78,15 +99,25 @@ def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
         for d in inputs.duplicates:
             say(con, f"  {d['path']} = {d['same_as']}")
     n = len(inputs.analysed)
-    con.print(layer_table(f"hf fraction above {result.request.cutoff:g} cycles/token (window "
-                          f"grid excluded), median over {n} images", result.layers,
-                          result.verdicts))
+    con.print(
+        layer_table(
+            f"hf fraction above {result.request.cutoff:g} cycles/token (window "
+            f"grid excluded), median over {n} images",
+            result.layers,
+            result.verdicts,
+        )
+    )
     for v in result.verdicts:
         if not v.comparable:
             say(con, f"layer {v.layer.index} ({v.layer.name}): {v.reason}")
     if result.control is not None:
-        con.print(layer_table(f"random init, seed {result.request.seed} (the architecture's "
-                              "prior)", result.control.layers, result.control.verdicts))
+        con.print(
+            layer_table(
+                f"random init, seed {result.request.seed} (the architecture's prior)",
+                result.control.layers,
+                result.control.verdicts,
+            )
+        )
         say(con, result.control.verdict)
     say(con, f"wrote {', '.join(record.files.values())}")
     say(con, result.verdict)

@@ -68,16 +68,23 @@ class SpectrumRequest:
         if self.mode not in MODES:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.control not in CONTROLS:
-            raise UsageError(f"--control must be one of {', '.join(CONTROLS)}, "
-                             f"got {self.control!r}")
+            raise UsageError(
+                f"--control must be one of {', '.join(CONTROLS)}, got {self.control!r}"
+            )
         self.settings()  # --cutoff
         self.weights.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"resolution": self.resolution, "crop": self.crop, "batch_size": self.batch_size,
-                "limit": self.limit, "mode": self.mode, "control": self.control,
-                "seed": self.seed}
+        return {
+            "resolution": self.resolution,
+            "crop": self.crop,
+            "batch_size": self.batch_size,
+            "limit": self.limit,
+            "mode": self.mode,
+            "control": self.control,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -90,10 +97,12 @@ class ControlResult:
     verdict: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": self.weights.to_dict(),
-                "note": "random weights: these numbers concern the architecture, not a trained "
-                        "model",
-                "layers": layer_results(self.layers, self.verdicts), "verdict": self.verdict}
+        return {
+            "weights": self.weights.to_dict(),
+            "note": "random weights: these numbers concern the architecture, not a trained model",
+            "layers": layer_results(self.layers, self.verdicts),
+            "verdict": self.verdict,
+        }
 
 
 @dataclass
@@ -113,17 +122,31 @@ class SpectrumResult:
     control: ControlResult | None = None
 
     def settings_dict(self) -> dict[str, Any]:
-        return {**self.settings.to_dict(), **self.request.to_dict(),
-                "layers": [s.layer.index for s in self.layers], "resolution": self.resolution,
-                "verdict_metric": VERDICT_METRIC, "device": self.device}
+        return {
+            **self.settings.to_dict(),
+            **self.request.to_dict(),
+            "layers": [s.layer.index for s in self.layers],
+            "resolution": self.resolution,
+            "verdict_metric": VERDICT_METRIC,
+            "device": self.device,
+        }
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
-        results = {"model": self.model_name, "layers": layer_results(self.layers, self.verdicts),
-                   "verdict": self.verdict,
-                   "random_control": None if self.control is None else self.control.to_dict()}
-        return RunRecord(command="spectrum", settings=self.settings_dict(),
-                         weights=self.weights.to_dict(), environment=self.environment,
-                         results=results, inputs=self.inputs, files=dict(files or {}))
+        results = {
+            "model": self.model_name,
+            "layers": layer_results(self.layers, self.verdicts),
+            "verdict": self.verdict,
+            "random_control": None if self.control is None else self.control.to_dict(),
+        }
+        return RunRecord(
+            command="spectrum",
+            settings=self.settings_dict(),
+            weights=self.weights.to_dict(),
+            environment=self.environment,
+            results=results,
+            inputs=self.inputs,
+            files=dict(files or {}),
+        )
 
 
 def layer_results(layers: list[LayerSpectra], verdicts: list[LayerVerdict]) -> list[dict]:
@@ -140,9 +163,11 @@ def choose_layers(model, spec: str | None) -> list[int]:
         return parse_layers(spec, len(infos))
     layers = [info.index for info in infos if info.has_both]
     if not layers:
-        raise UsageError("this model has no HiLo layer with both a Hi-Fi and a Lo-Fi branch "
-                         "(alpha 0 or 1, or window size 1 everywhere); pass --layer to measure "
-                         "the branches it has")
+        raise UsageError(
+            "this model has no HiLo layer with both a Hi-Fi and a Lo-Fi branch "
+            "(alpha 0 or 1, or window size 1 everywhere); pass --layer to measure "
+            "the branches it has"
+        )
     return layers
 
 
@@ -170,9 +195,17 @@ class Measured:
     shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
 
 
-def measure(models: list[Any], layers: list[int], settings: SpectrumSettings,
-            paths: list[Path], resolution: int, crop: bool, batch_size: int, device: Any,
-            progress: Progress | None = None) -> Measured:
+def measure(
+    models: list[Any],
+    layers: list[int],
+    settings: SpectrumSettings,
+    paths: list[Path],
+    resolution: int,
+    crop: bool,
+    batch_size: int,
+    device: Any,
+    progress: Progress | None = None,
+) -> Measured:
     """Decode `paths` batch by batch and feed every batch to each model's collector."""
     import torch
 
@@ -191,13 +224,14 @@ def measure(models: list[Any], layers: list[int], settings: SpectrumSettings,
                 for col in cols:
                     col.add_batch(x)
                 analysed += [str(p.path) for p in group]
-                shown += [p.display for p in group][:MAX_SHOWN - len(shown)]
+                shown += [p.display for p in group][: MAX_SHOWN - len(shown)]
             done += chunk.files
             if progress is not None:
                 progress(done, len(paths))
     if not analysed:
-        raise HiloError(f"none of the {len(paths)} files could be read as an image "
-                        f"(first: {skipped[0][1]})")
+        raise HiloError(
+            f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
+        )
     return Measured([col.finish() for col in cols], analysed, skipped, shown)
 
 
@@ -211,7 +245,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     request.validate()
     settings = request.settings()
     found = collect_inputs(request.inputs, exclude=(request.out,) if request.out else ())
-    paths = found.files[:request.limit]
+    paths = found.files[: request.limit]
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     device = resolve_device(request.device)
@@ -221,22 +255,46 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     layers = choose_layers(loaded.model, request.layers)
     twin = random_twin(loaded, request.seed, device) if request.control == "random" else None
     models = [m.model for m in (loaded, twin) if m is not None]
-    done = measure(models, layers, settings, paths, resolution, request.crop,
-                   request.batch_size, device, progress)
+    done = measure(
+        models,
+        layers,
+        settings,
+        paths,
+        resolution,
+        request.crop,
+        request.batch_size,
+        device,
+        progress,
+    )
 
     verdicts = judge(done.spectra[0], settings)
     verdict = summary_line(verdicts, loaded.provenance.trained, loaded.provenance.describe())
     control = None
     if twin is not None:
         twin_verdicts = judge(done.spectra[1], settings)
-        control = ControlResult(twin.provenance, done.spectra[1], twin_verdicts,
-                                summary_line(twin_verdicts, False, twin.provenance.describe()))
+        control = ControlResult(
+            twin.provenance,
+            done.spectra[1],
+            twin_verdicts,
+            summary_line(twin_verdicts, False, twin.provenance.describe()),
+        )
     inputs = InputsRecord(
         analysed=done.analysed,
         skipped=[{"path": str(p), "reason": r} for p, r in [*found.skipped, *done.skipped]],
-        duplicates=[{"path": str(p), "same_as": str(q)} for p, q in found.duplicates])
-    return SpectrumResult(request=request, settings=settings, model_name=loaded.name,
-                          weights=loaded.provenance, resolution=resolution, device=str(device),
-                          layers=done.spectra[0], verdicts=verdicts, verdict=verdict,
-                          inputs=inputs, environment=environment(device), shown=done.shown,
-                          control=control)
+        duplicates=[{"path": str(p), "same_as": str(q)} for p, q in found.duplicates],
+    )
+    return SpectrumResult(
+        request=request,
+        settings=settings,
+        model_name=loaded.name,
+        weights=loaded.provenance,
+        resolution=resolution,
+        device=str(device),
+        layers=done.spectra[0],
+        verdicts=verdicts,
+        verdict=verdict,
+        inputs=inputs,
+        environment=environment(device),
+        shown=done.shown,
+        control=control,
+    )

@@ -50,8 +50,13 @@ def rank_biserial(differences: np.ndarray) -> float | None:
     return float((plus - minus) / (plus + minus))
 
 
-def compare_paired(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("a", "b"),
-                   level: float = 0.05, margin: float = 0.05) -> Comparison:
+def compare_paired(
+    a: np.ndarray,
+    b: np.ndarray,
+    names: tuple[str, str] = ("a", "b"),
+    level: float = 0.05,
+    margin: float = 0.05,
+) -> Comparison:
     """Paired comparison of a and b over images, with a direction.
 
     n >= 2: two-sided Wilcoxon signed-rank test (scipy; zero differences dropped), direction is the
@@ -66,21 +71,40 @@ def compare_paired(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("a", 
         raise ValueError(f"need two equal-length non-empty vectors, got {a.shape} and {b.shape}")
     d = a - b
     n = int(d.size)
-    common = dict(a=names[0], b=names[1], n=n, median_a=float(np.median(a)),
-                  median_b=float(np.median(b)), median_difference=float(np.median(d)),
-                  mean_difference=float(d.mean()), share_a_greater=float(np.mean(d > 0)))
+    common = dict(
+        a=names[0],
+        b=names[1],
+        n=n,
+        median_a=float(np.median(a)),
+        median_b=float(np.median(b)),
+        median_difference=float(np.median(d)),
+        mean_difference=float(d.mean()),
+        share_a_greater=float(np.mean(d > 0)),
+    )
     if n == 1:
         direction = int(np.sign(d[0])) if abs(d[0]) >= margin else 0
-        return Comparison(**common, test="none (1 image)", statistic=None, p_value=None,
-                          rank_biserial=rank_biserial(d), direction=direction)
+        return Comparison(
+            **common,
+            test="none (1 image)",
+            statistic=None,
+            p_value=None,
+            rank_biserial=rank_biserial(d),
+            direction=direction,
+        )
     effect = rank_biserial(d)
     if effect is None:  # every difference is zero
         stat, p = 0.0, 1.0
     else:
         res = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
         stat, p = float(res.statistic), float(res.pvalue)
-    out = Comparison(**common, test="wilcoxon signed-rank (two-sided)", statistic=stat,
-                     p_value=p, rank_biserial=effect, p_adjusted=p)
+    out = Comparison(
+        **common,
+        test="wilcoxon signed-rank (two-sided)",
+        statistic=stat,
+        p_value=p,
+        rank_biserial=effect,
+        p_adjusted=p,
+    )
     out.direction = _direction(out, level)
     return out
 
@@ -127,8 +151,9 @@ class LayerVerdict:
         return {"index": self.layer.index, **out}
 
 
-def judge(layers: Sequence[LayerSpectra], settings: SpectrumSettings,
-          metric: str = VERDICT_METRIC) -> list[LayerVerdict]:
+def judge(
+    layers: Sequence[LayerSpectra], settings: SpectrumSettings, metric: str = VERDICT_METRIC
+) -> list[LayerVerdict]:
     """Per layer: does Hi-Fi hold more high-frequency energy than Lo-Fi?
 
     With several layers the paired tests' p-values are Holm-adjusted over the comparable layers
@@ -140,27 +165,43 @@ def judge(layers: Sequence[LayerSpectra], settings: SpectrumSettings,
         ctrl = layer.control.per_image
         hi_ctrl = lo_ctrl = None
         if layer.hifi is not None:
-            hi_ctrl = compare_paired(layer.hifi.per_image[metric], ctrl[metric],
-                                     ("hifi", "control"), a, m)
+            hi_ctrl = compare_paired(
+                layer.hifi.per_image[metric], ctrl[metric], ("hifi", "control"), a, m
+            )
         if layer.lofi is not None:
-            lo_ctrl = compare_paired(layer.lofi.per_image[metric], ctrl[metric],
-                                     ("lofi", "control"), a, m)
+            lo_ctrl = compare_paired(
+                layer.lofi.per_image[metric], ctrl[metric], ("lofi", "control"), a, m
+            )
         if not layer.comparable:
             missing = "Hi-Fi" if layer.hifi is None else "Lo-Fi"
             ws = layer.layer.window_size
-            why = (f"no {missing} branch (window size {ws}"
-                   f"{': plain MSA, all heads Lo-Fi' if ws == 1 else ''}); cannot compare")
-            out.append(LayerVerdict(layer.layer, False, why, "not comparable", None, None, None,
-                                    hi_ctrl, lo_ctrl))
+            why = (
+                f"no {missing} branch (window size {ws}"
+                f"{': plain MSA, all heads Lo-Fi' if ws == 1 else ''}); cannot compare"
+            )
+            out.append(
+                LayerVerdict(
+                    layer.layer, False, why, "not comparable", None, None, None, hi_ctrl, lo_ctrl
+                )
+            )
             continue
-        main = compare_paired(layer.hifi.per_image[metric], layer.lofi.per_image[metric],
-                              ("hifi", "lofi"), a, m)
-        incl = compare_paired(layer.hifi.per_image["hf_fraction"],
-                              layer.lofi.per_image["hf_fraction"], ("hifi", "lofi"), a, m)
+        main = compare_paired(
+            layer.hifi.per_image[metric], layer.lofi.per_image[metric], ("hifi", "lofi"), a, m
+        )
+        incl = compare_paired(
+            layer.hifi.per_image["hf_fraction"],
+            layer.lofi.per_image["hf_fraction"],
+            ("hifi", "lofi"),
+            a,
+            m,
+        )
         out.append(LayerVerdict(layer.layer, True, "", "", main, incl, None, hi_ctrl, lo_ctrl))
     for attr in ("hifi_vs_lofi", "hifi_vs_lofi_incl_grid", "hifi_vs_control", "lofi_vs_control"):
-        comps = [getattr(v, attr) for v in out if getattr(v, attr) is not None
-                 and getattr(v, attr).p_value is not None]
+        comps = [
+            getattr(v, attr)
+            for v in out
+            if getattr(v, attr) is not None and getattr(v, attr).p_value is not None
+        ]
         for c, p in zip(comps, holm([c.p_value for c in comps])):
             c.p_adjusted = p
             c.direction = _direction(c, a)
@@ -171,13 +212,17 @@ def judge(layers: Sequence[LayerSpectra], settings: SpectrumSettings,
         v.verdict = VERDICT_WORDS[c.direction]
         v.verdict_incl_grid = VERDICT_WORDS[v.hifi_vs_lofi_incl_grid.direction]
         if c.n == 1:
-            v.reason = (f"1 image, no test: hf difference {c.median_difference:+.3f} "
-                        f"({'at least' if c.direction else 'below'} the margin {m:g})")
+            v.reason = (
+                f"1 image, no test: hf difference {c.median_difference:+.3f} "
+                f"({'at least' if c.direction else 'below'} the margin {m:g})"
+            )
         else:
-            v.reason = (f"{c.n} images, Wilcoxon p={c.p_value:.3g}"
-                        f"{f' (Holm {c.p_adjusted:.3g})' if c.p_adjusted != c.p_value else ''}, "
-                        f"rank-biserial {c.rank_biserial or 0.0:+.2f}, "
-                        f"Hi-Fi > Lo-Fi in {c.share_a_greater:.0%}")
+            v.reason = (
+                f"{c.n} images, Wilcoxon p={c.p_value:.3g}"
+                f"{f' (Holm {c.p_adjusted:.3g})' if c.p_adjusted != c.p_value else ''}, "
+                f"rank-biserial {c.rank_biserial or 0.0:+.2f}, "
+                f"Hi-Fi > Lo-Fi in {c.share_a_greater:.0%}"
+            )
     return out
 
 
@@ -185,8 +230,10 @@ def summary_line(verdicts: Sequence[LayerVerdict], trained: bool, weights: str) 
     """The verdict line the terminal table ends with."""
     comp = [v for v in verdicts if v.comparable]
     if not comp:
-        return ("verdict: not comparable: none of the chosen layers has both a Hi-Fi and a Lo-Fi "
-                f"branch ({weights})")
+        return (
+            "verdict: not comparable: none of the chosen layers has both a Hi-Fi and a Lo-Fi "
+            f"branch ({weights})"
+        )
     counts = {w: sum(v.verdict == w for v in comp) for w in VERDICT_WORDS.values()}
     if counts["supported"] == len(comp):
         word = "supported"
@@ -201,7 +248,10 @@ def summary_line(verdicts: Sequence[LayerVerdict], trained: bool, weights: str) 
     else:
         word = "inconclusive"
     parts = ", ".join(f"{counts[w]} {w}" for w in VERDICT_WORDS.values() if counts[w])
-    scope = ("" if trained else
-             " [random weights: this concerns the architecture, not a trained model]")
-    return (f"verdict: Hi-Fi carries more high-frequency energy than Lo-Fi: {word} "
-            f"({parts} of {len(comp)} layers; {weights}){scope}")
+    scope = (
+        "" if trained else " [random weights: this concerns the architecture, not a trained model]"
+    )
+    return (
+        f"verdict: Hi-Fi carries more high-frequency energy than Lo-Fi: {word} "
+        f"({parts} of {len(comp)} layers; {weights}){scope}"
+    )
