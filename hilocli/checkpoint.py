@@ -11,7 +11,6 @@ line in hilo's words (`hilocli.checkpoint_files`).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import tempfile
@@ -34,6 +33,7 @@ from hilocli.checkpoint_files import (
 )
 from hilocli.errors import HiloError, UsageError
 from hilocli.models.config import Preprocess
+from hilocli.output import sha256_file
 
 RELEASE_URL_ENV = "HILO_RELEASE_URL"  # replaces the release base URL (mirrors, tests)
 DEFAULT_MODEL = "litv2_s"
@@ -87,14 +87,6 @@ class LoadedModel:
 # ----------------------------------------------------------------------------------------------
 # Reading files safely
 # ----------------------------------------------------------------------------------------------
-
-
-def sha256sum(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: Path) -> Any:
@@ -344,7 +336,7 @@ def load_model(
         source="file" if checkpoint is not None else "pretrained",
         variant=variant.name if variant else None,
         path=str(path),
-        sha256=sha256sum(path),
+        sha256=sha256_file(path),
         url=None if checkpoint is not None else release_url(variant),
         format=fmt,
         inferred=inferred,

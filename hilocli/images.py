@@ -303,16 +303,12 @@ class InputSet:
 
 def _file_sha256(path: Path) -> str | None:
     """SHA-256 of the content; None when it cannot be read (the loader reports why)."""
-    import hashlib
+    from hilocli.output import sha256_file
 
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def collect_inputs(paths: list[Path], exclude: tuple[Path, ...] = ()) -> InputSet:

@@ -33,6 +33,17 @@ from typing import Any
 from hilocli.errors import UsageError
 
 MANIFEST = "manifest.json"
+RECORD_KEYS = (
+    "command",
+    "version",
+    "settings",
+    "weights",
+    "inputs",
+    "environment",
+    "files",
+    "results",
+    "undefined",
+)  # every record's top-level keys, in this order
 STAGING_PREFIX = ".hilo-staging-"
 
 

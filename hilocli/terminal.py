@@ -7,7 +7,8 @@ own width; files and pipes get WIDTH columns so tables are not cut.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 WIDTH = 120  # columns when stderr is not a terminal
@@ -81,3 +82,23 @@ def table(
     for row in rows:
         t.add_row(*(str(c) for c in row))
     return t
+
+
+@contextmanager
+def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on the stderr console; yields the `progress(done, total)` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(f"[bold]{label}[/] {unit}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=con,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(unit, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -4,6 +4,7 @@ Every failure class of a bad file is also checked end to end in tests/test_cli_i
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import os
 import pickle
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hilocli.checkpoint import Provenance, fetch_released, load_model, read_checkpoint, sha256sum
+from hilocli.checkpoint import Provenance, fetch_released, load_model, read_checkpoint
 from hilocli.errors import HiloError, UsageError
 from hilocli.models import VARIANTS, LITv2Config, create_model
 from hilocli.models.inferred import alpha_interval
@@ -53,7 +54,10 @@ def test_tiny_checkpoint_infers_its_architecture_and_says_what_it_guessed(tiny_s
     assert _same_weights(loaded.model, tiny_sd)
     prov = loaded.provenance
     assert prov.source == "file" and prov.format == "torch zip"
-    assert prov.sha256 == sha256sum(TINY_CKPT) and prov.sha256 in prov.describe()
+    assert (
+        prov.sha256 == hashlib.sha256(TINY_CKPT.read_bytes()).hexdigest()
+        and prov.sha256 in prov.describe()
+    )
     # the fixture was trained at alpha 0.5: never reported as the fact "alpha 0.9"
     fields = {f.name: f for f in prov.inferred}
     assert cfg.alpha == 0.5 == fields["alpha"].value and fields["alpha"].source == "tensors"

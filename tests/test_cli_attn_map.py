@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hilocli.output import RECORD_KEYS
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo
 
 
@@ -68,17 +69,7 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     assert res.returncode == 0, res.stderr
     record = _strict(res.stdout)
     assert _strict((out / "attn_map.json").read_text()) == record
-    assert set(record) >= {
-        "command",
-        "version",
-        "settings",
-        "weights",
-        "inputs",
-        "environment",
-        "files",
-        "results",
-        "undefined",
-    }
+    assert set(record) >= set(RECORD_KEYS)
     assert record["command"] == "attn-map" and record["inputs"]["analysed"] == [str(photo)]
     names = (
         "attn_map_layer0.png",

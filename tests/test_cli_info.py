@@ -13,6 +13,7 @@ import zipfile
 import pytest
 import torch
 
+from hilocli.output import RECORD_KEYS
 from tests.conftest import TINY_CKPT, assert_one_line_error, hilo, run_hilo
 
 TORCH_WORDING = (
@@ -26,17 +27,7 @@ TORCH_WORDING = (
     "PytorchStreamReader",
     "Traceback",
 )
-RECORD_KEYS = {
-    "command",
-    "version",
-    "settings",
-    "weights",
-    "inputs",
-    "environment",
-    "files",
-    "results",
-    "undefined",
-}
+RECORD_KEYS = set(RECORD_KEYS)
 
 
 def test_help_does_not_import_torch():

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from hilocli.output import OutputSet, RunRecord
@@ -114,23 +112,3 @@ def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
         record = result.to_record(paths)
         files.json(RECORD, record.to_dict())
     return record
-
-
-@contextmanager
-def progress_bar(console) -> Iterator:
-    """A transient bar on the stderr console; yields the `progress(done, total)` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("[bold]attn-map[/] layers"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("layers", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update

@@ -86,9 +86,9 @@ def attn_map(
     """Attention maps of chosen query points per head (Hi-Fi inside its window, Lo-Fi over the
     pooled image) and per-head locality: mean attention distance, entropy, attention received."""
     from hilocli.attn_map import AttnMapRequest, run
-    from hilocli.attn_map.render import progress_bar, summary_table, write_outputs
+    from hilocli.attn_map.render import summary_table, write_outputs
     from hilocli.output import check_out_dir, emit_json
-    from hilocli.terminal import console, say
+    from hilocli.terminal import console, progress_bar, say
 
     request = AttnMapRequest(
         image=image,
@@ -107,7 +107,7 @@ def attn_map(
     ).validate()
     check_out_dir(out)
     con = console()
-    with progress_bar(con) as progress:
+    with progress_bar(con, "attn-map", "layers") as progress:
         result = run(request, progress)
     record = write_outputs(result, out, fmt.value)
     con.print(summary_table(result))
