@@ -86,7 +86,7 @@ def table(
 
 @contextmanager
 def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar on the stderr console; yields the `progress(done, total)` callback."""
+    """A transient bar on a terminal's stderr; yields the `progress(done, total)` callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
@@ -95,6 +95,7 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
         MofNCompleteColumn(),
         console=con,
         transient=True,
+        disable=not con.is_terminal,  # files and pipes get no bar (and no stray blank line)
     ) as bar:
         task = bar.add_task(unit, total=None)
 

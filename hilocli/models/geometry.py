@@ -71,9 +71,10 @@ def check_input_size(
 ) -> None:
     """The one check (and wording) for an input size; UsageError when out of range."""
     if not (smallest <= height <= largest and smallest <= width <= largest):
+        which = " for this model" if smallest > 1 else ""
         raise UsageError(
             f"input size {height}x{width} px (height x width) is out of range: "
-            f"each side must be {smallest}..{largest} px for this model"
+            f"each side must be {smallest}..{largest} px{which}"
         )
 
 
