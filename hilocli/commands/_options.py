@@ -38,6 +38,22 @@ CheckpointOpt = Annotated[
         help="A LITv2 .pth or .safetensors file (any known layout); architecture inferred.",
     ),
 ]
+ModelFnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model-fn",
+        help="Your own model: path/to/file.py:function or package.module:function returning "
+        "an nn.Module with HiLo layers (see docs/any-model.md).",
+    ),
+]
+ModelKwargsOpt = Annotated[
+    Optional[str],
+    typer.Option("--model-kwargs", help="JSON object of keyword arguments for --model-fn/--hub."),
+]
+HubOpt = Annotated[
+    Optional[str],
+    typer.Option("--hub", help="DIR:ENTRY of a local hubconf.py (torch.hub, source='local')."),
+]
 PretrainedOpt = Annotated[
     Optional[bool],
     typer.Option(
@@ -90,9 +106,15 @@ def weights_request(
     head_dim: int | None,
     seed: int,
     default_pretrained: bool,
+    model_fn: str | None = None,
+    model_kwargs: str | None = None,
+    hub: str | None = None,
 ) -> WeightsRequest:
     """The weights options as a validated request (usage errors before any work)."""
     return WeightsRequest(
+        model_fn=model_fn,
+        model_kwargs=model_kwargs,
+        hub=hub,
         model=model,
         checkpoint=checkpoint,
         pretrained=pretrained,
