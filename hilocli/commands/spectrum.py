@@ -18,7 +18,10 @@ from hilocli.commands._options import (
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
+    HubOpt,
     JsonOpt,
+    ModelFnOpt,
+    ModelKwargsOpt,
     ModelOpt,
     NoCropOpt,
     OutOpt,
@@ -86,6 +89,9 @@ def spectrum(
     layer: LayerOpt = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_fn: ModelFnOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    hub: HubOpt = None,
     pretrained: PretrainedOpt = None,
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
@@ -113,7 +119,16 @@ def spectrum(
     from hilocli.terminal import console
 
     weights = weights_request(
-        model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=True
+        model,
+        checkpoint,
+        pretrained,
+        window_sizes,
+        head_dim,
+        seed,
+        default_pretrained=True,
+        model_fn=model_fn,
+        model_kwargs=model_kwargs,
+        hub=hub,
     )
     request = SpectrumRequest(
         inputs=tuple(inputs),

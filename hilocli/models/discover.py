@@ -168,3 +168,51 @@ def require_layers(model: nn.Module) -> list[HiLoLayerInfo]:
         "no HiLo layer found in the model: no sub-module with nn.Linear h_qkv/h_proj or "
         f"l_q/l_kv/l_proj projections{why}"
     )
+
+
+class HiLoView:
+    """A HiLo layer of any model behind the interface of hilo's own `HiLo` (pad, hifi_qkv,
+    lofi_qkv on padded grids, h_heads, l_heads, scale, window_size), computed through the
+    module's own projections (`hilocli.models.hilo_any`)."""
+
+    def __init__(self, module: nn.Module, info: HiLoLayerInfo):
+        from hilocli.models.hilo_any import scale_of
+
+        self.module, self.info = module, info
+        self.h_heads, self.l_heads = info.hifi_heads, info.lofi_heads
+        self.window_size, self.head_dim = info.window_size, info.head_dim
+        self.scale = scale_of(module, info)
+
+    def pad(self, grid):
+        from hilocli.models.hilo_any import _pad
+
+        return _pad(grid, self.window_size)  # (B, Hp, Wp, C)
+
+    def hifi_qkv(self, padded):
+        from hilocli.models.hilo_any import hifi_qkv
+
+        return hifi_qkv(self.module, self.info, padded)  # each (B, G, h, s*s, d)
+
+    def lofi_qkv(self, padded):
+        from hilocli.models.hilo_any import lofi_qkv
+
+        return lofi_qkv(self.module, self.info, padded)  # q (B, h, N, d), k, v (B, h, M, d)
+
+
+def hilo_view(model: nn.Module, layer: int | HiLoLayerInfo):
+    """hilo's `HiLo` module for LITv2, a `HiLoView` of the module for any other model."""
+    module = hilo_module(model, layer)
+    if hasattr(module, "hifi_qkv") and hasattr(module, "pad"):
+        return module
+    info = hilo_layers(model)[layer] if isinstance(layer, int) else layer
+    return HiLoView(module, info)
+
+
+def captured_geometry(info: HiLoLayerInfo, grid: tuple[int, int], input_size: tuple[int, int]):
+    """LayerGeometry of a user model's layer from its captured grid (H, W) and the model input
+    (w, h) pixels: stride = input height / grid height, rounded (the grid is what ran)."""
+    from hilocli.models.geometry import LayerGeometry
+
+    w, h = input_size
+    stride = max(1, round(h / grid[0]))
+    return LayerGeometry(layer=info, grid=tuple(grid), stride=stride, input_size=(w, h))

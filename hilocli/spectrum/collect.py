@@ -58,7 +58,9 @@ class SpectrumCollector:
     """
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[int], settings: SpectrumSettings):
-        infos = model.hilo_layers()
+        from hilocli.models.discover import hilo_layers
+
+        infos = hilo_layers(model)
         for i in layers:
             if not 0 <= i < len(infos):
                 raise ValueError(f"layer index {i} out of range 0..{len(infos) - 1}")
