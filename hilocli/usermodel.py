@@ -200,7 +200,14 @@ class UserProvenance:
         }
 
 
-def load_user_model(source: ModelSource, checkpoint: Path | None, seed: int, device: Any = "cpu"):
+def load_user_model(
+    source: ModelSource,
+    checkpoint: Path | None,
+    seed: int,
+    device: Any = "cpu",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+):
     """A `LoadedModel` (eval mode, on device) of the user's model, weights from `checkpoint`
     (strict) or its own seeded init."""
     from hilocli.checkpoint import LoadedModel, _read, sha256sum
@@ -220,7 +227,10 @@ def load_user_model(source: ModelSource, checkpoint: Path | None, seed: int, dev
             sd = {k.removeprefix("module."): v for k, v in sd.items()}
         load_state_dict_strict(model, sd, str(path))
         prov = UserProvenance(source, str(path), sha256sum(path), fmt)
-    return LoadedModel(model.eval().to(device), prov, source.spec)
+    from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+    preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
+    return LoadedModel(model.eval().to(device), prov, source.spec, preprocess)
 
 
 def check_user_options(request) -> bool:
@@ -240,6 +250,11 @@ def check_user_options(request) -> bool:
     ):
         if given is not None and not (name == "--random-init" and request.checkpoint is None):
             raise UsageError(f"{flag} and {name} conflict: {name} is for hilo's own LITv2")
+    for name, values in (("--mean", request.mean), ("--std", request.std)):
+        if values is not None and len(values) != 3:
+            raise UsageError(f"{name} needs 3 comma-separated numbers (R,G,B), got {list(values)}")
+    if request.std is not None and min(request.std) <= 0:
+        raise UsageError(f"--std must be positive, got {list(request.std)}")
     if request.checkpoint is not None:
         p = Path(request.checkpoint)
         if not p.is_file():

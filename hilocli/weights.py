@@ -24,6 +24,8 @@ class WeightsRequest:
     model_fn: str | None = None  # `file.py:function` or `package.module:function`
     model_kwargs: str | None = None  # JSON object passed to model_fn / the hub entry
     hub: str | None = None  # `DIR:ENTRY` of a local hubconf.py
+    mean: tuple[float, ...] | None = None  # a user model's input normalisation (--mean/--std)
+    std: tuple[float, ...] | None = None
 
     @property
     def user_source(self):
@@ -46,6 +48,9 @@ class WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
         from hilocli.models import VARIANTS
 
+        if self.mean is not None or self.std is not None:
+            if self.model_fn is None and self.hub is None:
+                raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")
         if self.model_fn is not None or self.hub is not None or self.model_kwargs is not None:
             from hilocli.usermodel import check_user_options
 
@@ -80,7 +85,9 @@ class WeightsRequest:
         if self.user_source is not None:
             from hilocli.usermodel import load_user_model
 
-            loaded = load_user_model(self.user_source, self.checkpoint, self.seed, device)
+            loaded = load_user_model(
+                self.user_source, self.checkpoint, self.seed, device, self.mean, self.std
+            )
             check_finite_weights(loaded.model, loaded.provenance.describe())
             return loaded
         loaded = load_model(

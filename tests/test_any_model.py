@@ -239,3 +239,27 @@ def test_hub_loads_a_local_hubconf(tmp_path):
     assert rec["results"]["hilo_layers"][0]["signature"] == "tokens (x, H)"
     assert rec["weights"]["model_source"]["file"].endswith("hubconf.py")
     assert_one_line_error(hilo("info", "--hub", f"{tmp_path}/nope:x"), 2, "no hubconf.py")
+
+
+def test_mean_std_reach_the_user_models_preprocessing(tmp_path):
+    from hilocli.commands._options import weights_request
+
+    w = weights_request(
+        None,
+        None,
+        None,
+        None,
+        None,
+        0,
+        False,
+        model_fn=f"{SPEC}:map_net",
+        mean="0.5,0.5,0.5",
+        std="0.25,0.25,0.25",
+    )
+    prep = w.load().preprocess
+    assert prep.mean == (0.5, 0.5, 0.5) and prep.std == (0.25, 0.25, 0.25)
+    img = SAMPLES / "astronaut.jpg"
+    r = hilo("spectrum", img, "--random-init", "--mean", "0.5,0.5,0.5", "-o", tmp_path)
+    assert_one_line_error(r, 2, "--model-fn or --hub")
+    r = hilo("attn-map", img, "--model-fn", f"{SPEC}:map_net", "--std", "1,0,1", "-o", tmp_path)
+    assert_one_line_error(r, 2, "--std must be positive")

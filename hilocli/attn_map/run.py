@@ -213,7 +213,8 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     infos = [all_infos[i] for i in parse_layers(request.layers, len(all_infos))]
     res = request.resolution or (cfg.img_size if cfg else USER_MODEL_RESOLUTION)
     check_input_size(res, res, min_input_size(cfg) if cfg else 1)
-    prepared = load_prepared(Path(request.image), res, crop=request.crop)
+    prep = None if cfg else loaded.preprocess  # a user model's --mean/--std
+    prepared = load_prepared(Path(request.image), res, crop=request.crop, preprocess=prep)
     w_in, h_in = prepared.input_size
     check_input_size(h_in, w_in, min_input_size(cfg) if cfg else 1)
     points = request.query_points

@@ -20,6 +20,7 @@ from hilocli.commands._options import (
     HeadDimOpt,
     HubOpt,
     JsonOpt,
+    MeanOpt,
     ModelFnOpt,
     ModelKwargsOpt,
     ModelOpt,
@@ -28,6 +29,7 @@ from hilocli.commands._options import (
     PretrainedOpt,
     ResolutionOpt,
     SeedOpt,
+    StdOpt,
     WindowOpt,
     weights_request,
 )
@@ -92,6 +94,8 @@ def spectrum(
     model_fn: ModelFnOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     hub: HubOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
     pretrained: PretrainedOpt = None,
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
@@ -129,6 +133,8 @@ def spectrum(
         model_fn=model_fn,
         model_kwargs=model_kwargs,
         hub=hub,
+        mean=mean,
+        std=std,
     )
     request = SpectrumRequest(
         inputs=tuple(inputs),

@@ -137,14 +137,15 @@ class Chunk:
 
 
 def decode_chunks(
-    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int
+    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int, preprocess=None
 ) -> Iterator[Chunk]:
     """Decode `paths` batch_size at a time; with --no-crop sizes differ, so each chunk's images are
     grouped by size. Unreadable files are in `skipped` with the reason."""
     from hilocli.images import load_many
 
     for start in range(0, len(paths), batch_size):
-        prepared, skipped = load_many(list(paths[start : start + batch_size]), resolution, crop)
+        batch = list(paths[start : start + batch_size])
+        prepared, skipped = load_many(batch, resolution, crop, preprocess=preprocess)
         by_size: dict[tuple[int, ...], list] = {}
         for p in prepared:
             by_size.setdefault(tuple(p.tensor.shape), []).append(p)

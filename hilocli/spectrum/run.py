@@ -212,6 +212,7 @@ def measure(
     batch_size: int,
     device: Any,
     progress: Progress | None = None,
+    preprocess=None,  # a user model's --mean/--std (None: the released preprocessing)
 ) -> Measured:
     """Decode `paths` batch by batch and feed every batch to each model's collector."""
     import torch
@@ -224,7 +225,7 @@ def measure(
     done = 0
     with ExitStack() as stack:
         cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
-        for chunk in decode_chunks(paths, resolution, crop, batch_size):
+        for chunk in decode_chunks(paths, resolution, crop, batch_size, preprocess):
             skipped += chunk.skipped
             for group in chunk.groups:
                 x = torch.stack([p.tensor for p in group]).to(device)  # (B, 3, H, W)
@@ -273,6 +274,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         request.batch_size,
         device,
         progress,
+        preprocess=None if cfg else loaded.preprocess,
     )
 
     verdicts = judge(done.spectra[0], settings)
