@@ -90,8 +90,7 @@ def test_recompute_refuses_other_maths():
     from hilocli.errors import HiloError
 
     net = um.tokens_hw_net()
-    net.layers[0].scale *= 3.0  # its softmax no longer uses head_dim ** -0.5 ... but says so
-    net.layers[0].scale = 0.123456  # the attribute recompute reads: still consistent
+    net.layers[0].scale = 0.123456  # another softmax scale, stated as `scale`: still HiLo
     with torch.no_grad(), capture(net, [0], attn=True):
         net(torch.zeros(1, 3, 32, 32))
     net.layers[0].sr = torch.nn.MaxPool2d(2, 2)  # keys from max-pooling: not HiLo's maths
