@@ -141,11 +141,15 @@ def test_spectrum_and_attn_map_run_on_a_user_model(tmp_path):
         "--model-fn",
         f"{SPEC}:backbone",
         "--layer",
-        "0,3",
+        "3",
         "-r",
         "64",
         "-o",
         tmp_path / "s",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.5,0.5,0.5",
     )
     assert [d["index"] for d in rec["results"]["layers"]] == [3]
     rec = _json(
