@@ -36,6 +36,8 @@ class LayerCapture:
     lofi_out: torch.Tensor | None = None  # (B, H, W, l_dim)
     hifi_attn: torch.Tensor | None = None  # (B, G, h, s*s, s*s)
     lofi_attn: torch.Tensor | None = None  # (B, h, Hp*Wp, M)
+    signature: str | None = None  # how the module took its input (any model; None for LITv2)
+    input_size: tuple[int, int] | None = None  # (H, W) pixels of the model input (any model)
 
 
 @dataclass
@@ -65,7 +67,14 @@ def capture(
     """Record branch outputs (and, with attn=True, attention weights) of the chosen HiLo layers.
 
     `layers` are indices into model.hilo_layers(). keep_on_device=False moves records to the CPU.
+    Models other than LITv2 go through `hilocli.capture_any` (HiLo found by structure).
     """
+    if not isinstance(model, LITv2):
+        from hilocli.capture_any import capture_any
+
+        with capture_any(model, layers, attn, keep_on_device) as cap:
+            yield cap
+        return
     all_layers = model.hilo_layers()
     for i in layers:
         if not 0 <= i < len(all_layers):

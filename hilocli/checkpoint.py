@@ -50,6 +50,7 @@ class Provenance:
     url: str | None = None
     seed: int | None = None
     format: str | None = None  # "torch zip" | "torch legacy" | "safetensors"
+    layout: str | None = None  # key names of another library, mapped: "openmixup" | "birder"
     inferred: tuple = field(default=())  # InferredField, for settings the file did not state
 
     @property
@@ -288,7 +289,6 @@ def load_model(
     from hilocli.models import LITv2, get_variant
     from hilocli.models.litv2_checkpoint import (
         InferredField,
-        filter_state_dict,
         infer_config,
         load_state_dict_strict,
         trainer_config,
@@ -315,7 +315,7 @@ def load_model(
     path = Path(checkpoint) if checkpoint is not None else fetch_released(variant, progress)
     raw, fmt = _read(path)
     try:
-        sd = filter_state_dict(raw)
+        sd, layout = adopted_state_dict(raw, path)
     except ValueError as exc:
         raise HiloError(f"{path}: {exc}; not a LITv2 checkpoint") from None
     if variant is not None:
@@ -339,6 +339,20 @@ def load_model(
         sha256=sha256_file(path),
         url=None if checkpoint is not None else release_url(variant),
         format=fmt,
+        layout=layout,
         inferred=inferred,
     )
     return LoadedModel(net.eval().to(device), prov, name, preprocess)
+
+
+def adopted_state_dict(raw: Any, path: Path) -> tuple[dict, str | None]:
+    """(state dict in the authors' names, other library's layout or None); ValueError when the
+    file holds no tensors. OpenMixup and birder names are mapped (`hilocli.models.adopters`)."""
+    from hilocli.models.adopters import to_authors
+    from hilocli.models.litv2_checkpoint import filter_state_dict
+
+    try:
+        sd, layout = to_authors(raw)
+    except HiloError as exc:
+        raise HiloError(f"{path}: {exc}") from None
+    return (sd, layout) if layout else (filter_state_dict(raw), None)

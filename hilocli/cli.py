@@ -50,6 +50,7 @@ def _root(
 
 def _register() -> None:
     from hilocli.commands.attn_map import attn_map
+    from hilocli.commands.convert import convert
     from hilocli.commands.flops import flops
     from hilocli.commands.info import info
     from hilocli.commands.spectrum import spectrum
@@ -58,6 +59,7 @@ def _register() -> None:
     app.command("flops")(flops)
     app.command("spectrum")(spectrum)
     app.command("attn-map")(attn_map)
+    app.command("convert")(convert)
 
 
 _register()

@@ -41,7 +41,7 @@ class InfoRequest:
         self.weights.validate()
         size = self.size
         if size is not None:  # the architecture is known before loading unless a file is read
-            known = self.weights.checkpoint is None
+            known = self.weights.checkpoint is None and self.weights.user_source is None
             cfg = VARIANTS[self.weights.model or DEFAULT_MODEL].cfg if known else None
             check_input_size(*size, min_input_size(cfg) if known else 1)
         return self
@@ -157,6 +157,10 @@ def describe_model(model, height: int, width: int) -> tuple[list[StageInfo], lis
 def run(request: InfoRequest) -> InfoResult:
     from hilocli.runtime import environment, resolve_device
 
+    if request.weights.user_source is not None:  # --model-fn / --hub: HiLo found by structure
+        from hilocli.info_any import run_any
+
+        return run_any(request)
     device = resolve_device(request.device)
     loaded = request.weights.load(device)
     net, cfg = loaded.model, loaded.model.cfg
@@ -231,6 +235,8 @@ def variants_record() -> RunRecord:
 def render(con, result: InfoResult) -> None:
     from hilocli.terminal import say, table
 
+    if not isinstance(result, InfoResult):  # a user model's result renders itself
+        return result.render(con)
     cfg = result.cfg
     say(
         con,

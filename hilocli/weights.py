@@ -21,6 +21,22 @@ class WeightsRequest:
     head_dim: int | None = None  # None: inferred from the checkpoint
     seed: int = 0
     default_pretrained: bool = False
+    model_fn: str | None = None  # `file.py:function` or `package.module:function`
+    model_kwargs: str | None = None  # JSON object passed to model_fn / the hub entry
+    hub: str | None = None  # `DIR:ENTRY` of a local hubconf.py
+    mean: tuple[float, ...] | None = None  # a user model's input normalisation (--mean/--std)
+    std: tuple[float, ...] | None = None
+
+    @property
+    def user_source(self):
+        """The `hilocli.usermodel.ModelSource` of --model-fn / --hub, or None (LITv2)."""
+        from hilocli.usermodel import parse_hub, parse_model_fn
+
+        if self.model_fn is not None:
+            return parse_model_fn(self.model_fn, self.model_kwargs)
+        if self.hub is not None:
+            return parse_hub(self.hub, self.model_kwargs)
+        return None
 
     @property
     def use_pretrained(self) -> bool:
@@ -32,6 +48,14 @@ class WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
         from hilocli.models import VARIANTS
 
+        if self.mean is not None or self.std is not None:
+            if self.model_fn is None and self.hub is None:
+                raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")
+        if self.model_fn is not None or self.hub is not None or self.model_kwargs is not None:
+            from hilocli.usermodel import check_user_options
+
+            if check_user_options(self):
+                return self
         if self.checkpoint is not None and self.pretrained is not None:
             flag = "--pretrained" if self.pretrained else "--random-init"
             raise UsageError(f"--checkpoint and {flag} conflict: a checkpoint is its own weights")
@@ -58,6 +82,14 @@ class WeightsRequest:
         from hilocli.checkpoint import load_model
 
         self.validate()
+        if self.user_source is not None:
+            from hilocli.usermodel import load_user_model
+
+            loaded = load_user_model(
+                self.user_source, self.checkpoint, self.seed, device, self.mean, self.std
+            )
+            check_finite_weights(loaded.model, loaded.provenance.describe())
+            return loaded
         loaded = load_model(
             self.model,
             self.checkpoint,

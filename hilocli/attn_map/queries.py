@@ -41,6 +41,8 @@ class Query:
 
     def token(self, g: LayerGeometry, patch_size: int) -> tuple[int, int]:
         """(row, col) of the layer's token that covers this point (clamped, see geometry)."""
+        if g.layer.stage is None:  # a user model: the layer's own stride (stage unknown)
+            return pixel_to_token(self.x_input, self.y_input, 0, g.grid, g.stride)
         return pixel_to_token(self.x_input, self.y_input, g.layer.stage, g.grid, patch_size)
 
     def to_dict(self) -> dict[str, Any]:

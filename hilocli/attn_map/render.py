@@ -73,7 +73,9 @@ def layer_title(result, lr) -> str:
     )
     return (
         f"{result.model_name} ({result.weights.describe()})\n"
-        f"layer {info.index} = {info.name}: stage {info.stage + 1}, s = {info.window_size}, "
+        f"layer {info.index} = {info.name}: "
+        f"{'stage ' + str(info.stage + 1) + ', ' if info.stage is not None else ''}"
+        f"s = {info.window_size}, "
         f"grid {g.grid[0]}x{g.grid[1]} (rows x cols), {heads}; {_where(result)}"
     )
 

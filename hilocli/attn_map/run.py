@@ -193,42 +193,50 @@ def _check_raw_budget(request: AttnMapRequest, infos, cfg, input_size, resolutio
     )
 
 
+USER_MODEL_RESOLUTION = 224  # --model-fn / --hub without --resolution
+
+
 def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapResult:
     """Maps, summaries (and with save_raw the full matrices) of the chosen layers, one image."""
     import torch
 
     from hilocli.capture import capture
     from hilocli.images import load_prepared
+    from hilocli.models.discover import captured_geometry, hilo_layers, hilo_view
     from hilocli.runtime import environment, resolve_device
 
     request.validate()
     dev = resolve_device(request.device)
     loaded = request.weights.load(dev)
-    net, cfg = loaded.model, loaded.model.cfg
-    all_infos = net.hilo_layers()
+    net, cfg = loaded.model, getattr(loaded.model, "cfg", None)  # cfg None: a user model
+    all_infos = hilo_layers(net)
     infos = [all_infos[i] for i in parse_layers(request.layers, len(all_infos))]
-    res = request.resolution or cfg.img_size
-    check_input_size(res, res, min_input_size(cfg))
-    prepared = load_prepared(Path(request.image), res, crop=request.crop)
+    res = request.resolution or (cfg.img_size if cfg else USER_MODEL_RESOLUTION)
+    check_input_size(res, res, min_input_size(cfg) if cfg else 1)
+    prep = None if cfg else loaded.preprocess  # a user model's --mean/--std
+    prepared = load_prepared(Path(request.image), res, crop=request.crop, preprocess=prep)
     w_in, h_in = prepared.input_size
-    check_input_size(h_in, w_in, min_input_size(cfg))
+    check_input_size(h_in, w_in, min_input_size(cfg) if cfg else 1)
     points = request.query_points
     queries = user_queries(prepared, points) if points else default_queries(prepared)
-    geoms = [layer_geometry(info, cfg, prepared.input_size) for info in infos]
+    geoms = [layer_geometry(info, cfg, prepared.input_size) for info in infos] if cfg else None
     columns = [head_columns(info, request.head_spec) for info in infos]
-    if request.save_raw:
+    if request.save_raw and cfg:
         _check_raw_budget(request, infos, cfg, prepared.input_size, res)
 
     x = prepared.tensor.unsqueeze(0).to(dev)  # (1, 3, H, W)
     with torch.no_grad(), capture(net, [i.index for i in infos], attn=False) as cap:
         net(x)
     controls = {i.index: cap.records[i.index].control for i in infos}  # (1, H, W, C) each
+    if geoms is None:  # a user model: the grids it ran
+        size = prepared.input_size
+        geoms = [captured_geometry(i, cap.records[i.index].grid, size) for i in infos]
     layers = []
     if progress:
         progress(0, len(infos))
     for k, (info, g) in enumerate(zip(infos, geoms)):
-        qk = layer_qk(net.hilo_module(info), controls.pop(info.index), g)
-        maps = query_maps(qk, [q.token(g, cfg.patch_size) for q in queries])
+        qk = layer_qk(hilo_view(net, info), controls.pop(info.index), g)
+        maps = query_maps(qk, [q.token(g, cfg.patch_size if cfg else g.stride) for q in queries])
         layers.append(
             LayerResult(
                 geometry=g,

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hilocli.errors import UsageError
 from hilocli.weights import WeightsRequest, parse_int_list
 
 
@@ -37,6 +38,30 @@ CheckpointOpt = Annotated[
         "-c",
         help="A LITv2 .pth or .safetensors file (any known layout); architecture inferred.",
     ),
+]
+ModelFnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model-fn",
+        help="Your own model: path/to/file.py:function or package.module:function returning "
+        "an nn.Module with HiLo layers (see docs/any-model.md).",
+    ),
+]
+ModelKwargsOpt = Annotated[
+    Optional[str],
+    typer.Option("--model-kwargs", help="JSON object of keyword arguments for --model-fn/--hub."),
+]
+HubOpt = Annotated[
+    Optional[str],
+    typer.Option("--hub", help="DIR:ENTRY of a local hubconf.py (torch.hub, source='local')."),
+]
+MeanOpt = Annotated[
+    Optional[str],
+    typer.Option("--mean", help="R,G,B input mean of your own model (default ImageNet's)."),
+]
+StdOpt = Annotated[
+    Optional[str],
+    typer.Option("--std", help="R,G,B input std of your own model (default ImageNet's)."),
 ]
 PretrainedOpt = Annotated[
     Optional[bool],
@@ -90,9 +115,19 @@ def weights_request(
     head_dim: int | None,
     seed: int,
     default_pretrained: bool,
+    model_fn: str | None = None,
+    model_kwargs: str | None = None,
+    hub: str | None = None,
+    mean: str | None = None,
+    std: str | None = None,
 ) -> WeightsRequest:
     """The weights options as a validated request (usage errors before any work)."""
     return WeightsRequest(
+        model_fn=model_fn,
+        model_kwargs=model_kwargs,
+        hub=hub,
+        mean=parse_float_list(mean, "--mean"),
+        std=parse_float_list(std, "--std"),
         model=model,
         checkpoint=checkpoint,
         pretrained=pretrained,
@@ -101,3 +136,13 @@ def weights_request(
         seed=seed,
         default_pretrained=default_pretrained,
     ).validate()
+
+
+def parse_float_list(text: str | None, what: str) -> tuple[float, ...] | None:
+    """'0.5,0.5,0.5' -> (0.5, 0.5, 0.5); None stays None; UsageError naming `what`."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.replace(" ", "").split(",") if t != "")
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None

@@ -18,7 +18,10 @@ from hilocli.commands._options import (
     DeviceOpt,
     FigureFormat,
     FormatOpt,
+    HubOpt,
     JsonOpt,
+    ModelFnOpt,
+    ModelKwargsOpt,
     ModelOpt,
     OutOpt,
     ResolutionOpt,
@@ -144,6 +147,9 @@ def flops(
     width: WidthOpt = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_fn: ModelFnOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    hub: HubOpt = None,
     alpha: AlphaOpt = None,
     window: WindowSizeOpt = None,
     dim: DimOpt = None,
@@ -174,6 +180,22 @@ def flops(
     from hilocli.terminal import console
     from hilocli.weights import parse_int_list
 
+    if model_fn is not None or hub is not None or model_kwargs is not None:  # HiLo in any model
+        from hilocli.commands._user_flops import user_flops
+
+        return user_flops(
+            model,
+            checkpoint,
+            model_fn,
+            model_kwargs,
+            hub,
+            resolution,
+            height,
+            width,
+            device.value,
+            out,
+            as_json,
+        )
     request = FlopsRequest(
         model=model,
         checkpoint=checkpoint,

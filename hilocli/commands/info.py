@@ -12,7 +12,10 @@ from hilocli.commands._options import (
     DeviceChoice,
     DeviceOpt,
     HeadDimOpt,
+    HubOpt,
     JsonOpt,
+    ModelFnOpt,
+    ModelKwargsOpt,
     ModelOpt,
     PretrainedOpt,
     ResolutionOpt,
@@ -32,6 +35,9 @@ ListOpt = Annotated[bool, typer.Option("--list", help="List the released variant
 def info(
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_fn: ModelFnOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    hub: HubOpt = None,
     pretrained: PretrainedOpt = None,
     resolution: ResolutionOpt = None,
     height: HeightOpt = None,
@@ -58,7 +64,16 @@ def info(
         return
     request = InfoRequest(
         weights=weights_request(
-            model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=False
+            model,
+            checkpoint,
+            pretrained,
+            window_sizes,
+            head_dim,
+            seed,
+            default_pretrained=False,
+            model_fn=model_fn,
+            model_kwargs=model_kwargs,
+            hub=hub,
         ),
         resolution=resolution,
         height=height,

@@ -18,13 +18,18 @@ from hilocli.commands._options import (
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
+    HubOpt,
     JsonOpt,
+    MeanOpt,
+    ModelFnOpt,
+    ModelKwargsOpt,
     ModelOpt,
     NoCropOpt,
     OutOpt,
     PretrainedOpt,
     ResolutionOpt,
     SeedOpt,
+    StdOpt,
     WindowOpt,
     weights_request,
 )
@@ -86,6 +91,11 @@ def spectrum(
     layer: LayerOpt = None,
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
+    model_fn: ModelFnOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    hub: HubOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
     pretrained: PretrainedOpt = None,
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
@@ -113,7 +123,18 @@ def spectrum(
     from hilocli.terminal import console
 
     weights = weights_request(
-        model, checkpoint, pretrained, window_sizes, head_dim, seed, default_pretrained=True
+        model,
+        checkpoint,
+        pretrained,
+        window_sizes,
+        head_dim,
+        seed,
+        default_pretrained=True,
+        model_fn=model_fn,
+        model_kwargs=model_kwargs,
+        hub=hub,
+        mean=mean,
+        std=std,
     )
     request = SpectrumRequest(
         inputs=tuple(inputs),

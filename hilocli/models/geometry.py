@@ -104,7 +104,7 @@ class HiLoLayerInfo:
     index: int  # position in model.hilo_layers(): what --layer takes
     name: str  # block name, e.g. "layers.2.blocks.3"
     path: str  # module path of the HiLo module, e.g. "layers.2.blocks.3.attn"
-    stage: int  # 0-based stage
+    stage: int | None  # 0-based stage; None: unknown (a user model, not LITv2)
     window_size: int  # s; 1 means plain MSA (all heads Lo-Fi, no pooling)
     num_heads: int
     hifi_heads: int
@@ -125,7 +125,7 @@ class HiLoLayerInfo:
         return {
             "index": self.index,
             "name": self.name,
-            "stage": self.stage + 1,
+            "stage": None if self.stage is None else self.stage + 1,
             "window_size": self.window_size,
             "num_heads": self.num_heads,
             "hifi_heads": self.hifi_heads,

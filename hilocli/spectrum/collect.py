@@ -58,7 +58,9 @@ class SpectrumCollector:
     """
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[int], settings: SpectrumSettings):
-        infos = model.hilo_layers()
+        from hilocli.models.discover import hilo_layers
+
+        infos = hilo_layers(model)
         for i in layers:
             if not 0 <= i < len(infos):
                 raise ValueError(f"layer index {i} out of range 0..{len(infos) - 1}")
@@ -135,14 +137,15 @@ class Chunk:
 
 
 def decode_chunks(
-    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int
+    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int, preprocess=None
 ) -> Iterator[Chunk]:
     """Decode `paths` batch_size at a time; with --no-crop sizes differ, so each chunk's images are
     grouped by size. Unreadable files are in `skipped` with the reason."""
     from hilocli.images import load_many
 
     for start in range(0, len(paths), batch_size):
-        prepared, skipped = load_many(list(paths[start : start + batch_size]), resolution, crop)
+        batch = list(paths[start : start + batch_size])
+        prepared, skipped = load_many(batch, resolution, crop, preprocess=preprocess)
         by_size: dict[tuple[int, ...], list] = {}
         for p in prepared:
             by_size.setdefault(tuple(p.tensor.shape), []).append(p)

@@ -156,9 +156,10 @@ def layer_results(layers: list[LayerSpectra], verdicts: list[LayerVerdict]) -> l
 def choose_layers(model, spec: str | None) -> list[int]:
     """`--layer` indices; by default every HiLo layer with both a Hi-Fi and a Lo-Fi branch (all of
     stage 3 in released models): the only layers where the claim can be tested."""
+    from hilocli.models.discover import hilo_layers
     from hilocli.weights import parse_layers
 
-    infos = model.hilo_layers()
+    infos = hilo_layers(model)
     if spec is not None:
         return parse_layers(spec, len(infos))
     layers = [info.index for info in infos if info.has_both]
@@ -178,6 +179,12 @@ def random_twin(loaded, seed: int, device):
     from hilocli.checkpoint import LoadedModel, Provenance
     from hilocli.models import create_model
 
+    source = getattr(loaded.provenance, "model_source", None)
+    if source is not None:  # a user model: its own function, seeded
+        from hilocli.usermodel import UserProvenance, build
+
+        net = build(source, seed).eval().to(device)
+        return LoadedModel(net, UserProvenance(source, seed=seed), loaded.name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = create_model(loaded.model.cfg).to(device)
@@ -205,6 +212,7 @@ def measure(
     batch_size: int,
     device: Any,
     progress: Progress | None = None,
+    preprocess=None,  # a user model's --mean/--std (None: the released preprocessing)
 ) -> Measured:
     """Decode `paths` batch by batch and feed every batch to each model's collector."""
     import torch
@@ -217,7 +225,7 @@ def measure(
     done = 0
     with ExitStack() as stack:
         cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
-        for chunk in decode_chunks(paths, resolution, crop, batch_size):
+        for chunk in decode_chunks(paths, resolution, crop, batch_size, preprocess):
             skipped += chunk.skipped
             for group in chunk.groups:
                 x = torch.stack([p.tensor for p in group]).to(device)  # (B, 3, H, W)
@@ -250,8 +258,9 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     device = resolve_device(request.device)
     loaded = request.weights.load(device)
-    resolution = request.resolution or loaded.model.cfg.img_size
-    check_input_size(resolution, resolution, loaded.model.min_input_size())
+    cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
+    resolution = request.resolution or (cfg.img_size if cfg else 224)
+    check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
     layers = choose_layers(loaded.model, request.layers)
     twin = random_twin(loaded, request.seed, device) if request.control == "random" else None
     models = [m.model for m in (loaded, twin) if m is not None]
@@ -265,6 +274,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         request.batch_size,
         device,
         progress,
+        preprocess=None if cfg else loaded.preprocess,
     )
 
     verdicts = judge(done.spectra[0], settings)

@@ -1,0 +1,57 @@
+"""`hilo flops --model-fn/--hub`: counted FLOPs of a user model and analytic MACs per HiLo layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hilocli.errors import UsageError
+
+
+def user_flops(
+    model,
+    checkpoint,
+    model_fn,
+    model_kwargs,
+    hub,
+    resolution,
+    height,
+    width,
+    device: str,
+    out: Path,
+    as_json: bool,
+) -> None:
+    from hilocli.commands._options import weights_request
+    from hilocli.flops_any import run_any
+    from hilocli.models.geometry import check_input_size
+    from hilocli.output import OutputSet, check_out_dir, emit_json
+    from hilocli.terminal import console, say
+
+    if (height is None) != (width is None):
+        raise UsageError("--height and --width go together")
+    if resolution is not None and height is not None:
+        raise UsageError("--resolution conflicts with --height/--width: give one or the other")
+    weights = weights_request(
+        model,
+        checkpoint,
+        None,
+        None,
+        None,
+        0,
+        default_pretrained=False,
+        model_fn=model_fn,
+        model_kwargs=model_kwargs,
+        hub=hub,
+    )
+    h, w = (height, width) if height is not None else (resolution or 224,) * 2
+    check_input_size(h, w)
+    check_out_dir(out)
+    result = run_any(weights, h, w, device)
+    con = console()
+    result.render(con)
+    record = result.to_record()
+    with OutputSet(out) as files:
+        record.files = {"record": str(files.path("flops.json"))}
+        files.json("flops.json", record)
+    say(con, f"wrote {out / 'flops.json'}")
+    if as_json:
+        emit_json(record)

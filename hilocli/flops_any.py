@@ -1,0 +1,166 @@
+"""`hilo flops` for a user model (`--model-fn` / `--hub`): FLOPs of the whole model counted by
+torch's FlopCounterMode on one forward at the input size, and per HiLo layer (found by structure,
+grid as captured) the analytic MACs of the authors' convention beside the counted FLOPs of that
+module (matrix products only: 2 FLOPs per MAC, so counted = 2 x analytic when the module computes
+HiLo's products and nothing else; a fused attention kernel may not be counted, see docs/flops.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hilocli.models.geometry import padded_grid
+from hilocli.output import RunRecord
+
+
+def hilo_layer_macs(
+    dim: int, hifi_channels: int, lofi_channels: int, window_size: int, grid: tuple[int, int]
+) -> tuple[int, int]:
+    """(Hi-Fi, Lo-Fi) MACs of one HiLo layer in the authors' count (LITV2_FACTS section 4), on
+    the padded grid: N = Hp * Wp tokens, C = dim, s = window size."""
+    s = max(window_size, 1)
+    Hp, Wp = padded_grid(grid, s)
+    N, M = Hp * Wp, (Hp // s) * (Wp // s)
+    h, lo = hifi_channels, lofi_channels
+    hifi = 3 * N * dim * h + M * (s * s) ** 2 * h * 2 + N * h * h if h else 0
+    lofi = N * dim * lo + M * dim * lo * 2 + N * lo * M * 2 + N * lo * lo if lo else 0
+    return hifi, lofi
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    index: int
+    path: str
+    grid: tuple[int, int]
+    window_size: int
+    hifi_macs: int
+    lofi_macs: int
+    counted_flops: int
+
+    @property
+    def match(self) -> bool:
+        return self.counted_flops == 2 * (self.hifi_macs + self.lofi_macs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "grid": list(self.grid), "match": self.match}
+
+
+@dataclass
+class AnyFlopsResult:
+    name: str
+    input_size: tuple[int, int]  # (height, width)
+    num_params: int
+    total_counted_flops: int
+    layers: list[LayerFlops]
+    weights: Any
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+
+    def to_record(self) -> RunRecord:
+        return RunRecord(
+            command="flops",
+            settings=self.settings,
+            weights=self.weights.to_dict(),
+            environment=self.environment,
+            results={
+                "model": self.name,
+                "input_size": list(self.input_size),
+                "num_params": self.num_params,
+                "total_counted_flops": self.total_counted_flops,
+                "hilo_layers": [lay.to_dict() for lay in self.layers],
+                "convention": "analytic: MACs, authors' count; counted: torch FlopCounterMode, "
+                "2 FLOPs per multiply-add of matrix products and convolutions",
+            },
+        )
+
+    def render(self, con) -> None:
+        from hilocli.terminal import human, say, table
+
+        h, w = self.input_size
+        say(
+            con,
+            f"{self.name}  {self.num_params:,} parameters, "
+            f"{human(self.total_counted_flops, 'FLOPs')} counted at {h}x{w} "
+            f"(weights: {self.weights.describe()})",
+        )
+        rows = [
+            (
+                lay.index,
+                lay.path,
+                f"{lay.grid[0]}x{lay.grid[1]}",
+                lay.window_size,
+                f"{lay.hifi_macs:,}",
+                f"{lay.lofi_macs:,}",
+                f"{lay.counted_flops:,}",
+                "yes" if lay.match else "no",
+            )
+            for lay in self.layers
+        ]
+        con.print(
+            table(
+                "HiLo layers: analytic MACs and counted FLOPs (= 2 x MACs when they agree)",
+                ["--layer", "module", "grid", "s", "Hi-Fi MACs", "Lo-Fi MACs", "counted", "2x?"],
+                rows,
+                left=["module"],
+            )
+        )
+
+
+def run_any(weights, height: int, width: int, device: str = "cpu") -> AnyFlopsResult:
+    import torch
+
+    from hilocli.capture import capture
+    from hilocli.flops.counted import counted_flops
+    from hilocli.info_any import in_channels
+    from hilocli.models.discover import require_layers
+    from hilocli.runtime import environment, resolve_device
+
+    dev = resolve_device(device)
+    loaded = weights.load(dev)
+    net = loaded.model
+    infos = require_layers(net)
+    x = torch.zeros(1, in_channels(net), height, width, device=dev)  # (1, C, H, W)
+    with torch.no_grad(), capture(net, [i.index for i in infos]) as cap:
+        net(x)
+    counts = counted_flops(lambda: net(x))
+    layers = []
+    for info in infos:
+        rec = cap.records[info.index]
+        if rec.grid is None:
+            continue  # not called by the forward
+        d = info.head_dim
+        hifi, lofi = hilo_layer_macs(
+            rec.control.shape[-1],
+            info.hifi_heads * d,
+            info.lofi_heads * d,
+            info.window_size,
+            rec.grid,
+        )
+        layers.append(
+            LayerFlops(
+                info.index,
+                info.path,
+                rec.grid,
+                info.window_size,
+                hifi,
+                lofi,
+                counts.get(info.path, 0),
+            )
+        )
+    return AnyFlopsResult(
+        name=loaded.name,
+        input_size=(height, width),
+        num_params=sum(p.numel() for p in net.parameters()),
+        total_counted_flops=counts.get("", 0),
+        layers=layers,
+        weights=loaded.provenance,
+        settings={
+            "model_fn": weights.model_fn,
+            "hub": weights.hub,
+            "model_kwargs": weights.model_kwargs,
+            "checkpoint": weights.checkpoint,
+            "input_size": [height, width],
+        },
+        environment=environment(dev),
+    )

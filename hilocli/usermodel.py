@@ -1,0 +1,263 @@
+"""Bring your own model: `--model-fn path/to/file.py:function` or `package.module:function`
+(with `--model-kwargs JSON`), or `--hub DIR:ENTRY` for a local `hubconf.py`.
+
+Only the code the user names runs: the named file (or module) is imported and the named function
+called, nothing else (no search, no directory scan). `--checkpoint` is read as everywhere in hilo
+(safetensors, or torch's weights_only unpickler: never code) and loaded strictly into the model.
+The provenance records the model's source (spec, file and its SHA-256) and the weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hilocli.errors import HiloError, UsageError
+
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a user model's code comes from: 'model-fn' (file or module) or 'hub'."""
+
+    kind: str  # "model-fn" | "hub"
+    spec: str  # as given
+    target: str  # file path, module name, or hub folder
+    function: str
+    kwargs: tuple = ()  # sorted (key, value) pairs of --model-kwargs
+
+    @property
+    def file(self) -> Path | None:
+        if self.kind == "hub":
+            return Path(self.target) / "hubconf.py"
+        return Path(self.target) if self.target.endswith(".py") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        from hilocli.checkpoint import sha256sum
+
+        f = self.file
+        return {
+            "kind": self.kind,
+            "spec": self.spec,
+            "function": self.function,
+            "kwargs": dict(self.kwargs),
+            "file": None if f is None else str(f),
+            "file_sha256": None if f is None or not f.is_file() else sha256sum(f),
+        }
+
+
+def parse_kwargs(text: str | None) -> tuple:
+    if text is None:
+        return ()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--model-kwargs is not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"--model-kwargs must be a JSON object, got {text!r}")
+    return tuple(sorted(obj.items()))
+
+
+def parse_model_fn(spec: str, kwargs: str | None = None) -> ModelSource:
+    """`file.py:function` or `package.module:function`; UsageError (one line) when malformed or
+    when the file does not exist. Nothing is imported here."""
+    target, sep, func = spec.rpartition(":")
+    if not sep or not target or not _IDENT.match(func):
+        raise UsageError(
+            f"--model-fn {spec!r}: expected path/to/file.py:function or package.module:function"
+        )
+    if target.endswith(".py"):
+        p = Path(target)
+        if not p.is_file():
+            raise UsageError(f"--model-fn {spec!r}: no such file {target}")
+    elif not _DOTTED.match(target):
+        raise UsageError(
+            f"--model-fn {spec!r}: {target!r} is neither a .py file nor a dotted module name"
+        )
+    return ModelSource("model-fn", spec, target, func, parse_kwargs(kwargs))
+
+
+def parse_hub(spec: str, kwargs: str | None = None) -> ModelSource:
+    folder, sep, entry = spec.rpartition(":")
+    if not sep or not folder or not _IDENT.match(entry):
+        raise UsageError(f"--hub {spec!r}: expected DIR:ENTRY (a folder with hubconf.py)")
+    if not (Path(folder) / "hubconf.py").is_file():
+        raise UsageError(f"--hub {spec!r}: no hubconf.py in {folder}")
+    return ModelSource("hub", spec, folder, entry, parse_kwargs(kwargs))
+
+
+def _function(source: ModelSource):
+    """Import exactly the named file or module and return the named function."""
+    if source.target.endswith(".py"):
+        path = Path(source.target).resolve()
+        name = f"hilo_user_model_{abs(hash(str(path)))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))  # the file's own sibling imports, as python would
+        try:
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's code: report in one line
+            sys.modules.pop(name, None)
+            raise HiloError(f"--model-fn: importing {path.name} failed: {_why(exc)}") from None
+        finally:
+            sys.path.remove(str(path.parent))
+    else:
+        try:
+            module = importlib.import_module(source.target)
+        except Exception as exc:  # noqa: BLE001
+            raise HiloError(f"--model-fn: importing {source.target} failed: {_why(exc)}") from None
+    fn = getattr(module, source.function, None)
+    if not callable(fn):
+        raise HiloError(
+            f"--model-fn {source.spec}: {source.target} has no function {source.function}"
+        )
+    return fn
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def build(source: ModelSource, seed: int = 0):
+    """Call the user's function (seeded); HiloError naming it when it raises or returns no
+    nn.Module."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            if source.kind == "hub":
+                model = torch.hub.load(
+                    source.target, source.function, source="local", **dict(source.kwargs)
+                )
+            else:
+                model = _function(source)(**dict(source.kwargs))
+        except HiloError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
+            raise HiloError(f"{_flag(source)} {source.spec} raised {_why(exc)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise HiloError(
+            f"{_flag(source)} {source.spec} returned a {type(model).__name__}, not an nn.Module"
+        )
+    return model
+
+
+def _flag(source: ModelSource) -> str:
+    return "--hub" if source.kind == "hub" else "--model-fn"
+
+
+@dataclass(frozen=True)
+class UserProvenance:
+    """The weights block of a user model: its code's source, and file weights or random init."""
+
+    model_source: ModelSource
+    path: str | None = None
+    sha256: str | None = None
+    format: str | None = None
+    seed: int | None = None
+    layout: str | None = None
+    inferred: tuple = field(default=())
+
+    @property
+    def source(self) -> str:
+        return "file" if self.path else "random init"
+
+    @property
+    def trained(self) -> bool:
+        return self.path is not None
+
+    def describe(self) -> str:
+        model = f"{self.model_source.spec}"
+        if not self.trained:
+            return f"random init of {model} (seed {self.seed})"
+        return f"{model} with checkpoint {self.path} (sha256 {self.sha256})"
+
+    def inferred_notes(self) -> list[str]:
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "model_source": self.model_source.to_dict(),
+            "path": self.path,
+            "sha256": self.sha256,
+            "format": self.format,
+            "seed": self.seed,
+            "inferred": {},
+            "trained": self.trained,
+            "description": self.describe(),
+        }
+
+
+def load_user_model(
+    source: ModelSource,
+    checkpoint: Path | None,
+    seed: int,
+    device: Any = "cpu",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+):
+    """A `LoadedModel` (eval mode, on device) of the user's model, weights from `checkpoint`
+    (strict) or its own seeded init."""
+    from hilocli.checkpoint import LoadedModel, _read, sha256sum
+    from hilocli.models.adopters import unwrap
+    from hilocli.models.litv2_checkpoint import load_state_dict_strict
+
+    model = build(source, seed)
+    prov = UserProvenance(source, seed=seed)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        raw, fmt = _read(path)
+        sd = unwrap(raw)
+        if sd is None:
+            raise HiloError(f"{path}: the file holds no tensors")
+        own = model.state_dict()
+        if not any(k.startswith("module.") for k in own):
+            sd = {k.removeprefix("module."): v for k, v in sd.items()}
+        load_state_dict_strict(model, sd, str(path))
+        prov = UserProvenance(source, str(path), sha256sum(path), fmt)
+    from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+    preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
+    return LoadedModel(model.eval().to(device), prov, source.spec, preprocess)
+
+
+def check_user_options(request) -> bool:
+    """Usage errors of --model-fn / --hub / --model-kwargs in a `WeightsRequest`; True when a user
+    model is asked for (and its options are consistent). Imports nothing of the user's."""
+    fn, hub = request.model_fn, request.hub
+    if fn is None and hub is None:
+        raise UsageError("--model-kwargs needs --model-fn or --hub")
+    if fn is not None and hub is not None:
+        raise UsageError("--model-fn and --hub conflict: give one model source")
+    flag = "--model-fn" if fn is not None else "--hub"
+    for given, name in (
+        (request.model, "--model"),
+        (request.window_sizes, "--window-sizes"),
+        (request.head_dim, "--head-dim"),
+        (request.pretrained, "--pretrained" if request.pretrained else "--random-init"),
+    ):
+        if given is not None and not (name == "--random-init" and request.checkpoint is None):
+            raise UsageError(f"{flag} and {name} conflict: {name} is for hilo's own LITv2")
+    for name, values in (("--mean", request.mean), ("--std", request.std)):
+        if values is not None and len(values) != 3:
+            raise UsageError(f"{name} needs 3 comma-separated numbers (R,G,B), got {list(values)}")
+    if request.std is not None and min(request.std) <= 0:
+        raise UsageError(f"--std must be positive, got {list(request.std)}")
+    if request.checkpoint is not None:
+        p = Path(request.checkpoint)
+        if not p.is_file():
+            raise UsageError(f"--checkpoint {p}: no such file")
+    request.user_source  # noqa: B018 - parses the spec (usage errors), imports nothing
+    return True
