@@ -68,9 +68,12 @@ class SpectrumCollector:
             info.index: {b: BranchAccumulator(b, settings, info.window_size) for b in BRANCHES}
             for info in self.layers
         }
+        self.settings = settings
         self.images = 0
         self._stack = ExitStack()
         self._cap = None
+        self._stream: dict[int, torch.Tensor] = {}  # residual stream x entering each block
+        self._depth = None  # list of depth.BlockCurve while settings.depth
 
     def __enter__(self) -> SpectrumCollector:
         from hilocli.capture import capture
@@ -79,10 +82,52 @@ class SpectrumCollector:
         self._cap = self._stack.enter_context(
             capture(self.model, indices, attn=False, keep_on_device=True)
         )
+        if self.settings.residual:
+            for info in self.layers:
+                block = self.model.get_submodule(info.path.rpartition(".")[0])
+                handle = block.register_forward_pre_hook(self._stream_hook(info.index))
+                self._stack.callback(handle.remove)
+        if self.settings.depth:
+            from hilocli.spectrum.depth import block_outputs
+
+            self._depth = self._stack.enter_context(block_outputs(self.model))
         return self
 
+    def _stream_hook(self, index: int):
+        def hook(_mod, args):
+            if len(args) >= 3:  # a block: (x (B, N, C), H, W); anything else: no stream
+                x, H, W = args[0], int(args[1]), int(args[2])
+                self._stream[index] = x.detach().reshape(x.shape[0], H, W, -1)  # (B, H, W, C)
+
+        return hook
+
+    def depth_curve(self):
+        """Park & Kim's depth curve (hilocli.spectrum.depth.DepthCurve); settings.depth only."""
+        from hilocli.spectrum.depth import finish_depth
+
+        if self._depth is None:
+            raise ValueError("the depth curve needs SpectrumSettings(depth=True)")
+        return finish_depth(self._depth)
+
+    def _residual_ratios(self, index: int, maps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The branch's band power over the residual stream's at the block input (B,) each."""
+        from hilocli.spectrum.analyse import band_power
+
+        stream = self._stream.get(index)
+        if stream is None or stream.shape[:3] != maps.shape[:3]:
+            return {}
+        cut, bnd = self.settings.cutoff, self.settings.boundary
+        lo, hi = band_power(maps, cut, bnd)
+        slo, shi = band_power(stream, cut, bnd)
+        nan = torch.full_like(lo, torch.nan)
+        return {
+            "residual_ratio_low": torch.where(slo > 0, lo / slo.clamp(min=1e-30), nan),
+            "residual_ratio_high": torch.where(shi > 0, hi / shi.clamp(min=1e-30), nan),
+        }
+
     def __exit__(self, *exc) -> None:
-        self._cap = None
+        self._cap = self._depth = None
+        self._stream.clear()
         self._stack.close()
 
     def add_batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +145,8 @@ class SpectrumCollector:
                     check_finite(
                         maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
                     )
-                    self.accs[info.index][b].add(maps)  # (B, H, W, C_branch)
+                    extra = {} if b == "control" else self._residual_ratios(info.index, maps)
+                    self.accs[info.index][b].add(maps, extra)  # (B, H, W, C_branch)
         self.images += x.shape[0]
         return out
 

@@ -1,0 +1,76 @@
+"""Separating the window-grid artifact from content (polyphase alias regression).
+
+Hi-Fi attends inside s x s windows anchored at token (0, 0), so its output may carry a pattern
+that depends on the position (i mod s, j mod s) inside the window, possibly multiplied by the
+content: g(i, j) = a(i mod s, j mod s) + b(i mod s, j mod s) * m(i, j), m smooth. Written with
+the s^2 characters e_k(i, j) = exp(2 pi i (ky i + kx j) / s), the phase-dependent part is
+sum_{k != 0} e_k (alpha_k + beta_k m): in the DFT of an axis whose length is a multiple of s it
+is the content's base band X(f0) copied to each alias f0 + k/s with ONE complex gain beta_k per
+alias and channel, plus the exact grid bin k/s itself (alpha_k). The phase average (k = 0) is
+content by definition.
+
+Method, per channel: the base band B = {f : |fy| < 1/(2 s), |fx| < 1/(2 s), f != 0} (strictly
+inside the alias cell, so the cells' border frequencies are never fitted); for each alias k != 0,
+beta_k = sum_B conj(X(f0)) X(f0 + k) / sum_B |X(f0)|^2 (least squares), the grid spectrum
+G(f0 + k) = beta_k X(f0) on B and G(k) = X(k). Content = X - G. Energy at an alias that is not
+coherent with the base band (real detail) stays content; only one complex gain per alias and
+channel is removed (for white noise about 1/|B| of each alias band: the bias is stated).
+
+An axis whose length is not a multiple of s has no alias structure in its DFT: a period-s pattern
+is not periodic there and overlaps real frequencies (3/7 cycles/token on a 7-token axis is the
+nearest to 1/2). Such an axis is not separated (no real frequency is ever labelled grid); the
+number of separated axes is reported (`grid_axes`), and with none `grid_fraction` is NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def separable_axes(height: int, width: int, window_size: int | None) -> tuple[int, int]:
+    """Per axis the period to separate: s where the axis length is a multiple of s (and at least
+    2 s, so a base band exists), else 1 (that axis is not separated)."""
+    s = window_size or 1
+    if s < 2:
+        return 1, 1
+    sy = s if height % s == 0 and height >= 2 * s else 1
+    sx = s if width % s == 0 and width >= 2 * s else 1
+    return sy, sx
+
+
+def base_band(height: int, width: int, sy: int, sx: int, device) -> torch.Tensor:
+    """(H, W) bool: frequencies strictly inside the alias cell around 0, DC excluded."""
+    fy = torch.fft.fftfreq(height, device=device, dtype=torch.float64).abs()  # (H,)
+    fx = torch.fft.fftfreq(width, device=device, dtype=torch.float64).abs()  # (W,)
+    iny = fy < 0.5 / sy if sy > 1 else torch.ones_like(fy, dtype=torch.bool)
+    inx = fx < 0.5 / sx if sx > 1 else torch.ones_like(fx, dtype=torch.bool)
+    band = iny[:, None] & inx[None, :]
+    band[0, 0] = False
+    return band
+
+
+def grid_spectrum(spec: torch.Tensor, window_size: int | None) -> tuple[torch.Tensor, int]:
+    """The window-grid part G of complex spectra (..., H, W) (torch.fft order), and the number of
+    separated axes. Content is spec - G."""
+    H, W = spec.shape[-2:]
+    sy, sx = separable_axes(H, W, window_size)
+    axes = int(sy > 1) + int(sx > 1)
+    grid = torch.zeros_like(spec)
+    if axes == 0:
+        return grid, 0
+    band = base_band(H, W, sy, sx, spec.device).to(spec.real.dtype)  # (H, W)
+    base = spec * band  # (..., H, W) the base band only
+    base_energy = base.abs().square().sum((-2, -1))  # (...)
+    ok = base_energy > 0
+    for ky in range(sy):
+        for kx in range(sx):
+            if ky == 0 and kx == 0:
+                continue
+            dy, dx = ky * H // sy, kx * W // sx
+            alias = torch.roll(spec, shifts=(-dy, -dx), dims=(-2, -1))  # alias[f0] = X(f0 + k)
+            cross = (base.conj() * alias).sum((-2, -1))  # (...)
+            beta = torch.where(ok, cross / torch.where(ok, base_energy, 1.0), 0.0)
+            fitted = beta[..., None, None] * base  # (..., H, W) on the base band
+            grid = grid + torch.roll(fitted, shifts=(dy, dx), dims=(-2, -1))
+            grid[..., dy, dx] = spec[..., dy, dx]  # the exact grid bin k / s
+    return grid, axes
