@@ -136,7 +136,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
         0.05,
         [1, 2],
     )
-    assert settings["boundary"] in ("smooth", "none")
+    assert settings["boundary"] == "smooth"
     assert data["environment"]["torch"]
     results = data["results"]
     # n = 4 < 6: numbers, no verdict, and the line says why and how many are needed

@@ -32,9 +32,7 @@ PLAIN = SpectrumSettings(boundary="none")
 SIZES = [(14, 14), (7, 7), (16, 10), (9, 15)]  # even, odd, non-square both ways
 
 
-def measure(
-    maps: torch.Tensor, window_size: int | None = None, settings: SpectrumSettings = PLAIN
-):
+def measure(maps: torch.Tensor, window_size: int | None = None, settings: SpectrumSettings = PLAIN):
     acc = BranchAccumulator("x", settings, window_size)
     acc.add(maps)
     return acc.finish()
@@ -342,9 +340,16 @@ def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
     hifi = cap.records[0].hifi_out  # (3, 4, 5, 32)
     assert layers[0].grid == (4, 5) and layers[0].hifi.channels == 32
     assert layers[1].hifi is None and layers[1].lofi.channels == 128  # plain MSA layer
-    # hf fraction recomputed by hand: mean-removed FFT power, channel mean, radius > 0.25
-    p = torch.fft.fft2(hifi.permute(0, 3, 1, 2) - hifi.mean((1, 2))[:, :, None, None]).abs() ** 2
-    p = p.mean(1)  # (3, 4, 5)
+    # hf fraction recomputed by hand: mean-removed FFT, channel mean, radius > 0.25; issue 9:
+    # minus the window grid (s = 2 separable on the 4-row axis only): the alias row fy = 1/2
+    # loses its grid bin and one least-squares gain times the base row fy = 0 (fx != 0)
+    centred = hifi - hifi.mean((1, 2), keepdim=True)  # (3, 4, 5, 32)
+    f = torch.fft.fft2(centred.permute(0, 3, 1, 2).double())  # (3, 32, 4, 5)
+    base, alias = f[:, :, 0, 1:], f[:, :, 2, 1:]  # (3, 32, 4)
+    beta = (base.conj() * alias).sum(-1) / base.abs().square().sum(-1)  # (3, 32)
+    f[:, :, 2, 1:] -= beta[..., None] * base
+    f[:, :, 2, 0] = 0
+    p = f.abs().square().mean(1)  # (3, 4, 5)
     r = torch.sqrt(torch.fft.fftfreq(4)[:, None] ** 2 + torch.fft.fftfreq(5)[None, :] ** 2)
     expect = (p * (r > 0.25)).sum((1, 2)) / p.sum((1, 2))
     np.testing.assert_allclose(layers[0].hifi.per_image["hf_fraction"], expect.numpy(), atol=1e-5)

@@ -148,8 +148,10 @@ def dense_reference(h: int, w: int, boundary: str, cutoff: float) -> float:
     r = np.hypot(*np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")).ravel()
     smooth = 0.0
     if boundary == "hann":
-        win = np.outer(np.sin(np.pi * (np.arange(h) + 0.5) / h) ** 2,
-                       np.sin(np.pi * (np.arange(w) + 0.5) / w) ** 2).ravel()
+        win = np.outer(
+            np.sin(np.pi * (np.arange(h) + 0.5) / h) ** 2,
+            np.sin(np.pi * (np.arange(w) + 0.5) / w) ** 2,
+        ).ravel()
         op = dft @ (win[:, None] * centre)
     elif boundary == "smooth":
         eye = torch.eye(n, dtype=torch.float64).reshape(n, h, w)
@@ -286,8 +288,11 @@ def test_depth_curve_hooks_every_block(tiny_model):
         col.add_batch(x)
         depth = col.depth_curve()
     handle.remove()
-    names = [f"layers.{i}.blocks.{j}" for i, s in enumerate(tiny_model.layers)
-             for j in range(len(s.blocks))]
+    names = [
+        f"layers.{i}.blocks.{j}"
+        for i, s in enumerate(tiny_model.layers)
+        for j in range(len(s.blocks))
+    ]
     assert depth.blocks == names
     attn = {info.name: info.index for info in tiny_model.hilo_layers()}
     assert depth.hilo_index == [attn.get(n) for n in names]

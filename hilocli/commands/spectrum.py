@@ -87,12 +87,11 @@ class Boundary(str, Enum):
 
 
 BoundaryOpt = Annotated[
-    Optional[Boundary],
+    Boundary,
     typer.Option(
         "--boundary",
-        show_default=False,
         help="Map edges before the FFT: smooth (periodic-plus-smooth, edges are not detail), "
-        "hann (window), none (plain periodic FFT). Default: smooth.",
+        "hann (window), none (plain periodic FFT).",
     ),
 ]
 HannOpt = Annotated[bool, typer.Option("--hann", hidden=True, help="Removed: use --boundary hann.")]
@@ -128,7 +127,7 @@ def spectrum(
     control: ControlOpt = ControlChoice.none,
     control_seeds: ControlSeedsOpt = 5,
     cutoff: CutoffOpt = 0.25,
-    boundary: BoundaryOpt = None,
+    boundary: BoundaryOpt = Boundary.smooth,
     hann: HannOpt = False,
     alpha: AlphaOpt = 0.05,
     margin: MarginOpt = 0.05,
@@ -165,7 +164,7 @@ def spectrum(
         control=control.value,
         control_seeds=control_seeds,
         cutoff=cutoff,
-        **({} if boundary is None else {"boundary": boundary.value}),
+        boundary=boundary.value,
         alpha=alpha,
         margin=margin,
     ).validate()

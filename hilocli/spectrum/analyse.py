@@ -32,6 +32,11 @@ def cutoff_key(cutoff: float) -> str:
     return f"c{round(cutoff * 1000):03d}"
 
 
+def power2(z: torch.Tensor) -> torch.Tensor:
+    """|z|^2 of a complex tensor without the square root."""
+    return z.real.square() + z.imag.square()
+
+
 @dataclass
 class ContentSpectra:
     """Channel-resolved spectra of one batch of maps (torch.fft order)."""
@@ -44,6 +49,8 @@ class ContentSpectra:
     grid_axes: int
     radius: torch.Tensor  # (H, W) cycles per token
     r_min: float  # 1 / max(H, W): where the smooth component's energy is counted
+    raw_hat: torch.Tensor  # (B, C, H, W) FFT of the map WITHOUT mean removal (Park & Kim)
+    bands: tuple[torch.Tensor, torch.Tensor] | None = None  # (low, high) (B,) see band_power
 
 
 def radius_grid(height: int, width: int, device, dtype) -> torch.Tensor:
@@ -58,9 +65,13 @@ def check_boundary(boundary: str) -> None:
 
 
 def content_spectra(
-    maps: torch.Tensor, window_size: int | None = None, boundary: str = "smooth"
+    maps: torch.Tensor,
+    window_size: int | None = None,
+    boundary: str = "smooth",
+    band_cutoff: float | None = None,
 ) -> ContentSpectra:
-    """The pipeline above on (B, H, W, C) maps."""
+    """The pipeline above on (B, H, W, C) maps; with band_cutoff also `bands`, the whole map's
+    (grid included) power under the boundary, summed over channels, at r <= / > band_cutoff."""
     check_boundary(boundary)
     if maps.ndim != 4:
         raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(maps.shape)}")
@@ -72,29 +83,44 @@ def content_spectra(
     xc = x - mean  # (B, C, H, W)
     u_hat = torch.fft.fft2(xc)  # (B, C, H, W)
     g_hat, axes = grid_spectrum(u_hat, window_size)  # exact on the raw DFT (see grid.py)
+    radius = radius_grid(H, W, x.device, dtype)
+
+    def apply_boundary(spatial, spectrum):
+        """(power (B, C, H, W) DC zeroed, smooth power (B, C)) of one map under the boundary."""
+        smooth = torch.zeros(B, C, device=x.device, dtype=dtype)
+        if boundary == "smooth":
+            s_hat = smooth_component_fft(spatial)  # (B, C, H, W)
+            spectrum = spectrum - s_hat  # the periodic component
+            smooth = power2(s_hat).sum((-2, -1)) / norm  # (B, C)
+        elif boundary == "hann":
+            win = hann_window(H, W, device=x.device, dtype=dtype)  # (H, W)
+            spectrum = torch.fft.fft2(spatial * win) * ((H * W) / win.square().sum()).sqrt()
+        power = power2(spectrum) / norm
+        power[..., 0, 0] = 0
+        return power, smooth
+
     content = xc - torch.fft.ifft2(g_hat).real if axes else xc  # (B, C, H, W)
-    c_raw = u_hat - g_hat  # FFT of content
-    smooth_power = torch.zeros(B, C, device=x.device, dtype=dtype)
-    if boundary == "smooth":
-        s_hat = smooth_component_fft(content)  # (B, C, H, W)
-        c_hat = c_raw - s_hat  # the periodic component of the content
-        smooth_power = s_hat.abs().square().sum((-2, -1)) / norm  # (B, C)
-    elif boundary == "none":
-        c_hat = c_raw
-    else:
-        win = hann_window(H, W, device=x.device, dtype=dtype)  # (H, W)
-        c_hat = torch.fft.fft2(content * win) * ((H * W) / win.square().sum()).sqrt()
-    power = c_hat.abs().square() / norm  # (B, C, H, W)
-    power[..., 0, 0] = 0
+    power, smooth_power = apply_boundary(content, u_hat - g_hat)
+    bands = None
+    if band_cutoff is not None:
+        full, full_smooth = (power, smooth_power) if not axes else apply_boundary(xc, u_hat)
+        high = (radius > band_cutoff).to(dtype)  # (H, W)
+        p = full.sum(1)  # (B, H, W)
+        hi = (p * high).sum((-2, -1))
+        bands = ((p * (1 - high)).sum((-2, -1)) + full_smooth.sum(1), hi)
+    raw_hat = u_hat.clone()
+    raw_hat[..., 0, 0] = mean[..., 0, 0] * (H * W)
     return ContentSpectra(
         content_power=power,
         smooth_power=smooth_power,
-        grid_power=g_hat.abs().square().sum((-2, -1)) / norm,
+        grid_power=power2(g_hat).sum((-2, -1)) / norm,
         nondc_power=xc.square().mean((-2, -1)),
         dc_power=mean.square()[..., 0, 0],
         grid_axes=axes,
-        radius=radius_grid(H, W, x.device, dtype),
+        radius=radius,
         r_min=1.0 / max(H, W),
+        raw_hat=raw_hat,
+        bands=bands,
     )
 
 
@@ -104,7 +130,10 @@ def nan_unless(ok: torch.Tensor, num: torch.Tensor, den: torch.Tensor) -> torch.
 
 
 def summarise(
-    spec: ContentSpectra, cutoff: float, cutoffs: tuple[float, ...], window_size: int | None,
+    spec: ContentSpectra,
+    cutoff: float,
+    cutoffs: tuple[float, ...],
+    window_size: int | None,
     boundary: str,
 ) -> dict[str, torch.Tensor]:
     """Per-image fields (B,) from content spectra; channel means throughout."""
@@ -181,9 +210,4 @@ def band_power(
     """Power of maps (B, H, W, C) summed over channels in the low band (0 < r <= cutoff, plus the
     smooth component under "smooth") and the high band (r > cutoff): each (B,). No grid
     separation: this is what the map adds, artifact included."""
-    spec = content_spectra(maps, None, boundary)
-    p = spec.content_power.sum(1)  # (B, H, W)
-    high = (spec.radius > cutoff).to(p.dtype)
-    hi = (p * high).sum((-2, -1))
-    lo = (p * (1 - high)).sum((-2, -1)) + spec.smooth_power.sum(1)
-    return lo, hi
+    return content_spectra(maps, None, boundary, band_cutoff=cutoff).bands

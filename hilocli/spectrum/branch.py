@@ -16,7 +16,6 @@ from hilocli.spectrum.measures import (
     PER_IMAGE_FIELDS,
     FrequencyAxes,
     SpectrumSettings,
-    fft_maps,
     frequency_axes,
     paper_channel_range,
     radial_profile,
@@ -108,9 +107,14 @@ class BranchAccumulator:
         self.per_image: dict[str, list[torch.Tensor]] = {k: [] for k in PER_IMAGE_FIELDS}
         self.sums: dict[tuple[int, int], _GridSums] = {}
 
-    def add(self, maps: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> None:
-        """Measure a batch of maps (B, H, W, C). `extra` holds per-image fields (B,) computed
-        elsewhere (the collector's residual ratios); fields never given stay NaN."""
+    def add(
+        self,
+        maps: torch.Tensor,
+        stream_bands: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Measure a batch of maps (B, H, W, C). `stream_bands`: the residual stream's (low, high)
+        band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
+        fields never measured stay NaN."""
         B, H, W, C = maps.shape
         if self.channels is None:
             self.channels = C
@@ -121,16 +125,21 @@ class BranchAccumulator:
             axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, maps.device)
             sums = self.sums[(H, W)] = _GridSums(axes)
         axes = sums.axes
-        spec = content_spectra(maps, self.window_size, self.settings.boundary)
-        fields = summarise(
-            spec, self.settings.cutoff, CUTOFFS, self.window_size, self.settings.boundary
+        cut = self.settings.cutoff
+        spec = content_spectra(
+            maps, self.window_size, self.settings.boundary, None if stream_bands is None else cut
         )
-        raw = fft_maps(maps, remove_mean=False)  # (B, C, H, W) complex, float32
-        raw_log = torch.log(raw.abs() + EPS)  # (B, C, H, W)
+        fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
+        if stream_bands is not None:
+            for name, own, total in zip(("low", "high"), spec.bands, stream_bands, strict=True):
+                ok = total > 0
+                ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
+                fields[f"residual_ratio_{name}"] = ratio
+        raw = spec.raw_hat  # (B, C, H, W) FFT without mean removal
+        raw_log = torch.log(raw.abs().float() + EPS)  # (B, C, H, W)
         rows, cols = axes.diag
         diag = raw_log.mean(1)[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
         fields["parkkim_hf"] = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
-        fields.update(extra or {})
         for k in PER_IMAGE_FIELDS:
             v = fields.get(k)
             self.per_image[k].append(

@@ -109,24 +109,17 @@ class SpectrumCollector:
             raise ValueError("the depth curve needs SpectrumSettings(depth=True)")
         return finish_depth(self._depth)
 
-    def _residual_ratios(self, index: int, maps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The branch's band power over the residual stream's at the block input (B,) each."""
+    def _stream_bands(self, index: int, grid: tuple[int, ...]):
+        """(low, high) band power (B,) of the residual stream entering the block, or None."""
         from hilocli.spectrum.analyse import band_power
 
         stream = self._stream.get(index)
-        if stream is None or stream.shape[:3] != maps.shape[:3]:
-            return {}
-        cut, bnd = self.settings.cutoff, self.settings.boundary
-        lo, hi = band_power(maps, cut, bnd)
-        slo, shi = band_power(stream, cut, bnd)
-        nan = torch.full_like(lo, torch.nan)
-        return {
-            "residual_ratio_low": torch.where(slo > 0, lo / slo.clamp(min=1e-30), nan),
-            "residual_ratio_high": torch.where(shi > 0, hi / shi.clamp(min=1e-30), nan),
-        }
+        if stream is None or tuple(stream.shape[:3]) != tuple(grid):
+            return None
+        return band_power(stream, self.settings.cutoff, self.settings.boundary)
 
     def __exit__(self, *exc) -> None:
-        self._cap = self._depth = None
+        self._cap = None  # the depth curves stay readable after the block
         self._stream.clear()
         self._stack.close()
 
@@ -138,6 +131,7 @@ class SpectrumCollector:
             out = self.model(x)
             for info in self.layers:
                 rec = self._cap.records[info.index]
+                bands = self._stream_bands(info.index, rec.control.shape[:3])
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
@@ -145,8 +139,8 @@ class SpectrumCollector:
                     check_finite(
                         maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
                     )
-                    extra = {} if b == "control" else self._residual_ratios(info.index, maps)
-                    self.accs[info.index][b].add(maps, extra)  # (B, H, W, C_branch)
+                    own = None if b == "control" else bands
+                    self.accs[info.index][b].add(maps, own)  # (B, H, W, C_branch)
         self.images += x.shape[0]
         return out
 

@@ -38,39 +38,35 @@ def separable_axes(height: int, width: int, window_size: int | None) -> tuple[in
     return sy, sx
 
 
-def base_band(height: int, width: int, sy: int, sx: int, device) -> torch.Tensor:
-    """(H, W) bool: frequencies strictly inside the alias cell around 0, DC excluded."""
-    fy = torch.fft.fftfreq(height, device=device, dtype=torch.float64).abs()  # (H,)
-    fx = torch.fft.fftfreq(width, device=device, dtype=torch.float64).abs()  # (W,)
-    iny = fy < 0.5 / sy if sy > 1 else torch.ones_like(fy, dtype=torch.bool)
-    inx = fx < 0.5 / sx if sx > 1 else torch.ones_like(fx, dtype=torch.bool)
-    band = iny[:, None] & inx[None, :]
-    band[0, 0] = False
-    return band
+def base_axis(n: int, s: int, device) -> torch.Tensor:
+    """Indices of an axis of length n strictly inside the alias cell |f| < 1/(2 s) (all for s 1)."""
+    f = torch.fft.fftfreq(n, device=device, dtype=torch.float64).abs()  # (n,)
+    return torch.arange(n, device=device) if s == 1 else (f < 0.5 / s).nonzero().flatten()
 
 
 def grid_spectrum(spec: torch.Tensor, window_size: int | None) -> tuple[torch.Tensor, int]:
     """The window-grid part G of complex spectra (..., H, W) (torch.fft order), and the number of
-    separated axes. Content is spec - G."""
+    separated axes. Content is spec - G. Works on the base band's rows x columns only."""
     H, W = spec.shape[-2:]
     sy, sx = separable_axes(H, W, window_size)
     axes = int(sy > 1) + int(sx > 1)
     grid = torch.zeros_like(spec)
     if axes == 0:
         return grid, 0
-    band = base_band(H, W, sy, sx, spec.device).to(spec.real.dtype)  # (H, W)
-    base = spec * band  # (..., H, W) the base band only
-    base_energy = base.abs().square().sum((-2, -1))  # (...)
+    rows, cols = base_axis(H, sy, spec.device), base_axis(W, sx, spec.device)
+    base = spec[..., rows, :][..., cols].clone()  # (..., ny, nx) the base band's rectangle
+    base[..., 0, 0] = 0  # DC is not part of the base band (index 0 is always first)
+    base_energy = base.real.square().sum((-2, -1)) + base.imag.square().sum((-2, -1))  # (...)
     ok = base_energy > 0
     for ky in range(sy):
         for kx in range(sx):
             if ky == 0 and kx == 0:
                 continue
-            dy, dx = ky * H // sy, kx * W // sx
-            alias = torch.roll(spec, shifts=(-dy, -dx), dims=(-2, -1))  # alias[f0] = X(f0 + k)
+            ay, ax = (rows + ky * H // sy) % H, (cols + kx * W // sx) % W
+            alias = spec[..., ay, :][..., ax]  # (..., ny, nx) X(f0 + k)
             cross = (base.conj() * alias).sum((-2, -1))  # (...)
             beta = torch.where(ok, cross / torch.where(ok, base_energy, 1.0), 0.0)
-            fitted = beta[..., None, None] * base  # (..., H, W) on the base band
-            grid = grid + torch.roll(fitted, shifts=(dy, dx), dims=(-2, -1))
-            grid[..., dy, dx] = spec[..., dy, dx]  # the exact grid bin k / s
+            fitted = beta[..., None, None] * base  # (..., ny, nx)
+            fitted[..., 0, 0] = alias[..., 0, 0]  # the exact grid bin k / s itself
+            grid[..., ay[:, None], ax[None, :]] = fitted
     return grid, axes

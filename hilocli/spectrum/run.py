@@ -21,24 +21,12 @@ import numpy as np
 from hilocli.errors import HiloError, UsageError
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import SpectrumSettings
+from hilocli.spectrum.measures import BOUNDARIES, SpectrumSettings
 from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, ControlResult, Verdict
 from hilocli.weights import WeightsRequest
 
 MODES = ("stats", "paper")
 CONTROLS = ("none", "random")
-BOUNDARIES = ("smooth", "hann", "none")
-
-
-def _default_boundary() -> str:
-    """"smooth" where the measures support the boundary option, else the plain FFT ("none")."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(SpectrumSettings)}
-    return "smooth" if "boundary" in names else "none"
-
-
-DEFAULT_BOUNDARY = _default_boundary()
 MAX_SHOWN = 16  # images kept for the montage
 
 Progress = Callable[[int, int], None]  # (files done, files in total)
@@ -59,7 +47,7 @@ class SpectrumRequest:
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
     control_seeds: int = 5  # random inits in the control, seeds seed+1 .. seed+N
     cutoff: float = 0.25
-    boundary: str = DEFAULT_BOUNDARY  # "smooth" | "hann" | "none"
+    boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
     alpha: float = DEFAULT_ALPHA
     margin: float = DEFAULT_MARGIN
 
@@ -68,20 +56,9 @@ class SpectrumRequest:
         return self.weights.seed
 
     def settings(self) -> SpectrumSettings:
-        import dataclasses
-
-        names = {f.name for f in dataclasses.fields(SpectrumSettings)}
-        extra: dict[str, Any] = {}
-        if "boundary" in names:
-            extra["boundary"] = self.boundary
-        elif self.boundary == "hann":
-            extra["hann"] = True
-        elif self.boundary == "smooth":
-            raise UsageError("--boundary smooth is not available in this build; use hann or none")
-        for key, value in (("significance", self.alpha), ("margin", self.margin)):
-            if key in names:
-                extra[key] = value
-        return SpectrumSettings(cutoff=self.cutoff, **extra)
+        return SpectrumSettings(
+            cutoff=self.cutoff, boundary=self.boundary, significance=self.alpha, margin=self.margin
+        )
 
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
