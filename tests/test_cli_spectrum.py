@@ -218,10 +218,15 @@ def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path):
     folder = tmp_path / "imgs"
     (first,) = make_images(folder, count=1)
     shutil.copy(first, folder / "copy.png")
-    res = hilo("spectrum", folder, first, *TINY, "--out", tmp_path / "o", "--json")
+    res = hilo("spectrum", folder, first, *TINY, "--out", tmp_path / "o", "--depth", "--json")
     assert res.returncode == 0, res.stderr
     data = strict_json(res.stdout)
     v = data["results"]["verdict"]
+    # --depth: Park & Kim's curve over every block of the tiny model (5 blocks), one image
+    depth = data["results"]["depth_curve"]
+    assert len(depth["blocks"]) == len(depth["highest"]) == 5
+    assert np.array(depth["per_image_highest"]).shape == (1, 5)
+    assert data["files"]["depth_figure"].endswith("spectrum_depth.png")
     assert data["results"]["n"] == 1 and v["n"] == 1 and v["word"] == "insufficient"
     assert len(data["inputs"]["duplicates"]) == 2 and v["min_images"] == 6
 

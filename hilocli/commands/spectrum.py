@@ -95,6 +95,12 @@ BoundaryOpt = Annotated[
     ),
 ]
 HannOpt = Annotated[bool, typer.Option("--hann", hidden=True, help="Removed: use --boundary hann.")]
+DepthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--depth", help="Also Park & Kim's depth curve over every block (figure and JSON)."
+    ),
+]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
 MarginOpt = Annotated[
     float,
@@ -131,6 +137,7 @@ def spectrum(
     hann: HannOpt = False,
     alpha: AlphaOpt = 0.05,
     margin: MarginOpt = 0.05,
+    depth: DepthOpt = False,
     seed: SeedOpt = 0,
     window_sizes: WindowOpt = None,
     head_dim: HeadDimOpt = None,
@@ -167,6 +174,7 @@ def spectrum(
         boundary=boundary.value,
         alpha=alpha,
         margin=margin,
+        depth=depth,
     ).validate()
     check_out_dir(out)
     con = console()

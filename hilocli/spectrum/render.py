@@ -43,6 +43,8 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
         "summary_figure": f"spectrum_summary.{fmt}",
         "figure": f"spectrum.{fmt}",
     }
+    if result.depth is not None:
+        names["depth_figure"] = f"spectrum_depth.{fmt}"
     if result.request.mode == "paper":
         names["paper_figure"] = f"spectrum_paper.{fmt}"
     return names
@@ -57,6 +59,8 @@ def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRec
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
         files.figure(names["summary_figure"], summary.summary_figure(result)[0], dpi=110)
         files.figure(names["figure"], figures.spectrum_figure(result)[0], dpi=110)
+        if "depth_figure" in names:
+            files.figure(names["depth_figure"], summary.depth_figure(result)[0], dpi=110)
         if "paper_figure" in names:
             files.figure(names["paper_figure"], figures.paper_figure(result)[0], dpi=110)
         files.json(names["record"], record)

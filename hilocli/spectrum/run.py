@@ -50,6 +50,7 @@ class SpectrumRequest:
     boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
     alpha: float = DEFAULT_ALPHA
     margin: float = DEFAULT_MARGIN
+    depth: bool = False  # Park & Kim's depth curve over every block (main model only)
 
     @property
     def seed(self) -> int:
@@ -57,7 +58,11 @@ class SpectrumRequest:
 
     def settings(self) -> SpectrumSettings:
         return SpectrumSettings(
-            cutoff=self.cutoff, boundary=self.boundary, significance=self.alpha, margin=self.margin
+            cutoff=self.cutoff,
+            boundary=self.boundary,
+            significance=self.alpha,
+            margin=self.margin,
+            depth=self.depth,
         )
 
     def validate(self) -> SpectrumRequest:
@@ -133,6 +138,7 @@ class SpectrumResult:
     environment: dict[str, Any]
     shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
     control: ControlResult | None = None
+    depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
 
     @property
     def n(self) -> int:
@@ -158,6 +164,7 @@ class SpectrumResult:
             "verdict_line": self.verdict_line,
             "layers": [s.to_dict() for s in self.layers],
             "random_control": None if self.control is None else self.control.to_dict(),
+            "depth_curve": None if self.depth is None else self.depth.to_dict(),
         }
         return RunRecord(
             command="spectrum",
@@ -210,6 +217,7 @@ class Measured:
     analysed: list[str]  # paths, in the order fed to the models
     skipped: list[tuple[Path, str]]  # (path, the loader's reason)
     shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
+    depth: Any = None  # the first model's DepthCurve when settings.depth
 
 
 def measure(
@@ -245,11 +253,12 @@ def measure(
             done += chunk.files
             if progress is not None:
                 progress(done, len(paths))
+        depth = cols[0].depth_curve() if settings.depth and analysed else None
     if not analysed:
         raise HiloError(
             f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
         )
-    return Measured([col.finish() for col in cols], analysed, skipped, shown)
+    return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
 def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumResult:
@@ -310,4 +319,5 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         environment=environment(device),
         shown=done.shown,
         control=control,
+        depth=done.depth,
     )

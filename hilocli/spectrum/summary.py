@@ -122,3 +122,41 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     data["title"] = title
     fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
     return fig, data
+
+
+def depth_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """Park & Kim's depth curve for LITv2: Delta log amplitude at the highest diagonal frequency
+    of every block output (residual included), each image a dot, the mean a line; blocks whose
+    attention is a HiLo layer with both branches are marked, stages separated."""
+    depth = result.depth
+    blocks = len(depth.blocks)
+    width, height = max(8.0, 1.5 + 0.35 * blocks), 4.8
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes([0.9 / width, 1.1 / height, 1 - 1.2 / width, 1 - 1.9 / height])
+    x = np.arange(blocks)
+    per_image = np.asarray(depth.per_image_highest, dtype=float)  # (n, blocks)
+    for row in per_image:
+        ax.plot(x, row, ".", color="0.6", ms=3)
+    ax.plot(x, depth.highest, "o-", color="k", ms=4, label="mean over images")
+    tested = [k for k, i in enumerate(depth.hilo_index) if i is not None and i in result.tested]
+    ax.plot(x[tested], depth.highest[tested], "s", mfc="none", color="tab:red", ms=9,
+            label="HiLo layer with Hi-Fi and Lo-Fi (tested)")  # fmt: skip
+    for k in range(1, blocks):
+        if depth.stages[k] != depth.stages[k - 1]:
+            ax.axvline(k - 0.5, color="0.7", lw=0.8)
+    ax.set_xticks(x, [b.replace("layers.", "").replace(".blocks.", ".") for b in depth.blocks],
+                  fontsize=6, rotation=90)  # fmt: skip
+    ax.set_xlabel("block (stage.block); vertical lines: stage boundaries", fontsize=7)
+    ax.set_ylabel("Delta log amplitude at the highest frequency", fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=6, loc="best")
+    import textwrap
+
+    head = textwrap.fill(f"{result.model_name}: {result.weights.describe()}", int(width * 12))
+    fig.suptitle(
+        f"{head}\nPark & Kim depth curve (block outputs, residual included), n = {result.n} images",
+        fontsize=8.5,
+        y=1 - 0.1 / height,
+        va="top",
+    )
+    return fig, {"x": x, "highest": depth.highest, "tested_blocks": tested}
