@@ -154,7 +154,13 @@ def interval(v: Verdict) -> str:
     return f"CI [{lo:+.3f}, {hi:+.3f}] (exact coverage {v.ci_level:.1%})"
 
 
-def summary_line(v: Verdict | None, weights: str, trained: bool, what: str = "") -> str:
+def summary_line(
+    v: Verdict | None,
+    weights: str,
+    trained: bool,
+    what: str = "",
+    label: str = "Hi-Fi minus Lo-Fi",
+) -> str:
     """The verdict line: word, n, estimate with interval, p, and the weights."""
     claim = what or "Hi-Fi carries more high-frequency energy than Lo-Fi"
     if v is None:
@@ -167,7 +173,7 @@ def summary_line(v: Verdict | None, weights: str, trained: bool, what: str = "")
     )
     excl = f", {v.n_excluded} excluded (undefined)" if v.n_excluded else ""
     return (
-        f"verdict: {claim}: {v.word} (n = {v.n} images{excl}; Hi-Fi minus Lo-Fi "
+        f"verdict: {claim}: {v.word} (n = {v.n} images{excl}; {label} "
         f"{_num(v.estimate, '+.3f')}, {interval(v)}; p = {_num(v.p, '.3g')}; {v.reason}; "
         f"{weights}){scope}"
     )
@@ -235,5 +241,6 @@ def judge_control(
         + ", ".join(str(t.provenance.seed) for t in twins),
         True,
         what="the model's Hi-Fi minus Lo-Fi gap exceeds the random architecture's",
+        label="gap minus mean random gap",
     )
     return ControlResult([t.provenance for t in twins], per_seed, verdicts, did_verdict, line)
