@@ -463,3 +463,30 @@ def test_title_clears_the_top_panels(n_layers):
     assert len(data["columns"]) == n_layers + 1 and data["n"] == 6
     assert data["word"] == "supported" and "SUPPORTED" in fig._suptitle.get_text()
     assert data["columns"][-1]["estimate"] == pytest.approx(result.verdict.estimate)
+
+
+@pytest.mark.parametrize("blocks", [5, 24])
+def test_depth_figure_title_clears_the_panel_and_plots_the_curve(blocks):
+    from dataclasses import replace
+
+    from hilocli.spectrum.depth import DepthCurve
+    from hilocli.spectrum.summary import depth_figure
+
+    rng = np.random.default_rng(0)
+    per_image = rng.normal(-2.0, 0.5, (6, blocks))
+    curves = [np.array([0.0, -1.0, per_image[:, k].mean()]) for k in range(blocks)]
+    depth = DepthCurve(
+        blocks=[f"layers.{k % 4}.blocks.{k}" for k in range(blocks)],
+        stages=sorted(k % 4 for k in range(blocks)),
+        grids=[(14, 14)] * blocks,
+        hilo_index=[0] + [None] * (blocks - 1),
+        square=[True] * blocks,
+        freq=[np.array([0.0, 1 / 7, 2 / 7])] * blocks,
+        rel_log_amplitude=curves,
+        per_image_highest=per_image,
+    )
+    result = replace(fake_result(1, control=False), depth=depth)
+    fig, data = depth_figure(result)
+    _title_clearance(fig, fig.axes)
+    np.testing.assert_allclose(data["highest"], per_image.mean(axis=0))
+    assert data["tested_blocks"] == [0]  # block 0's attention is tested layer 0

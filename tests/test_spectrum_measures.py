@@ -341,3 +341,28 @@ def test_residual_ratio_is_branch_band_power_over_the_stream(tiny_model):
     np.testing.assert_allclose(got["residual_ratio_low"], (lo / slo).numpy(), rtol=1e-4)
     np.testing.assert_allclose(got["residual_ratio_high"], (hi / shi).numpy(), rtol=1e-4)
     assert np.isnan(layer.control.per_image["residual_ratio_low"]).all()
+
+
+# -- transfer curves ----------------------------------------------------------------------------
+
+
+def test_transfer_curves_of_identity_and_window_average():
+    from hilocli.spectrum.transfer import box_gain, hifi_gain, lofi_gain, transfer_frequencies
+
+    s, H, W = 2, 6, 8
+    G = (H // s) * (W // s)
+    radii, freqs = transfer_frequencies(11)
+    assert radii[0] == 0 and radii[-1] == 0.5 and freqs.shape == (4, 11, 2)
+    eye = torch.eye(s * s).expand(1, G, 2, s * s, s * s)  # 2 heads, each query sees itself
+    torch.testing.assert_close(hifi_gain(eye, freqs, (H, W)), torch.ones(1, 2, 4, 11))
+    uniform = torch.full((1, G, 1, s * s, s * s), 1 / (s * s))
+    expect = box_gain(freqs, s).float()[None, None]
+    torch.testing.assert_close(hifi_gain(uniform, freqs, (H, W)), expect, atol=1e-6, rtol=0)
+    # the box gain in closed form at Nyquist on the x axis: sin(pi) / (2 sin(pi/2)) = 0
+    nyquist = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    assert float(box_gain(nyquist, 2)) == pytest.approx(0.0, abs=1e-12)
+    # Lo-Fi: each query attending only to its own pooled window gets the same box response
+    own = torch.zeros(1, 1, H * W, G)
+    rows = torch.arange(H * W)
+    own[0, 0, rows, (rows // W // s) * (W // s) + (rows % W) // s] = 1.0
+    torch.testing.assert_close(lofi_gain(own, freqs, (H, W), s), expect, atol=1e-6, rtol=0)
