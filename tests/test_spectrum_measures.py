@@ -366,3 +366,34 @@ def test_transfer_curves_of_identity_and_window_average():
     rows = torch.arange(H * W)
     own[0, 0, rows, (rows // W // s) * (W // s) + (rows % W) // s] = 1.0
     torch.testing.assert_close(lofi_gain(own, freqs, (H, W), s), expect, atol=1e-6, rtol=0)
+
+
+def test_matched_inputs_and_collector_transfer(tiny_model):
+    import torch.nn.functional as F
+
+    from hilocli.spectrum import SpectrumCollector, SpectrumSettings
+    from hilocli.spectrum.transfer import matched_outputs
+
+    layer = tiny_model.hilo_module(0)
+    torch.manual_seed(2)
+    grid = torch.randn(2, 4, 4, layer.dim)  # (B, H, W, C)
+    with torch.no_grad():
+        got = matched_outputs(layer, grid)
+        hd, ld, s = layer.h_dim, layer.l_dim, layer.window_size
+        v_self = layer.h_qkv(grid)[..., 2 * hd : 3 * hd]  # each token's own Hi-Fi value
+        torch.testing.assert_close(got["hifi"], layer.h_proj(v_self))
+        pooled = F.avg_pool2d(grid.permute(0, 3, 1, 2), s, s).permute(0, 2, 3, 1)  # (2, 2, 2, C)
+        v_pool = layer.l_kv(pooled)[..., ld : 2 * ld]  # (2, 2, 2, l_dim)
+        up = v_pool.repeat_interleave(s, 1).repeat_interleave(s, 2)  # (2, 4, 4, l_dim)
+        torch.testing.assert_close(got["lofi"], layer.l_proj(up))
+    settings = SpectrumSettings(matched=True, transfer=True)
+    with SpectrumCollector(tiny_model, [0], settings) as col:
+        col.add_batch(torch.randn(2, 3, 64, 64))
+    (spectra,) = col.finish()
+    curves = col.transfer_curves()[0]
+    assert curves["hifi"].shape == (layer.h_heads, 4, 15)
+    assert curves["lofi"].shape == (layer.l_heads, 4, 15)
+    # softmax rows sum to 1: every head passes the zero frequency with gain 1
+    np.testing.assert_allclose(curves["hifi"][..., 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(curves["lofi"][..., 0], 1.0, atol=1e-5)
+    assert np.isfinite(spectra.hifi.per_image["matched_ratio_high"]).all()

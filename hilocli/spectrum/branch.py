@@ -111,10 +111,12 @@ class BranchAccumulator:
         self,
         maps: torch.Tensor,
         stream_bands: tuple[torch.Tensor, torch.Tensor] | None = None,
+        matched_bands: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         """Measure a batch of maps (B, H, W, C). `stream_bands`: the residual stream's (low, high)
         band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
-        fields never measured stay NaN."""
+        `matched_bands` likewise for the branch's matched input (matched_ratio_*); fields never
+        measured stay NaN."""
         B, H, W, C = maps.shape
         if self.channels is None:
             self.channels = C
@@ -127,14 +129,19 @@ class BranchAccumulator:
         axes = sums.axes
         cut = self.settings.cutoff
         spec = content_spectra(
-            maps, self.window_size, self.settings.boundary, None if stream_bands is None else cut
+            maps,
+            self.window_size,
+            self.settings.boundary,
+            None if stream_bands is None and matched_bands is None else cut,
         )
         fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
-        if stream_bands is not None:
-            for name, own, total in zip(("low", "high"), spec.bands, stream_bands, strict=True):
+        for prefix, ref in (("residual_ratio", stream_bands), ("matched_ratio", matched_bands)):
+            if ref is None:
+                continue
+            for name, own, total in zip(("low", "high"), spec.bands, ref, strict=True):
                 ok = total > 0
                 ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
-                fields[f"residual_ratio_{name}"] = ratio
+                fields[f"{prefix}_{name}"] = ratio
         raw = spec.raw_hat  # (B, C, H, W) FFT without mean removal
         raw_log = torch.log(raw.abs().float() + EPS)  # (B, C, H, W)
         rows, cols = axes.diag

@@ -74,13 +74,14 @@ class SpectrumCollector:
         self._cap = None
         self._stream: dict[int, torch.Tensor] = {}  # residual stream x entering each block
         self._depth = None  # list of depth.BlockCurve while settings.depth
+        self._gains: dict[int, dict[str, torch.Tensor]] = {}  # transfer gains summed over images
 
     def __enter__(self) -> SpectrumCollector:
         from hilocli.capture import capture
 
         indices = [info.index for info in self.layers]
         self._cap = self._stack.enter_context(
-            capture(self.model, indices, attn=False, keep_on_device=True)
+            capture(self.model, indices, attn=self.settings.transfer, keep_on_device=True)
         )
         if self.settings.residual:
             for info in self.layers:
@@ -118,6 +119,47 @@ class SpectrumCollector:
             return None
         return band_power(stream, self.settings.cutoff, self.settings.boundary)
 
+    def _matched_bands(self, info: HiLoLayerInfo, control: torch.Tensor) -> dict:
+        """Per branch the (low, high) band power (B,) of its matched input (transfer.py)."""
+        if not self.settings.matched:
+            return {}
+        from hilocli.spectrum.analyse import band_power
+        from hilocli.spectrum.transfer import matched_outputs
+
+        outs = matched_outputs(self.model.hilo_module(info), control)
+        cut, bnd = self.settings.cutoff, self.settings.boundary
+        return {b: band_power(m, cut, bnd) for b, m in outs.items()}
+
+    def _add_transfer(self, info: HiLoLayerInfo, rec) -> None:
+        from hilocli.spectrum.transfer import hifi_gain, lofi_gain, transfer_frequencies
+
+        _, freqs = transfer_frequencies()
+        gains = {}
+        if rec.hifi_attn is not None:
+            gains["hifi"] = hifi_gain(rec.hifi_attn, freqs, rec.grid).sum(0)  # (h, A, R)
+        if rec.lofi_attn is not None:
+            gains["lofi"] = lofi_gain(rec.lofi_attn, freqs, rec.grid, info.window_size).sum(0)
+        old = self._gains.setdefault(info.index, {})
+        for b, g in gains.items():
+            old[b] = g if b not in old else old[b] + g
+
+    def transfer_curves(self) -> dict[int, dict]:
+        """Per layer index: radii (R,), angles (A,) in degrees, and per branch the mean gain over
+        images (heads, A, R) (settings.transfer only; see hilocli.spectrum.transfer)."""
+        from hilocli.spectrum.transfer import ANGLES, transfer_frequencies
+
+        if not self.settings.transfer:
+            raise ValueError("transfer curves need SpectrumSettings(transfer=True)")
+        radii, _ = transfer_frequencies()
+        return {
+            i: {
+                "radii": radii.numpy(),
+                "angles": list(ANGLES),
+                **{b: (g / self.images).double().cpu().numpy() for b, g in gains.items()},
+            }
+            for i, gains in self._gains.items()
+        }
+
     def __exit__(self, *exc) -> None:
         self._cap = None  # the depth curves stay readable after the block
         self._stream.clear()
@@ -132,6 +174,9 @@ class SpectrumCollector:
             for info in self.layers:
                 rec = self._cap.records[info.index]
                 bands = self._stream_bands(info.index, rec.control.shape[:3])
+                matched = self._matched_bands(info, rec.control)
+                if self.settings.transfer:
+                    self._add_transfer(info, rec)
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
@@ -140,7 +185,7 @@ class SpectrumCollector:
                         maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
                     )
                     own = None if b == "control" else bands
-                    self.accs[info.index][b].add(maps, own)  # (B, H, W, C_branch)
+                    self.accs[info.index][b].add(maps, own, matched.get(b))  # (B, H, W, C_b)
         self.images += x.shape[0]
         return out
 

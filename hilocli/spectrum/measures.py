@@ -30,6 +30,11 @@ Per-image fields (BranchSpectrum.per_image[name], one value per distinct image, 
   without a further projection (x + attn(norm1(x))), so this is the branch's share of what the
   layer adds per band. low: 0 < r <= cutoff, high: r > cutoff; same boundary, no grid removal.
   NaN for the control branch.
+- matched_ratio_low / matched_ratio_high (collector, settings.matched): band power of the branch
+  output / band power of its matched input: the same branch with identity attention over its
+  own values through its own projection (Hi-Fi: h_proj(v_self); Lo-Fi: l_proj of the pooled value
+  of the query's own window), whole maps, same boundary. What the attention itself changes per
+  band. NaN for the control branch.
 Undefined (0/0: constant or dead maps) is NaN, never 0.
 """
 
@@ -61,6 +66,8 @@ PER_IMAGE_FIELDS = (
     "parkkim_hf",
     "residual_ratio_low",
     "residual_ratio_high",
+    "matched_ratio_low",
+    "matched_ratio_high",
 )
 VERDICT_METRIC = "hf_fraction"
 
@@ -74,6 +81,8 @@ class SpectrumSettings:
     paper_channels: int = 8
     residual: bool = True  # residual_ratio_* (a pre-hook on each measured block)
     depth: bool = False  # Park & Kim's depth curve over every block (collector.depth_curve())
+    matched: bool = False  # matched_ratio_* (each branch with identity attention, transfer.py)
+    transfer: bool = False  # per-head transfer curves (collector.transfer_curves())
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cutoff < 0.5:
@@ -106,6 +115,8 @@ class SpectrumSettings:
             "paper_channels": self.paper_channels,
             "residual": self.residual,
             "depth": self.depth,
+            "matched": self.matched,
+            "transfer": self.transfer,
             "eps": EPS,
             "frequency_unit": "cycles per token",
         }

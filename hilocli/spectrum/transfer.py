@@ -90,3 +90,26 @@ def box_gain(freqs: torch.Tensor, s: int) -> torch.Tensor:
         return torch.where(safe, torch.sin(math.pi * s * f) / torch.where(safe, den, 1.0), 1.0)
 
     return (dirichlet(freqs[..., 0]) * dirichlet(freqs[..., 1])).abs()
+
+
+def matched_outputs(layer, grid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each branch with its attention replaced by identity over its own values, through its own
+    projection, on the layer input grid (B, H, W, C) (norm1 output) -> {"hifi", "lofi"}
+    (B, H, W, branch channels). Hi-Fi: each query takes its own value, h_proj(v_self). Lo-Fi:
+    each query takes the pooled value of the s x s window containing it, l_proj(v_pooled[win])."""
+    B, H, W, _ = grid.shape
+    padded = layer.pad(grid)  # (B, Hp, Wp, C)
+    Hp, Wp = padded.shape[1:3]
+    s = layer.window_size
+    out: dict[str, torch.Tensor] = {}
+    if layer.h_heads > 0:
+        _, _, v = layer.hifi_qkv(padded)  # (B, G, h, s*s, d)
+        v = v.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, layer.h_dim)
+        v = v.transpose(2, 3).reshape(B, Hp, Wp, layer.h_dim)  # back on the grid
+        out["hifi"] = layer.h_proj(v)[:, :H, :W]
+    if layer.l_heads > 0:
+        _, _, v = layer.lofi_qkv(padded)  # (B, h, M, d)
+        v = v.transpose(1, 2).reshape(B, Hp // s, Wp // s, layer.l_dim)  # (B, Hp/s, Wp/s, l)
+        v = v.repeat_interleave(s, 1).repeat_interleave(s, 2)  # (B, Hp, Wp, l_dim)
+        out["lofi"] = layer.l_proj(v)[:, :H, :W]
+    return out
