@@ -54,19 +54,26 @@ def grid_spectrum(spec: torch.Tensor, window_size: int | None) -> tuple[torch.Te
     if axes == 0:
         return grid, 0
     rows, cols = base_axis(H, sy, spec.device), base_axis(W, sx, spec.device)
-    base = spec[..., rows, :][..., cols].clone()  # (..., ny, nx) the base band's rectangle
-    base[..., 0, 0] = 0  # DC is not part of the base band (index 0 is always first)
-    base_energy = base.real.square().sum((-2, -1)) + base.imag.square().sum((-2, -1))  # (...)
+    flat = spec.flatten(-2)  # (..., H*W): gathers and scatters on one axis are fast
+    grid_flat = grid.flatten(-2)  # a view: writing into it writes into grid
+
+    def cell(dy: int, dx: int) -> torch.Tensor:
+        """Flat indices (ny*nx,) of the base band's rectangle shifted by (dy, dx) bins."""
+        return (((rows + dy) % H)[:, None] * W + ((cols + dx) % W)[None, :]).flatten()
+
+    base = flat.index_select(-1, cell(0, 0))  # (..., ny*nx) the base band's rectangle
+    base[..., 0] = 0  # DC is not part of the base band (index 0 is always first)
+    base_energy = base.real.square().sum(-1) + base.imag.square().sum(-1)  # (...)
     ok = base_energy > 0
     for ky in range(sy):
         for kx in range(sx):
             if ky == 0 and kx == 0:
                 continue
-            ay, ax = (rows + ky * H // sy) % H, (cols + kx * W // sx) % W
-            alias = spec[..., ay, :][..., ax]  # (..., ny, nx) X(f0 + k)
-            cross = (base.conj() * alias).sum((-2, -1))  # (...)
+            where = cell(ky * H // sy, kx * W // sx)
+            alias = flat.index_select(-1, where)  # (..., ny*nx) X(f0 + k)
+            cross = (base.conj() * alias).sum(-1)  # (...)
             beta = torch.where(ok, cross / torch.where(ok, base_energy, 1.0), 0.0)
-            fitted = beta[..., None, None] * base  # (..., ny, nx)
-            fitted[..., 0, 0] = alias[..., 0, 0]  # the exact grid bin k / s itself
-            grid[..., ay[:, None], ax[None, :]] = fitted
+            fitted = beta[..., None] * base  # (..., ny*nx)
+            fitted[..., 0] = alias[..., 0]  # the exact grid bin k / s itself
+            grid_flat.index_copy_(-1, where, fitted)
     return grid, axes
