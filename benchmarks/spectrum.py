@@ -10,6 +10,8 @@ and batch size, median of `--repeats` runs after one warm-up:
   decode      load_many(): read, resize, crop, normalise (no model)
   forward     model(x) on pre-decoded batches (fused attention path): the baseline
   fwd+anal.   SpectrumCollector.add_batch(x): forward + capture + FFT statistics, default layers
+  + <option>  the same with one optional measure of SpectrumSettings switched on (each apart)
+  verdict     the statistics alone: exact sign-flip, Hodges-Lehmann, Westfall-Young on (n, layers)
   end to end  `hilocli.spectrum.run` on the folder (decode, forward, analysis, verdict) and
               `render.write_outputs` (figure and JSON); model construction excluded (timed apart)
 
@@ -121,6 +123,30 @@ def main() -> None:
                     col.add_batch(x)
             col.finish()
 
+        def analyse_with(**flags):
+            import dataclasses
+
+            variant = dataclasses.replace(settings, **flags)
+
+            def go():
+                with SpectrumCollector(model, layers, variant) as col:
+                    for x in batches:
+                        col.add_batch(x)
+                col.finish()
+
+            return go
+
+        def judge():
+            from hilocli.spectrum import verdict
+
+            verdict(np.random.default_rng(0).normal(0.1, 0.1, (n, len(layers))))
+
+        optional = [
+            f.name
+            for f in __import__("dataclasses").fields(SpectrumSettings)
+            if f.type in ("bool", bool) and f.default is False
+        ]
+
         def end_to_end():
             write_outputs(run(request), Path(tmp) / "out")
 
@@ -129,6 +155,8 @@ def main() -> None:
             "decode": timed(decode, args.repeats, device),
             "forward": timed(forward, args.repeats, device),
             "fwd+anal.": timed(analyse, args.repeats, device),
+            **{f"+ {o}": timed(analyse_with(**{o: True}), args.repeats, device) for o in optional},
+            "verdict": timed(judge, args.repeats, device),
             "end to end": [t - build_s for t in timed(end_to_end, args.repeats, device)],
         }
 
@@ -154,6 +182,13 @@ def main() -> None:
     base = 1 / (1 / rate["decode"] + 1 / rate["forward"])
     e2e = base / rate["end to end"] - 1
     console.print(f"analysis overhead on top of forward: {anal:+.1%} (target <= 30%)")
+    for o in optional:
+        extra = rate["fwd+anal."] / rate[f"+ {o}"] - 1
+        console.print(f"optional {o}: {extra:+.1%} on top of the default analysis")
+    console.print(
+        f"verdict (statistics on {n} images x {len(layers)} layers): "
+        f"{statistics.median(rows['verdict']) * 1e3:.1f} ms per run"
+    )
     fixed = (
         statistics.median(rows["end to end"])
         - statistics.median(rows["decode"])

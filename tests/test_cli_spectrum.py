@@ -65,24 +65,29 @@ def image_dir(tmp_path) -> Path:
 
 
 def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
-    """The arrays the figure plotted are the arrays in spectrum.json; --json prints that file."""
-    from hilocli.spectrum import figures
+    """The arrays the figures plotted are the arrays in spectrum.json; --json prints that file."""
+    from hilocli.spectrum import figures, summary
 
     seen: dict = {}
-    real = figures.spectrum_figure
+    real, real_summary = figures.spectrum_figure, summary.summary_figure
 
     def spy(result):
         seen["fig"], seen["data"] = real(result)
         return seen["fig"], seen["data"]
 
+    def spy_summary(result):
+        seen["summary_fig"], seen["summary"] = real_summary(result)
+        return seen["summary_fig"], seen["summary"]
+
     monkeypatch.setattr(figures, "spectrum_figure", spy)
+    monkeypatch.setattr(summary, "summary_figure", spy_summary)
     out = tmp_path / "out"
     res = hilo(
         "spectrum",
         image_dir,
         *TINY,
         "--layer",
-        "1,2",
+        "0,1,2",
         "--out",
         out,
         "--batch-size",
@@ -91,6 +96,8 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
         "paper",
         "--control",
         "random",
+        "--control-seeds",
+        "2",
         "--json",
     )
     assert res.returncode == 0, res.stderr
@@ -99,6 +106,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     assert set(data) == RECORD_KEYS and data["command"] == "spectrum"
     assert data["files"] == {
         "record": str(out / "spectrum.json"),
+        "summary_figure": str(out / "spectrum_summary.png"),
         "figure": str(out / "spectrum.png"),
         "paper_figure": str(out / "spectrum_paper.png"),
     }
@@ -108,47 +116,84 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
         "spectrum.json",
         "spectrum.png",
         "spectrum_paper.png",
+        "spectrum_summary.png",
     ]
     n = len(data["inputs"]["analysed"])
     assert n == 4 and data["inputs"]["skipped"] == [] and data["inputs"]["duplicates"] == []
     assert data["weights"]["source"] == "file" and len(data["weights"]["sha256"]) == 64
     settings = data["settings"]
     assert settings["cutoff"] == 0.25 and settings["resolution"] == 64 and settings["crop"]
-    assert settings["layers"] == [1, 2] and settings["batch_size"] == 3
-    assert (
-        settings["mode"],
-        settings["control"],
-        settings["seed"],
-        settings["hann"],
-        settings["device"],
-    ) == ("paper", "random", 0, False, "cpu")
+    assert settings["layers"] == [0, 1, 2] and settings["tested_layers"] == [0, 1]
+    assert settings["batch_size"] == 3
+    assert (settings["mode"], settings["control"], settings["seed"], settings["device"]) == (
+        "paper",
+        "random",
+        0,
+        "cpu",
+    )
+    assert (settings["alpha"], settings["margin"], settings["control_seeds"]) == (
+        0.05,
+        0.05,
+        [1, 2],
+    )
+    assert settings["boundary"] == "smooth"
     assert data["environment"]["torch"]
     results = data["results"]
-    assert results["random_control"]["weights"]["trained"] is False
-    assert "architecture, not a trained model" in results["random_control"]["verdict"]
-    assert results["verdict"].startswith("verdict: ") and "litv2_tiny_a.pth" in results["verdict"]
+    # n = 4 < 6: numbers, no verdict, and the line says why and how many are needed
+    verdict = results["verdict"]
+    assert results["n"] == verdict["n"] == 4 and verdict["n_excluded"] == 0
+    assert verdict["word"] == "insufficient" and verdict["min_images"] == 6
+    line = results["verdict_line"]
+    assert line.startswith("verdict: ") and "litv2_tiny_a.pth" in line and "n = 4" in line
+    assert "needs at least 6" in line and verdict["word"] in res.stderr
+    # the verdict's numbers are those of the per-image branch vectors
     layers = {entry["index"]: entry for entry in results["layers"]}
-    assert sorted(layers) == [1, 2]
     assert layers[2]["comparable"] is False and layers[2]["branches"]["hifi"] is None
-    assert layers[2]["verdict"]["verdict"] == "not comparable" and layers[2]["hifi_heads"] == 0
+    key = next(k for k in ("hf_fraction_excl_grid", "hf_fraction") if k in
+               layers[0]["branches"]["hifi"]["per_image"])  # fmt: skip
+    deltas = np.array(
+        [
+            np.array(layers[i]["branches"]["hifi"]["per_image"][key])
+            - layers[i]["branches"]["lofi"]["per_image"][key]
+            for i in (0, 1)
+        ]
+    ).T  # (n, 2)
+    np.testing.assert_allclose(results["deltas"], deltas)
+    from hilocli.spectrum import verdict as judge
+
+    again = judge(deltas, 0.05, 0.05)
+    assert verdict["p"] == pytest.approx(again.p) and verdict["estimate"] == pytest.approx(
+        again.estimate
+    )
+    # the control: two random inits, seeds differ from the model's, DiD tested the same way
+    control = results["random_control"]
+    assert control["seeds"] == [1, 2]
+    assert [s["weights"]["trained"] for s in control["per_seed"]] == [False, False]
+    did = control["difference_in_differences"]
+    expected = deltas - np.mean([s["deltas"] for s in control["per_seed"]], axis=0)
+    assert did["estimate"] == pytest.approx(judge(expected).estimate)
+    # the summary figure plotted exactly those numbers
+    plotted = seen["summary"]
+    assert plotted["layers"] == [0, 1] and plotted["n"] == 4 and plotted["word"] == "insufficient"
+    for k in (0, 1):
+        np.testing.assert_allclose(np.sort(plotted["columns"][k]["deltas"]), np.sort(deltas[:, k]))
+    np.testing.assert_allclose(
+        np.sort(plotted["columns"][2]["deltas"]), np.sort(deltas.mean(axis=1))
+    )
+    assert plotted["columns"][2]["estimate"] == pytest.approx(verdict["estimate"])
+    band = plotted["columns"][0]["random_band"]
+    per_seed_means = [np.mean(np.array(s["deltas"])[:, 0]) for s in control["per_seed"]]
+    assert band == pytest.approx([min(per_seed_means), max(per_seed_means)])
+    assert "n = 4" in plotted["title"] and "INSUFFICIENT" in plotted["title"]
     entry = layers[1]
     assert entry["grid"] == [4, 4] and entry["window_size"] == 2
     assert (entry["hifi_heads"], entry["lofi_heads"]) == (1, 1)
-    v = entry["verdict"]
-    assert v["verdict"] in ("supported", "contradicted", "inconclusive")
-    hifi = entry["branches"]["hifi"]["per_image"]["hf_fraction_excl_grid"]
-    lofi = entry["branches"]["lofi"]["per_image"]["hf_fraction_excl_grid"]
-    assert len(hifi) == len(lofi) == n
-    # the comparison's numbers are those of the per-image vectors
-    diff = np.array(hifi) - np.array(lofi)
-    assert v["hifi_vs_lofi"]["median_difference"] == pytest.approx(float(np.median(diff)))
-    assert v["hifi_vs_lofi"]["share_a_greater"] == pytest.approx(float(np.mean(diff > 0)))
     for b in ("hifi", "lofi", "control"):
         br = entry["branches"][b]
         assert all(0.0 <= f <= 1.0 for f in br["per_image"]["hf_fraction"])
         assert br["radial_freq"][1] == pytest.approx(0.25)  # 4 x 4 grid: bins of 1/4
         assert np.array(br["log_amplitude"]).shape == (4, 4)
-    # the figure: plotted radial profiles and medians are the JSON's numbers
+    # the spectra figure: plotted radial profiles and medians are the JSON's numbers
     plotted = seen["data"]
     for i in (1, 2):
         for b, curve in plotted["layers"][i]["radial"].items():
@@ -158,16 +203,57 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
             np.testing.assert_allclose(curve["power_rel"], rel[rel > 0])
     for b in ("hifi", "lofi", "control"):
         medians = [
-            float(np.median(layers[i]["branches"][b]["per_image"]["hf_fraction_excl_grid"]))
-            for i in (1, 2)
+            float(np.median(layers[i]["branches"][b]["per_image"][key]))
+            for i in (0, 1, 2)
             if layers[i]["branches"][b] is not None
         ]
         assert plotted["hf_fraction"][b]["median"] == pytest.approx(medians)
-    # and the Line2D objects on the radial axis carry exactly those arrays
     lines = [ln for ax in seen["fig"].axes for ln in ax.get_lines() if ln.get_label() == "Hi-Fi"]
     np.testing.assert_allclose(
-        lines[0].get_ydata(), plotted["layers"][1]["radial"]["hifi"]["power_rel"]
+        lines[1].get_ydata(), plotted["layers"][1]["radial"]["hifi"]["power_rel"]
     )
+
+
+def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path):
+    folder = tmp_path / "imgs"
+    (first,) = make_images(folder, count=1)
+    shutil.copy(first, folder / "copy.png")
+    res = hilo("spectrum", folder, first, *TINY, "--out", tmp_path / "o", "--depth", "--json")
+    assert res.returncode == 0, res.stderr
+    data = strict_json(res.stdout)
+    v = data["results"]["verdict"]
+    # --depth: Park & Kim's curve over every block of the tiny model (5 blocks), one image
+    depth = data["results"]["depth_curve"]
+    assert len(depth["blocks"]) == len(depth["highest"]) == 5
+    assert np.array(depth["per_image_highest"]).shape == (1, 5)
+    assert data["files"]["depth_figure"].endswith("spectrum_depth.png")
+    assert data["results"]["n"] == 1 and v["n"] == 1 and v["word"] == "insufficient"
+    assert len(data["inputs"]["duplicates"]) == 2 and v["min_images"] == 6
+
+
+def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
+    import torch
+
+    from hilocli.spectrum import SpectrumRequest
+    from hilocli.spectrum.run import control_seeds, random_twin
+    from hilocli.weights import WeightsRequest
+
+    for seed in (0, 3, -1, 2**31):
+        assert seed not in control_seeds(seed, 5) and len(set(control_seeds(seed, 5))) == 5
+    request = SpectrumRequest(
+        inputs=(Path("x"),),
+        weights=WeightsRequest(model="litv2_s", pretrained=False, seed=3),
+        control="random",
+        control_seeds=3,
+    ).validate()
+    assert request.to_dict()["control_seeds"] == [4, 5, 6]
+    loaded = WeightsRequest(checkpoint=TINY_CKPT).load(torch.device("cpu"))
+    twins = [random_twin(loaded, s, "cpu") for s in (0, *control_seeds(0, 2))]
+    assert [t.provenance.seed for t in twins] == [0, 1, 2]
+    params = [torch.cat([p.flatten() for p in t.model.parameters()]) for t in twins]
+    assert not torch.equal(params[0], params[1]) and not torch.equal(params[1], params[2])
+    again = random_twin(loaded, 1, "cpu")  # a seed gives the same network every time
+    assert torch.equal(params[1], torch.cat([p.flatten() for p in again.model.parameters()]))
 
 
 def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
@@ -196,7 +282,7 @@ def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
     assert "--out" in skipped["results"]
     assert "broken.jpg" in res.stderr and "notes.txt" in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert any(ln.startswith("verdict: ") for ln in lines[-3:])
+    assert any(ln.startswith("verdict: ") for ln in lines[-6:])
     # default layers: those with both branches (tiny model: 0 and 1, not the MSA layer 2)
     assert [e["index"] for e in strict_json(res.stdout)["results"]["layers"]] == [0, 1]
 
@@ -220,6 +306,9 @@ def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch):
         (("--resolution", "100000"), "8192"),
         (("--out", a_file), "not a folder"),
         (("--random-init",), "conflict"),
+        (("--hann",), "--boundary"),
+        (("--alpha", "0.7"), "--alpha"),
+        (("--control-seeds", "0"), "--control-seeds"),
     ]:
         assert_one_line_error(hilo("spectrum", *common, *extra), 2, fragment)
     assert not (tmp_path / "o").exists()
@@ -272,4 +361,4 @@ def test_subprocess_end_to_end(image_dir, tmp_path):
     assert data == strict_json((out / "spectrum.json").read_text())
     assert data["inputs"]["n"] == 2 and "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert any(ln.startswith("verdict: ") for ln in lines[-3:])
+    assert any(ln.startswith("verdict: ") for ln in lines[-6:])

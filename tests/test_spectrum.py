@@ -17,23 +17,22 @@ from hilocli.spectrum import (
     SpectrumCollector,
     SpectrumSettings,
     axis_grid_marks,
-    compare_paired,
     frequency_axes,
     hann_window,
-    holm,
-    judge,
+    layer_deltas,
     paper_channel_range,
-    rank_biserial,
     summary_line,
+    verdict,
 )
 
 SETTINGS = SpectrumSettings()
+# the closed-form checks below use the plain FFT (boundary "none", issue 9): the default
+# "smooth" boundary is tested against its own closed forms in tests/test_spectrum_measures.py
+PLAIN = SpectrumSettings(boundary="none")
 SIZES = [(14, 14), (7, 7), (16, 10), (9, 15)]  # even, odd, non-square both ways
 
 
-def measure(
-    maps: torch.Tensor, window_size: int | None = None, settings: SpectrumSettings = SETTINGS
-):
+def measure(maps: torch.Tensor, window_size: int | None = None, settings: SpectrumSettings = PLAIN):
     acc = BranchAccumulator("x", settings, window_size)
     acc.add(maps)
     return acc.finish()
@@ -103,7 +102,8 @@ def test_checkerboard_puts_all_energy_at_the_highest_frequency(n):
     # with 2 x 2 windows the checkerboard IS the window-grid pattern: reported apart, not a finding
     spec2 = measure(checkerboard(n, n), window_size=2)
     assert spec2.per_image["grid_fraction"] == pytest.approx([1.0, 1.0], abs=1e-6)
-    assert spec2.per_image["hf_fraction_excl_grid"] == pytest.approx([0.0, 0.0], abs=1e-6)
+    # issue 9: hf_fraction is content only; a map that is all grid has no content: undefined
+    assert np.isnan(spec2.per_image["hf_fraction"]).all()
 
 
 @pytest.mark.parametrize("n", [7, 15])
@@ -119,8 +119,9 @@ def test_checkerboard_odd_size_is_still_mostly_high(n):
 @pytest.mark.parametrize("h,w", SIZES)
 def test_constant_map_has_no_energy_anywhere(h, w):
     spec = measure(torch.full((2, h, w, 3), 3.7), window_size=2)
-    for key in ("hf_fraction", "hf_fraction_excl_grid", "grid_fraction", "centroid"):
-        assert spec.per_image[key].tolist() == [0.0, 0.0], key
+    # issue 9: 0/0 is undefined (NaN), no longer 0 ("no high frequency")
+    for key in ("hf_fraction", "grid_fraction", "centroid"):
+        assert np.isnan(spec.per_image[key]).all(), key
     assert np.all(spec.radial_power_rel == 0)
 
 
@@ -144,7 +145,7 @@ def test_sinusoid_peaks_at_its_frequency(h, w, axis):
 def test_diagonal_sinusoid_and_hann_keep_the_peak():
     spec = measure(cosine(14, 14, 3, 3))
     assert spec.per_image["centroid"][0] == pytest.approx(math.hypot(3, 3) / 14, abs=1e-5)
-    windowed = measure(cosine(14, 14, 0, 4), settings=SpectrumSettings(hann=True))
+    windowed = measure(cosine(14, 14, 0, 4), settings=SpectrumSettings(boundary="hann"))
     assert windowed.radial_freq[np.argmax(windowed.radial_power)] == pytest.approx(4 / 14)
     # the window spreads the line into its neighbours, but most power stays in the +-1 bin band
     rel = windowed.radial_power_rel * np.bincount(
@@ -166,15 +167,16 @@ def test_park_kim_diagonal_is_relative_to_zero_frequency():
     torch.manual_seed(0)
     smooth = F.avg_pool2d(torch.randn(4, 8, 18, 18), 5, 1).permute(0, 2, 3, 1) + 2.0  # (4,14,14,8)
     spec = measure(smooth)
-    assert spec.parkkim_freq.tolist() == pytest.approx([k / 14 for k in range(8)])
-    assert spec.parkkim_omega[-1] == pytest.approx(math.pi)
+    # issue 9: Park & Kim's diagonal ends at (h/2 - 1)/h on even grids (no Nyquist point)
+    assert spec.parkkim_freq.tolist() == pytest.approx([k / 14 for k in range(7)])
+    assert spec.parkkim_omega[-1] == pytest.approx(2 * math.pi * 6 / 14)
     assert spec.parkkim_rel_log_amplitude[0] == 0
     # computed WITHOUT mean removal: the DC term (mean 2.0) dominates, the rest falls below it
     assert np.all(spec.parkkim_rel_log_amplitude[1:] < 0)
     # and it is log|F| averaged over images and channels, read on the diagonal
     f = torch.fft.fft2(smooth.permute(0, 3, 1, 2).double()).abs()
     logs = torch.log(f + 1e-6).mean((0, 1))
-    expect = torch.stack([logs[k, k] - logs[0, 0] for k in range(8)]).numpy()
+    expect = torch.stack([logs[k, k] - logs[0, 0] for k in range(7)]).numpy()
     np.testing.assert_allclose(spec.parkkim_rel_log_amplitude, expect, atol=1e-4)
 
 
@@ -209,26 +211,17 @@ def test_settings_are_validated():
 # -- statistics ---------------------------------------------------------------------------------
 
 
-def test_paired_statistics_match_theory():
-    assert rank_biserial(np.array([1.0, -2.0, 3.0])) == pytest.approx((1 + 3 - 2) / 6)
-    assert rank_biserial(np.zeros(3)) is None
-    a = np.arange(6) + 10.0
-    c = compare_paired(a, a - np.arange(1, 7) * 0.01, ("x", "y"))
-    assert c.p_value == pytest.approx(2 / 2**6)  # exact two-sided, all 6 signs positive
-    assert c.rank_biserial == 1.0 and c.share_a_greater == 1.0 and c.direction == 1
-    assert c.median_difference == pytest.approx(0.035)
-    few = compare_paired(a[:4], a[:4] - 1)  # n = 4: the smallest p is 1/8, never < 0.05
-    assert few.p_value == pytest.approx(2 / 2**4) and few.direction == 0
-    same = compare_paired(a, a.copy())
-    assert same.p_value == 1.0 and same.direction == 0
-    one = compare_paired(np.array([0.6]), np.array([0.5]))
-    assert one.p_value is None and one.direction == 1  # 0.1 >= margin 0.05
-    assert compare_paired(np.array([0.52]), np.array([0.5])).direction == 0
-
-
-def test_holm():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5]) == [0.5]
+def test_layer_deltas_are_hifi_minus_lofi_of_the_content_fraction():
+    layers, v = synthetic_verdicts(swap=False, images=6)
+    deltas, tested = layer_deltas(layers)
+    key = (
+        "hf_fraction_excl_grid"
+        if "hf_fraction_excl_grid" in layers[0].hifi.per_image
+        else ("hf_fraction")
+    )
+    expected = layers[0].hifi.per_image[key] - layers[0].lofi.per_image[key]
+    np.testing.assert_allclose(deltas[:, 0], expected)
+    assert tested == layers and deltas.shape == (6, 1)
 
 
 # -- a synthetic model: Hi-Fi a high-pass, Lo-Fi a low-pass of the input ------------------------
@@ -285,6 +278,7 @@ class SyntheticModel(nn.Module):
 
 
 def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
+    """Random-noise images (6 channels, 14 x 14) through the synthetic HiLo: (layers, Verdict)."""
     torch.manual_seed(1)
     batches = (
         [torch.randn(4, 6, 14, 14), torch.randn(images - 4, 6, 14, 14)]
@@ -295,38 +289,37 @@ def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
         for x in batches:
             col.add_batch(x)
     layers = col.finish()
-    return layers, judge(layers, SETTINGS)
+    deltas, tested = layer_deltas(layers)
+    return layers, (verdict(deltas) if tested else None)
 
 
 def test_highpass_hifi_is_supported_and_the_swap_contradicted():
-    layers, (v,) = synthetic_verdicts(swap=False, images=8)
-    assert v.verdict == "supported" and v.hifi_vs_lofi.share_a_greater == 1.0
-    assert v.hifi_vs_lofi.p_value == pytest.approx(2 / 2**8)  # 8 of 8 pairs agree, exact test
-    assert v.hifi_vs_lofi.rank_biserial == 1.0
-    assert layers[0].hifi.n_images == 8 and layers[0].control.channels == 6
-    # the control (white noise) sits between: the high-pass raised it, the low-pass lowered it
-    assert v.hifi_vs_control.direction == 1 and v.lofi_vs_control.direction == -1
-    _, (swapped,) = synthetic_verdicts(swap=True, images=8)
-    assert swapped.verdict == "contradicted" and swapped.hifi_vs_lofi.share_a_greater == 0.0
-    _, (single,) = synthetic_verdicts(swap=False, images=1)
-    assert single.verdict == "supported" and single.hifi_vs_lofi.test == "none (1 image)"
-    _, (three,) = synthetic_verdicts(swap=False, images=3)
-    assert three.verdict == "inconclusive"  # 3 pairs cannot reach p < 0.05
+    layers, v = synthetic_verdicts(swap=False, images=6)  # the floor for alpha 0.05
+    assert v.word == "supported" and v.n == 6 and v.p == pytest.approx(2 / 2**6)
+    assert v.ci[0] > 0 and v.p_layers == pytest.approx([2 / 2**6])
+    assert layers[0].hifi.n_images == 6 and layers[0].control.channels == 6
+    _, swapped = synthetic_verdicts(swap=True, images=6)
+    assert swapped.word == "contradicted" and swapped.ci[1] < 0
+    assert swapped.estimate == pytest.approx(-v.estimate, rel=0.05)  # high/low-pass mirror
+    _, single = synthetic_verdicts(swap=False, images=1)
+    assert single.word == "insufficient" and single.estimate > 0  # numbers, never a verdict
+    _, five = synthetic_verdicts(swap=False, images=5)
+    assert five.word == "insufficient" and five.min_images == 6
 
 
 def test_layer_without_hifi_is_not_comparable():
-    layers, (v,) = synthetic_verdicts(swap=False, images=2, hifi=False)
-    assert layers[0].hifi is None and v.verdict == "not comparable" and not v.comparable
-    assert "no Hi-Fi branch" in v.reason
-    line = summary_line([v], trained=True, weights="w")
+    layers, v = synthetic_verdicts(swap=False, images=2, hifi=False)
+    assert layers[0].hifi is None and v is None and not layers[0].comparable
+    line = summary_line(v, weights="w", trained=True)
     assert "not comparable" in line
 
 
 def test_summary_line_names_random_weights():
-    _, verdicts = synthetic_verdicts(swap=False, images=8)
-    line = summary_line(verdicts, trained=False, weights="random init (seed 0)")
+    _, v = synthetic_verdicts(swap=False, images=6)
+    line = summary_line(v, weights="random init (seed 0)", trained=False)
     assert "supported" in line and "architecture, not a trained model" in line
-    assert "architecture" not in summary_line(verdicts, trained=True, weights="ckpt")
+    assert "n = 6" in line and "random init (seed 0)" in line
+    assert "architecture" not in summary_line(v, weights="ckpt", trained=True)
 
 
 # -- the real (tiny) model ----------------------------------------------------------------------
@@ -337,7 +330,7 @@ def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
 
     torch.manual_seed(0)
     x = torch.randn(3, 3, 64, 80)
-    with SpectrumCollector(tiny_model, [0, 2], SETTINGS) as col:
+    with SpectrumCollector(tiny_model, [0, 2], PLAIN) as col:
         logits = col.add_batch(x)
     with torch.no_grad():
         assert torch.equal(logits, tiny_model(x))  # measuring does not change the model
@@ -347,9 +340,16 @@ def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
     hifi = cap.records[0].hifi_out  # (3, 4, 5, 32)
     assert layers[0].grid == (4, 5) and layers[0].hifi.channels == 32
     assert layers[1].hifi is None and layers[1].lofi.channels == 128  # plain MSA layer
-    # hf fraction recomputed by hand: mean-removed FFT power, channel mean, radius > 0.25
-    p = torch.fft.fft2(hifi.permute(0, 3, 1, 2) - hifi.mean((1, 2))[:, :, None, None]).abs() ** 2
-    p = p.mean(1)  # (3, 4, 5)
+    # hf fraction recomputed by hand: mean-removed FFT, channel mean, radius > 0.25; issue 9:
+    # minus the window grid (s = 2 separable on the 4-row axis only): the alias row fy = 1/2
+    # loses its grid bin and one least-squares gain times the base row fy = 0 (fx != 0)
+    centred = hifi - hifi.mean((1, 2), keepdim=True)  # (3, 4, 5, 32)
+    f = torch.fft.fft2(centred.permute(0, 3, 1, 2).double())  # (3, 32, 4, 5)
+    base, alias = f[:, :, 0, 1:], f[:, :, 2, 1:]  # (3, 32, 4)
+    beta = (base.conj() * alias).sum(-1) / base.abs().square().sum(-1)  # (3, 32)
+    f[:, :, 2, 1:] -= beta[..., None] * base
+    f[:, :, 2, 0] = 0
+    p = f.abs().square().mean(1)  # (3, 4, 5)
     r = torch.sqrt(torch.fft.fftfreq(4)[:, None] ** 2 + torch.fft.fftfreq(5)[None, :] ** 2)
     expect = (p * (r > 0.25)).sum((1, 2)) / p.sum((1, 2))
     np.testing.assert_allclose(layers[0].hifi.per_image["hf_fraction"], expect.numpy(), atol=1e-5)
@@ -396,48 +396,97 @@ def test_collect_inputs_counts_each_file_once_and_never_reads_the_out_folder(tmp
 # -- figures --------------------------------------------------------------------------------------
 
 
-def fake_result(n_layers: int):
+def fake_result(n_layers: int, control: bool = True):
     """A SpectrumResult with n_layers copies of a synthetic layer (for layout checks)."""
     from dataclasses import replace
 
     from hilocli.checkpoint import Provenance
     from hilocli.output import InputsRecord
     from hilocli.spectrum import SpectrumRequest, SpectrumResult
+    from hilocli.spectrum.stats import ControlResult
 
     layers, _ = synthetic_verdicts(swap=False, images=6)
     layers = [
         replace(layers[0], layer=replace(layers[0].layer, index=i, name=f"layers.2.blocks.{i}"))
         for i in range(n_layers)
     ]
-    verdicts = judge(layers, SETTINGS)
+    deltas, tested = layer_deltas(layers)
+    v = verdict(deltas)
+    weights = Provenance(source="random init", variant="litv2_s", seed=0)
+    ctrl = None
+    if control:
+        seeds = [Provenance(source="random init", variant="litv2_s", seed=s) for s in (1, 2)]
+        per_seed = np.stack([deltas * 0.5, deltas * 0.7])
+        ctrl = ControlResult(seeds, per_seed, [verdict(d) for d in per_seed], v, "verdict: -")
     return SpectrumResult(
         request=SpectrumRequest(inputs=(Path("x"),)),
         settings=SETTINGS,
         model_name="synthetic",
-        weights=Provenance(source="random init", variant="litv2_s", seed=0),
+        weights=weights,
         resolution=224,
         device="cpu",
         layers=layers,
-        verdicts=verdicts,
-        verdict="verdict: -",
-        inputs=InputsRecord(analysed=["x"] * 6),
+        tested=[s.layer.index for s in tested],
+        deltas=deltas,
+        verdict=v,
+        verdict_line=summary_line(v, weights.describe(), False),
+        inputs=InputsRecord(analysed=[f"x{i}" for i in range(6)]),
         environment={},
+        control=ctrl,
     )
+
+
+def _title_clearance(fig, top_row) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(30)  # layout is in inches; a coarse raster keeps the test fast
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    top = max(ax.get_tightbbox(renderer).y1 for ax in top_row)
+    assert title.y0 > top, (title.y0, top)
+    assert title.y1 <= fig.bbox.y1  # and inside the figure
+    assert title.x0 >= fig.bbox.x0 and title.x1 <= fig.bbox.x1  # not cut at the sides
 
 
 @pytest.mark.parametrize("n_layers", [1, 6, 18])
 def test_title_clears_the_top_panels(n_layers):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from hilocli.spectrum.figures import spectrum_figure
+    from hilocli.spectrum.summary import summary_figure
 
-    fig, _ = spectrum_figure(fake_result(n_layers))
-    fig.set_dpi(30)  # layout is in inches; a coarse raster keeps the test fast
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    title = fig._suptitle.get_window_extent(renderer)
-    # the top row: the montage and the hf panel, with their titles and verdict words
-    top_row = fig.axes[:2]
-    assert top_row[1].get_ylabel().startswith("hf fraction")
-    top = max(ax.get_tightbbox(renderer).y1 for ax in top_row)
-    assert title.y0 > top, (title.y0, top)
-    assert title.y1 <= fig.bbox.y1  # and inside the figure
+    result = fake_result(n_layers)
+    fig, _ = spectrum_figure(result)
+    # the top row: the montage and the hf panel, with their titles and p annotations
+    assert fig.axes[1].get_ylabel().startswith("hf fraction")
+    _title_clearance(fig, fig.axes[:2])
+    fig, data = summary_figure(result)
+    _title_clearance(fig, fig.axes)
+    assert len(data["columns"]) == n_layers + 1 and data["n"] == 6
+    assert data["word"] == "supported" and "SUPPORTED" in fig._suptitle.get_text()
+    assert data["columns"][-1]["estimate"] == pytest.approx(result.verdict.estimate)
+
+
+@pytest.mark.parametrize("blocks", [5, 24])
+def test_depth_figure_title_clears_the_panel_and_plots_the_curve(blocks):
+    from dataclasses import replace
+
+    from hilocli.spectrum.depth import DepthCurve
+    from hilocli.spectrum.summary import depth_figure
+
+    rng = np.random.default_rng(0)
+    per_image = rng.normal(-2.0, 0.5, (6, blocks))
+    curves = [np.array([0.0, -1.0, per_image[:, k].mean()]) for k in range(blocks)]
+    depth = DepthCurve(
+        blocks=[f"layers.{k % 4}.blocks.{k}" for k in range(blocks)],
+        stages=sorted(k % 4 for k in range(blocks)),
+        grids=[(14, 14)] * blocks,
+        hilo_index=[0] + [None] * (blocks - 1),
+        square=[True] * blocks,
+        freq=[np.array([0.0, 1 / 7, 2 / 7])] * blocks,
+        rel_log_amplitude=curves,
+        per_image_highest=per_image,
+    )
+    result = replace(fake_result(1, control=False), depth=depth)
+    fig, data = depth_figure(result)
+    _title_clearance(fig, fig.axes)
+    np.testing.assert_allclose(data["highest"], per_image.mean(axis=0))
+    assert data["tested_blocks"] == [0]  # block 0's attention is tested layer 0

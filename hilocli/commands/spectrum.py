@@ -83,7 +83,41 @@ CutoffOpt = Annotated[
     float,
     typer.Option("--cutoff", help="High-frequency cutoff radius, cycles per token (Nyquist 0.5)."),
 ]
-HannOpt = Annotated[bool, typer.Option("--hann", help="Apply a Hann window before the FFT.")]
+
+
+class Boundary(str, Enum):
+    smooth = "smooth"
+    hann = "hann"
+    none = "none"
+
+
+BoundaryOpt = Annotated[
+    Boundary,
+    typer.Option(
+        "--boundary",
+        help="Map edges before the FFT: smooth (periodic-plus-smooth, edges are not detail), "
+        "hann (window), none (plain periodic FFT).",
+    ),
+]
+HannOpt = Annotated[bool, typer.Option("--hann", hidden=True, help="Removed: use --boundary hann.")]
+DepthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--depth", help="Also Park & Kim's depth curve over every block (figure and JSON)."
+    ),
+]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
+MarginOpt = Annotated[
+    float,
+    typer.Option("--margin", help="Equivalence margin on the hf-fraction difference (TOST)."),
+]
+ControlSeedsOpt = Annotated[
+    int,
+    typer.Option(
+        "--control-seeds",
+        help="Random inits in --control random (seeds --seed+1 .. --seed+N, never --seed).",
+    ),
+]
 
 
 def spectrum(
@@ -107,8 +141,13 @@ def spectrum(
     fmt: FormatOpt = FigureFormat.png,
     mode: ModeOpt = SpectrumMode.stats,
     control: ControlOpt = ControlChoice.none,
+    control_seeds: ControlSeedsOpt = 5,
     cutoff: CutoffOpt = 0.25,
+    boundary: BoundaryOpt = Boundary.smooth,
     hann: HannOpt = False,
+    alpha: AlphaOpt = 0.05,
+    margin: MarginOpt = 0.05,
+    depth: DepthOpt = False,
     seed: SeedOpt = 0,
     window_sizes: WindowOpt = None,
     head_dim: HeadDimOpt = None,
@@ -117,11 +156,14 @@ def spectrum(
     Hi-Fi holds more high-frequency energy than Lo-Fi (paired over images)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from hilocli.errors import UsageError
     from hilocli.output import check_out_dir, emit_json
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.spectrum.render import report, write_outputs
     from hilocli.terminal import console
 
+    if hann:
+        raise UsageError("--hann was replaced by --boundary hann (default: --boundary smooth)")
     weights = weights_request(
         model,
         checkpoint,
@@ -148,8 +190,12 @@ def spectrum(
         out=out,
         mode=mode.value,
         control=control.value,
+        control_seeds=control_seeds,
         cutoff=cutoff,
-        hann=hann,
+        boundary=boundary.value,
+        alpha=alpha,
+        margin=margin,
+        depth=depth,
     ).validate()
     check_out_dir(out)
     con = console()

@@ -4,13 +4,20 @@ Modules (the data flow of `hilo spectrum`, in order):
 - `run`: `SpectrumRequest` -> `run(request)` -> `SpectrumResult` (the one entry point).
 - `collect`: decoding in chunks; `SpectrumCollector` hooks the model and feeds the branches.
 - `branch`: `BranchAccumulator` -> `BranchSpectrum` (one branch of one layer over all images).
-- `measures`: frequency axes, FFT, per-image summaries, radial profile (pure tensor functions).
-- `stats`: paired comparisons, Holm, per-layer verdicts and the summary line.
+- `measures`: settings, per-image field definitions, frequency axes, radial profile;
+  `analyse` (`analyse_maps`), `boundary` (Moisan / Hann), `grid` (window-grid separation),
+  `depth` (Park & Kim's block-output curve), pure tensor functions.
+- `stats`: the verdict over images (`verdict`), per-layer adjusted p, the summary line;
+  `exact`: the exact sign-flip, Westfall-Young and Hodges-Lehmann machinery it uses.
 - `figures`: figures from a result; `render`: the output files and the terminal report.
 """
 
+from hilocli.spectrum.analyse import CUTOFFS, analyse_maps, white_noise_reference
+from hilocli.spectrum.boundary import periodic_smooth
 from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
 from hilocli.spectrum.collect import LayerSpectra, SpectrumCollector
+from hilocli.spectrum.depth import DepthCurve
+from hilocli.spectrum.grid import grid_spectrum
 from hilocli.spectrum.measures import (
     BRANCH_LABELS,
     BRANCHES,
@@ -23,20 +30,11 @@ from hilocli.spectrum.measures import (
     fft_maps,
     frequency_axes,
     hann_window,
-    image_summaries,
     paper_channel_range,
     radial_profile,
 )
 from hilocli.spectrum.run import ControlResult, SpectrumRequest, SpectrumResult, run
-from hilocli.spectrum.stats import (
-    Comparison,
-    LayerVerdict,
-    compare_paired,
-    holm,
-    judge,
-    rank_biserial,
-    summary_line,
-)
+from hilocli.spectrum.stats import Verdict, layer_deltas, summary_line, verdict
 
 __all__ = [
     "BRANCHES",
@@ -46,26 +44,28 @@ __all__ = [
     "VERDICT_METRIC",
     "BranchAccumulator",
     "BranchSpectrum",
-    "Comparison",
     "ControlResult",
     "FrequencyAxes",
     "LayerSpectra",
-    "LayerVerdict",
     "SpectrumCollector",
     "SpectrumRequest",
     "SpectrumResult",
     "SpectrumSettings",
     "axis_grid_marks",
-    "compare_paired",
     "fft_maps",
     "frequency_axes",
     "hann_window",
-    "holm",
-    "image_summaries",
-    "judge",
+    "analyse_maps",
+    "white_noise_reference",
+    "periodic_smooth",
+    "grid_spectrum",
+    "DepthCurve",
+    "CUTOFFS",
     "paper_channel_range",
     "radial_profile",
-    "rank_biserial",
     "run",
     "summary_line",
+    "Verdict",
+    "layer_deltas",
+    "verdict",
 ]

@@ -10,15 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from hilocli.spectrum.analyse import CUTOFFS, content_spectra, summarise
 from hilocli.spectrum.measures import (
     EPS,
     PER_IMAGE_FIELDS,
-    ZERO_ENERGY,
     FrequencyAxes,
     SpectrumSettings,
-    fft_maps,
     frequency_axes,
-    image_summaries,
     paper_channel_range,
     radial_profile,
 )
@@ -36,12 +34,13 @@ class BranchSpectrum:
     map_images: int  # how many images the maps and profiles average (those with this grid)
     freq_y: np.ndarray  # (H,) centred (fftshift) cycles per token
     freq_x: np.ndarray  # (W,)
-    log_amplitude: np.ndarray  # (H, W) centred, mean over channels and images, mean removed
+    log_amplitude: np.ndarray  # (H, W) centred log|content F|; channel, image mean
     radial_freq: np.ndarray  # (nbins,) cycles per token
-    radial_power: np.ndarray  # (nbins,) mean power per bin, channel mean, image mean
+    radial_power: np.ndarray  # (nbins,) mean content power per bin, channel mean, image mean
     radial_power_rel: np.ndarray  # (nbins,) same, each image's power over its non-DC total first
-    parkkim_freq: np.ndarray  # (K,) per-axis cycles per token along the diagonal
-    parkkim_rel_log_amplitude: np.ndarray  # (K,) minus the value at zero frequency
+    parkkim_freq: np.ndarray  # (K,) per-axis cycles/token on Park & Kim's diagonal, 0..ceil(L/2)-1
+    parkkim_rel_log_amplitude: np.ndarray  # (K,) minus zero frequency: their quantity, on the
+    # branch output (they measured block outputs: hilocli.spectrum.depth)
     paper_channels: list[int]
     paper_maps: np.ndarray  # (k, H, W) centred log|F| of those channels (no mean removal)
 
@@ -108,7 +107,16 @@ class BranchAccumulator:
         self.per_image: dict[str, list[torch.Tensor]] = {k: [] for k in PER_IMAGE_FIELDS}
         self.sums: dict[tuple[int, int], _GridSums] = {}
 
-    def add(self, maps: torch.Tensor) -> None:
+    def add(
+        self,
+        maps: torch.Tensor,
+        stream_bands: tuple[torch.Tensor, torch.Tensor] | None = None,
+        matched_bands: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Measure a batch of maps (B, H, W, C). `stream_bands`: the residual stream's (low, high)
+        band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
+        `matched_bands` likewise for the branch's matched input (matched_ratio_*); fields never
+        measured stay NaN."""
         B, H, W, C = maps.shape
         if self.channels is None:
             self.channels = C
@@ -119,25 +127,39 @@ class BranchAccumulator:
             axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, maps.device)
             sums = self.sums[(H, W)] = _GridSums(axes)
         axes = sums.axes
-        raw = fft_maps(maps, remove_mean=False)  # (B, C, H, W) complex
-        raw_amp = raw.abs()  # (B, C, H, W)
-        if self.settings.hann:
-            amp = fft_maps(maps, remove_mean=True, hann=True).abs()  # (B, C, H, W)
-        else:  # removing the mean only zeroes the DC term: reuse the raw transform
-            amp = raw_amp * (~axes.dc).to(raw_amp.dtype)  # (B, C, H, W)
-        pw = amp.square()  # (B, C, H, W)
-        mean_power = pw.mean(1)  # (B, H, W)
-        energy = raw_amp.square().mean(1).flatten(1).sum(1)  # (B,)
-        for k, v in image_summaries(mean_power, energy, axes).items():
-            self.per_image[k].append(v)
-        total = self.per_image["total_power"][-1]
-        floor = ZERO_ENERGY * energy + 1e-30
-        has = (total > floor)[:, None, None]  # (B, 1, 1) images with any non-DC energy
+        cut = self.settings.cutoff
+        spec = content_spectra(
+            maps,
+            self.window_size,
+            self.settings.boundary,
+            None if stream_bands is None and matched_bands is None else cut,
+        )
+        fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
+        for prefix, ref in (("residual_ratio", stream_bands), ("matched_ratio", matched_bands)):
+            if ref is None:
+                continue
+            for name, own, total in zip(("low", "high"), spec.bands, ref, strict=True):
+                ok = total > 0
+                ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
+                fields[f"{prefix}_{name}"] = ratio
+        raw = spec.raw_hat  # (B, C, H, W) FFT without mean removal
+        raw_log = torch.log(raw.abs().float() + EPS)  # (B, C, H, W)
+        rows, cols = axes.diag
+        diag = raw_log.mean(1)[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
+        fields["parkkim_hf"] = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
+        for k in PER_IMAGE_FIELDS:
+            v = fields.get(k)
+            self.per_image[k].append(
+                torch.full((B,), torch.nan, device=maps.device) if v is None else v.float()
+            )
+        mean_power = spec.content_power.mean(1).float()  # (B, H, W)
+        total = mean_power.flatten(1).sum(1) + spec.smooth_power.mean(1).float()  # (B,)
+        has = torch.isfinite(fields["hf_fraction"])[:, None, None]  # (B, 1, 1) defined images
         rel = torch.where(has, mean_power / torch.where(has, total[:, None, None], 1.0), 0.0)
         sums.add("radial", radial_profile(mean_power, axes).sum(0))
         sums.add("radial_rel", radial_profile(rel, axes).sum(0))
+        amp = spec.content_power.float().sqrt() * float(H * W)  # (B, C, H, W) |F| units
         sums.add("log_amp", torch.log(amp + EPS).mean(1).sum(0))  # (H, W)
-        raw_log = torch.log(raw_amp + EPS)  # (B, C, H, W)
         sums.add("raw_log_amp", raw_log.mean(1).sum(0))
         chans = paper_channel_range(C, self.settings.paper_channels)
         sums.add("paper", raw_log[:, chans[0] : chans[-1] + 1].sum(0))  # (k, H, W)

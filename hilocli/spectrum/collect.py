@@ -70,21 +70,101 @@ class SpectrumCollector:
             info.index: {b: BranchAccumulator(b, settings, info.window_size) for b in BRANCHES}
             for info in self.layers
         }
+        self.settings = settings
         self.images = 0
         self._stack = ExitStack()
         self._cap = None
+        self._stream: dict[int, torch.Tensor] = {}  # residual stream x entering each block
+        self._depth = None  # list of depth.BlockCurve while settings.depth
+        self._gains: dict[int, dict[str, torch.Tensor]] = {}  # transfer gains summed over images
 
     def __enter__(self) -> SpectrumCollector:
         from hilocli.capture import capture
 
         indices = [info.index for info in self.layers]
         self._cap = self._stack.enter_context(
-            capture(self.model, indices, attn=False, keep_on_device=True)
+            capture(self.model, indices, attn=self.settings.transfer, keep_on_device=True)
         )
+        if self.settings.residual:
+            for info in self.layers:
+                block = self.model.get_submodule(info.path.rpartition(".")[0])
+                handle = block.register_forward_pre_hook(self._stream_hook(info.index))
+                self._stack.callback(handle.remove)
+        if self.settings.depth:
+            from hilocli.spectrum.depth import block_outputs
+
+            self._depth = self._stack.enter_context(block_outputs(self.model))
         return self
 
+    def _stream_hook(self, index: int):
+        def hook(_mod, args):
+            if len(args) >= 3:  # a block: (x (B, N, C), H, W); anything else: no stream
+                x, H, W = args[0], int(args[1]), int(args[2])
+                self._stream[index] = x.detach().reshape(x.shape[0], H, W, -1)  # (B, H, W, C)
+
+        return hook
+
+    def depth_curve(self):
+        """Park & Kim's depth curve (hilocli.spectrum.depth.DepthCurve); settings.depth only."""
+        from hilocli.spectrum.depth import finish_depth
+
+        if self._depth is None:
+            raise ValueError("the depth curve needs SpectrumSettings(depth=True)")
+        return finish_depth(self._depth)
+
+    def _stream_bands(self, index: int, grid: tuple[int, ...]):
+        """(low, high) band power (B,) of the residual stream entering the block, or None."""
+        from hilocli.spectrum.analyse import band_power
+
+        stream = self._stream.get(index)
+        if stream is None or tuple(stream.shape[:3]) != tuple(grid):
+            return None
+        return band_power(stream, self.settings.cutoff, self.settings.boundary)
+
+    def _matched_bands(self, info: HiLoLayerInfo, control: torch.Tensor) -> dict:
+        """Per branch the (low, high) band power (B,) of its matched input (transfer.py)."""
+        if not self.settings.matched:
+            return {}
+        from hilocli.spectrum.analyse import band_power
+        from hilocli.spectrum.transfer import matched_outputs
+
+        outs = matched_outputs(self.model.hilo_module(info), control)
+        cut, bnd = self.settings.cutoff, self.settings.boundary
+        return {b: band_power(m, cut, bnd) for b, m in outs.items()}
+
+    def _add_transfer(self, info: HiLoLayerInfo, rec) -> None:
+        from hilocli.spectrum.transfer import hifi_gain, lofi_gain, transfer_frequencies
+
+        _, freqs = transfer_frequencies()
+        gains = {}
+        if rec.hifi_attn is not None:
+            gains["hifi"] = hifi_gain(rec.hifi_attn, freqs, rec.grid).sum(0)  # (h, A, R)
+        if rec.lofi_attn is not None:
+            gains["lofi"] = lofi_gain(rec.lofi_attn, freqs, rec.grid, info.window_size).sum(0)
+        old = self._gains.setdefault(info.index, {})
+        for b, g in gains.items():
+            old[b] = g if b not in old else old[b] + g
+
+    def transfer_curves(self) -> dict[int, dict]:
+        """Per layer index: radii (R,), angles (A,) in degrees, and per branch the mean gain over
+        images (heads, A, R) (settings.transfer only; see hilocli.spectrum.transfer)."""
+        from hilocli.spectrum.transfer import ANGLES, transfer_frequencies
+
+        if not self.settings.transfer:
+            raise ValueError("transfer curves need SpectrumSettings(transfer=True)")
+        radii, _ = transfer_frequencies()
+        return {
+            i: {
+                "radii": radii.numpy(),
+                "angles": list(ANGLES),
+                **{b: (g / self.images).double().cpu().numpy() for b, g in gains.items()},
+            }
+            for i, gains in self._gains.items()
+        }
+
     def __exit__(self, *exc) -> None:
-        self._cap = None
+        self._cap = None  # the depth curves stay readable after the block
+        self._stream.clear()
         self._stack.close()
 
     def add_batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +175,10 @@ class SpectrumCollector:
             out = self.model(x)
             for info in self.layers:
                 rec = self._cap.records[info.index]
+                bands = self._stream_bands(info.index, rec.control.shape[:3])
+                matched = self._matched_bands(info, rec.control)
+                if self.settings.transfer:
+                    self._add_transfer(info, rec)
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
@@ -102,7 +186,8 @@ class SpectrumCollector:
                     check_finite(
                         maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
                     )
-                    self.accs[info.index][b].add(maps)  # (B, H, W, C_branch)
+                    own = None if b == "control" else bands
+                    self.accs[info.index][b].add(maps, own, matched.get(b))  # (B, H, W, C_b)
         self.images += x.shape[0]
         return out
 

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.branch import BranchSpectrum
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
-from hilocli.spectrum.stats import LayerVerdict
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
+from hilocli.spectrum.stats import content_metric
 
 if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
@@ -89,9 +89,9 @@ def short_name(layer: HiLoLayerInfo) -> str:
 def figure_title(result: SpectrumResult) -> str:
     r = result.request
     return (
-        f"{result.model_name}: {result.weights.describe()}\n{len(result.inputs.analysed)} "
+        f"{result.model_name}: {result.weights.describe()}\nn = {result.n} distinct "
         f"images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
-        f"{r.cutoff:g} cycles/token{'; Hann window' if r.hann else ''}"
+        f"{r.cutoff:g} cycles/token; boundary {r.boundary}"
     )
 
 
@@ -128,8 +128,7 @@ def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         ax_img.set_title("input (what the model saw)", fontsize=9)
 
     ax_hf = fig.add_subplot(grid[0, 1:])
-    random_layers = result.control.layers if result.control is not None else None
-    data["hf_fraction"] = _hf_panel(ax_hf, layers, result.verdicts, random_layers, rotate)
+    data["hf_fraction"] = _hf_panel(ax_hf, layers, result, rotate)
 
     for row, spectra in enumerate(layers, start=1):
         info = spectra.layer
@@ -186,8 +185,7 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
 def _hf_panel(
     ax,
     layers: Sequence[LayerSpectra],
-    verdicts: Sequence[LayerVerdict],
-    random_layers: Sequence[LayerSpectra] | None,
+    result: SpectrumResult,
     rotate: bool,
 ) -> dict[str, Any]:
     plotted: dict[str, Any] = {"layer": [s.layer.index for s in layers]}
@@ -199,7 +197,10 @@ def _hf_panel(
             spec = spectra.branch(b)
             if spec is None:
                 continue
-            v = spec.per_image[VERDICT_METRIC]
+            v = spec.per_image[content_metric(spec.per_image)]
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
             q1, q2, q3 = np.percentile(v, [25, 50, 75])
             med.append(q2), lo.append(q2 - q1), hi.append(q3 - q2), pos.append(x + off)
         if med:
@@ -213,42 +214,24 @@ def _hf_panel(
                 label=f"{BRANCH_LABELS[b]} (median, IQR)",
             )
         plotted[b] = {"x": pos, "median": med}
-    if random_layers:
-        for b in ("hifi", "lofi"):
-            pos, med = [], []
-            for x, spectra in zip(xs, random_layers):
-                spec = spectra.branch(b)
-                if spec is not None:
-                    pos.append(x + offsets[b])
-                    med.append(float(np.median(spec.per_image[VERDICT_METRIC])))
-            if med:
-                ax.plot(
-                    pos,
-                    med,
-                    "D",
-                    mfc="none",
-                    color=COLORS[b],
-                    ms=7,
-                    label=f"{BRANCH_LABELS[b]}, random init",
-                )
-            plotted[f"random_{b}"] = {"x": pos, "median": med}
-    by_index = {v.layer.index: v for v in verdicts}
+    v = result.verdict
     for x, spectra in zip(xs, layers):
-        v = by_index.get(spectra.layer.index)
-        if v is not None:
-            ax.annotate(
-                v.verdict,
-                (x, 1.0),
-                xycoords=("data", "axes fraction"),
-                ha="left" if rotate else "center",
-                va="bottom",
-                fontsize=7,
-                rotation=30 if rotate else 0,
-                rotation_mode="anchor",
-            )
+        if v is None or spectra.layer.index not in result.tested:
+            continue
+        k = result.tested.index(spectra.layer.index)
+        ax.annotate(
+            f"p adj {v.p_layers[k]:.2g}",
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            ha="left" if rotate else "center",
+            va="bottom",
+            fontsize=7,
+            rotation=30 if rotate else 0,
+            rotation_mode="anchor",
+        )
     ax.set_xticks(xs, [f"{s.layer.index}\n{short_name(s.layer)}" for s in layers], fontsize=7)
     ax.set_xlabel("layer (index, stage.block)", fontsize=7)
-    ax.set_ylabel("hf fraction (window grid excluded)", fontsize=8)
+    ax.set_ylabel("hf fraction (content)", fontsize=8)
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="best")

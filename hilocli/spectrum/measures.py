@@ -1,28 +1,41 @@
-"""Spectral measures of (B, H, W, C) maps: frequency axes, FFT, per-image summaries, the radial
-profile and the channels of the authors' figure.
+"""Spectral measures of (B, H, W, C) maps: settings, the per-image fields, frequency axes, the
+radial profile and the channels of the authors' figure. The per-image analysis itself is
+`hilocli.spectrum.analyse.analyse_maps` (boundary.py: edges; grid.py: the window grid).
 
-Pure functions on tensors, on the device the tensors live on. Definitions (docs/spectrum.md
-explains each with its pitfalls):
+Frequencies are in cycles per token, per axis from `torch.fft.fftfreq(n)`: an H x W map has
+fy in {k/H}, fx in {k/W}, Nyquist 0.5 (reached only on an even axis); radius r = |(fy, fx)|.
+Power per channel is |F|^2 / (H W)^2, so the non-DC sum is the map's spatial variance
+(activation^2 per token). "Content" is the map minus its fitted window-grid artifact.
 
-- Frequencies are in cycles per token, per axis from `torch.fft.fftfreq(n)`: an H x W map has
-  fy in {k/H}, fx in {k/W}, Nyquist 0.5 (reached only on an even axis). The radius of a frequency
-  is r = sqrt(fy^2 + fx^2); corners reach 0.5 * sqrt(2).
-- Spectra: per channel 2D FFT over (H, W) of the map with its per-channel mean removed (optionally
-  times a Hann window), amplitude |F| and power |F|^2. Per image the power is averaged over
-  channels.
-- hf fraction: power at r > cutoff over all non-DC power (corners beyond 0.5 count as high).
-  `hf_fraction_excl_grid` leaves the Hi-Fi window-grid frequencies (|fy| or |fx| = m/s, m >= 1: the
-  period-s pattern that s x s windows imprint) out of both sums; `grid_fraction` is their share of
-  the non-DC power. The verdict uses the grid-excluded fraction.
-- Spectral centroid: power-weighted mean radius over non-DC frequencies, cycles per token.
-- Radial profile: mean power of the frequencies whose radius rounds to k / max(H, W), k = 0, 1, ..
-  up to the corner radius; bins beyond Nyquist (r > 0.5) hold only the corners of the square
-  spectrum (incomplete rings) and are kept, since a checkerboard lives there.
-- Log amplitude: log(|F| + EPS), EPS = 1e-6 (absolute; features are O(1), so it only guards
-  zeros).
-- Park & Kim: mean over channels and images of log(|F| + EPS) of the map *without* mean removal
-  (as they did), read along the diagonal fy = fx from 0 to Nyquist, minus its value at zero
-  frequency.
+Per-image fields (BranchSpectrum.per_image[name], one value per distinct image, NaN undefined):
+- hf_fraction: content power at r > cutoff / content non-DC power, under the boundary option
+  (default "smooth": Moisan's periodic component, the smooth component counted at the lowest
+  non-zero radius 1/max(H, W)). Unitless. The verdict metric.
+- hf_fraction_c125 / _c250 / _c375: the same at cutoffs 0.125, 0.25, 0.375 cycles/token.
+- hf_reference, hf_reference_c125 / _c250 / _c375: the fraction white noise has on this grid,
+  cutoff and boundary: exact ratio of expected powers (the boundary operator applied to every
+  unit impulse), no sampling. Unitless.
+- centroid: content power-weighted mean radius over non-DC frequencies; cycles/token.
+- grid_fraction: energy of the fitted window-grid artifact / the map's non-DC energy. 0 without
+  a window (s < 2); NaN when no axis length is a multiple of s (nothing separable). Unitless.
+- grid_axes: axes on which the grid was separated (0, 1 or 2); count.
+- nondc_power: non-DC power per channel (channel mean of the spatial variance); activation^2.
+- dc_share: sum_c mean_c^2 / sum_c (mean_c^2 + var_c); unitless.
+- parkkim_hf: Park & Kim's quantity on THIS BRANCH'S OUTPUT (they measured block outputs, see
+  depth.py): log(|F| + EPS) of the map without mean removal, channel mean, at the last point of
+  their diagonal (k = ceil(L/2) - 1) minus its value at zero frequency; log amplitude.
+- residual_ratio_low / residual_ratio_high (collector, settings.residual): band power of this
+  branch's slice of the attention output, summed over its channels, over the band power of the
+  residual stream x entering the block (summed over all channels). HiLo's output is added to x
+  without a further projection (x + attn(norm1(x))), so this is the branch's share of what the
+  layer adds per band. low: 0 < r <= cutoff, high: r > cutoff; same boundary, no grid removal.
+  NaN for the control branch.
+- matched_ratio_low / matched_ratio_high (collector, settings.matched): band power of the branch
+  output / band power of its matched input: the same branch with identity attention over its
+  own values through its own projection (Hi-Fi: h_proj(v_self); Lo-Fi: l_proj of the pooled value
+  of the query's own window), whole maps, same boundary. What the attention itself changes per
+  band. NaN for the control branch.
+Undefined (0/0: constant or dead maps) is NaN, never 0.
 """
 
 from __future__ import annotations
@@ -34,34 +47,52 @@ from typing import Any
 import torch
 
 from hilocli.errors import UsageError
+from hilocli.spectrum.analyse import CUTOFFS, ZERO_ENERGY, cutoff_key  # noqa: F401 (re-export)
+from hilocli.spectrum.boundary import BOUNDARIES, hann_window  # noqa: F401 (re-export)
 
 EPS = 1e-6  # log(|F| + EPS): absolute guard against log(0)
-ZERO_ENERGY = 1e-10  # non-DC power below this share of the map's total energy counts as none
 BRANCHES = ("hifi", "lofi", "control")
 BRANCH_LABELS = {"hifi": "Hi-Fi", "lofi": "Lo-Fi", "control": "control (norm1 input)"}
 PER_IMAGE_FIELDS = (
     "hf_fraction",
-    "hf_fraction_excl_grid",
-    "grid_fraction",
+    "hf_reference",
+    *(f"hf_fraction_{cutoff_key(c)}" for c in CUTOFFS),
+    *(f"hf_reference_{cutoff_key(c)}" for c in CUTOFFS),
     "centroid",
-    "total_power",
+    "grid_fraction",
+    "grid_axes",
+    "nondc_power",
+    "dc_share",
+    "parkkim_hf",
+    "residual_ratio_low",
+    "residual_ratio_high",
+    "matched_ratio_low",
+    "matched_ratio_high",
 )
-VERDICT_METRIC = "hf_fraction_excl_grid"
+VERDICT_METRIC = "hf_fraction"
 
 
 @dataclass(frozen=True)
 class SpectrumSettings:
     cutoff: float = 0.25  # cycles per token; default half of Nyquist
-    hann: bool = False
+    boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
     significance: float = 0.05  # level of the paired test (after Holm over layers)
     margin: float = 0.05  # one image: |hf(Hi-Fi) - hf(Lo-Fi)| needed for a verdict
     paper_channels: int = 8
+    residual: bool = True  # residual_ratio_* (a pre-hook on each measured block)
+    depth: bool = False  # Park & Kim's depth curve over every block (collector.depth_curve())
+    matched: bool = False  # matched_ratio_* (each branch with identity attention, transfer.py)
+    transfer: bool = False  # per-head transfer curves (collector.transfer_curves())
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cutoff < 0.5:
             raise UsageError(
                 f"--cutoff must lie strictly between 0 and 0.5 cycles per token "
                 f"(Nyquist), got {self.cutoff}"
+            )
+        if self.boundary not in BOUNDARIES:
+            raise UsageError(
+                f"--boundary must be one of {', '.join(BOUNDARIES)}, got {self.boundary!r}"
             )
         if not 0.0 < self.significance < 1.0:
             raise UsageError(f"significance must lie in (0, 1), got {self.significance}")
@@ -70,13 +101,22 @@ class SpectrumSettings:
         if self.paper_channels < 1:
             raise UsageError("paper_channels must be >= 1")
 
+    @property
+    def hann(self) -> bool:  # the old flag, read-only
+        return self.boundary == "hann"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "cutoff": self.cutoff,
-            "hann": self.hann,
+            "cutoffs": list(CUTOFFS),
+            "boundary": self.boundary,
             "significance": self.significance,
             "margin": self.margin,
             "paper_channels": self.paper_channels,
+            "residual": self.residual,
+            "depth": self.depth,
+            "matched": self.matched,
+            "transfer": self.transfer,
             "eps": EPS,
             "frequency_unit": "cycles per token",
         }
@@ -150,10 +190,11 @@ def frequency_axes(
         axis_grid_marks(height, window_size or 1)[:, None]
         | axis_grid_marks(width, window_size or 1)[None, :]
     )  # (H, W)
-    # Park & Kim's diagonal: k = 0 .. floor(L/2) on the shorter axis L; on the longer axis the
-    # nearest sample of the same frequency (exact when the map is square)
+    # Park & Kim's diagonal: k = 0 .. ceil(L/2) - 1 on the shorter axis L (their roll by L/2 and
+    # diag()[L/2:]: no Nyquist point on even L); on the longer axis the nearest sample of the
+    # same frequency (exact when the map is square)
     short = min(height, width)
-    ks = torch.arange(short // 2 + 1)
+    ks = torch.arange(short - short // 2)
     diag_freq = ks.double() / short  # (K,)
     rows = torch.round(diag_freq * height).long()
     cols = torch.round(diag_freq * width).long()
@@ -180,19 +221,6 @@ def frequency_axes(
 # ----------------------------------------------------------------------------------------------
 
 
-def hann_window(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(H, W) separable Hann window sampled at pixel centres: w[k] = sin^2(pi (k + 1/2) / n).
-
-    Unlike torch.hann_window it zeroes no row or column, which matters on 7 x 7 or 14 x 14 grids.
-    """
-
-    def one(n: int) -> torch.Tensor:
-        k = torch.arange(n, device=device, dtype=torch.float64)
-        return torch.sin(math.pi * (k + 0.5) / n) ** 2  # (n,)
-
-    return (one(height)[:, None] * one(width)[None, :]).to(dtype)  # (H, W)
-
-
 def fft_maps(maps: torch.Tensor, remove_mean: bool = True, hann: bool = False) -> torch.Tensor:
     """Per channel 2D FFT of (B, H, W, C) maps -> complex (B, C, H, W), torch.fft order."""
     if maps.ndim != 4:
@@ -201,41 +229,8 @@ def fft_maps(maps: torch.Tensor, remove_mean: bool = True, hann: bool = False) -
     if remove_mean:
         x = x - x.mean(dim=(-2, -1), keepdim=True)
     if hann:
-        x = x * hann_window(x.shape[-2], x.shape[-1], device=x.device)
+        x = x * hann_window(x.shape[-2], x.shape[-1], device=x.device)  # (H, W) broadcast
     return torch.fft.fft2(x)  # (B, C, H, W)
-
-
-def safe_ratio(num: torch.Tensor, den: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-    """num / den, 0 where den is at or below floor (no energy to share)."""
-    ok = den > floor
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
-
-
-def image_summaries(
-    mean_power: torch.Tensor, energy: torch.Tensor, axes: FrequencyAxes
-) -> dict[str, torch.Tensor]:
-    """Per-image scalars from channel-averaged power (B, H, W); each value (B,).
-
-    `energy` (B,) is the total power of the map before mean removal (sum |F|^2 over all
-    frequencies, channel mean); non-DC power below ZERO_ENERGY of it counts as no energy.
-    """
-    p = mean_power.flatten(1)  # (B, H*W)
-    nondc = ~axes.dc.flatten()
-    high = axes.high.flatten() & nondc
-    grid = axes.grid.flatten()
-    total = p[:, nondc].sum(1)  # (B,)
-    floor = ZERO_ENERGY * energy + 1e-30
-    grid_power = p[:, grid].sum(1)  # (B,)
-    hf = p[:, high].sum(1)  # (B,)
-    hf_excl = p[:, high & ~grid].sum(1)  # (B,)
-    centroid = (p * axes.radius.flatten())[:, nondc].sum(1)  # (B,)
-    return {
-        "hf_fraction": safe_ratio(hf, total, floor),
-        "hf_fraction_excl_grid": safe_ratio(hf_excl, total - grid_power, floor),
-        "grid_fraction": safe_ratio(grid_power, total, floor),
-        "centroid": safe_ratio(centroid, total, floor),
-        "total_power": total,
-    }
 
 
 def radial_profile(mean_power: torch.Tensor, axes: FrequencyAxes) -> torch.Tensor:

@@ -9,15 +9,16 @@ import numpy as np
 
 from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC
+from hilocli.spectrum.measures import BRANCHES
 from hilocli.spectrum.run import SpectrumResult
-from hilocli.spectrum.stats import LayerVerdict
+from hilocli.spectrum.stats import content_metric
 from hilocli.terminal import num, say, table
 
 CAPTION = (
-    "hf: median hf fraction (window grid excluded) of Hi-Fi, Lo-Fi and the control "
-    "(norm1 input); Δ: median paired difference Hi-Lo; Hi>Lo: share of images; p: "
-    "Wilcoxon, Holm-adjusted; grid: Hi-Fi power share at the window-grid frequencies"
+    "hf: median content hf fraction of Hi-Fi, Lo-Fi and the control (norm1 input); Δ: median "
+    "per-image Hi-Fi minus Lo-Fi; Hi>Lo: share of images; p: sign-flip, raw and Westfall-Young "
+    "adjusted over the tested layers; rand Δ: mean over random-init seeds; grid: Hi-Fi window-grid "
+    "power share (never counted as a finding)"
 )
 COLUMNS = (
     "layer",
@@ -28,15 +29,22 @@ COLUMNS = (
     "hf in",
     "Δ",
     "Hi>Lo",
-    "p",
+    "p raw",
+    "p adj",
+    "rand Δ",
     "grid",
-    "verdict",
 )
 
 
 def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
     """Role -> file name of every file a run writes into --out."""
-    names = {"record": "spectrum.json", "figure": f"spectrum.{fmt}"}
+    names = {
+        "record": "spectrum.json",
+        "summary_figure": f"spectrum_summary.{fmt}",
+        "figure": f"spectrum.{fmt}",
+    }
+    if result.depth is not None:
+        names["depth_figure"] = f"spectrum_depth.{fmt}"
     if result.request.mode == "paper":
         names["paper_figure"] = f"spectrum_paper.{fmt}"
     return names
@@ -44,46 +52,70 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
 
 def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRecord:
     """Figures and the run record, moved into `out` together (nothing written on a failure)."""
-    from hilocli.spectrum import figures
+    from hilocli.spectrum import figures, summary
 
     names = file_names(result, fmt)
     with OutputSet(out) as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
+        files.figure(names["summary_figure"], summary.summary_figure(result)[0], dpi=110)
         files.figure(names["figure"], figures.spectrum_figure(result)[0], dpi=110)
+        if "depth_figure" in names:
+            files.figure(names["depth_figure"], summary.depth_figure(result)[0], dpi=110)
         if "paper_figure" in names:
             files.figure(names["paper_figure"], figures.paper_figure(result)[0], dpi=110)
         files.json(names["record"], record)
     return record
 
 
-def _median(spectra: LayerSpectra, branch: str, field: str = VERDICT_METRIC) -> float | None:
+def _median(spectra: LayerSpectra, branch: str, field: str | None = None) -> float | None:
     spec = spectra.branch(branch)
-    return None if spec is None else float(np.median(spec.per_image[field]))
+    if spec is None:
+        return None
+    values = spec.per_image[field or content_metric(spec.per_image)]
+    return None if not np.isfinite(values).any() else float(np.nanmedian(values))
 
 
-def layer_table(title: str, layers: list[LayerSpectra], verdicts: list[LayerVerdict]):
+def _column(values: np.ndarray, k: int, fn) -> float | None:
+    col = values[:, k]
+    col = col[np.isfinite(col)]
+    return None if col.size == 0 else float(fn(col))
+
+
+def layer_table(result: SpectrumResult):
     from hilocli.spectrum.figures import short_name
 
-    rows = []
-    for spectra, v in zip(layers, verdicts):
+    v, rows = result.verdict, []
+    random_mean = None if result.control is None else result.control.deltas.mean(axis=0)
+    for spectra in result.layers:
+        k = result.tested.index(spectra.layer.index) if spectra.layer.index in result.tested else -1
         med = {b: _median(spectra, b) for b in BRANCHES}
-        c = v.hifi_vs_lofi
-        rows.append(
-            (
-                spectra.layer.index,
-                short_name(spectra.layer),
-                f"{spectra.grid[0]}x{spectra.grid[1]}",
-                num(med["hifi"], ".2f"),
-                num(med["lofi"], ".2f"),
-                num(med["control"], ".2f"),
-                num(None if c is None else c.median_difference, "+.2f"),
-                "-" if c is None else f"{c.share_a_greater:.0%}",
-                num(None if c is None else c.p_adjusted, ".2g"),
-                num(_median(spectra, "hifi", "grid_fraction"), ".2f"),
-                v.verdict,
-            )
-        )
-    return table(title, COLUMNS, rows, caption=CAPTION, left=("verdict",))
+        row = [
+            spectra.layer.index,
+            short_name(spectra.layer),
+            f"{spectra.grid[0]}x{spectra.grid[1]}",
+            num(med["hifi"], ".2f"),
+            num(med["lofi"], ".2f"),
+            num(med["control"], ".2f"),
+        ]
+        if k < 0 or v is None:
+            row += ["-"] * 5
+        else:
+            row += [
+                num(_column(result.deltas, k, np.median), "+.3f"),
+                num(_column(result.deltas, k, lambda c: np.mean(c > 0) * 100), ".0f") + "%",
+                num(v.p_layers_raw[k], ".2g"),
+                num(v.p_layers[k], ".2g"),
+                "-" if random_mean is None else num(_column(random_mean, k, np.mean), "+.3f"),
+            ]
+        row.append(num(_median(spectra, "hifi", "grid_fraction"), ".2f"))
+        rows.append(tuple(row))
+    n = result.n
+    enough = "" if v is None or n >= v.min_images else f" (fewer than the {v.min_images} needed)"
+    title = (
+        f"hf fraction above {result.request.cutoff:g} cycles/token (content), "
+        f"n = {n} distinct images{enough}"
+    )
+    return table(title, COLUMNS, rows, caption=CAPTION)
 
 
 def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
@@ -98,26 +130,14 @@ def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
         con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
         for d in inputs.duplicates:
             say(con, f"  {d['path']} = {d['same_as']}")
-    n = len(inputs.analysed)
-    con.print(
-        layer_table(
-            f"hf fraction above {result.request.cutoff:g} cycles/token (window "
-            f"grid excluded), median over {n} images",
-            result.layers,
-            result.verdicts,
-        )
-    )
-    for v in result.verdicts:
-        if not v.comparable:
-            say(con, f"layer {v.layer.index} ({v.layer.name}): {v.reason}")
+    con.print(layer_table(result))
+    for s in result.layers:
+        if not s.comparable:
+            missing = "Hi-Fi" if s.hifi is None else "Lo-Fi"
+            say(con, f"layer {s.layer.index} ({s.layer.name}): no {missing} branch; not tested")
+    if result.verdict is not None:
+        say(con, f"test: {result.verdict.test}")
     if result.control is not None:
-        con.print(
-            layer_table(
-                f"random init, seed {result.request.seed} (the architecture's prior)",
-                result.control.layers,
-                result.control.verdicts,
-            )
-        )
-        say(con, result.control.verdict)
+        say(con, result.control.did_line)
     say(con, f"wrote {', '.join(record.files.values())}")
-    say(con, result.verdict)
+    say(con, result.verdict_line)

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hilocli.errors import HiloError, UsageError
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import VERDICT_METRIC, SpectrumSettings
-from hilocli.spectrum.stats import LayerVerdict
+from hilocli.spectrum.measures import BOUNDARIES, SpectrumSettings
+from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, ControlResult, Verdict
 from hilocli.weights import WeightsRequest
 
 MODES = ("stats", "paper")
@@ -43,15 +45,25 @@ class SpectrumRequest:
     out: Path | None = None  # never read inputs from here
     mode: str = "stats"  # "stats" | "paper" (also the authors' 8-channel figure)
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
+    control_seeds: int = 5  # random inits in the control, seeds seed+1 .. seed+N
     cutoff: float = 0.25
-    hann: bool = False
+    boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
+    alpha: float = DEFAULT_ALPHA
+    margin: float = DEFAULT_MARGIN
+    depth: bool = False  # Park & Kim's depth curve over every block (main model only)
 
     @property
     def seed(self) -> int:
         return self.weights.seed
 
     def settings(self) -> SpectrumSettings:
-        return SpectrumSettings(cutoff=self.cutoff, hann=self.hann)
+        return SpectrumSettings(
+            cutoff=self.cutoff,
+            boundary=self.boundary,
+            significance=self.alpha,
+            margin=self.margin,
+            depth=self.depth,
+        )
 
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
@@ -71,6 +83,16 @@ class SpectrumRequest:
             raise UsageError(
                 f"--control must be one of {', '.join(CONTROLS)}, got {self.control!r}"
             )
+        if self.boundary not in BOUNDARIES:
+            raise UsageError(
+                f"--boundary must be one of {', '.join(BOUNDARIES)}, got {self.boundary!r}"
+            )
+        if not 0.0 < self.alpha < 0.5:
+            raise UsageError(f"--alpha must lie strictly between 0 and 0.5, got {self.alpha}")
+        if not 0.0 <= self.margin < 1.0:
+            raise UsageError(f"--margin must lie in [0, 1), got {self.margin}")
+        if not 1 <= self.control_seeds <= 100:
+            raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
         self.settings()  # --cutoff
         self.weights.validate()
         return self
@@ -83,26 +105,20 @@ class SpectrumRequest:
             "limit": self.limit,
             "mode": self.mode,
             "control": self.control,
+            "control_seeds": control_seeds(self.seed, self.control_seeds)
+            if self.control == "random"
+            else [],
             "seed": self.seed,
+            "boundary": self.boundary,
+            "alpha": self.alpha,
+            "margin": self.margin,
         }
 
 
-@dataclass
-class ControlResult:
-    """The same measurement on a random init of the same architecture (`--control random`)."""
-
-    weights: Any  # hilocli.checkpoint.Provenance
-    layers: list[LayerSpectra]
-    verdicts: list[LayerVerdict]
-    verdict: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "weights": self.weights.to_dict(),
-            "note": "random weights: these numbers concern the architecture, not a trained model",
-            "layers": layer_results(self.layers, self.verdicts),
-            "verdict": self.verdict,
-        }
+def control_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of the random-init control: seed+1 .. seed+count, so never the main model's seed
+    (also when the main model is itself a random init)."""
+    return [seed + 1 + k for k in range(count)]
 
 
 @dataclass
@@ -114,29 +130,41 @@ class SpectrumResult:
     resolution: int
     device: str
     layers: list[LayerSpectra]
-    verdicts: list[LayerVerdict]
-    verdict: str  # the summary line
+    tested: list[int]  # indices of the layers in the verdict (both branches present)
+    deltas: np.ndarray  # (n_images, n_tested) Hi-Fi minus Lo-Fi content hf fraction
+    verdict: Verdict | None  # None: no tested layer
+    verdict_line: str
     inputs: InputsRecord
     environment: dict[str, Any]
     shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
     control: ControlResult | None = None
+    depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
+
+    @property
+    def n(self) -> int:
+        return len(self.inputs.analysed)
 
     def settings_dict(self) -> dict[str, Any]:
         return {
             **self.settings.to_dict(),
             **self.request.to_dict(),
             "layers": [s.layer.index for s in self.layers],
+            "tested_layers": self.tested,
             "resolution": self.resolution,
-            "verdict_metric": VERDICT_METRIC,
             "device": self.device,
         }
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
         results = {
             "model": self.model_name,
-            "layers": layer_results(self.layers, self.verdicts),
-            "verdict": self.verdict,
+            "n": self.n,
+            "tested_layers": self.tested,
+            "deltas": self.deltas,
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "verdict_line": self.verdict_line,
+            "layers": [s.to_dict() for s in self.layers],
             "random_control": None if self.control is None else self.control.to_dict(),
+            "depth_curve": None if self.depth is None else self.depth.to_dict(),
         }
         return RunRecord(
             command="spectrum",
@@ -147,10 +175,6 @@ class SpectrumResult:
             inputs=self.inputs,
             files=dict(files or {}),
         )
-
-
-def layer_results(layers: list[LayerSpectra], verdicts: list[LayerVerdict]) -> list[dict]:
-    return [{**s.to_dict(), "verdict": v.to_dict()} for s, v in zip(layers, verdicts)]
 
 
 def choose_layers(model, spec: str | None) -> list[int]:
@@ -200,6 +224,7 @@ class Measured:
     analysed: list[str]  # paths, in the order fed to the models
     skipped: list[tuple[Path, str]]  # (path, the loader's reason)
     shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
+    depth: Any = None  # the first model's DepthCurve when settings.depth
 
 
 def measure(
@@ -236,11 +261,12 @@ def measure(
             done += chunk.files
             if progress is not None:
                 progress(done, len(paths))
+        depth = cols[0].depth_curve() if settings.depth and analysed else None
     if not analysed:
         raise HiloError(
             f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
         )
-    return Measured([col.finish() for col in cols], analysed, skipped, shown)
+    return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
 def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumResult:
@@ -248,7 +274,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import environment, resolve_device
-    from hilocli.spectrum.stats import judge, summary_line
+    from hilocli.spectrum.stats import judge, judge_control
 
     request.validate()
     settings = request.settings()
@@ -262,10 +288,12 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     resolution = request.resolution or (cfg.img_size if cfg else 224)
     check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
     layers = choose_layers(loaded.model, request.layers)
-    twin = random_twin(loaded, request.seed, device) if request.control == "random" else None
-    models = [m.model for m in (loaded, twin) if m is not None]
+    twins = []
+    if request.control == "random":
+        seeds = control_seeds(request.seed, request.control_seeds)
+        twins = [random_twin(loaded, s, device) for s in seeds]
     done = measure(
-        models,
+        [loaded.model, *(t.model for t in twins)],
         layers,
         settings,
         paths,
@@ -276,18 +304,10 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         progress,
         preprocess=None if cfg else loaded.preprocess,
     )
-
-    verdicts = judge(done.spectra[0], settings)
-    verdict = summary_line(verdicts, loaded.provenance.trained, loaded.provenance.describe())
+    judged = judge(done.spectra[0], request, loaded.provenance)
     control = None
-    if twin is not None:
-        twin_verdicts = judge(done.spectra[1], settings)
-        control = ControlResult(
-            twin.provenance,
-            done.spectra[1],
-            twin_verdicts,
-            summary_line(twin_verdicts, False, twin.provenance.describe()),
-        )
+    if twins:
+        control = judge_control(judged[1], done.spectra[1:], twins, request, loaded.provenance)
     inputs = InputsRecord(
         analysed=done.analysed,
         skipped=[{"path": str(p), "reason": r} for p, r in [*found.skipped, *done.skipped]],
@@ -301,10 +321,13 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         resolution=resolution,
         device=str(device),
         layers=done.spectra[0],
-        verdicts=verdicts,
-        verdict=verdict,
+        tested=judged[0],
+        deltas=judged[1],
+        verdict=judged[2],
+        verdict_line=judged[3],
         inputs=inputs,
         environment=environment(device),
         shown=done.shown,
         control=control,
+        depth=done.depth,
     )

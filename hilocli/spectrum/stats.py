@@ -1,257 +1,246 @@
-"""Statistics and the verdict: paired comparisons over images (Wilcoxon signed-rank, rank-biserial
-effect), Holm over the layers of a run, and the per-layer and summary verdicts."""
+"""The verdict: images are the unit; exact tests with their floor stated.
+
+`verdict(deltas, alpha, margin)` on per-image deltas (n_images, n_layers), delta = Hi-Fi minus
+Lo-Fi of the content high-frequency fraction:
+- primary endpoint: per image, the mean of delta over the tested layers; two-sided sign-flip test
+  (exact up to 16 images), Hodges-Lehmann estimate with its exact interval;
+- per layer: raw sign-flip p and Westfall-Young step-down max-T adjusted p (images flipped jointly);
+- word: `insufficient` when even the most extreme sign pattern cannot reach alpha (2/2^n > alpha),
+  else `supported` / `contradicted` (p <= alpha, by the sign of the mean), else `equivalent` when
+  both one-sided tests of the TOST against +-margin reach alpha, else `inconclusive`.
+Images with an undefined (NaN) delta in any tested layer are excluded from the primary endpoint
+and counted (`n_excluded`), never read as 0.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import VERDICT_METRIC, SpectrumSettings
+from hilocli.spectrum import exact
+
+if TYPE_CHECKING:
+    from hilocli.spectrum.collect import LayerSpectra
+
+WORDS = ("supported", "contradicted", "equivalent", "inconclusive", "insufficient")
+DEFAULT_ALPHA = 0.05
+DEFAULT_MARGIN = 0.05  # |delta of hf fraction| below this counts as "no practical difference"
+
+
+def content_metric(per_image: dict[str, np.ndarray]) -> str:
+    """Key of the content-only high-frequency fraction in a branch's per-image fields."""
+    return "hf_fraction_excl_grid" if "hf_fraction_excl_grid" in per_image else "hf_fraction"
 
 
 @dataclass
-class Comparison:
-    """Paired comparison of per-image values a vs b (e.g. hf fraction of Hi-Fi vs Lo-Fi)."""
-
-    a: str
-    b: str
-    n: int
-    median_a: float
-    median_b: float
-    median_difference: float  # median of (a - b) over images
-    mean_difference: float
-    share_a_greater: float  # share of images with a > b
-    test: str  # "wilcoxon signed-rank (two-sided)" or "none (1 image)"
-    statistic: float | None
-    p_value: float | None
-    rank_biserial: float | None  # matched-pairs rank-biserial correlation, -1 .. 1
-    p_adjusted: float | None = None  # Holm over the layers of this run
-    direction: int = 0  # +1: a > b, -1: a < b, 0: no clear difference
+class Verdict:
+    word: str  # one of WORDS
+    n: int  # images in the primary endpoint (distinct, with every delta defined)
+    n_excluded: int  # images left out: an undefined delta in some tested layer
+    alpha: float
+    margin: float
+    min_images: int  # smallest n at which the two-sided test can reach alpha
+    p: float  # two-sided, primary endpoint (NaN when n = 0)
+    p_equivalence: float  # max of the two one-sided TOST p-values
+    estimate: float  # Hodges-Lehmann estimate of the per-image mean delta
+    ci: tuple[float, float]  # exact interval of the estimate (infinite when n is too small)
+    ci_level: float  # its exact coverage
+    mean: float  # mean over images of the per-image mean delta (the test statistic / n)
+    p_layers: list[float]  # Westfall-Young adjusted, one per layer
+    p_layers_raw: list[float]
+    n_layers_defined: list[int]  # images with a defined delta, per layer
+    test: str
+    reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["ci"] = list(self.ci)
+        return out
 
 
-def rank_biserial(differences: np.ndarray) -> float | None:
-    """Matched-pairs rank-biserial correlation (W+ - W-) / (W+ + W-); zero differences dropped."""
-    from scipy.stats import rankdata
-
-    d = np.asarray(differences, dtype=np.float64)
-    d = d[d != 0]
-    if d.size == 0:
-        return None
-    ranks = rankdata(np.abs(d))
-    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
-    return float((plus - minus) / (plus + minus))
-
-
-def compare_paired(
-    a: np.ndarray,
-    b: np.ndarray,
-    names: tuple[str, str] = ("a", "b"),
-    level: float = 0.05,
-    margin: float = 0.05,
-) -> Comparison:
-    """Paired comparison of a and b over images, with a direction.
-
-    n >= 2: two-sided Wilcoxon signed-rank test (scipy; zero differences dropped), direction is the
-    sign of the rank-biserial correlation when p < level, else 0. n = 1: no test; direction is the
-    sign of a - b when |a - b| >= margin, else 0.
-    """
-    from scipy.stats import wilcoxon
-
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"need two equal-length non-empty vectors, got {a.shape} and {b.shape}")
-    d = a - b
-    n = int(d.size)
-    common = dict(
-        a=names[0],
-        b=names[1],
-        n=n,
-        median_a=float(np.median(a)),
-        median_b=float(np.median(b)),
-        median_difference=float(np.median(d)),
-        mean_difference=float(d.mean()),
-        share_a_greater=float(np.mean(d > 0)),
-    )
-    if n == 1:
-        direction = int(np.sign(d[0])) if abs(d[0]) >= margin else 0
-        return Comparison(
-            **common,
-            test="none (1 image)",
-            statistic=None,
-            p_value=None,
-            rank_biserial=rank_biserial(d),
-            direction=direction,
+def verdict(
+    deltas: np.ndarray,
+    alpha: float = DEFAULT_ALPHA,
+    margin: float = DEFAULT_MARGIN,
+    seed: int = 0,
+) -> Verdict:
+    """Judge per-image deltas (n_images, n_layers) or (n_images,); see the module docstring."""
+    d = np.asarray(deltas, dtype=np.float64)
+    if d.ndim == 1:
+        d = d[:, None]
+    if d.ndim != 2 or d.shape[1] == 0:
+        raise ValueError(f"deltas must be (n_images, n_layers), got shape {d.shape}")
+    if not 0 < alpha < 1 or margin < 0:
+        raise ValueError(f"need 0 < alpha < 1 and margin >= 0, got {alpha}, {margin}")
+    defined = np.isfinite(d).all(axis=1)
+    x = d[defined].mean(axis=1)  # (n,) the primary endpoint
+    n = int(x.size)
+    floor = exact.min_images(alpha)
+    flips = exact.sign_flips(n, seed=seed)
+    if n:
+        p = exact.signflip_p(x, flips)
+        p_eq = max(
+            exact.signflip_p(x + margin, flips, "greater"),
+            exact.signflip_p(x - margin, flips, "less"),
         )
-    effect = rank_biserial(d)
-    if effect is None:  # every difference is zero
-        stat, p = 0.0, 1.0
+        hl = exact.hodges_lehmann(x, alpha)
+        raw, adjusted = exact.westfall_young(d, exact.sign_flips(d.shape[0], seed=seed))
     else:
-        res = wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-        stat, p = float(res.statistic), float(res.pvalue)
-    out = Comparison(
-        **common,
-        test="wilcoxon signed-rank (two-sided)",
-        statistic=stat,
-        p_value=p,
-        rank_biserial=effect,
-        p_adjusted=p,
-    )
-    out.direction = _direction(out, level)
-    return out
-
-
-def _direction(c: Comparison, level: float) -> int:
-    p = c.p_adjusted if c.p_adjusted is not None else c.p_value
-    if p is None or c.rank_biserial is None or not p < level:
-        return 0
-    return int(np.sign(c.rank_biserial))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-VERDICT_WORDS = {1: "supported", -1: "contradicted", 0: "inconclusive"}
-
-
-@dataclass
-class LayerVerdict:
-    layer: HiLoLayerInfo
-    comparable: bool
-    reason: str  # why not comparable, or how the verdict was reached
-    verdict: str  # supported | contradicted | inconclusive | not comparable
-    hifi_vs_lofi: Comparison | None  # on hf_fraction_excl_grid (the verdict's number)
-    hifi_vs_lofi_incl_grid: Comparison | None  # on hf_fraction (window-grid power included)
-    verdict_incl_grid: str | None
-    hifi_vs_control: Comparison | None  # how far each branch moved the spectrum from its input
-    lofi_vs_control: Comparison | None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "layer"}
-        for k, v in out.items():
-            if isinstance(v, Comparison):
-                out[k] = v.to_dict()
-        return {"index": self.layer.index, **out}
-
-
-def judge(
-    layers: Sequence[LayerSpectra], settings: SpectrumSettings, metric: str = VERDICT_METRIC
-) -> list[LayerVerdict]:
-    """Per layer: does Hi-Fi hold more high-frequency energy than Lo-Fi?
-
-    With several layers the paired tests' p-values are Holm-adjusted over the comparable layers
-    of the run before the verdict is read from them.
-    """
-    a, m = settings.significance, settings.margin
-    out: list[LayerVerdict] = []
-    for layer in layers:
-        ctrl = layer.control.per_image
-        hi_ctrl = lo_ctrl = None
-        if layer.hifi is not None:
-            hi_ctrl = compare_paired(
-                layer.hifi.per_image[metric], ctrl[metric], ("hifi", "control"), a, m
-            )
-        if layer.lofi is not None:
-            lo_ctrl = compare_paired(
-                layer.lofi.per_image[metric], ctrl[metric], ("lofi", "control"), a, m
-            )
-        if not layer.comparable:
-            missing = "Hi-Fi" if layer.hifi is None else "Lo-Fi"
-            ws = layer.layer.window_size
-            why = (
-                f"no {missing} branch (window size {ws}"
-                f"{': plain MSA, all heads Lo-Fi' if ws == 1 else ''}); cannot compare"
-            )
-            out.append(
-                LayerVerdict(
-                    layer.layer, False, why, "not comparable", None, None, None, hi_ctrl, lo_ctrl
-                )
-            )
-            continue
-        main = compare_paired(
-            layer.hifi.per_image[metric], layer.lofi.per_image[metric], ("hifi", "lofi"), a, m
+        p = p_eq = math.nan
+        hl = exact.hodges_lehmann(x, alpha)
+        raw = adjusted = np.full(d.shape[1], math.nan)
+    mean = float(x.mean()) if n else math.nan
+    if n < floor:
+        word = "insufficient"
+        reason = (
+            f"{n} image{'s' if n != 1 else ''}: the smallest attainable two-sided p is "
+            f"{2 / 2**n if n else 1:.3g} > alpha {alpha:g}; needs at least {floor} distinct images"
         )
-        incl = compare_paired(
-            layer.hifi.per_image["hf_fraction"],
-            layer.lofi.per_image["hf_fraction"],
-            ("hifi", "lofi"),
-            a,
-            m,
-        )
-        out.append(LayerVerdict(layer.layer, True, "", "", main, incl, None, hi_ctrl, lo_ctrl))
-    for attr in ("hifi_vs_lofi", "hifi_vs_lofi_incl_grid", "hifi_vs_control", "lofi_vs_control"):
-        comps = [
-            getattr(v, attr)
-            for v in out
-            if getattr(v, attr) is not None and getattr(v, attr).p_value is not None
-        ]
-        for c, p in zip(comps, holm([c.p_value for c in comps])):
-            c.p_adjusted = p
-            c.direction = _direction(c, a)
-    for v in out:
-        if not v.comparable:
-            continue
-        c = v.hifi_vs_lofi
-        v.verdict = VERDICT_WORDS[c.direction]
-        v.verdict_incl_grid = VERDICT_WORDS[v.hifi_vs_lofi_incl_grid.direction]
-        if c.n == 1:
-            v.reason = (
-                f"1 image, no test: hf difference {c.median_difference:+.3f} "
-                f"({'at least' if c.direction else 'below'} the margin {m:g})"
-            )
-        else:
-            v.reason = (
-                f"{c.n} images, Wilcoxon p={c.p_value:.3g}"
-                f"{f' (Holm {c.p_adjusted:.3g})' if c.p_adjusted != c.p_value else ''}, "
-                f"rank-biserial {c.rank_biserial or 0.0:+.2f}, "
-                f"Hi-Fi > Lo-Fi in {c.share_a_greater:.0%}"
-            )
-    return out
-
-
-def summary_line(verdicts: Sequence[LayerVerdict], trained: bool, weights: str) -> str:
-    """The verdict line the terminal table ends with."""
-    comp = [v for v in verdicts if v.comparable]
-    if not comp:
-        return (
-            "verdict: not comparable: none of the chosen layers has both a Hi-Fi and a Lo-Fi "
-            f"branch ({weights})"
-        )
-    counts = {w: sum(v.verdict == w for v in comp) for w in VERDICT_WORDS.values()}
-    if counts["supported"] == len(comp):
-        word = "supported"
-    elif counts["contradicted"] == len(comp):
-        word = "contradicted"
-    elif counts["supported"] and not counts["contradicted"]:
-        word = "partly supported"
-    elif counts["contradicted"] and not counts["supported"]:
-        word = "partly contradicted"
-    elif counts["supported"] or counts["contradicted"]:
-        word = "mixed"
+    elif p <= alpha:
+        word = "supported" if mean > 0 else "contradicted"
+        reason = f"p = {p:.3g} <= alpha {alpha:g}"
+    elif p_eq <= alpha:
+        word = "equivalent"
+        reason = f"TOST within +-{margin:g}: p = {p_eq:.3g} <= alpha {alpha:g}"
     else:
         word = "inconclusive"
-    parts = ", ".join(f"{counts[w]} {w}" for w in VERDICT_WORDS.values() if counts[w])
+        reason = f"p = {p:.3g} > alpha {alpha:g} and TOST p = {p_eq:.3g} > alpha"
+    return Verdict(
+        word=word,
+        n=n,
+        n_excluded=int(d.shape[0] - n),
+        alpha=alpha,
+        margin=margin,
+        min_images=floor,
+        p=float(p),
+        p_equivalence=float(p_eq),
+        estimate=hl.estimate,
+        ci=(hl.low, hl.high),
+        ci_level=hl.attained,
+        mean=mean,
+        p_layers=[float(v) for v in adjusted],
+        p_layers_raw=[float(v) for v in raw],
+        n_layers_defined=[int(v) for v in np.isfinite(d).sum(axis=0)],
+        test=flips.describe() + " on the per-image mean over layers; per layer: Westfall-Young "
+        "step-down max-T, images flipped jointly",
+        reason=reason,
+    )
+
+
+def layer_deltas(layers: Sequence[LayerSpectra]) -> tuple[np.ndarray, list[LayerSpectra]]:
+    """(n_images, n_comparable_layers) Hi-Fi minus Lo-Fi content hf fraction, and those layers."""
+    comparable = [s for s in layers if s.comparable]
+    if not comparable:
+        return np.zeros((0, 0)), []
+    cols = []
+    for s in comparable:
+        key = content_metric(s.hifi.per_image)
+        cols.append(np.asarray(s.hifi.per_image[key], float) - s.lofi.per_image[key])
+    return np.stack(cols, axis=1), comparable
+
+
+def _num(x: float, spec: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def interval(v: Verdict) -> str:
+    lo, hi = v.ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "interval unbounded at this n"
+    return f"CI [{lo:+.3f}, {hi:+.3f}] (exact coverage {v.ci_level:.1%})"
+
+
+def summary_line(
+    v: Verdict | None,
+    weights: str,
+    trained: bool,
+    what: str = "",
+    label: str = "Hi-Fi minus Lo-Fi",
+) -> str:
+    """The verdict line: word, n, estimate with interval, p, and the weights."""
+    claim = what or "Hi-Fi carries more high-frequency energy than Lo-Fi"
+    if v is None:
+        return (
+            f"verdict: not comparable: none of the chosen layers has both a Hi-Fi and a Lo-Fi "
+            f"branch ({weights})"
+        )
     scope = (
         "" if trained else " [random weights: this concerns the architecture, not a trained model]"
     )
+    excl = f", {v.n_excluded} excluded (undefined)" if v.n_excluded else ""
     return (
-        f"verdict: Hi-Fi carries more high-frequency energy than Lo-Fi: {word} "
-        f"({parts} of {len(comp)} layers; {weights}){scope}"
+        f"verdict: {claim}: {v.word} (n = {v.n} images{excl}; {label} "
+        f"{_num(v.estimate, '+.3f')}, {interval(v)}; p = {_num(v.p, '.3g')}; {v.reason}; "
+        f"{weights}){scope}"
     )
+
+
+@dataclass
+class ControlResult:
+    """The same measurement on random inits of the same architecture (`--control random`), and
+    the per-image difference-in-differences: delta(model) - mean over seeds of delta(random)."""
+
+    weights: list[Any]  # hilocli.checkpoint.Provenance per seed
+    deltas: np.ndarray  # (seeds, n_images, n_layers) Hi-Fi minus Lo-Fi per random init
+    verdicts: list[Verdict]  # per seed: the random init judged alone
+    did: Verdict | None  # model minus mean random, tested the same way (None: no tested layer)
+    did_line: str
+
+    @property
+    def seeds(self) -> list[int]:
+        return [w.seed for w in self.weights]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": self.seeds,
+            "note": "random weights: these numbers concern the architecture, not a trained model",
+            "per_seed": [
+                {"weights": w.to_dict(), "verdict": v.to_dict(), "deltas": d}
+                for w, v, d in zip(self.weights, self.verdicts, self.deltas)
+            ],
+            "mean_deltas": self.deltas.mean(axis=0),
+            "difference_in_differences": None if self.did is None else self.did.to_dict(),
+            "verdict_line": self.did_line,
+        }
+
+
+def judge(layers: list[LayerSpectra], request: Any, weights: Any):
+    """(tested layer indices, deltas (n, L), Verdict or None, the verdict line)."""
+    deltas, tested = layer_deltas(layers)
+    v = None
+    if tested:
+        v = verdict(deltas, request.alpha, request.margin, seed=request.seed)
+    line = summary_line(v, weights.describe(), weights.trained)
+    return [s.layer.index for s in tested], deltas, v, line
+
+
+def judge_control(
+    deltas: np.ndarray,
+    twin_layers: list[list[LayerSpectra]],
+    twins: list[Any],
+    request: Any,
+    weights: Any,
+) -> ControlResult:
+    """Each random init judged alone, and the difference-in-differences tested the same way."""
+    per_seed = np.stack([layer_deltas(t)[0] for t in twin_layers])  # (S, n, L)
+    verdicts = [
+        verdict(d, request.alpha, request.margin, seed=request.seed) if d.size else None
+        for d in per_seed
+    ]
+    did = deltas - per_seed.mean(axis=0) if deltas.size else None  # (n, L): NaN stays NaN
+    did_verdict = None
+    if did is not None:
+        did_verdict = verdict(did, request.alpha, request.margin, seed=request.seed)
+    line = summary_line(
+        did_verdict,
+        f"{weights.describe()} against random init seeds "
+        + ", ".join(str(t.provenance.seed) for t in twins),
+        True,
+        what="the model's Hi-Fi minus Lo-Fi gap exceeds the random architecture's",
+        label="gap minus mean random gap",
+    )
+    return ControlResult([t.provenance for t in twins], per_seed, verdicts, did_verdict, line)

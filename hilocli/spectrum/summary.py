@@ -1,0 +1,162 @@
+"""The ten-second figure of `hilo spectrum`: per tested layer, each image's Hi-Fi minus Lo-Fi
+delta as a dot, its Hodges-Lehmann estimate and exact interval, the random-control band, and the
+per-image mean over layers (the primary endpoint) with the verdict in the title.
+
+Margins are fixed in inches, so the title clears the panel for any number of layers."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hilocli.spectrum import exact
+from hilocli.spectrum.stats import interval
+
+if TYPE_CHECKING:
+    from hilocli.spectrum.run import SpectrumResult
+
+
+def _jitter(count: int) -> np.ndarray:
+    """Deterministic horizontal offsets in [-0.18, 0.18] so dots of equal value stay visible."""
+    if count <= 1:
+        return np.zeros(count)
+    return np.linspace(-0.18, 0.18, count)
+
+
+def summary_title(result: SpectrumResult, chars: int = 100) -> str:
+    """The figure's title; the weights line (a path and sha256 can be long) wrapped at chars."""
+    import textwrap
+
+    v, n = result.verdict, result.n
+    head = textwrap.fill(f"{result.model_name}: {result.weights.describe()}", chars)
+    if not result.weights.trained:
+        head += "\n(random weights: this concerns the architecture, not a trained model)"
+    if v is None:
+        return f"{head}\nn = {n} images; no tested layer has both branches: not comparable"
+    enough = "enough" if v.n >= v.min_images else f"fewer than the {v.min_images} needed"
+    return (
+        f"{head}\nHi-Fi carries more high frequency than Lo-Fi: {v.word.upper()}\n"
+        f"n = {v.n} distinct images ({enough}"
+        f"{f', {v.n_excluded} excluded' if v.n_excluded else ''}); estimate "
+        f"{v.estimate:+.3f}, {interval(v)}\np = {v.p:.3g} (alpha {v.alpha:g}; equivalence "
+        f"margin +-{v.margin:g}, TOST p = {v.p_equivalence:.3g})"
+    )
+
+
+def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """(Figure, plotted data): columns = tested layers, then the mean over layers."""
+    from hilocli.spectrum.figures import short_name
+
+    by_index = {s.layer.index: s for s in result.layers}
+    labels = [short_name(by_index[i].layer) for i in result.tested]
+    deltas, v = result.deltas, result.verdict
+    n_cols = len(result.tested) + 1
+    width = max(8.0, 1.8 + 0.6 * n_cols)
+    title = summary_title(result, chars=int(width * 12))
+    title_in = 0.2 + 0.19 * (title.count("\n") + 1)
+    height = 3.6 + title_in + 0.9
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes(
+        [1.0 / width, 0.9 / height, 1 - 1.4 / width, 1 - (title_in + 0.9 + 0.15) / height]
+    )
+    data: dict[str, Any] = {"layers": list(result.tested), "n": result.n, "columns": []}
+    columns = [deltas[:, k] for k in range(deltas.shape[1])] if deltas.size else []
+    if deltas.size:
+        defined = np.isfinite(deltas).all(axis=1)
+        columns.append(deltas[defined].mean(axis=1))
+    random_mean = None if result.control is None else result.control.deltas.mean(axis=1)  # (S, L)
+    for k, col in enumerate(columns):
+        vals = col[np.isfinite(col)]
+        primary = k == len(columns) - 1
+        x = float(k + (0.4 if primary else 0))
+        ax.plot(x + _jitter(vals.size), vals, "o", ms=4, color="0.35", alpha=0.8, zorder=3)
+        hl = exact.hodges_lehmann(vals, v.alpha if v else 0.05)
+        lo = hl.low if math.isfinite(hl.low) else np.nan
+        hi = hl.high if math.isfinite(hl.high) else np.nan
+        color = "tab:red" if primary else "k"
+        ax.errorbar(
+            [x + 0.28], [hl.estimate], yerr=[[hl.estimate - lo], [hi - hl.estimate]],
+            fmt="s", color=color, capsize=4, ms=6, zorder=4,
+        )  # fmt: skip
+        entry = {"x": x, "deltas": vals, "estimate": hl.estimate, "ci": [hl.low, hl.high]}
+        if random_mean is not None:
+            band = random_mean[:, k] if not primary else np.nanmean(random_mean, axis=1)
+            band = band[np.isfinite(band)]
+            if band.size:
+                ax.fill_between(
+                    [x - 0.3, x + 0.38], band.min(), band.max(), color="tab:blue", alpha=0.2, lw=0
+                )
+                entry["random_band"] = [float(band.min()), float(band.max())]
+        data["columns"].append(entry)
+    ax.axhline(0, color="k", lw=0.8)
+    if v is not None:
+        for m in (-v.margin, v.margin):
+            ax.axhline(m, color="k", lw=0.6, ls=":")
+    if columns:
+        ax.axvline(len(columns) - 1.3, color="0.6", lw=0.8)
+    ticks = [
+        f"{i}\n{lab}\np adj {v.p_layers[k]:.2g}" if v else f"{i}\n{lab}"
+        for k, (i, lab) in enumerate(zip(result.tested, labels))
+    ]
+    ticks.append("mean over\nlayers\n(verdict)")
+    ax.set_xticks([k + (0.4 if k == n_cols - 1 else 0) for k in range(n_cols)], ticks, fontsize=7)
+    ax.set_xlim(-0.6, n_cols - 0.1)
+    ax.set_ylabel("hf fraction: Hi-Fi minus Lo-Fi (per image)", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    handles = [
+        ax.plot([], [], "o", color="0.35", ms=4, label="one image")[0],
+        ax.plot([], [], "s", color="k", label="Hodges-Lehmann estimate, exact CI")[0],
+        ax.plot([], [], ":", color="k", lw=0.6, label="equivalence margin")[0],
+    ]
+    if random_mean is not None:
+        seeds = result.control.seeds
+        handles.append(
+            ax.fill_between([], [], [], color="tab:blue", alpha=0.2, label=f"random init, "
+                            f"{len(seeds)} seeds (range of means)")
+        )  # fmt: skip
+    ax.legend(handles=handles, fontsize=6, loc="best")
+    data["word"] = None if v is None else v.word
+    data["title"] = title
+    fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
+    return fig, data
+
+
+def depth_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """Park & Kim's depth curve for LITv2: Delta log amplitude at the highest diagonal frequency
+    of every block output (residual included), each image a dot, the mean a line; blocks whose
+    attention is a HiLo layer with both branches are marked, stages separated."""
+    depth = result.depth
+    blocks = len(depth.blocks)
+    width, height = max(8.0, 1.5 + 0.35 * blocks), 4.8
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes([0.9 / width, 1.1 / height, 1 - 1.2 / width, 1 - 1.9 / height])
+    x = np.arange(blocks)
+    per_image = np.asarray(depth.per_image_highest, dtype=float)  # (n, blocks)
+    for row in per_image:
+        ax.plot(x, row, ".", color="0.6", ms=3)
+    ax.plot(x, depth.highest, "o-", color="k", ms=4, label="mean over images")
+    tested = [k for k, i in enumerate(depth.hilo_index) if i is not None and i in result.tested]
+    ax.plot(x[tested], depth.highest[tested], "s", mfc="none", color="tab:red", ms=9,
+            label="HiLo layer with Hi-Fi and Lo-Fi (tested)")  # fmt: skip
+    for k in range(1, blocks):
+        if depth.stages[k] != depth.stages[k - 1]:
+            ax.axvline(k - 0.5, color="0.7", lw=0.8)
+    ax.set_xticks(x, [b.replace("layers.", "").replace(".blocks.", ".") for b in depth.blocks],
+                  fontsize=6, rotation=90)  # fmt: skip
+    ax.set_xlabel("block (stage.block); vertical lines: stage boundaries", fontsize=7)
+    ax.set_ylabel("Delta log amplitude at the highest frequency", fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=6, loc="best")
+    import textwrap
+
+    head = textwrap.fill(f"{result.model_name}: {result.weights.describe()}", int(width * 12))
+    fig.suptitle(
+        f"{head}\nPark & Kim depth curve (block outputs, residual included), n = {result.n} images",
+        fontsize=8.5,
+        y=1 - 0.1 / height,
+        va="top",
+    )
+    return fig, {"x": x, "highest": depth.highest, "tested_blocks": tested}

@@ -1,0 +1,145 @@
+"""The verdict's statistics against brute force and scipy: sign-flip p, Hodges-Lehmann interval,
+Westfall-Young max-T, the floor of images, and the verdict rule on planted per-image deltas."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from hilocli.spectrum import exact, verdict
+from hilocli.spectrum.stats import summary_line
+
+
+def brute_signflip_p(x: np.ndarray) -> float:
+    sums = [abs(np.dot(s, x)) for s in itertools.product((1.0, -1.0), repeat=len(x))]
+    return float(np.mean(np.array(sums) >= abs(x.sum()) - 1e-12))
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 9])
+def test_exact_signflip_p_is_brute_force_enumeration(n):
+    x = np.random.default_rng(n).normal(0.05, 0.1, n)
+    flips = exact.sign_flips(n)
+    assert flips.exact and flips.count == 2**n
+    assert exact.signflip_p(x, flips) == pytest.approx(brute_signflip_p(x))
+    same_sign = np.abs(x) + 0.01
+    assert exact.signflip_p(same_sign, flips) == pytest.approx(2 / 2**n)  # the floor
+    assert exact.signflip_p(same_sign, flips, "greater") == pytest.approx(1 / 2**n)
+
+
+def test_monte_carlo_beyond_16_images_is_seeded_and_close():
+    x = np.random.default_rng(1).normal(0.02, 0.1, 20)
+    a, b = exact.sign_flips(20, seed=5), exact.sign_flips(20, seed=5)
+    assert not a.exact and a.count == exact.MONTE_CARLO_DRAWS + 1 and np.all(a.signs[0] == 1)
+    assert np.array_equal(a.signs, b.signs) and "seed 5" in a.describe()
+    # large-sample reference: the sign-flip null of the sum has variance sum(x^2)
+    z = abs(x.sum()) / math.sqrt((x**2).sum())
+    assert exact.signflip_p(x, a) == pytest.approx(2 * sps.norm.sf(z), abs=0.02)
+
+
+def test_wilcoxon_null_matches_scipy():
+    for n in (1, 4, 7, 10):
+        cdf = exact.wilcoxon_null_cdf(n)
+        ranks = np.arange(1, n + 1)
+        brute = [
+            sum(r for r, s in zip(ranks, signs) if s)
+            for signs in itertools.product((0, 1), repeat=n)
+        ]
+        assert cdf[-1] == pytest.approx(1.0)
+        for k in range(0, n * (n + 1) // 2 + 1, 3):
+            assert cdf[k] == pytest.approx(np.mean(np.array(brute) <= k))
+
+
+@pytest.mark.parametrize("n", [6, 8, 11])
+def test_hodges_lehmann_interval_inverts_the_exact_wilcoxon_test(n):
+    x = np.random.default_rng(n).normal(0.1, 0.2, n)
+    hl = exact.hodges_lehmann(x, alpha=0.05)
+    walsh = [(x[i] + x[j]) / 2 for i in range(n) for j in range(i, n)]
+    assert hl.estimate == pytest.approx(np.median(walsh))
+    assert hl.low < hl.estimate < hl.high and hl.attained >= 0.95
+
+    def p(theta):
+        return sps.wilcoxon(x - theta, method="exact").pvalue
+
+    eps = 1e-9
+    # inside the interval the exact test does not reject; just outside it does
+    assert p(hl.low + eps) > 0.05 and p(hl.high - eps) > 0.05
+    assert p(hl.low - eps) <= 0.05 and p(hl.high + eps) <= 0.05
+
+
+def test_hodges_lehmann_is_unbounded_when_n_is_too_small():
+    hl = exact.hodges_lehmann(np.array([0.1, 0.2, 0.3, 0.4, 0.5]), alpha=0.05)
+    assert hl.estimate == pytest.approx(0.3) and hl.low == -math.inf and hl.high == math.inf
+
+
+def test_min_images_is_the_exact_floor():
+    for alpha in (0.05, 0.01, 0.1, 0.001):
+        n = exact.min_images(alpha)
+        assert 2 / 2**n <= alpha < 2 / 2 ** (n - 1)
+    assert exact.min_images(0.05) == 6
+
+
+def test_westfall_young_never_below_raw_and_exact_for_identical_layers():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.05, 0.1, (8, 1))
+    flips = exact.sign_flips(8)
+    raw1, adj1 = exact.westfall_young(d, flips)
+    assert raw1[0] == pytest.approx(adj1[0])
+    copies = np.repeat(d, 6, axis=1)  # six layers that agree: no multiplication by 6
+    raw, adj = exact.westfall_young(copies, flips)
+    np.testing.assert_allclose(adj, raw1[0]) and np.testing.assert_allclose(raw, raw1[0])
+    # the one-layer sign-flip test of the sum is the same test
+    assert raw1[0] == pytest.approx(brute_signflip_p(d[:, 0]))
+    mixed = rng.normal(0.0, 0.1, (8, 5)) + np.array([0.2, 0.0, 0.05, -0.1, 0.0])
+    raw, adj = exact.westfall_young(mixed, flips)
+    assert np.all(adj >= raw - 1e-12) and np.all(adj <= 1)
+    for k in range(5):
+        assert raw[k] == pytest.approx(brute_signflip_p(mixed[:, k]))
+    # single-step bound: the adjusted p never exceeds the share of max-T at least as extreme
+    t = np.abs(flips.signs @ mixed) / np.sqrt((mixed**2).sum(0))
+    single = [np.mean(t.max(1) >= t[0, k] - 1e-9) for k in range(5)]
+    assert np.all(adj <= np.array(single) + 1e-12)
+
+
+def test_verdict_rule_on_planted_deltas():
+    rng = np.random.default_rng(0)
+    few = verdict(np.full((5, 6), 0.2))  # consistent but 5 images: 2/32 > 0.05
+    assert few.word == "insufficient" and few.min_images == 6 and few.n == 5
+    assert few.p == pytest.approx(2 / 32) and few.estimate == pytest.approx(0.2)
+    one = verdict(np.array([[0.3, 0.4]]))
+    assert one.word == "insufficient" and one.n == 1 and one.estimate == pytest.approx(0.35)
+    pos = verdict(0.1 + rng.uniform(0.0, 0.05, (6, 6)))  # at the floor n = 6
+    assert pos.word == "supported" and pos.p == pytest.approx(2 / 64)
+    assert pos.ci[0] > 0 and all(p <= 0.05 for p in pos.p_layers)
+    neg = verdict(-0.1 - rng.uniform(0.0, 0.05, (6, 2)))
+    assert neg.word == "contradicted" and neg.estimate < 0
+    tiny = verdict(rng.normal(0.0, 0.005, (12, 3)))  # within +-0.05, enough images
+    assert tiny.word == "equivalent" and tiny.p_equivalence <= 0.05 and tiny.p > 0.05
+    noise = verdict(rng.normal(0.0, 0.3, (10, 3)))
+    assert noise.word == "inconclusive"
+    assert verdict(np.array([0.1, 0.2, 0.1, 0.3, 0.2, 0.1])).word == "supported"  # 1-D input
+
+
+def test_nan_deltas_are_excluded_and_counted_never_zero():
+    d = np.full((8, 2), 0.2)
+    d[[1, 4], 0] = np.nan
+    v = verdict(d)
+    assert v.n == 6 and v.n_excluded == 2 and v.word == "supported"
+    assert v.p == pytest.approx(2 / 64)  # 6 images, not 8 (NaN as 0 would keep 8)
+    assert v.n_layers_defined == [6, 8]
+    # per layer the excluded images contribute nothing: the same p as dropping them
+    assert v.p_layers_raw[0] == pytest.approx(brute_signflip_p(np.full(6, 0.2)))
+    all_nan = verdict(np.full((4, 1), np.nan))
+    assert all_nan.word == "insufficient" and all_nan.n == 0 and all_nan.n_excluded == 4
+
+
+def test_verdict_line_states_n_estimate_interval_p_and_weights():
+    v = verdict(np.linspace(0.1, 0.2, 7))
+    line = summary_line(v, "file w.pth (sha256 abcd)", trained=True)
+    assert "supported" in line and "n = 7" in line and f"{v.estimate:+.3f}" in line
+    assert "CI [" in line and "p = 0.0156" in line and "w.pth (sha256 abcd)" in line
+    short = summary_line(verdict(np.ones(3)), "random init (seed 0)", trained=False)
+    assert "insufficient" in short and "needs at least 6" in short and "architecture" in short
