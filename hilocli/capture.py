@@ -67,9 +67,11 @@ def capture(
     """Record branch outputs (and, with attn=True, attention weights) of the chosen HiLo layers.
 
     `layers` are indices into model.hilo_layers(). keep_on_device=False moves records to the CPU.
-    Models other than LITv2 go through `hilocli.capture_any` (HiLo found by structure).
+    Models that do not describe their own HiLo layers (`hilo_layers()`, `hilo_module()` and
+    `hifi_out`/`lofi_out` taps, as LITv2 does) go through `hilocli.capture_any` (HiLo found by
+    structure).
     """
-    if not isinstance(model, LITv2):
+    if not isinstance(model, LITv2) and not hasattr(model, "hilo_module"):
         from hilocli.capture_any import capture_any
 
         with capture_any(model, layers, attn, keep_on_device) as cap:

@@ -94,7 +94,8 @@ def run(request: ConvertRequest) -> ConvertResult:
     """Load (strictly, into hilo's LITv2: proof the tensors compute a LITv2), then write."""
     import torch
 
-    from hilocli.checkpoint import load_model, sha256sum
+    from hilocli.checkpoint import load_model
+    from hilocli.output import sha256_file
 
     loaded = load_model(
         checkpoint=request.source,
@@ -121,5 +122,5 @@ def run(request: ConvertRequest) -> ConvertResult:
         weights=prov.to_dict(),
         num_tensors=len(state),
         num_params=sum(p.numel() for p in loaded.model.parameters()),
-        dest_sha256=sha256sum(request.dest),
+        dest_sha256=sha256_file(request.dest),
     )

@@ -41,7 +41,7 @@ class ModelSource:
         return Path(self.target) if self.target.endswith(".py") else None
 
     def to_dict(self) -> dict[str, Any]:
-        from hilocli.checkpoint import sha256sum
+        from hilocli.output import sha256_file
 
         f = self.file
         return {
@@ -50,7 +50,7 @@ class ModelSource:
             "function": self.function,
             "kwargs": dict(self.kwargs),
             "file": None if f is None else str(f),
-            "file_sha256": None if f is None or not f.is_file() else sha256sum(f),
+            "file_sha256": None if f is None or not f.is_file() else sha256_file(f),
         }
 
 
@@ -210,9 +210,10 @@ def load_user_model(
 ):
     """A `LoadedModel` (eval mode, on device) of the user's model, weights from `checkpoint`
     (strict) or its own seeded init."""
-    from hilocli.checkpoint import LoadedModel, _read, sha256sum
+    from hilocli.checkpoint import LoadedModel, _read
     from hilocli.models.adopters import unwrap
     from hilocli.models.litv2_checkpoint import load_state_dict_strict
+    from hilocli.output import sha256_file
 
     model = build(source, seed)
     prov = UserProvenance(source, seed=seed)
@@ -226,7 +227,7 @@ def load_user_model(
         if not any(k.startswith("module.") for k in own):
             sd = {k.removeprefix("module."): v for k, v in sd.items()}
         load_state_dict_strict(model, sd, str(path))
-        prov = UserProvenance(source, str(path), sha256sum(path), fmt)
+        prov = UserProvenance(source, str(path), sha256_file(path), fmt)
     from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
     preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)

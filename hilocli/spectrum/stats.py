@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hilocli.spectrum import exact
+import hilocli.spectrum.exact as exact
 
 if TYPE_CHECKING:
     from hilocli.spectrum.collect import LayerSpectra

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from hilocli.spectrum import exact
+import hilocli.spectrum.exact as exact
 from hilocli.spectrum.stats import interval
 
 if TYPE_CHECKING:
