@@ -109,15 +109,16 @@ def check_dtype(dtype: str, device_choice: str = "auto") -> None:
         )
 
 
-def resolve_precision(dtype: str, device, tf32: bool = False) -> Precision:
-    """'auto' -> bfloat16 on CUDA, float32 on CPU; float16 on a CPU device is a usage error
-    (also when --device auto fell back to the CPU)."""
+def resolve_precision(dtype: str, device, tf32: bool = False, auto: str | None = None) -> Precision:
+    """'auto' -> bfloat16 on CUDA, float32 on CPU, unless the command fixes `auto` (spectrum:
+    float32, measured in docs/benchmarks.md); float16 on a CPU device is a usage error (also
+    when --device auto fell back to the CPU)."""
     dtype = getattr(dtype, "value", dtype)
     check_dtype(dtype)
     device_type = getattr(device, "type", str(device))
     chosen = dtype
     if dtype == "auto":
-        chosen = "bfloat16" if device_type == "cuda" else "float32"
+        chosen = auto or ("bfloat16" if device_type == "cuda" else "float32")
     if chosen == "float16" and device_type != "cuda":
         check_dtype(chosen, "cpu")
     return Precision(requested=dtype, dtype=chosen, device_type=device_type, tf32=tf32)

@@ -13,6 +13,8 @@ from hilocli.commands._options import (
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
@@ -23,6 +25,7 @@ from hilocli.commands._options import (
     PretrainedOpt,
     ResolutionOpt,
     SeedOpt,
+    TF32Opt,
     WindowOpt,
     weights_request,
 )
@@ -59,6 +62,8 @@ def attn_map(
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
+    dtype: DtypeOpt = DtypeChoice.auto,
+    tf32: TF32Opt = False,
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
     fmt: FormatOpt = FigureFormat.png,
@@ -104,6 +109,8 @@ def attn_map(
         chunk_size=chunk_size,
         save_raw=save_raw,
         max_raw_mb=max_raw_mb,
+        dtype=dtype.value,
+        tf32=tf32,
     ).validate()
     check_out_dir(out)
     con = console()

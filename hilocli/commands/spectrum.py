@@ -15,6 +15,8 @@ from hilocli.commands._options import (
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
@@ -25,6 +27,7 @@ from hilocli.commands._options import (
     PretrainedOpt,
     ResolutionOpt,
     SeedOpt,
+    TF32Opt,
     WindowOpt,
     weights_request,
 )
@@ -91,6 +94,8 @@ def spectrum(
     no_crop: NoCropOpt = False,
     batch_size: BatchOpt = 16,
     device: DeviceOpt = DeviceChoice.auto,
+    dtype: DtypeOpt = DtypeChoice.auto,
+    tf32: TF32Opt = False,
     limit: LimitOpt = None,
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
@@ -129,6 +134,8 @@ def spectrum(
         control=control.value,
         cutoff=cutoff,
         hann=hann,
+        dtype=dtype.value,
+        tf32=tf32,
     ).validate()
     check_out_dir(out)
     con = console()

@@ -45,6 +45,8 @@ class SpectrumRequest:
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
     cutoff: float = 0.25
     hann: bool = False
+    dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
+    tf32: bool = False
 
     @property
     def seed(self) -> int:
@@ -56,6 +58,7 @@ class SpectrumRequest:
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
         from hilocli.models.geometry import check_input_size
+        from hilocli.runtime import check_dtype
 
         if not self.inputs:
             raise UsageError("give at least one image file or folder")
@@ -72,6 +75,7 @@ class SpectrumRequest:
                 f"--control must be one of {', '.join(CONTROLS)}, got {self.control!r}"
             )
         self.settings()  # --cutoff
+        check_dtype(self.dtype, self.device)
         self.weights.validate()
         return self
 
@@ -120,9 +124,11 @@ class SpectrumResult:
     environment: dict[str, Any]
     shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
     control: ControlResult | None = None
+    precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
 
     def settings_dict(self) -> dict[str, Any]:
         return {
+            **self.precision,
             **self.settings.to_dict(),
             **self.request.to_dict(),
             "layers": [s.layer.index for s in self.layers],
@@ -205,11 +211,15 @@ def measure(
     batch_size: int,
     device: Any,
     progress: Progress | None = None,
+    precision: Any = None,
 ) -> Measured:
     """Decode `paths` batch by batch and feed every batch to each model's collector."""
     import torch
 
+    from hilocli.runtime import forward_context, resolve_precision, to_device
     from hilocli.spectrum.collect import SpectrumCollector, decode_chunks
+
+    precision = precision or resolve_precision("float32", device)
 
     analysed: list[str] = []
     skipped: list[tuple[Path, str]] = []
@@ -220,9 +230,10 @@ def measure(
         for chunk in decode_chunks(paths, resolution, crop, batch_size):
             skipped += chunk.skipped
             for group in chunk.groups:
-                x = torch.stack([p.tensor for p in group]).to(device)  # (B, 3, H, W)
-                for col in cols:
-                    col.add_batch(x)
+                x = to_device(torch.stack([p.tensor for p in group]), device)  # (B, 3, H, W)
+                with forward_context(precision):
+                    for col in cols:
+                        col.add_batch(x)
                 analysed += [str(p.path) for p in group]
                 shown += [p.display for p in group][: MAX_SHOWN - len(shown)]
             done += chunk.files
@@ -239,7 +250,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     """Measure the chosen layers over the inputs and judge the claim (see the module docstring)."""
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.runtime import environment, resolve_device, resolve_precision
     from hilocli.spectrum.stats import judge, summary_line
 
     request.validate()
@@ -249,6 +260,9 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     device = resolve_device(request.device)
+    # auto = float32 on every device: bfloat16 rounding swamps the Lo-Fi output's small
+    # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
+    precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     loaded = request.weights.load(device)
     resolution = request.resolution or loaded.model.cfg.img_size
     check_input_size(resolution, resolution, loaded.model.min_input_size())
@@ -265,6 +279,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         request.batch_size,
         device,
         progress,
+        precision,
     )
 
     verdicts = judge(done.spectra[0], settings)
@@ -297,4 +312,5 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         environment=environment(device),
         shown=done.shown,
         control=control,
+        precision=precision.to_dict(),
     )
