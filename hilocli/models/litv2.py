@@ -197,8 +197,13 @@ class DWConv(nn.Module):
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
-        x = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W))  # (B, C, H, W)
-        return x.flatten(2).transpose(1, 2)  # (B, N, C)
+        grid = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), channels-last view
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast would run this depthwise conv in bfloat16 through a per-channel
+            # fallback (10x slower than float32 here): keep it in float32
+            with torch.autocast("cpu", enabled=False):
+                return self.dwconv(grid.float()).flatten(2).transpose(1, 2)  # (B, N, C)
+        return self.dwconv(grid).flatten(2).transpose(1, 2)  # (B, N, C)
 
 
 class ConvFFN(nn.Module):
