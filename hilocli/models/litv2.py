@@ -139,12 +139,12 @@ class DeformConv2d(nn.Module):
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain strided conv
         nn.init.zeros_(self.conv_offset.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
-
-    def forward_tokens(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """Tokens (B, H*W, C) -> (B, Ho*Wo, Cout); the same op without NCHW copies."""
+    def forward(self, x: torch.Tensor, H: int | None = None, W: int | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, Cout, Ho, Wo); or tokens (B, H*W, C) with H, W given ->
+        (B, Ho*Wo, Cout), the same op without NCHW copies."""
+        if H is None or W is None:
+            offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
+            return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
         B, N, C = x.shape
         offset = self.conv_offset(x.transpose(1, 2).reshape(B, C, H, W))  # (B, 2*k*k, Ho, Wo)
         return deform_conv2d_tokens(x, H, W, offset, self.weight, self.bias, stride=self.stride)
@@ -161,7 +161,7 @@ class DeformTokenMerge(nn.Module):
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, int, int]:
         Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
-        x = self.dconv.forward_tokens(x, H, W)  # (B, Ho*Wo, 2C)
+        x = self.dconv(x, H, W)  # (B, Ho*Wo, 2C)
         B, _, C2 = x.shape
         grid = x.transpose(1, 2).reshape(B, C2, Ho, Wo)  # channels-last view, no copy
         x = self.act_layer(self.norm_layer(grid))  # (B, 2C, Ho, Wo)
