@@ -1,74 +1,153 @@
-"""Images/s of litv2_s with the explicit attention path vs the fused (SDPA) path.
+"""LITv2 forward speed: explicit vs fused (SDPA) vs compiled attention paths, float32 vs
+bfloat16, with the share of the machine's matmul peak measured in the same run.
 
-    python benchmarks/forward.py [--batch-sizes 8,64] [--resolution 224] [--repeats 5]
+    python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--repeats 5]
+                                 [--compile] [--dtypes float32,bfloat16] [--baseline DIR]
 
-Eval mode, no_grad, random-init weights (speed does not depend on the values), one warm-up run,
-then `--repeats` timed runs; prints the median and the spread (min..max) per setting. CUDA rows
-appear when a GPU is present (synchronised before and after each timed run).
+Eval mode, no_grad, random-init weights (speed does not depend on the values). Each row: warm-up
+runs until two consecutive times agree within 10% (at most 5), then `--repeats` timed runs; the
+median and the spread (min..max). CUDA rows (when a GPU is present) are timed with CUDA events.
+
+Peak: the median GFLOP/s of a large square matmul (float32 sgemm; on CUDA also bfloat16) in the
+same process. Model FLOP utilisation (MFU) = 2 x analytic MACs (hilocli.flops, the authors'
+convention) x images/s / peak of the dtype's matmul. `--compile` adds torch.compile rows and
+prints the compile time (first call) apart. `--baseline DIR` (a hilocli tree, e.g. from
+`git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's model for a same-run ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from hilocli.flops.analytic import model_cost
 from hilocli.models import create_model
+from hilocli.runtime import forward_context, resolve_precision
 
 
-def time_forward(model, x, explicit: bool, repeats: int, device: torch.device) -> list[float]:
-    model.set_need_weights(explicit)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.no_grad():
-        model(x)  # warm-up
-        for _ in range(repeats):
-            sync()
-            t0 = time.perf_counter()
-            model(x)
-            sync()
-            times.append(time.perf_counter() - t0)
-    return times
+def timer(device: torch.device):
+    """A function (call) -> seconds that is honest on the device (CUDA events on a GPU)."""
+    if device.type == "cuda":
+
+        def cuda_time(call) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000
+
+        return cuda_time
+
+    def cpu_time(call) -> float:
+        t0 = time.perf_counter()
+        call()
+        return time.perf_counter() - t0
+
+    return cpu_time
+
+
+def measure(call, device: torch.device, repeats: int) -> list[float]:
+    clock = timer(device)
+    prev = clock(call)
+    for _ in range(5):  # warm up until two runs agree within 10%
+        now = clock(call)
+        if abs(now - prev) <= 0.1 * min(now, prev):
+            break
+        prev = now
+    return [clock(call) for _ in range(repeats)]
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+    """GFLOP/s of an n x n x n matmul (n = 2048 on CPU, 8192 on CUDA), median of the runs."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = measure(lambda: a @ b, device, repeats)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def load_baseline(tree: Path, cfg):
+    """The LITv2 class of another hilocli tree (for a same-run comparison)."""
+    spec = importlib.util.spec_from_file_location("baseline_litv2", tree / "models" / "litv2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.LITv2(cfg).eval()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="litv2_s")
-    ap.add_argument("--batch-sizes", default="8,64")
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--baseline", type=Path, help="another hilocli tree to compare against")
     args = ap.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    table = Table(
-        title=f"{args.model} forward at {args.resolution}x{args.resolution}, images/s "
-        f"(torch {torch.__version__}, {torch.get_num_threads()} CPU threads)"
-    )
-    for col in ("device", "batch", "explicit img/s", "fused img/s", "fused/explicit", "spread"):
-        table.add_column(col, justify="right")
+    con = Console()
     for device in devices:
-        model = create_model(args.model).to(device)
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
-            x = torch.randn(batch, 3, args.resolution, args.resolution, device=device)
-            rates = {}
-            spread = []
-            for explicit in (True, False):
-                t = time_forward(model, x, explicit, args.repeats, device)
-                rates[explicit] = batch / statistics.median(t)
-                spread.append(f"{batch / max(t):.1f}-{batch / min(t):.1f}")
-            name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-            table.add_row(
-                name,
-                str(batch),
-                f"{rates[True]:.1f}",
-                f"{rates[False]:.1f}",
-                f"{rates[False] / rates[True]:.2f}x",
-                " / ".join(spread),
-            )
-    Console().print(table)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        peaks = {"float32": matmul_peak(device, torch.float32, args.repeats)}
+        if device.type == "cuda":
+            peaks["bfloat16"] = peaks["float16"] = matmul_peak(device, torch.bfloat16, args.repeats)
+        else:  # CPU autocast runs the big matmuls in bfloat16 only where the CPU has it
+            peaks["bfloat16"] = matmul_peak(device, torch.bfloat16, args.repeats)
+        model = create_model(args.model).eval().to(device)
+        res = args.resolution
+        gflop_per_img = model_cost(model.cfg, res).flops / 1e9
+        x = torch.randn(args.batch, 3, res, res, device=device)
+        table = Table(
+            title=f"{args.model} forward, batch {args.batch} at {res}x{res} on {name} "
+            f"(torch {torch.__version__}, {torch.get_num_threads()} threads); "
+            f"{gflop_per_img:.2f} GFLOP/img analytic; matmul peak "
+            + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
+            + " GFLOP/s"
+        )
+        for col in ("path", "dtype", "img/s", "spread", "GFLOP/s", "share of peak", "vs fused"):
+            table.add_column(col, justify="right")
+        runs = []
+        base = load_baseline(args.baseline, model.cfg).to(device) if args.baseline else None
+        if base is not None:
+            base.load_state_dict(model.state_dict())
+        for dtype in args.dtypes.split(","):
+            prec = resolve_precision(dtype, device)
+            paths = [("fused", model, False), ("explicit", model, True)]
+            if base is not None:
+                paths.append(("baseline tree (fused)", base, False))
+            if args.compile:
+                paths.append(("compiled (fused)", torch.compile(model), False))
+            fused_rate = None
+            for label, net, explicit in paths:
+                getattr(net, "set_need_weights", model.set_need_weights)(explicit)
+                with forward_context(prec):
+                    if label.startswith("compiled"):
+                        t0 = time.perf_counter()
+                        net(x)
+                        con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
+                    times = measure(lambda net=net, x=x: net(x), device, args.repeats)
+                rate = args.batch / statistics.median(times)
+                fused_rate = rate if label == "fused" else fused_rate
+                gflops = rate * gflop_per_img
+                runs.append((label, dtype, rate))
+                table.add_row(
+                    label,
+                    dtype,
+                    f"{rate:.2f}",
+                    f"{args.batch / max(times):.2f}-{args.batch / min(times):.2f}",
+                    f"{gflops:.0f}",
+                    f"{gflops / peaks[prec.dtype]:.0%}",
+                    f"{rate / fused_rate:.2f}x" if fused_rate else "-",
+                )
+        con.print(table)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ def capture(
 
     def keep(t: torch.Tensor) -> torch.Tensor:
         t = t.detach()
+        if t.dtype in (torch.float16, torch.bfloat16):  # autocast forward: analyse in float32
+            t = t.float()
         return t if keep_on_device else t.cpu()
 
     def on_input(rec: LayerCapture, layer: HiLo):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 from hilocli.errors import HiloError, UsageError
 
@@ -46,6 +49,7 @@ def environment(device=None) -> dict:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        **precision_environment(),
     }
     if device is not None:
         env["device"] = str(device)
@@ -53,3 +57,113 @@ def environment(device=None) -> dict:
             env["gpu"] = torch.cuda.get_device_name(device)
             env["cuda"] = torch.version.cuda
     return env
+
+
+# ----------------------------------------------------------------------------------------------
+# Precision of the model forward
+# ----------------------------------------------------------------------------------------------
+
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+TF32_POLICY = (
+    "TF32 off unless --tf32: float32 matmuls and convolutions on CUDA run in full float32 "
+    "(fidelity first); bfloat16/float16 autocast is the fast path"
+)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the model forward runs: autocast to `dtype` (None: plain float32) and TF32.
+
+    Analysis never runs at this precision: captured activations are cast to float32 first
+    (`hilocli.capture`), FFTs and statistics run in float32/float64.
+    """
+
+    requested: str  # what the user asked: auto | float32 | bfloat16 | float16
+    dtype: str  # what runs: float32 | bfloat16 | float16
+    device_type: str  # "cpu" | "cuda"
+    tf32: bool = False
+
+    @property
+    def autocast(self) -> bool:
+        return self.dtype != "float32"
+
+    def to_dict(self) -> dict:
+        return {
+            "dtype": self.dtype,
+            "dtype_requested": self.requested,
+            "autocast": self.autocast,
+            "tf32": self.tf32,
+        }
+
+
+def check_dtype(dtype: str, device_choice: str = "auto") -> None:
+    """Usage errors of --dtype before any work: unknown names; float16 on an explicit CPU."""
+    dtype = getattr(dtype, "value", dtype)
+    device_choice = getattr(device_choice, "value", device_choice)
+    if dtype not in DTYPE_CHOICES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    if dtype == "float16" and device_choice == "cpu":
+        raise UsageError(
+            "--dtype float16 needs CUDA (CPU float16 matmuls are emulated and slow); "
+            "use --dtype bfloat16 or float32 on the CPU"
+        )
+
+
+def resolve_precision(dtype: str, device, tf32: bool = False, auto: str | None = None) -> Precision:
+    """'auto' -> bfloat16 on CUDA, float32 on CPU, unless the command fixes `auto` (spectrum:
+    float32, measured in docs/benchmarks.md); float16 on a CPU device is a usage error (also
+    when --device auto fell back to the CPU)."""
+    dtype = getattr(dtype, "value", dtype)
+    check_dtype(dtype)
+    device_type = getattr(device, "type", str(device))
+    chosen = dtype
+    if dtype == "auto":
+        chosen = auto or ("bfloat16" if device_type == "cuda" else "float32")
+    if chosen == "float16" and device_type != "cuda":
+        check_dtype(chosen, "cpu")
+    return Precision(requested=dtype, dtype=chosen, device_type=device_type, tf32=tf32)
+
+
+@contextmanager
+def forward_context(precision: Precision) -> Iterator[None]:
+    """no_grad + autocast at the precision's dtype + its TF32 setting, restored on exit."""
+    import torch
+
+    old_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        if precision.device_type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = precision.tf32
+            torch.backends.cudnn.allow_tf32 = precision.tf32
+            stack.callback(_restore_tf32, *old_tf32)
+        if precision.autocast:
+            stack.enter_context(
+                torch.autocast(precision.device_type, dtype=getattr(torch, precision.dtype))
+            )
+        yield
+
+
+def _restore_tf32(matmul: bool, cudnn: bool) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def precision_environment() -> dict:
+    """The float settings in force (recorded in every result's environment)."""
+    import torch
+
+    return {
+        "tf32_policy": TF32_POLICY,
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def to_device(x, device):
+    """Host tensor -> device; pinned and non-blocking on CUDA (no host sync per batch)."""
+    if getattr(device, "type", str(device)) == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)

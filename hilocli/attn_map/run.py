@@ -68,6 +68,8 @@ class AttnMapRequest:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     save_raw: bool = False
     max_raw_mb: int = 2048
+    dtype: str = "auto"  # precision of the model forward; q/k and summaries stay float32
+    tf32: bool = False
 
     @property
     def query_points(self) -> list[tuple[Fraction, Fraction]]:
@@ -80,6 +82,9 @@ class AttnMapRequest:
     def validate(self) -> AttnMapRequest:
         """UsageError for bad options (HiloError for a missing image), before any work."""
         self.weights.validate()
+        from hilocli.runtime import check_dtype
+
+        check_dtype(self.dtype, self.device)
         if self.resolution is not None and not 1 <= self.resolution <= MAX_INPUT_SIDE:
             raise UsageError(f"--resolution must be 1..{MAX_INPUT_SIDE} px, got {self.resolution}")
         if self.chunk_size < 1:
@@ -132,6 +137,7 @@ class AttnMapResult:
     image: Any  # hilocli.images.PreparedImage
     queries: list[Query]
     layers: list[LayerResult]
+    precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
 
     def settings(self) -> dict[str, Any]:
         r = self.request
@@ -145,6 +151,7 @@ class AttnMapResult:
             "max_raw_mb": r.max_raw_mb,
             "device": self.environment.get("device"),
             "seed": r.weights.seed,
+            **self.precision,
         }
 
     def results(self) -> dict[str, Any]:
@@ -198,15 +205,20 @@ USER_MODEL_RESOLUTION = 224  # --model-fn / --hub without --resolution
 
 def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapResult:
     """Maps, summaries (and with save_raw the full matrices) of the chosen layers, one image."""
-    import torch
-
     from hilocli.capture import capture
     from hilocli.images import load_prepared
     from hilocli.models.discover import captured_geometry, hilo_layers, hilo_view
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.runtime import (
+        environment,
+        forward_context,
+        resolve_device,
+        resolve_precision,
+        to_device,
+    )
 
     request.validate()
     dev = resolve_device(request.device)
+    precision = resolve_precision(request.dtype, dev, request.tf32)
     loaded = request.weights.load(dev)
     net, cfg = loaded.model, getattr(loaded.model, "cfg", None)  # cfg None: a user model
     all_infos = hilo_layers(net)
@@ -224,9 +236,9 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     if request.save_raw and cfg:
         _check_raw_budget(request, infos, cfg, prepared.input_size, res)
 
-    x = prepared.tensor.unsqueeze(0).to(dev)  # (1, 3, H, W)
-    with torch.no_grad(), capture(net, [i.index for i in infos], attn=False) as cap:
-        net(x)
+    x = to_device(prepared.tensor.unsqueeze(0), dev)  # (1, 3, H, W)
+    with forward_context(precision), capture(net, [i.index for i in infos], attn=False) as cap:
+        net(x)  # branch inputs captured in float32; q, k and summaries below run in float32
     controls = {i.index: cap.records[i.index].control for i in infos}  # (1, H, W, C) each
     if geoms is None:  # a user model: the grids it ran
         size = prepared.input_size
@@ -258,4 +270,5 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
         image=prepared,
         queries=queries,
         layers=layers,
+        precision=precision.to_dict(),
     )

@@ -19,6 +19,13 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+class DtypeChoice(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
 class FigureFormat(str, Enum):
     png = "png"
     pdf = "pdf"
@@ -89,6 +96,23 @@ HeadDimOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where to run the model.")]
+DtypeOpt = Annotated[
+    DtypeChoice,
+    typer.Option(
+        "--dtype",
+        help="Precision of the model forward (autocast). auto: float32 on the CPU; on CUDA "
+        "bfloat16, except spectrum (float32: bfloat16 rounding swamps the Lo-Fi spectrum). "
+        "float16 needs CUDA. Analysis always runs in float32/float64.",
+    ),
+]
+TF32Opt = Annotated[
+    bool,
+    typer.Option(
+        "--tf32",
+        help="Allow TF32 for float32 matmuls/convolutions on CUDA (faster, ~1e-3 relative "
+        "error); off by default for fidelity.",
+    ),
+]
 ResolutionOpt = Annotated[
     Optional[int],
     typer.Option(

@@ -13,6 +13,8 @@ from hilocli.commands._options import (
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
@@ -28,6 +30,7 @@ from hilocli.commands._options import (
     ResolutionOpt,
     SeedOpt,
     StdOpt,
+    TF32Opt,
     WindowOpt,
     weights_request,
 )
@@ -69,6 +72,8 @@ def attn_map(
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
+    dtype: DtypeOpt = DtypeChoice.auto,
+    tf32: TF32Opt = False,
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
     fmt: FormatOpt = FigureFormat.png,
@@ -125,6 +130,8 @@ def attn_map(
         chunk_size=chunk_size,
         save_raw=save_raw,
         max_raw_mb=max_raw_mb,
+        dtype=dtype.value,
+        tf32=tf32,
     ).validate()
     check_out_dir(out)
     con = console()

@@ -140,6 +140,15 @@ ThreadsOpt = Annotated[
     ),
 ]
 
+SdpaOpt = Annotated[
+    str,
+    typer.Option(
+        "--sdpa-backends",
+        help="Benchmark every case once per SDPA backend, forced in turn: a comma list of "
+        "default, flash, efficient, cudnn, math, explicit (HiLo's matmul + softmax path).",
+    ),
+]
+
 
 def flops(
     resolution: ResolutionOpt = None,
@@ -165,6 +174,7 @@ def flops(
     repeats: RepeatsOpt = 10,
     warmup: WarmupOpt = 3,
     threads: ThreadsOpt = None,
+    sdpa_backends: SdpaOpt = "default",
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
     fmt: FormatOpt = FigureFormat.png,
@@ -217,6 +227,7 @@ def flops(
         repeats=repeats,
         warmup=warmup,
         threads=threads,
+        sdpa_backends=tuple(b.strip() for b in sdpa_backends.split(",") if b.strip()),
     ).validate()
     if request.writes_files:
         check_out_dir(out)

@@ -15,6 +15,8 @@ from hilocli.commands._options import (
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
     FigureFormat,
     FormatOpt,
     HeadDimOpt,
@@ -30,6 +32,7 @@ from hilocli.commands._options import (
     ResolutionOpt,
     SeedOpt,
     StdOpt,
+    TF32Opt,
     WindowOpt,
     weights_request,
 )
@@ -135,6 +138,8 @@ def spectrum(
     no_crop: NoCropOpt = False,
     batch_size: BatchOpt = 16,
     device: DeviceOpt = DeviceChoice.auto,
+    dtype: DtypeOpt = DtypeChoice.auto,
+    tf32: TF32Opt = False,
     limit: LimitOpt = None,
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
@@ -196,6 +201,8 @@ def spectrum(
         alpha=alpha,
         margin=margin,
         depth=depth,
+        dtype=dtype.value,
+        tf32=tf32,
     ).validate()
     check_out_dir(out)
     con = console()

@@ -130,6 +130,8 @@ class BenchCase:
     sr_ratio: int = 2
     local_window: int = 7
     cfg: dict = field(default_factory=dict)  # LITv2Config.to_dict() for models
+    sdpa_backend: str = "default"  # hilocli.flops.kernels.BACKENDS: forced SDPA kernel
+    macs: int = 0  # analytic MACs per image (authors' convention): for GFLOP/s and MFU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +152,15 @@ class BenchResult:
     memory_kind: str = ""
     threads: int | None = None
     seconds: list[float] = field(default_factory=list)
+    kernels: list[str] = field(default_factory=list)  # attention kernels that really ran
+    timer: str = ""  # "CUDA events" | "perf_counter"
+
+    @property
+    def gflop_per_s(self) -> float | None:
+        """2 x analytic MACs x images/s (None without a count or a time)."""
+        if not self.case.macs or self.img_per_s is None:
+            return None
+        return 2 * self.case.macs * self.img_per_s / 1e9
 
     @property
     def label(self) -> str:
@@ -159,6 +170,7 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["case"] = self.case.to_dict()
+        d["gflop_per_s"] = self.gflop_per_s
         return d
 
 
@@ -227,6 +239,8 @@ def run_case(case: BenchCase) -> BenchResult:
     """Time one case in this process (the child side on CPU; the CUDA path)."""
     import torch
 
+    from hilocli.flops.kernels import cuda_seconds, forced, kernels_used, set_explicit
+
     if case.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {case.dtype!r}")
     if case.threads:
@@ -238,6 +252,9 @@ def run_case(case: BenchCase) -> BenchResult:
         module, x = _build(case)
         module = module.to(dev, getattr(torch, case.dtype))
         x = x.to(dev, getattr(torch, case.dtype))
+        has_explicit = set_explicit(module, case.sdpa_backend == "explicit")
+        if case.sdpa_backend == "explicit" and not has_explicit:
+            return BenchResult(case, "error: no explicit attention path")
         if case.kind == "attention":
 
             def call():
@@ -257,9 +274,13 @@ def run_case(case: BenchCase) -> BenchResult:
             reset = _reset_peak_rss()
             base = _status_bytes("VmRSS")
         seconds = []
-        with torch.inference_mode():
+        with torch.inference_mode(), forced(case.sdpa_backend):
+            kernels = kernels_used(call)  # one profiled call (not timed)
             warmup_runs, settled = warm_up(call, case.warmup)
             for _ in range(case.repeats):
+                if cuda:
+                    seconds.append(cuda_seconds(call))
+                    continue
                 t0 = time.perf_counter()
                 call()
                 seconds.append(time.perf_counter() - t0)
@@ -296,6 +317,8 @@ def run_case(case: BenchCase) -> BenchResult:
         kind,
         torch.get_num_threads(),
         seconds,
+        kernels,
+        "CUDA events" if cuda else "perf_counter",
     )
 
 
@@ -326,6 +349,7 @@ def run_case_isolated(case: BenchCase, timeout: float = 600.0) -> BenchResult:
         if line.startswith("{"):
             d = json.loads(line)
             d.pop("case", None)
+            d.pop("gflop_per_s", None)  # derived
             return BenchResult(case, **d)
     return BenchResult(case, classify_failure(proc.returncode, proc.stderr))
 

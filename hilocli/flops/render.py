@@ -115,12 +115,14 @@ def count_table(cc):
     )
 
 
-def bench_table(results, model_name: str, busy_note: str = ""):
+def bench_table(results, model_name: str, busy_note: str = "", peak: dict | None = None):
     r0 = results[0]
     rows = []
+    peak_gflops = (peak or {}).get(r0.case.dtype)
     for r in results:
         c = r.case
         what = "model" if c.kind == "model" else c.name
+        rate = r.gflop_per_s
         rng = "-" if r.img_per_s is None else f"{human(r.img_per_s_min)} - {human(r.img_per_s_max)}"
         rows.append(
             [
@@ -131,6 +133,10 @@ def bench_table(results, model_name: str, busy_note: str = ""):
                 num(r.spread, ".0%"),
                 r.warmup_runs or "-",
                 human_bytes(r.peak_memory_bytes),
+                c.sdpa_backend,
+                ", ".join(r.kernels) or "-",
+                num(rate, ".1f"),
+                num(None if (rate is None or not peak_gflops) else rate / peak_gflops, ".0%"),
                 r.label,
             ]
         )
@@ -139,11 +145,27 @@ def bench_table(results, model_name: str, busy_note: str = ""):
         f"measured: {model_name} and one attention layer ({r0.case.device}, "
         f"{r0.case.dtype}, batch {r0.case.batch_size}, {r0.threads} threads, "
         f"{r0.case.repeats} timed runs after warm-up)",
-        ["what", "size", "img/s", "min-max", "spread", "warm-up", "peak memory", "status"],
+        [
+            "what",
+            "size",
+            "img/s",
+            "min-max",
+            "spread",
+            "warm-up",
+            "peak memory",
+            "SDPA forced",
+            "kernel that ran",
+            "GFLOP/s",
+            "MFU",
+            "status",
+        ],
         rows,
         caption=f"img/s: median. spread: IQR / median of the run times; above "
         f"{UNSTABLE_SPREAD:.0%} a case is 'unstable' (noise, not a finding). "
-        "warm-up: runs until the last 3 agreed within 10%. memory: " + memory + busy_note,
+        "warm-up: runs until the last 3 agreed within 10%. GFLOP/s: 2 x analytic MACs x img/s; "
+        f"MFU: of the measured matmul peak ({num(peak_gflops, '.0f')} GFLOP/s). memory: "
+        + memory
+        + busy_note,
         left=("what", "status"),
     )
 
@@ -189,7 +211,7 @@ def print_tables(con, result: FlopsResult) -> None:
                 f"{os.cpu_count()} CPUs; other processes slowed these timings"
             )
         )
-        con.print(bench_table(result.bench, result.arch.name, busy))
+        con.print(bench_table(result.bench, result.arch.name, busy, result.matmul_peak))
     if result.points is not None:
         con.print(sweep_table(result.points))
 

@@ -23,6 +23,7 @@ from hilocli.flops.attention import (
 )
 from hilocli.flops.bench import DTYPES, MIN_REPEATS, UNSTABLE_SPREAD, BenchCase, BenchResult
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
+from hilocli.flops.kernels import BACKENDS
 from hilocli.models.config import LITv2Config
 from hilocli.models.geometry import MAX_INPUT_SIDE, check_input_size, min_input_size
 from hilocli.output import RunRecord
@@ -75,6 +76,7 @@ class FlopsRequest:
     warmup: int = 3  # minimum warm-up runs; more until the times settle
     threads: int | None = None
     isolate: bool = True  # CPU benchmark cases each in a fresh process
+    sdpa_backends: tuple[str, ...] = ("default",)  # each case once per forced SDPA backend
 
     @property
     def writes_files(self) -> bool:
@@ -98,6 +100,10 @@ class FlopsRequest:
             f"--repeats must be >= {MIN_REPEATS} (a median and spread need them)",
         )
         _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
+        _check(
+            bool(self.sdpa_backends) and set(self.sdpa_backends) <= set(BACKENDS),
+            f"--sdpa-backends takes a comma list of {', '.join(BACKENDS)}",
+        )
         _check(self.threads is None or self.threads >= 1, "--threads must be >= 1")
         _check(self.alpha is None or 0.0 <= self.alpha <= 1.0, "--alpha must lie in [0, 1]")
         _check(self.window is None or self.window >= 1, "--window must be >= 1")
@@ -192,6 +198,7 @@ class FlopsResult:
     points: list[SweepPoint] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     load_average: tuple[float, float] | None = None  # 1-min system load before/after benchmarks
+    matmul_peak: dict[str, float] | None = None  # dtype -> measured GFLOP/s (MFU denominator)
 
     @property
     def busy(self) -> bool:
@@ -224,11 +231,19 @@ class FlopsResult:
                 "unstable_above_spread": UNSTABLE_SPREAD,
                 "load_average": self.load_average,
                 "busy": self.busy,
-                "results": [b.to_dict() for b in self.bench],
+                "matmul_peak_gflop_per_s": self.matmul_peak,
+                "mfu": "2 x analytic MACs x images/s / the measured matmul peak of the dtype",
+                "results": [self._bench_row(b) for b in self.bench],
             }
         if self.points is not None:
             out["sweep"] = [p.to_dict() for p in self.points]
         return out
+
+    def _bench_row(self, b: BenchResult) -> dict[str, Any]:
+        row = b.to_dict()
+        peak = (self.matmul_peak or {}).get(b.case.dtype)
+        row["mfu"] = None if (peak is None or b.gflop_per_s is None) else b.gflop_per_s / peak
+        return row
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
         return RunRecord(
@@ -264,20 +279,39 @@ def benchmark_cases(
         height, width = size if r is None else (r, r)
         site = attention_site(cfg, height, width)
         grid = request.tokens if (r is None and request.tokens) else site.grid
-        cases += [
-            BenchCase(
-                "attention",
-                kind,
-                *grid,
-                dim=layer[0],
-                num_heads=layer[1],
-                alpha=cfg.alpha,
-                window_size=site.window_size,
-                **common,
+        costs = attention_comparison(
+            layer[0], layer[1], *grid, cfg.alpha, site.window_size, qkv_bias=cfg.qkv_bias
+        )
+        macs = {c.name: c.macs for c in costs}
+        for backend in request.sdpa_backends:
+            cases += [
+                BenchCase(
+                    "attention",
+                    kind,
+                    *grid,
+                    dim=layer[0],
+                    num_heads=layer[1],
+                    alpha=cfg.alpha,
+                    window_size=site.window_size,
+                    sdpa_backend=backend,
+                    macs=macs[kind],
+                    **common,
+                )
+                for kind in ATTENTION_TYPES
+            ]
+            model_macs = model_cost(cfg, height, width).macs
+            cases.append(
+                BenchCase(
+                    "model",
+                    name,
+                    height,
+                    width,
+                    cfg=cfg.to_dict(),
+                    sdpa_backend=backend,
+                    macs=model_macs,
+                    **common,
+                )
             )
-            for kind in ATTENTION_TYPES
-        ]
-        cases.append(BenchCase("model", name, height, width, cfg=cfg.to_dict(), **common))
     return cases
 
 
@@ -333,7 +367,7 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
         from hilocli.flops.counted import count_flops
 
         counted = count_flops(cfg, height, width)
-    bench, device, load = None, None, None
+    bench, device, load, peak = None, None, None, None
     if request.benchmark:
         from hilocli.flops.bench import benchmark
         from hilocli.runtime import resolve_device
@@ -352,7 +386,24 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
         before = _load_average()
         bench = benchmark(cases, tick, isolate=request.isolate)
         load = (before, _load_average())
+        peak = {request.dtype: _matmul_peak(device, request.dtype, request.threads)}
     points = None
     if request.sweep is not None:
         points = sweep(cfg, request.sweep, request.convention, request.batch_size, nbytes)
-    return FlopsResult(request, arch, mc, attn, counted, bench, points, _environment(device), load)
+    env = _environment(device)
+    return FlopsResult(request, arch, mc, attn, counted, bench, points, env, load, peak)
+
+
+def _matmul_peak(device: Any, dtype: str, threads: int | None) -> float:
+    """The matmul peak at the benchmark's thread count (the MFU denominator)."""
+    import torch
+
+    from hilocli.flops.kernels import matmul_peak
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return matmul_peak(device, dtype)
+    finally:
+        torch.set_num_threads(before)

@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from hilocli.models.config import LITv2Config, split_heads
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
-__all__ = ["LITv2", "HiLo", "DeformTokenMerge", "attention_probs", "deform_conv2d"]
+__all__ = [
+    "LITv2",
+    "HiLo",
+    "DeformTokenMerge",
+    "attention_probs",
+    "deform_conv2d",
+    "deform_conv2d_tokens",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -34,29 +41,69 @@ __all__ = ["LITv2", "HiLo", "DeformTokenMerge", "attention_probs", "deform_conv2
 # ----------------------------------------------------------------------------------------------
 
 
-def _bilinear_sample(x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Sample x (B, C, H, W) at float positions y, xs (B, Ho, Wo), DCNv1 rules -> (B, C, Ho, Wo).
+def _corner_table(
+    y: torch.Tensor, xs: torch.Tensor, H: int, W: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear corners of float positions y, xs (any shape S) on an H x W map, DCNv1 rules.
 
-    A point with y <= -1, y >= H, x <= -1 or x >= W reads 0; otherwise bilinear interpolation
-    in which the corners that fall outside the map read 0.
+    Returns row indices into the flattened map (S, 4) and their weights (S, 4); corners that
+    fall outside the map (or points with y <= -1, y >= H, x <= -1, x >= W) get weight 0.
     """
-    B, C, H, W = x.shape
-    y0 = torch.floor(y)
-    x0 = torch.floor(xs)
+    y0, x0 = torch.floor(y), torch.floor(xs)
     ly, lx = y - y0, xs - x0  # fractional parts
     hy, hx = 1.0 - ly, 1.0 - lx
-    live = (y > -1) & (y < H) & (xs > -1) & (xs < W)  # (B, Ho, Wo)
+    live = (y > -1) & (y < H) & (xs > -1) & (xs < W)
     y0l, x0l = y0.long(), x0.long()
-    flat = x.reshape(B, C, H * W)
-    out = None
+    rows, weights = [], []
     for dy, dx, wgt in ((0, 0, hy * hx), (0, 1, hy * lx), (1, 0, ly * hx), (1, 1, ly * lx)):
         yy, xx = y0l + dy, x0l + dx
         inside = live & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-        idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).reshape(B, 1, -1)  # (B, 1, Ho*Wo)
-        vals = flat.gather(2, idx.expand(B, C, idx.shape[-1])).reshape(B, C, *y.shape[1:])
-        term = vals * (wgt * inside.to(wgt.dtype)).unsqueeze(1)
-        out = term if out is None else out + term
-    return out
+        rows.append(yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1))
+        weights.append(torch.where(inside, wgt, torch.zeros_like(wgt)))
+    return torch.stack(rows, -1), torch.stack(weights, -1)  # (S, 4) each
+
+
+def deform_conv2d_tokens(
+    x: torch.Tensor,
+    H: int,
+    W: int,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+) -> torch.Tensor:
+    """DCNv1 on tokens: x (B, H*W, C) row-major grid -> (B, Ho*Wo, Cout), no layout change.
+
+    Each sample is a weighted sum of 4 rows of the (B*H*W, C) token table: one fused
+    `embedding_bag` (gather + weighted sum) per call, then one matmul with the kernel.
+    offset: (B, 2*kh*kw, Ho, Wo) as (dy, dx) pairs per kernel position, row-major.
+    """
+    B, N, C = x.shape
+    c_out, c_in, kh, kw = weight.shape
+    assert c_in == C and N == H * W, "weight, input channels and grid differ"
+    Ho = (H + 2 * padding - kh) // stride + 1
+    Wo = (W + 2 * padding - kw) // stride + 1
+    K = kh * kw
+    assert offset.shape == (B, 2 * K, Ho, Wo), f"offset shape {tuple(offset.shape)}"
+    off = offset.reshape(B, K, 2, Ho, Wo).permute(0, 3, 4, 1, 2)  # (B, Ho, Wo, K, 2)
+    ar_y = torch.arange(Ho, device=x.device, dtype=offset.dtype) * stride - padding
+    ar_x = torch.arange(Wo, device=x.device, dtype=offset.dtype) * stride - padding
+    k_y = torch.arange(kh, device=x.device, dtype=offset.dtype).repeat_interleave(kw)  # (K,)
+    k_x = torch.arange(kw, device=x.device, dtype=offset.dtype).repeat(kh)  # (K,)
+    ys = ar_y.view(1, Ho, 1, 1) + k_y + off[..., 0]  # (B, Ho, Wo, K)
+    xs = ar_x.view(1, 1, Wo, 1) + k_x + off[..., 1]  # (B, Ho, Wo, K)
+    rows, wgts = _corner_table(ys, xs, H, W)  # (B, Ho, Wo, K, 4)
+    rows = rows + (torch.arange(B, device=x.device) * N).view(B, 1, 1, 1, 1)
+    col = F.embedding_bag(
+        rows.reshape(-1, 4),
+        x.reshape(B * N, C),
+        per_sample_weights=wgts.reshape(-1, 4).to(x.dtype),
+        mode="sum",
+    )  # (B*Ho*Wo*K, C)
+    col = col.reshape(B, Ho * Wo, K * C)  # (B, No, K*C), kernel position major
+    w = weight.permute(0, 2, 3, 1).reshape(c_out, K * C)  # (Cout, K*C) same order
+    return F.linear(col, w, bias)  # (B, No, Cout)
 
 
 def deform_conv2d(
@@ -73,25 +120,10 @@ def deform_conv2d(
     weight: (Cout, C, kh, kw). Returns (B, Cout, Ho, Wo).
     """
     B, C, H, W = x.shape
-    c_out, c_in, kh, kw = weight.shape
-    assert c_in == C, "weight and input channels differ"
-    Ho = (H + 2 * padding - kh) // stride + 1
-    Wo = (W + 2 * padding - kw) // stride + 1
-    assert offset.shape == (B, 2 * kh * kw, Ho, Wo), f"offset shape {tuple(offset.shape)}"
-    off = offset.reshape(B, kh * kw, 2, Ho, Wo)
-    base_y = (torch.arange(Ho, device=x.device, dtype=x.dtype) * stride - padding).view(1, Ho, 1)
-    base_x = (torch.arange(Wo, device=x.device, dtype=x.dtype) * stride - padding).view(1, 1, Wo)
-    cols = []
-    for k in range(kh * kw):
-        ki, kj = divmod(k, kw)
-        ys = base_y + ki + off[:, k, 0]  # (B, Ho, Wo)
-        xs = base_x + kj + off[:, k, 1]  # (B, Ho, Wo)
-        cols.append(_bilinear_sample(x, ys, xs))  # (B, C, Ho, Wo)
-    col = torch.stack(cols, dim=2).reshape(B, C * kh * kw, Ho * Wo)  # (B, C*K, Ho*Wo)
-    out = weight.reshape(c_out, C * kh * kw) @ col  # (B, Cout, Ho*Wo)
-    if bias is not None:
-        out = out + bias.view(1, c_out, 1)
-    return out.reshape(B, c_out, Ho, Wo)
+    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, H*W, C)
+    out = deform_conv2d_tokens(tokens, H, W, offset, weight, bias, stride, padding)
+    Ho, Wo = offset.shape[-2:]
+    return out.transpose(1, 2).reshape(B, -1, Ho, Wo)  # (B, Cout, Ho, Wo)
 
 
 class DeformConv2d(nn.Module):
@@ -107,9 +139,15 @@ class DeformConv2d(nn.Module):
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain strided conv
         nn.init.zeros_(self.conv_offset.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+    def forward(self, x: torch.Tensor, H: int | None = None, W: int | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, Cout, Ho, Wo); or tokens (B, H*W, C) with H, W given ->
+        (B, Ho*Wo, Cout), the same op without NCHW copies."""
+        if H is None or W is None:
+            offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
+            return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+        B, N, C = x.shape
+        offset = self.conv_offset(x.transpose(1, 2).reshape(B, C, H, W))  # (B, 2*k*k, Ho, Wo)
+        return deform_conv2d_tokens(x, H, W, offset, self.weight, self.bias, stride=self.stride)
 
 
 class DeformTokenMerge(nn.Module):
@@ -122,11 +160,12 @@ class DeformTokenMerge(nn.Module):
         self.act_layer = nn.GELU()
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, int, int]:
-        B, N, C = x.shape
-        x = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W)
-        x = self.act_layer(self.norm_layer(self.dconv(x)))  # (B, 2C, H/2, W/2)
-        H, W = x.shape[-2:]
-        return x.flatten(2).transpose(1, 2), H, W  # (B, H/2*W/2, 2C)
+        Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
+        x = self.dconv(x, H, W)  # (B, Ho*Wo, 2C)
+        B, _, C2 = x.shape
+        grid = x.transpose(1, 2).reshape(B, C2, Ho, Wo)  # channels-last view, no copy
+        x = self.act_layer(self.norm_layer(grid))  # (B, 2C, Ho, Wo)
+        return x.flatten(2).transpose(1, 2), Ho, Wo  # (B, Ho*Wo, 2C)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,8 +197,13 @@ class DWConv(nn.Module):
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
-        x = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W))  # (B, C, H, W)
-        return x.flatten(2).transpose(1, 2)  # (B, N, C)
+        grid = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), channels-last view
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast would run this depthwise conv in bfloat16 through a per-channel
+            # fallback (10x slower than float32 here): keep it in float32
+            with torch.autocast("cpu", enabled=False):
+                return self.dwconv(grid.float()).flatten(2).transpose(1, 2)  # (B, N, C)
+        return self.dwconv(grid).flatten(2).transpose(1, 2)  # (B, N, C)
 
 
 class ConvFFN(nn.Module):

@@ -51,6 +51,8 @@ class SpectrumRequest:
     alpha: float = DEFAULT_ALPHA
     margin: float = DEFAULT_MARGIN
     depth: bool = False  # Park & Kim's depth curve over every block (main model only)
+    dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
+    tf32: bool = False
 
     @property
     def seed(self) -> int:
@@ -68,6 +70,7 @@ class SpectrumRequest:
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
         from hilocli.models.geometry import check_input_size
+        from hilocli.runtime import check_dtype
 
         if not self.inputs:
             raise UsageError("give at least one image file or folder")
@@ -94,6 +97,7 @@ class SpectrumRequest:
         if not 1 <= self.control_seeds <= 100:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
         self.settings()  # --cutoff
+        check_dtype(self.dtype, self.device)
         self.weights.validate()
         return self
 
@@ -144,8 +148,11 @@ class SpectrumResult:
     def n(self) -> int:
         return len(self.inputs.analysed)
 
+    precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
+
     def settings_dict(self) -> dict[str, Any]:
         return {
+            **self.precision,
             **self.settings.to_dict(),
             **self.request.to_dict(),
             "layers": [s.layer.index for s in self.layers],
@@ -238,11 +245,15 @@ def measure(
     device: Any,
     progress: Progress | None = None,
     preprocess=None,  # a user model's --mean/--std (None: the released preprocessing)
+    precision: Any = None,
 ) -> Measured:
     """Decode `paths` batch by batch and feed every batch to each model's collector."""
     import torch
 
+    from hilocli.runtime import forward_context, resolve_precision, to_device
     from hilocli.spectrum.collect import SpectrumCollector, decode_chunks
+
+    precision = precision or resolve_precision("float32", device)
 
     analysed: list[str] = []
     skipped: list[tuple[Path, str]] = []
@@ -253,9 +264,10 @@ def measure(
         for chunk in decode_chunks(paths, resolution, crop, batch_size, preprocess):
             skipped += chunk.skipped
             for group in chunk.groups:
-                x = torch.stack([p.tensor for p in group]).to(device)  # (B, 3, H, W)
-                for col in cols:
-                    col.add_batch(x)
+                x = to_device(torch.stack([p.tensor for p in group]), device)  # (B, 3, H, W)
+                with forward_context(precision):
+                    for col in cols:
+                        col.add_batch(x)
                 analysed += [str(p.path) for p in group]
                 shown += [p.display for p in group][: MAX_SHOWN - len(shown)]
             done += chunk.files
@@ -273,7 +285,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     """Measure the chosen layers over the inputs and judge the claim (see the module docstring)."""
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.runtime import environment, resolve_device, resolve_precision
     from hilocli.spectrum.stats import judge, judge_control
 
     request.validate()
@@ -283,6 +295,9 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     device = resolve_device(request.device)
+    # auto = float32 on every device: bfloat16 rounding swamps the Lo-Fi output's small
+    # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
+    precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     loaded = request.weights.load(device)
     cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
     resolution = request.resolution or (cfg.img_size if cfg else 224)
@@ -302,6 +317,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         request.batch_size,
         device,
         progress,
+        precision=precision,
         preprocess=None if cfg else loaded.preprocess,
     )
     judged = judge(done.spectra[0], request, loaded.provenance)
@@ -330,4 +346,5 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         shown=done.shown,
         control=control,
         depth=done.depth,
+        precision=precision.to_dict(),
     )

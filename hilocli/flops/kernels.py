@@ -1,0 +1,105 @@
+"""Which attention kernel really runs, forcing one, and the device's measured matmul peak.
+
+`kernels_used(call)` profiles one call and names the scaled-dot-product-attention kernels that
+ran (from the aten ops torch dispatched to, on CPU and CUDA alike), or "explicit" when attention
+ran as matmul + softmax. `forced(backend)` restricts SDPA to one backend
+(torch.nn.attention.sdpa_kernel); "explicit" switches HiLo layers to their explicit path.
+`matmul_peak(device, dtype)` is the GFLOP/s of a large square matmul: the denominator of model
+FLOP utilisation (MFU = 2 x analytic MACs x images/s / peak).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+BACKENDS = ("default", "flash", "efficient", "cudnn", "math", "explicit")
+_SDPA_ENUM = {
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "math": "MATH",
+}
+_ATEN_LABELS = {  # aten op -> kernel label (longest names first when matching)
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cudnn",
+    "aten::_scaled_dot_product_fused_attention_overrideable": "fused (device)",
+    "aten::_scaled_dot_product_attention_math": "math",
+}
+
+
+def forced(backend: str) -> AbstractContextManager:
+    """A context that restricts SDPA to `backend` ('default'/'explicit': no restriction)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend in ("default", "explicit"):
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(getattr(SDPBackend, _SDPA_ENUM[backend]))
+
+
+def set_explicit(module: Any, flag: bool) -> bool:
+    """Switch every attention layer with an explicit path; False when the module has none."""
+    found = False
+    for m in module.modules():
+        if hasattr(m, "need_weights"):
+            m.need_weights = flag
+            found = True
+    return found
+
+
+def label_kernels(op_names: set[str]) -> list[str]:
+    """Kernel labels from the names of the aten ops that ran."""
+    labels = sorted({label for op, label in _ATEN_LABELS.items() if op in op_names})
+    if not labels and "aten::_softmax" in op_names:
+        labels = ["explicit (matmul + softmax)"]
+    return labels or ["none"]
+
+
+def kernels_used(call) -> list[str]:
+    """Profile one call of `call` and name the attention kernels that ran."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    return label_kernels({e.name for e in prof.events()})
+
+
+def cuda_seconds(call) -> float:
+    """One call timed with CUDA events (device time, no host-side overhead)."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000
+
+
+def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
+    """GFLOP/s of an n x n @ n x n matmul (n 2048 on CPU, 8192 on CUDA), median after warm-up."""
+    import torch
+
+    dev = torch.device(device)
+    n = 8192 if dev.type == "cuda" else 2048
+    a = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
+    b = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
+
+    def once() -> float:
+        if dev.type == "cuda":
+            return cuda_seconds(lambda: a @ b)
+        t0 = time.perf_counter()
+        a @ b
+        return time.perf_counter() - t0
+
+    with torch.inference_mode():
+        for _ in range(2):
+            once()
+        seconds = [once() for _ in range(max(repeats, 3))]
+    return 2 * n**3 / statistics.median(seconds) / 1e9
