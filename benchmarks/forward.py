@@ -131,8 +131,10 @@ def main() -> None:
                 with forward_context(prec):
                     if label.startswith("compiled"):
                         t0 = time.perf_counter()
-                        net(x)
+                        out = net(x)
                         con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
+                        diff = (out.float() - model(x).float()).abs().max().item()
+                        con.print(f"{dtype}: compiled vs eager logits, max |diff| {diff:.2e}")
                     times = measure(lambda net=net, x=x: net(x), device, args.repeats)
                 rate = args.batch / statistics.median(times)
                 fused_rate = rate if label == "fused" else fused_rate

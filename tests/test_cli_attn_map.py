@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hilocli.output import RECORD_KEYS
-from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo
+from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
 
 
 @pytest.fixture(scope="module")
@@ -273,20 +273,3 @@ def test_out_is_checked_before_any_work(photo, tmp_path, monkeypatch):
         "attn-map", tmp_path / "missing.png", "--checkpoint", TINY_CKPT, "--out", tmp_path / "o"
     )
     assert_one_line_error(res, 1, "missing.png")
-
-
-@pytest.mark.slow
-def test_subprocess_as_a_user_runs_it(photo, tmp_path):
-    proc = run_hilo(
-        "attn-map",
-        photo,
-        "--checkpoint",
-        TINY_CKPT,
-        "--resolution",
-        64,
-        "--query",
-        "-3,4",
-        "--out",
-        tmp_path,
-    )
-    assert_one_line_error(proc, 2, "outside the 120x90 image")

@@ -1,9 +1,9 @@
 """Every `hilo ...` line in README.md and docs/*.md runs as written, so examples cannot drift.
 
 Offline substitutions only: where a line would download released weights (`--pretrained`, or
-`spectrum`/`attn-map` without `--checkpoint`/`--random-init`), the tiny fixture replaces them (and
-`--model`); checkpoint paths that are placeholders (`my_litv2.pth`) become the tiny fixture;
-placeholder image folders (`photos/`) become `samples/`; `--out` goes to a temporary folder; the
+`spectrum`/`attn-map` without `--checkpoint`/`--random-init`) or build the default LITv2-S at
+random (`spectrum --random-init`), the tiny fixture replaces them (and `--model`); checkpoint
+paths that are placeholders (`my_litv2.pth`) become the tiny fixture; placeholder image folders (`photos/`) become `samples/`; `--out` goes to a temporary folder; the
 image commands run at `--resolution 96` (the same pipeline, in seconds).
 """
 
@@ -58,8 +58,12 @@ def offline_args(line: str, out: Path) -> list[str]:
             fixed.append(str(ROOT / a))
         else:
             fixed.append(a)
-    downloads = "--pretrained" in args or (
-        cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args)
+    bare_random = cmd == "spectrum" and "--random-init" in args and not (
+        {"--model", "-m", "--model-fn", "--hub"} & set(args))
+    downloads = (
+        bare_random
+        or "--pretrained" in args
+        or (cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args))
     )
     if downloads:  # released weights -> the tiny fixture (its own architecture)
         fixed = _without_option(fixed, "--model", "-m")
