@@ -3,8 +3,9 @@
 Offline substitutions only: where a line would download released weights (`--pretrained`, or
 `spectrum`/`attn-map` without `--checkpoint`/`--random-init`) or build the default LITv2-S at
 random (`spectrum --random-init`), the tiny fixture replaces them (and `--model`); checkpoint
-paths that are placeholders (`my_litv2.pth`) become the tiny fixture; placeholder image folders (`photos/`) become `samples/`; `--out` goes to a temporary folder; the
-image commands run at `--resolution 96` (the same pipeline, in seconds).
+paths that are placeholders (`my_litv2.pth`) become the tiny fixture; placeholder image folders
+(`photos/`) become `samples/`; `--out` goes to a temporary folder; the image commands run at
+`--resolution 96` (the same pipeline, in seconds).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def offline_args(line: str, out: Path) -> list[str]:
             fixed.append(str(ROOT / a))
         else:
             fixed.append(a)
-    bare_random = cmd == "spectrum" and "--random-init" in args and not (
-        {"--model", "-m", "--model-fn", "--hub"} & set(args))
+    bare_random = (
+        cmd == "spectrum"
+        and "--random-init" in args
+        and not ({"--model", "-m", "--model-fn", "--hub"} & set(args))
+    )
     downloads = (
         bare_random
         or "--pretrained" in args
