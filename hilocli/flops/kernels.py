@@ -103,3 +103,16 @@ def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
             once()
         seconds = [once() for _ in range(max(repeats, 3))]
     return 2 * n**3 / statistics.median(seconds) / 1e9
+
+
+def matmul_peak_at(device: Any, dtype: str, threads: int | None) -> float:
+    """The matmul peak at the benchmark's thread count (the MFU denominator)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return matmul_peak(device, dtype)
+    finally:
+        torch.set_num_threads(before)

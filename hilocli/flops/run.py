@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 from hilocli.errors import UsageError
 from hilocli.flops.analytic import ModelCost, model_cost
 from hilocli.flops.attention import (
-    ATTENTION_TYPES,
     AttentionCost,
     SweepPoint,
     attention_comparison,
     attention_site,
     sweep,
 )
-from hilocli.flops.bench import DTYPES, MIN_REPEATS, UNSTABLE_SPREAD, BenchCase, BenchResult
+from hilocli.flops.bench import DTYPES, MIN_REPEATS, UNSTABLE_SPREAD, BenchResult
+from hilocli.flops.cases import benchmark_cases
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
-from hilocli.flops.kernels import BACKENDS
+from hilocli.flops.kernels import BACKENDS, matmul_peak_at
 from hilocli.models.config import LITv2Config
 from hilocli.models.geometry import MAX_INPUT_SIDE, check_input_size, min_input_size
 from hilocli.output import RunRecord
@@ -256,65 +256,6 @@ class FlopsResult:
         )
 
 
-def benchmark_cases(
-    request: FlopsRequest,
-    cfg: LITv2Config,
-    name: str,
-    size: tuple[int, int],
-    layer: tuple[int, int],
-    device: str,
-) -> list[BenchCase]:
-    """Each attention type on the compared grid with `layer` = (dim, heads), then the whole
-    model, at the input size or at every sweep resolution."""
-    common = dict(
-        batch_size=request.batch_size,
-        device=device,
-        dtype=request.dtype,
-        threads=request.threads,
-        warmup=request.warmup,
-        repeats=request.repeats,
-    )
-    cases = []
-    for r in request.sweep or (None,):
-        height, width = size if r is None else (r, r)
-        site = attention_site(cfg, height, width)
-        grid = request.tokens if (r is None and request.tokens) else site.grid
-        costs = attention_comparison(
-            layer[0], layer[1], *grid, cfg.alpha, site.window_size, qkv_bias=cfg.qkv_bias
-        )
-        macs = {c.name: c.macs for c in costs}
-        for backend in request.sdpa_backends:
-            cases += [
-                BenchCase(
-                    "attention",
-                    kind,
-                    *grid,
-                    dim=layer[0],
-                    num_heads=layer[1],
-                    alpha=cfg.alpha,
-                    window_size=site.window_size,
-                    sdpa_backend=backend,
-                    macs=macs[kind],
-                    **common,
-                )
-                for kind in ATTENTION_TYPES
-            ]
-            model_macs = model_cost(cfg, height, width).macs
-            cases.append(
-                BenchCase(
-                    "model",
-                    name,
-                    height,
-                    width,
-                    cfg=cfg.to_dict(),
-                    sdpa_backend=backend,
-                    macs=model_macs,
-                    **common,
-                )
-            )
-    return cases
-
-
 def _load_average() -> float:
     try:
         return os.getloadavg()[0]
@@ -386,24 +327,9 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
         before = _load_average()
         bench = benchmark(cases, tick, isolate=request.isolate)
         load = (before, _load_average())
-        peak = {request.dtype: _matmul_peak(device, request.dtype, request.threads)}
+        peak = {request.dtype: matmul_peak_at(device, request.dtype, request.threads)}
     points = None
     if request.sweep is not None:
         points = sweep(cfg, request.sweep, request.convention, request.batch_size, nbytes)
     env = _environment(device)
     return FlopsResult(request, arch, mc, attn, counted, bench, points, env, load, peak)
-
-
-def _matmul_peak(device: Any, dtype: str, threads: int | None) -> float:
-    """The matmul peak at the benchmark's thread count (the MFU denominator)."""
-    import torch
-
-    from hilocli.flops.kernels import matmul_peak
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return matmul_peak(device, dtype)
-    finally:
-        torch.set_num_threads(before)
