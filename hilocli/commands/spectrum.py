@@ -159,13 +159,12 @@ def spectrum(
 ) -> None:
     """Measure which spatial frequencies Hi-Fi and Lo-Fi outputs carry, and test the claim that
     Hi-Fi holds more high-frequency energy than Lo-Fi (paired over images)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from hilocli.errors import UsageError
     from hilocli.output import check_out_dir, emit_json
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.spectrum.render import report, write_outputs
-    from hilocli.terminal import console
+    from hilocli.terminal import console, progress_bar
 
     if hann:
         raise UsageError("--hann was replaced by --boundary hann (default: --boundary smooth)")
@@ -206,15 +205,8 @@ def spectrum(
     ).validate()
     check_out_dir(out)
     con = console()
-    with Progress(
-        TextColumn("[bold]spectrum[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=con,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("images", total=None)
-        result = run(request, lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_bar(con, "spectrum", "images") as progress:
+        result = run(request, progress)
     record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:
