@@ -82,11 +82,12 @@ class WeightsRequest:
         from hilocli.checkpoint import load_model
 
         self.validate()
-        if self.user_source is not None:
+        source = self.user_source
+        if source is not None:
             from hilocli.usermodel import load_user_model
 
             loaded = load_user_model(
-                self.user_source, self.checkpoint, self.seed, device, self.mean, self.std
+                source, self.checkpoint, self.seed, device, self.mean, self.std
             )
             check_finite_weights(loaded.model, loaded.provenance.describe())
             return loaded
@@ -108,8 +109,16 @@ def check_finite_weights(model, source: str = "the model") -> None:
     """HiloError naming the first parameter or buffer with a NaN or infinite value."""
     import torch
 
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    named = [
+        (name, t)
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+        if t.is_floating_point()
+    ]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()  # one host sync
+    for (name, _), ok in zip(named, finite):
+        if not ok:
             raise HiloError(
                 f"non-finite values (NaN or inf) in weight {name} of {source}; refusing to analyse"
             )
@@ -123,14 +132,23 @@ def check_finite(tensor, what: str) -> None:
         raise HiloError(f"non-finite values (NaN or inf) in {what}; refusing to analyse")
 
 
-def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
-    """'0,0,2,1' -> (0, 0, 2, 1); None stays None; UsageError naming `what` on a bad entry."""
+def _parse_list(text: str | None, what: str, kind: type, noun: str) -> tuple | None:
     if text is None:
         return None
     try:
-        return tuple(int(t) for t in text.replace(" ", "").split(",") if t != "")
+        return tuple(kind(t) for t in text.replace(" ", "").split(",") if t != "")
     except ValueError:
-        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise UsageError(f"{what} must be comma-separated {noun}, got {text!r}") from None
+
+
+def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
+    """'0,0,2,1' -> (0, 0, 2, 1); None stays None; UsageError naming `what` on a bad entry."""
+    return _parse_list(text, what, int, "integers")
+
+
+def parse_float_list(text: str | None, what: str) -> tuple[float, ...] | None:
+    """'0.5,0.5,0.5' -> (0.5, 0.5, 0.5); None stays None; UsageError naming `what`."""
+    return _parse_list(text, what, float, "numbers")
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:

@@ -104,6 +104,15 @@ def run_hilo(*args: str, env: dict | None = None, cwd: Path | None = None):
     )
 
 
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity tokens (invalid JSON outside Python)."""
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def assert_one_line_error(proc, code: int, *fragments: str) -> None:
     """Exit code `code`, exactly one line on stderr starting `hilo: error:`, no traceback."""
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -247,18 +247,8 @@ def test_hub_loads_a_local_hubconf(tmp_path):
 def test_mean_std_reach_the_user_models_preprocessing(tmp_path):
     from hilocli.commands._options import weights_request
 
-    w = weights_request(
-        None,
-        None,
-        None,
-        None,
-        None,
-        0,
-        False,
-        model_fn=f"{SPEC}:map_net",
-        mean="0.5,0.5,0.5",
-        std="0.25,0.25,0.25",
-    )
+    options = {"model_fn": f"{SPEC}:map_net", "mean": "0.5,0.5,0.5", "std": "0.25,0.25,0.25"}
+    w = weights_request(options, default_pretrained=False)
     prep = w.load().preprocess
     assert prep.mean == (0.5, 0.5, 0.5) and prep.std == (0.25, 0.25, 0.25)
     img = SAMPLES / "astronaut.jpg"

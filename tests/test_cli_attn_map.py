@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hilocli.output import RECORD_KEYS
-from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
+from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, strict_json
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,6 @@ def photo(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("img") / "photo.png"
     Image.fromarray(rgb).save(path)
     return path
-
-
-def _strict(text: str):
-    """json.loads that refuses NaN / Infinity tokens."""
-
-    def refuse(token):
-        raise ValueError(f"non-standard JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
@@ -67,8 +58,8 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
         "--save-raw",
     )
     assert res.returncode == 0, res.stderr
-    record = _strict(res.stdout)
-    assert _strict((out / "attn_map.json").read_text()) == record
+    record = strict_json(res.stdout)
+    assert strict_json((out / "attn_map.json").read_text()) == record
     assert set(record) >= set(RECORD_KEYS)
     assert record["command"] == "attn-map" and record["inputs"]["analysed"] == [str(photo)]
     names = (
@@ -148,7 +139,7 @@ def test_defaults_no_crop_and_head_means(photo, tmp_path):
         "svg",
     )
     assert res.returncode == 0, res.stderr
-    results = _strict((out / "attn_map.json").read_text())["results"]
+    results = strict_json((out / "attn_map.json").read_text())["results"]
     assert results["image"]["input_size"] == [85, 64]  # 120 x 90 -> 85 x 64, whole image
     assert len(results["queries"]) == 5 and results["queries"][0]["source"] == "default"
     centre = results["queries"][0]
@@ -177,7 +168,7 @@ def test_undefined_values_are_null_and_listed(photo, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "NaN" not in res.stdout
-    record = _strict(res.stdout)
+    record = strict_json(res.stdout)
     lofi = record["results"]["layers"][0]["lofi"]
     assert lofi["num_keys"] == 1 and lofi["entropy_normalised"] == [None]
     assert "results.layers[0].lofi.entropy_normalised[0]" in record["undefined"]

@@ -9,17 +9,13 @@ import sys
 import pytest
 
 from hilocli.output import RECORD_KEYS
-from tests.conftest import assert_one_line_error, hilo
+from tests.conftest import assert_one_line_error, hilo, strict_json
 
 
 def _record(res) -> dict:
     """The run record on stdout, parsed strictly (no NaN/Infinity tokens)."""
     assert res.returncode == 0, res.stderr
-
-    def refuse(token):
-        raise ValueError(f"non-strict JSON token {token}")
-
-    return json.loads(res.stdout, parse_constant=refuse)
+    return strict_json(res.stdout)
 
 
 def test_default_litv2_s_reproduces_published(manifest):

@@ -3,36 +3,17 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo
+from hilocli.output import RECORD_KEYS
+from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo, strict_json
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
-RECORD_KEYS = {
-    "command",
-    "version",
-    "settings",
-    "weights",
-    "inputs",
-    "environment",
-    "files",
-    "results",
-    "undefined",
-}
-
-
-def strict_json(text: str):
-    """json.loads that refuses NaN / Infinity tokens (invalid JSON outside Python)."""
-
-    def refuse(token):
-        raise ValueError(f"non-standard JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
+RECORD_KEYS = set(RECORD_KEYS)
 
 
 def make_images(folder: Path, count: int = 6) -> list[Path]:

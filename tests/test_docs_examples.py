@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_CKPT, hilo
+from tests.conftest import TINY_CKPT, hilo, strict_json
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -109,9 +109,7 @@ def test_doc_example_runs(doc, line_no, line, tmp_path, monkeypatch):
         f"{doc}:{line_no}: {line}\n-> hilo {shlex.join(args)}\n{res.stderr[-2000:]}"
     )
     if "--json" in args:
-        import json
-
-        json.loads(res.stdout, parse_constant=lambda t: (_ for _ in ()).throw(ValueError(t)))
+        strict_json(res.stdout)
 
 
 def test_readme_names_real_files():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -26,13 +25,7 @@ from hilocli.output import (
     sha256_file,
     to_jsonable,
 )
-
-
-def _strict_loads(text: str):
-    def refuse(token):
-        raise ValueError(f"non-standard JSON token {token}")
-
-    return json.loads(text, parse_constant=refuse)
+from tests.conftest import strict_json
 
 
 def test_non_finite_numbers_become_null_and_are_listed():
@@ -44,7 +37,7 @@ def test_non_finite_numbers_become_null_and_are_listed():
     assert out == {"a": [1.0, None], "b": {"c": None}, "d": [0.5, None]}
     assert undefined == ["$.a[1]", "$.b.c", "$.d[1]"]
     text = dumps({"x": float("-inf"), "y": Path("p"), "z": (1, 2)})
-    assert _strict_loads(text) == {"x": None, "y": "p", "z": [1, 2]}
+    assert strict_json(text) == {"x": None, "y": "p", "z": [1, 2]}
 
 
 def test_run_record_has_the_same_keys_for_every_command():
@@ -70,7 +63,7 @@ def test_run_record_has_the_same_keys_for_every_command():
     ]
     assert d["inputs"]["n"] == 1 and d["inputs"]["duplicates"][0]["same_as"] == "a.jpg"
     assert d["results"] == {"score": None} and d["undefined"] == ["results.score"]
-    _strict_loads(dumps(d))
+    strict_json(dumps(d))
 
 
 def test_check_out_dir(tmp_path):
@@ -94,8 +87,8 @@ def test_files_appear_together_with_a_manifest(tmp_path):
         j = files.json("r.json", {"v": 1})
         t = files.text("notes.txt", "hello\n")
         assert not j.exists() and not t.exists()  # staged only
-    assert _strict_loads(j.read_text()) == {"v": 1}
-    manifest = _strict_loads((tmp_path / MANIFEST).read_text())
+    assert strict_json(j.read_text()) == {"v": 1}
+    manifest = strict_json((tmp_path / MANIFEST).read_text())
     assert manifest["files"]["notes.txt"]["sha256"] == sha256_file(t)
     assert set(manifest["files"]) == {"r.json", "notes.txt"}
     assert not list(tmp_path.glob(f"{STAGING_PREFIX}*"))

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from hilocli.errors import UsageError
-from hilocli.weights import WeightsRequest, parse_int_list
+from hilocli.weights import WeightsRequest, parse_float_list, parse_int_list
 
 
 class DeviceChoice(str, Enum):
@@ -131,42 +131,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 FormatOpt = Annotated[FigureFormat, typer.Option("--format", help="Figure file format.")]
 
 
-def weights_request(
-    model: str | None,
-    checkpoint: Path | None,
-    pretrained: bool | None,
-    window_sizes: str | None,
-    head_dim: int | None,
-    seed: int,
-    default_pretrained: bool,
-    model_fn: str | None = None,
-    model_kwargs: str | None = None,
-    hub: str | None = None,
-    mean: str | None = None,
-    std: str | None = None,
-) -> WeightsRequest:
-    """The weights options as a validated request (usage errors before any work)."""
+def weights_request(options: Mapping[str, Any], *, default_pretrained: bool) -> WeightsRequest:
+    """The weights options of a command as a validated request (usage errors before any work).
+
+    `options` is the command's `locals()`: the weights options it declares (`model`,
+    `checkpoint`, `pretrained`, `window_sizes`, `head_dim`, `seed`, `model_fn`, `model_kwargs`,
+    `hub`, `mean`, `std`) are read by name; the ones it does not declare stay unset."""
+    get = options.get
     return WeightsRequest(
-        model_fn=model_fn,
-        model_kwargs=model_kwargs,
-        hub=hub,
-        mean=parse_float_list(mean, "--mean"),
-        std=parse_float_list(std, "--std"),
-        model=model,
-        checkpoint=checkpoint,
-        pretrained=pretrained,
-        window_sizes=parse_int_list(window_sizes, "--window-sizes"),
-        head_dim=head_dim,
-        seed=seed,
+        model_fn=get("model_fn"),
+        model_kwargs=get("model_kwargs"),
+        hub=get("hub"),
+        mean=parse_float_list(get("mean"), "--mean"),
+        std=parse_float_list(get("std"), "--std"),
+        model=get("model"),
+        checkpoint=get("checkpoint"),
+        pretrained=get("pretrained"),
+        window_sizes=parse_int_list(get("window_sizes"), "--window-sizes"),
+        head_dim=get("head_dim"),
+        seed=get("seed", 0),
         default_pretrained=default_pretrained,
     ).validate()
-
-
-def parse_float_list(text: str | None, what: str) -> tuple[float, ...] | None:
-    """'0.5,0.5,0.5' -> (0.5, 0.5, 0.5); None stays None; UsageError naming `what`."""
-    if text is None:
-        return None
-    try:
-        return tuple(float(t) for t in text.replace(" ", "").split(",") if t != "")
-    except ValueError:
-        raise UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None

@@ -30,18 +30,7 @@ def user_flops(
         raise UsageError("--height and --width go together")
     if resolution is not None and height is not None:
         raise UsageError("--resolution conflicts with --height/--width: give one or the other")
-    weights = weights_request(
-        model,
-        checkpoint,
-        None,
-        None,
-        None,
-        0,
-        default_pretrained=False,
-        model_fn=model_fn,
-        model_kwargs=model_kwargs,
-        hub=hub,
-    )
+    weights = weights_request(locals(), default_pretrained=False)
     h, w = (height, width) if height is not None else (resolution or 224,) * 2
     check_input_size(h, w)
     check_out_dir(out)

@@ -107,20 +107,7 @@ def attn_map(
 
     request = AttnMapRequest(
         image=image,
-        weights=weights_request(
-            model,
-            checkpoint,
-            pretrained,
-            window_sizes,
-            head_dim,
-            seed,
-            default_pretrained=True,
-            model_fn=model_fn,
-            model_kwargs=model_kwargs,
-            hub=hub,
-            mean=mean,
-            std=std,
-        ),
+        weights=weights_request(locals(), default_pretrained=True),
         layers=layer,
         queries=tuple(query or ()),
         heads=heads,

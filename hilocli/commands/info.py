@@ -63,18 +63,7 @@ def info(
             render_variants(console(), record)
         return
     request = InfoRequest(
-        weights=weights_request(
-            model,
-            checkpoint,
-            pretrained,
-            window_sizes,
-            head_dim,
-            seed,
-            default_pretrained=False,
-            model_fn=model_fn,
-            model_kwargs=model_kwargs,
-            hub=hub,
-        ),
+        weights=weights_request(locals(), default_pretrained=False),
         resolution=resolution,
         height=height,
         width=width,

@@ -168,20 +168,7 @@ def spectrum(
 
     if hann:
         raise UsageError("--hann was replaced by --boundary hann (default: --boundary smooth)")
-    weights = weights_request(
-        model,
-        checkpoint,
-        pretrained,
-        window_sizes,
-        head_dim,
-        seed,
-        default_pretrained=True,
-        model_fn=model_fn,
-        model_kwargs=model_kwargs,
-        hub=hub,
-        mean=mean,
-        std=std,
-    )
+    weights = weights_request(locals(), default_pretrained=True)
     request = SpectrumRequest(
         inputs=tuple(inputs),
         weights=weights,
