@@ -8,7 +8,7 @@ Eval mode, no_grad, random-init weights (speed does not depend on the values). E
 runs until two consecutive times agree within 10% (at most 5), then `--repeats` timed runs; the
 median and the spread (min..max). CUDA rows (when a GPU is present) are timed with CUDA events.
 
-Peak: the median GFLOP/s of a large square matmul (float32 sgemm; on CUDA also bfloat16) in the
+Peak: the median GFLOP/s of a large square matmul (float32 and bfloat16) in the
 same process. Model FLOP utilisation (MFU) = 2 x analytic MACs (hilocli.flops, the authors'
 convention) x images/s / peak of the dtype's matmul. `--compile` adds torch.compile rows and
 prints the compile time (first call) apart. `--baseline DIR` (a hilocli tree, e.g. from
@@ -28,30 +28,15 @@ from rich.console import Console
 from rich.table import Table
 
 from hilocli.flops.analytic import model_cost
+from hilocli.flops.kernels import matmul_peak, seconds_of
 from hilocli.models import create_model
 from hilocli.runtime import forward_context, resolve_precision
 
 
 def timer(device: torch.device):
     """A function (call) -> seconds that is honest on the device (CUDA events on a GPU)."""
-    if device.type == "cuda":
-
-        def cuda_time(call) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000
-
-        return cuda_time
-
-    def cpu_time(call) -> float:
-        t0 = time.perf_counter()
-        call()
-        return time.perf_counter() - t0
-
-    return cpu_time
+    cuda = device.type == "cuda"
+    return lambda call: seconds_of(call, cuda)
 
 
 def measure(call, device: torch.device, repeats: int) -> list[float]:
@@ -63,15 +48,6 @@ def measure(call, device: torch.device, repeats: int) -> list[float]:
             break
         prev = now
     return [clock(call) for _ in range(repeats)]
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
-    """GFLOP/s of an n x n x n matmul (n = 2048 on CPU, 8192 on CUDA), median of the runs."""
-    n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = measure(lambda: a @ b, device, repeats)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def load_baseline(tree: Path, cfg):
@@ -96,11 +72,10 @@ def main() -> None:
     con = Console()
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        peaks = {"float32": matmul_peak(device, torch.float32, args.repeats)}
+        peaks = {"float32": matmul_peak(device, "float32", args.repeats)}
+        peaks["bfloat16"] = matmul_peak(device, "bfloat16", args.repeats)
         if device.type == "cuda":
-            peaks["bfloat16"] = peaks["float16"] = matmul_peak(device, torch.bfloat16, args.repeats)
-        else:  # CPU autocast runs the big matmuls in bfloat16 only where the CPU has it
-            peaks["bfloat16"] = matmul_peak(device, torch.bfloat16, args.repeats)
+            peaks["float16"] = peaks["bfloat16"]
         model = create_model(args.model).eval().to(device)
         res = args.resolution
         gflop_per_img = model_cost(model.cfg, res).flops / 1e9

@@ -22,6 +22,7 @@ decode + forward.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -67,7 +68,7 @@ def main() -> None:
     from hilocli.images import find_images, load_many
     from hilocli.models import create_model
     from hilocli.runtime import resolve_device
-    from hilocli.spectrum import SpectrumCollector, SpectrumRequest, SpectrumSettings, run
+    from hilocli.spectrum import SpectrumCollector, SpectrumRequest, SpectrumSettings, run, verdict
     from hilocli.spectrum.render import write_outputs
     from hilocli.spectrum.run import choose_layers
     from hilocli.weights import WeightsRequest
@@ -117,15 +118,7 @@ def main() -> None:
                 for x in batches:
                     model(x)
 
-        def analyse():
-            with SpectrumCollector(model, layers, settings) as col:
-                for x in batches:
-                    col.add_batch(x)
-            col.finish()
-
         def analyse_with(**flags):
-            import dataclasses
-
             variant = dataclasses.replace(settings, **flags)
 
             def go():
@@ -137,13 +130,11 @@ def main() -> None:
             return go
 
         def judge():
-            from hilocli.spectrum import verdict
-
             verdict(np.random.default_rng(0).normal(0.1, 0.1, (n, len(layers))))
 
         optional = [
             f.name
-            for f in __import__("dataclasses").fields(SpectrumSettings)
+            for f in dataclasses.fields(SpectrumSettings)
             if f.type in ("bool", bool) and f.default is False
         ]
 
@@ -154,7 +145,7 @@ def main() -> None:
         rows = {
             "decode": timed(decode, args.repeats, device),
             "forward": timed(forward, args.repeats, device),
-            "fwd+anal.": timed(analyse, args.repeats, device),
+            "fwd+anal.": timed(analyse_with(), args.repeats, device),
             **{f"+ {o}": timed(analyse_with(**{o: True}), args.repeats, device) for o in optional},
             "verdict": timed(judge, args.repeats, device),
             "end to end": [t - build_s for t in timed(end_to_end, args.repeats, device)],

@@ -49,7 +49,7 @@ def capture_any(
 
         return hook
 
-    def on_output(rec: LayerCapture, attr: str, module):
+    def on_output(rec: LayerCapture, attr: str):
         def hook(_mod, _args, out):
             if rec.grid is None:
                 raise HiloError(f"layer {rec.layer.index}: {attr} ran before the layer's input")
@@ -88,7 +88,7 @@ def capture_any(
             for proj, attr in (("h_proj", "hifi_out"), ("l_proj", "lofi_out")):
                 if info.hifi_heads if proj == "h_proj" else info.lofi_heads:
                     sub = getattr(module, proj)
-                    handles.append(sub.register_forward_hook(on_output(rec, attr, module)))
+                    handles.append(sub.register_forward_hook(on_output(rec, attr)))
             handles.append(module.register_forward_hook(finish(rec, module), with_kwargs=True))
         yield cap
     finally:

@@ -63,10 +63,6 @@ class Provenance:
         what = f"{self.variant} released weights" if self.source == "pretrained" else "checkpoint"
         return f"{what} {self.path} (sha256 {self.sha256})"
 
-    def inferred_notes(self) -> list[str]:
-        """One line per inferred setting: value, source and ambiguity."""
-        return [f.describe() for f in self.inferred]
-
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "inferred"}
         return {

@@ -12,6 +12,7 @@ from typing import Any
 
 from hilocli.checkpoint import DEFAULT_MODEL
 from hilocli.errors import UsageError
+from hilocli.info_any import info_record
 from hilocli.models.config import VARIANTS, LITv2Config, Preprocess, split_heads
 from hilocli.models.geometry import (
     LayerGeometry,
@@ -130,12 +131,9 @@ class InfoResult:
     environment: dict[str, Any]
 
     def to_record(self) -> RunRecord:
-        return RunRecord(
-            command="info",
-            settings=self.settings,
-            weights=self.weights.to_dict(),
-            environment=self.environment,
-            results={
+        return info_record(
+            self,
+            {
                 "model": self.name,
                 "config": self.cfg.to_dict(),
                 "num_params": self.num_params,

@@ -10,6 +10,18 @@ from typing import Any
 from hilocli.output import RunRecord
 
 
+def info_record(result, results: dict[str, Any]) -> RunRecord:
+    """The `hilo info` record of a result (LITv2 or user model): its settings, weights and
+    environment around `results`."""
+    return RunRecord(
+        command="info",
+        settings=result.settings,
+        weights=result.weights.to_dict(),
+        environment=result.environment,
+        results=results,
+    )
+
+
 def in_channels(model) -> int:
     """Input channels of the model: the first Conv2d's, else 3."""
     import torch.nn as nn
@@ -30,12 +42,9 @@ class AnyInfoResult:
     environment: dict[str, Any]
 
     def to_record(self) -> RunRecord:
-        return RunRecord(
-            command="info",
-            settings=self.settings,
-            weights=self.weights.to_dict(),
-            environment=self.environment,
-            results={
+        return info_record(
+            self,
+            {
                 "model": self.name,
                 "num_params": self.num_params,
                 "input_size": list(self.input_size),

@@ -183,9 +183,6 @@ class UserProvenance:
             return f"random init of {model} (seed {self.seed})"
         return f"{model} with checkpoint {self.path} (sha256 {self.sha256})"
 
-    def inferred_notes(self) -> list[str]:
-        return []
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,

@@ -232,7 +232,8 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     points = request.query_points
     queries = user_queries(prepared, points) if points else default_queries(prepared)
     geoms = [layer_geometry(info, cfg, prepared.input_size) for info in infos] if cfg else None
-    columns = [head_columns(info, request.head_spec) for info in infos]
+    heads = request.head_spec
+    columns = [head_columns(info, heads) for info in infos]
     if request.save_raw and cfg:
         _check_raw_budget(request, infos, cfg, prepared.input_size, res)
 

@@ -239,7 +239,7 @@ def run_case(case: BenchCase) -> BenchResult:
     """Time one case in this process (the child side on CPU; the CUDA path)."""
     import torch
 
-    from hilocli.flops.kernels import cuda_seconds, forced, kernels_used, set_explicit
+    from hilocli.flops.kernels import forced, kernels_used, seconds_of, set_explicit
 
     if case.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {case.dtype!r}")
@@ -273,17 +273,10 @@ def run_case(case: BenchCase) -> BenchResult:
         else:
             reset = _reset_peak_rss()
             base = _status_bytes("VmRSS")
-        seconds = []
         with torch.inference_mode(), forced(case.sdpa_backend):
             kernels = kernels_used(call)  # one profiled call (not timed)
             warmup_runs, settled = warm_up(call, case.warmup)
-            for _ in range(case.repeats):
-                if cuda:
-                    seconds.append(cuda_seconds(call))
-                    continue
-                t0 = time.perf_counter()
-                call()
-                seconds.append(time.perf_counter() - t0)
+            seconds = [seconds_of(call, cuda) for _ in range(case.repeats)]
         if cuda:
             peak = torch.cuda.max_memory_allocated(dev) - base
             kind = "CUDA max_memory_allocated growth over weights and input"

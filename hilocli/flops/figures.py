@@ -122,33 +122,31 @@ def sweep_figure(
     def by_name(p: SweepPoint, name: str):
         return next(a for a in p.attention if a.name == name)
 
-    ax = axes[0]
-    for name in ATTENTION_TYPES:
-        ax.plot(
-            res,
-            [by_name(p, name).macs / 1e9 for p in points],
-            "o-",
-            ms=3,
-            color=_COLOURS[name],
-            label=labels.get(name, name),
-        )
-    ax.set_yscale("log")
-    ax.set_title(f"one attention layer (dim {first.dim}, {first.num_heads} heads)", fontsize=9)
-    ax.set_ylabel("GMACs per image")
-
-    ax = axes[1]
-    for name in ATTENTION_TYPES:
-        ax.plot(
-            res,
-            [by_name(p, name).attn_matrix_bytes / 2**20 for p in points],
-            "o-",
-            ms=3,
-            color=_COLOURS[name],
-            label=labels.get(name, name),
-        )
-    ax.set_yscale("log")
-    ax.set_title(f"attention matrices ({dtype}, batch {batch_size})", fontsize=9)
-    ax.set_ylabel("MiB")
+    panels = (
+        (
+            lambda a: a.macs / 1e9,
+            f"one attention layer (dim {first.dim}, {first.num_heads} heads)",
+            "GMACs per image",
+        ),
+        (
+            lambda a: a.attn_matrix_bytes / 2**20,
+            f"attention matrices ({dtype}, batch {batch_size})",
+            "MiB",
+        ),
+    )
+    for ax, (value, title, ylabel) in zip(axes, panels):
+        for name in ATTENTION_TYPES:
+            ax.plot(
+                res,
+                [value(by_name(p, name)) for p in points],
+                "o-",
+                ms=3,
+                color=_COLOURS[name],
+                label=labels.get(name, name),
+            )
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel)
 
     ax = axes[2]
     if bench:

@@ -82,6 +82,15 @@ def cuda_seconds(call) -> float:
     return start.elapsed_time(end) / 1000
 
 
+def seconds_of(call, cuda: bool) -> float:
+    """One call timed: CUDA events on a GPU, else the host's perf_counter."""
+    if cuda:
+        return cuda_seconds(call)
+    t0 = time.perf_counter()
+    call()
+    return time.perf_counter() - t0
+
+
 def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
     """GFLOP/s of an n x n @ n x n matmul (n 2048 on CPU, 8192 on CUDA), median after warm-up."""
     import torch
@@ -91,12 +100,10 @@ def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
     a = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
     b = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
 
+    cuda = dev.type == "cuda"
+
     def once() -> float:
-        if dev.type == "cuda":
-            return cuda_seconds(lambda: a @ b)
-        t0 = time.perf_counter()
-        a @ b
-        return time.perf_counter() - t0
+        return seconds_of(lambda: a @ b, cuda)
 
     with torch.inference_mode():
         for _ in range(2):

@@ -71,10 +71,6 @@ def to_authors(obj: object) -> tuple[dict[str, Any], str | None]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _birder_stage_has_attn(sd: Mapping[str, Any], k: int) -> bool:
-    return any(re.match(rf"body\.stage{k}\.blocks\.\d+\.attn\.", key) for key in sd)
-
-
 def _from_birder(sd: dict[str, Any]) -> dict[str, Any]:
     rules = [
         (r"stem\.0\.(.+)$", lambda m: f"patch_embed.proj.{m[1]}"),

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hilocli.models.geometry import padded_grid
+
 __all__ = ["MSA", "SpatialReductionAttention", "WindowAttention", "build_attention"]
 
 
@@ -94,7 +96,7 @@ class WindowAttention(nn.Module):
         B, N, C = x.shape
         w = self.window
         grid = x.reshape(B, H, W, C)
-        Hp, Wp = -(-H // w) * w, -(-W // w) * w
+        Hp, Wp = padded_grid((H, W), w)
         if (Hp, Wp) != (H, W):
             grid = F.pad(grid, (0, 0, 0, Wp - W, 0, Hp - H))  # (B, Hp, Wp, C)
         G = (Hp // w) * (Wp // w)

@@ -184,9 +184,9 @@ class HiLoView:
         self.scale = scale_of(module, info)
 
     def pad(self, grid):
-        from hilocli.models.hilo_any import _pad
+        from hilocli.models.litv2 import pad_grid
 
-        return _pad(grid, self.window_size)  # (B, Hp, Wp, C)
+        return pad_grid(grid, self.window_size)  # (B, Hp, Wp, C)
 
     def hifi_qkv(self, padded):
         from hilocli.models.hilo_any import hifi_qkv

@@ -18,11 +18,16 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from hilocli.errors import HiloError
 from hilocli.models.geometry import HiLoLayerInfo, padded_grid
-from hilocli.models.litv2 import attention_probs
+from hilocli.models.litv2 import (
+    attention_probs,
+    merge_windows,
+    pad_grid,
+    pooled_qkv,
+    window_qkv,
+)
 
 
 def input_grid(info: HiLoLayerInfo, channels: int, args: tuple, kwargs: dict):
@@ -72,35 +77,18 @@ def branch_grid(out: torch.Tensor, batch: int, grid: tuple[int, int], s: int, wh
     raise HiloError(f"{what}: cannot place its output {tuple(out.shape)} on the {H}x{W} token grid")
 
 
-def _pad(x: torch.Tensor, s: int) -> torch.Tensor:
-    H, W = x.shape[1:3]
-    return F.pad(x, (0, 0, 0, (-W) % s, 0, (-H) % s)) if s > 1 else x
-
-
 def hifi_qkv(module: nn.Module, info: HiLoLayerInfo, grid: torch.Tensor):
     """Grid (B, H, W, C) -> q, k, v each (B, G, h, s*s, d) through module.h_qkv (padded)."""
-    s, h, d = info.window_size, info.hifi_heads, info.head_dim
-    x = _pad(grid, s)  # (B, Hp, Wp, C)
-    B, Hp, Wp, C = x.shape
-    G = (Hp // s) * (Wp // s)
-    x = x.reshape(B, Hp // s, s, Wp // s, s, C).transpose(2, 3).reshape(B, G, s * s, C)
-    qkv = module.h_qkv(x).reshape(B, G, s * s, 3, h, d)
-    return qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)
+    s = info.window_size
+    return window_qkv(module.h_qkv, pad_grid(grid, s), s, info.hifi_heads, info.head_dim)
 
 
 def lofi_qkv(module: nn.Module, info: HiLoLayerInfo, grid: torch.Tensor, pooling: str = "pad"):
     """Grid (B, H, W, C) -> q (B, h, N, d) on the padded grid ("pad") or the grid itself
     ("floor"), k and v (B, h, M, d) from s x s average-pooled tokens."""
-    s, h, d = info.window_size, info.lofi_heads, info.head_dim
-    x = _pad(grid, s) if pooling == "pad" else grid
-    B, Hq, Wq, C = x.shape
-    q = module.l_q(x).reshape(B, Hq * Wq, h, d).transpose(1, 2)
-    if s > 1:
-        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), s, s).flatten(2).transpose(1, 2)  # (B, M, C)
-    else:
-        pooled = x.reshape(B, Hq * Wq, C)
-    k, v = module.l_kv(pooled).reshape(B, -1, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
-    return q, k, v
+    s = info.window_size
+    x = pad_grid(grid, s) if pooling == "pad" else grid
+    return pooled_qkv(module.l_q, module.l_kv, x, s, info.lofi_heads, info.head_dim)
 
 
 def scale_of(module: nn.Module, info: HiLoLayerInfo) -> float:
@@ -118,9 +106,7 @@ def recompute(module: nn.Module, info: HiLoLayerInfo, grid: torch.Tensor, poolin
     if info.hifi_heads:
         q, k, v = hifi_qkv(module, info, grid)
         hifi_p = attention_probs(q, k, scale)  # (B, G, h, s*s, s*s)
-        Hp, Wp = padded_grid((H, W), s)
-        o = (hifi_p @ v).transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, -1)
-        o = o.transpose(2, 3).reshape(B, Hp, Wp, -1)
+        o = merge_windows(hifi_p @ v, *padded_grid((H, W), s), s)  # (B, Hp, Wp, h*d)
         hifi_out = module.h_proj(o)[:, :H, :W]  # (B, H, W, h_dim)
     if info.lofi_heads:
         q, k, v = lofi_qkv(module, info, grid, pooling)

@@ -93,6 +93,52 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Ten
     return ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)  # (..., Nq, Nk)
 
 
+# The pieces of HiLo's maths, through given projections: hilo's `HiLo` and any model's HiLo
+# module (`hilocli.models.hilo_any`) share them.
+
+
+def pad_grid(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Zero-pad a (B, H, W, C) grid at the bottom/right to multiples of the window size s."""
+    H, W = x.shape[1:3]
+    if s > 1 and (H % s or W % s):
+        x = F.pad(x, (0, 0, 0, (-W) % s, 0, (-H) % s))
+    return x
+
+
+def window_qkv(h_qkv: nn.Module, x: torch.Tensor, s: int, heads: int, head_dim: int):
+    """Padded grid (B, Hp, Wp, C) -> q, k, v, each (B, G, h, s*s, d), windows row-major
+    (h_qkv output order q, k, v then heads)."""
+    B, Hp, Wp, C = x.shape
+    G = (Hp // s) * (Wp // s)
+    x = x.reshape(B, Hp // s, s, Wp // s, s, C).transpose(2, 3)  # (B, Hg, Wg, s, s, C)
+    x = x.reshape(B, G, s * s, C)  # (B, G, s*s, C)
+    qkv = h_qkv(x).reshape(B, G, s * s, 3, heads, head_dim)
+    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, G, h, s*s, d)
+    return q, k, v
+
+
+def merge_windows(out: torch.Tensor, Hp: int, Wp: int, s: int) -> torch.Tensor:
+    """Windowed attention output (B, G, h, s*s, d) -> (B, Hp, Wp, h*d) back on the grid."""
+    B = out.shape[0]
+    out = out.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, -1)
+    return out.transpose(2, 3).reshape(B, Hp, Wp, -1)
+
+
+def pooled_qkv(l_q: nn.Module, l_kv: nn.Module, x: torch.Tensor, s: int, heads: int, head_dim: int):
+    """Grid (B, Hq, Wq, C) -> q (B, h, Hq*Wq, d), k and v (B, h, M, d) from s x s average-pooled
+    tokens (l_kv output order k, v then heads)."""
+    B, Hq, Wq, C = x.shape
+    q = l_q(x).reshape(B, Hq * Wq, heads, head_dim).transpose(1, 2)
+    if s > 1:
+        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), s, s)  # (B, C, Hq/s, Wq/s)
+        pooled = pooled.flatten(2).transpose(1, 2)  # (B, M, C)
+    else:
+        pooled = x.reshape(B, Hq * Wq, C)  # (B, M=N, C)
+    kv = l_kv(pooled).reshape(B, -1, 2, heads, head_dim)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, M, d)
+    return q, k, v
+
+
 class HiLo(nn.Module):
     """HiLo attention. Hi-Fi heads attend inside s x s windows; Lo-Fi heads attend to s x s
     average-pooled keys and values. With window_size 1 it is plain multi-head self-attention
@@ -140,36 +186,15 @@ class HiLo(nn.Module):
     # -- the pieces -------------------------------------------------------------------------
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad a (B, H, W, C) grid at the bottom/right to multiples of the window size."""
-        s = self.window_size
-        H, W = x.shape[1:3]
-        if s > 1 and (H % s or W % s):
-            x = F.pad(x, (0, 0, 0, (-W) % s, 0, (-H) % s))
-        return x
+        return pad_grid(x, self.window_size)
 
     def hifi_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Padded grid (B, Hp, Wp, C) -> q, k, v, each (B, G, h, s*s, d), windows row-major."""
-        B, Hp, Wp, C = x.shape
-        s = self.window_size
-        G = (Hp // s) * (Wp // s)
-        x = x.reshape(B, Hp // s, s, Wp // s, s, C).transpose(2, 3)  # (B, Hg, Wg, s, s, C)
-        x = x.reshape(B, G, s * s, C)  # (B, G, s*s, C)
-        qkv = self.h_qkv(x).reshape(B, G, s * s, 3, self.h_heads, self.head_dim)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, G, h, s*s, d)
-        return q, k, v
+        return window_qkv(self.h_qkv, x, self.window_size, self.h_heads, self.head_dim)
 
     def lofi_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Padded grid (B, Hp, Wp, C) -> q (B, h, Hp*Wp, d), k and v (B, h, M, d)."""
-        B, Hp, Wp, C = x.shape
-        s = self.window_size
-        q = self.l_q(x).reshape(B, Hp * Wp, self.l_heads, self.head_dim).transpose(1, 2)
-        if s > 1:
-            pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), s, s)  # (B, C, Hp/s, Wp/s)
-            pooled = pooled.flatten(2).transpose(1, 2)  # (B, M, C)
-        else:
-            pooled = x.reshape(B, Hp * Wp, C)  # (B, M=N, C)
-        kv = self.l_kv(pooled).reshape(B, -1, 2, self.l_heads, self.head_dim)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, M, d)
-        return q, k, v
+        return pooled_qkv(self.l_q, self.l_kv, x, self.window_size, self.l_heads, self.head_dim)
 
     def _attend(self, q, k, v) -> torch.Tensor:
         if self.need_weights:
@@ -178,12 +203,9 @@ class HiLo(nn.Module):
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
         """Hi-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, h_dim)."""
-        B, Hp, Wp, _ = x.shape
-        s = self.window_size
+        _, Hp, Wp, _ = x.shape
         out = self._attend(*self.hifi_qkv(x))  # (B, G, h, s*s, d)
-        out = out.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, self.h_dim)
-        out = out.transpose(2, 3).reshape(B, Hp, Wp, self.h_dim)  # back on the grid
-        return self.h_proj(out)
+        return self.h_proj(merge_windows(out, Hp, Wp, self.window_size))  # (B, Hp, Wp, h_dim)
 
     def lofi(self, x: torch.Tensor) -> torch.Tensor:
         """Lo-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, l_dim)."""

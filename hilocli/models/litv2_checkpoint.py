@@ -282,6 +282,14 @@ def _head_dim(stages: list[_Stage], solve, option: int | None, trainer: dict) ->
     )
 
 
+def _stated_or_assumed(name: str, trainer: dict, default: Any, why: str) -> InferredField:
+    """The trainer config's value of `name` when it states one, else `default`, assumed."""
+    value = trainer.get(name)
+    if value:
+        return InferredField(name, value, "checkpoint config")
+    return InferredField(name, default, "assumption", why)
+
+
 def infer_config(
     sd: dict,
     window_sizes: list[int] | tuple[int, ...] | None = None,
@@ -305,27 +313,17 @@ def infer_config(
         [stages[i].lofi_channels // d for i in split],
         trainer.get("alpha"),
     )
-    img_size = trainer.get("img_size")
-    size_field = (
-        InferredField("img_size", img_size, "checkpoint config")
-        if img_size
-        else InferredField(
-            "img_size",
-            224,
-            "assumption",
-            "the training resolution is not stored in the weights: 224 assumed; pass --resolution",
-        )
+    size_field = _stated_or_assumed(
+        "img_size",
+        trainer,
+        224,
+        "the training resolution is not stored in the weights: 224 assumed; pass --resolution",
     )
-    prep = trainer.get("preprocess")
-    prep_field = (
-        InferredField("preprocess", prep, "checkpoint config")
-        if prep
-        else InferredField(
-            "preprocess",
-            Preprocess(),
-            "assumption",
-            "not stored in the weights: the released classifiers' evaluation transform",
-        )
+    prep_field = _stated_or_assumed(
+        "preprocess",
+        trainer,
+        Preprocess(),
+        "not stored in the weights: the released classifiers' evaluation transform",
     )
     fc1 = sd.get("layers.0.blocks.0.mlp.fc1.weight")
     cfg = LITv2Config(

@@ -12,60 +12,35 @@ Modules (the data flow of `hilo spectrum`, in order):
 - `figures`: figures from a result; `render`: the output files and the terminal report.
 """
 
-from hilocli.spectrum.analyse import CUTOFFS, analyse_maps, white_noise_reference
+from hilocli.spectrum.analyse import analyse_maps, white_noise_reference
 from hilocli.spectrum.boundary import periodic_smooth
-from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
-from hilocli.spectrum.collect import LayerSpectra, SpectrumCollector
-from hilocli.spectrum.depth import DepthCurve
-from hilocli.spectrum.grid import grid_spectrum
+from hilocli.spectrum.branch import BranchAccumulator
+from hilocli.spectrum.collect import SpectrumCollector
 from hilocli.spectrum.measures import (
-    BRANCH_LABELS,
-    BRANCHES,
-    EPS,
-    PER_IMAGE_FIELDS,
-    VERDICT_METRIC,
-    FrequencyAxes,
     SpectrumSettings,
     axis_grid_marks,
-    fft_maps,
     frequency_axes,
     hann_window,
     paper_channel_range,
-    radial_profile,
 )
-from hilocli.spectrum.run import ControlResult, SpectrumRequest, SpectrumResult, run
-from hilocli.spectrum.stats import Verdict, layer_deltas, summary_line, verdict
+from hilocli.spectrum.run import SpectrumRequest, SpectrumResult, run
+from hilocli.spectrum.stats import layer_deltas, summary_line, verdict
 
 __all__ = [
-    "BRANCHES",
-    "BRANCH_LABELS",
-    "EPS",
-    "PER_IMAGE_FIELDS",
-    "VERDICT_METRIC",
     "BranchAccumulator",
-    "BranchSpectrum",
-    "ControlResult",
-    "FrequencyAxes",
-    "LayerSpectra",
     "SpectrumCollector",
     "SpectrumRequest",
     "SpectrumResult",
     "SpectrumSettings",
+    "analyse_maps",
     "axis_grid_marks",
-    "fft_maps",
     "frequency_axes",
     "hann_window",
-    "analyse_maps",
-    "white_noise_reference",
-    "periodic_smooth",
-    "grid_spectrum",
-    "DepthCurve",
-    "CUTOFFS",
+    "layer_deltas",
     "paper_channel_range",
-    "radial_profile",
+    "periodic_smooth",
     "run",
     "summary_line",
-    "Verdict",
-    "layer_deltas",
     "verdict",
+    "white_noise_reference",
 ]

@@ -167,12 +167,30 @@ class SpectrumCollector:
         self._stream.clear()
         self._stack.close()
 
+    def _branch_maps(self):
+        """(maps (B, H, W, C_b), what) of every measured branch of this batch, in order."""
+        for info in self.layers:
+            rec = self._cap.records[info.index]
+            for b in BRANCHES:
+                maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
+                if maps is not None:
+                    yield maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
+
+    def _check_finite(self) -> None:
+        """HiloError naming the first non-finite branch output; one host sync per batch."""
+        floats = [m for m, _ in self._branch_maps() if m.is_floating_point()]
+        if floats and bool(torch.stack([torch.isfinite(m).all() for m in floats]).all()):
+            return
+        for maps, what in self._branch_maps():
+            check_finite(maps, what)
+
     def add_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Forward one batch (B, 3, H, W) and measure it; returns the model's output."""
         if self._cap is None:
             raise RuntimeError("use SpectrumCollector inside a `with` block")
         with torch.no_grad():
             out = self.model(x)
+            self._check_finite()
             for info in self.layers:
                 rec = self._cap.records[info.index]
                 bands = self._stream_bands(info.index, rec.control.shape[:3])
@@ -183,9 +201,6 @@ class SpectrumCollector:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
                         continue
-                    check_finite(
-                        maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
-                    )
                     own = None if b == "control" else bands
                     self.accs[info.index][b].add(maps, own, matched.get(b))  # (B, H, W, C_b)
         self.images += x.shape[0]

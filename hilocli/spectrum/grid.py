@@ -24,6 +24,8 @@ number of separated axes is reported (`grid_axes`), and with none `grid_fraction
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
@@ -38,8 +40,10 @@ def separable_axes(height: int, width: int, window_size: int | None) -> tuple[in
     return sy, sx
 
 
+@lru_cache(maxsize=64)
 def base_axis(n: int, s: int, device) -> torch.Tensor:
-    """Indices of an axis of length n strictly inside the alias cell |f| < 1/(2 s) (all for s 1)."""
+    """Indices of an axis of length n strictly inside the alias cell |f| < 1/(2 s) (all for s 1).
+    Cached (read-only): nonzero() waits for the device, and every batch of every branch asks."""
     f = torch.fft.fftfreq(n, device=device, dtype=torch.float64).abs()  # (n,)
     return torch.arange(n, device=device) if s == 1 else (f < 0.5 / s).nonzero().flatten()
 

@@ -47,8 +47,9 @@ from typing import Any
 import torch
 
 from hilocli.errors import UsageError
-from hilocli.spectrum.analyse import CUTOFFS, ZERO_ENERGY, cutoff_key  # noqa: F401 (re-export)
-from hilocli.spectrum.boundary import BOUNDARIES, hann_window  # noqa: F401 (re-export)
+from hilocli.spectrum.analyse import CUTOFFS, cutoff_key
+from hilocli.spectrum.boundary import BOUNDARIES, hann_window
+from hilocli.spectrum.depth import parkkim_diagonal
 
 EPS = 1e-6  # log(|F| + EPS): absolute guard against log(0)
 BRANCHES = ("hifi", "lofi", "control")
@@ -193,11 +194,7 @@ def frequency_axes(
     # Park & Kim's diagonal: k = 0 .. ceil(L/2) - 1 on the shorter axis L (their roll by L/2 and
     # diag()[L/2:]: no Nyquist point on even L); on the longer axis the nearest sample of the
     # same frequency (exact when the map is square)
-    short = min(height, width)
-    ks = torch.arange(short - short // 2)
-    diag_freq = ks.double() / short  # (K,)
-    rows = torch.round(diag_freq * height).long()
-    cols = torch.round(diag_freq * width).long()
+    diag_freq, rows, cols = (torch.as_tensor(a) for a in parkkim_diagonal(height, width))
     f32 = torch.float32
     return FrequencyAxes(
         height=height,

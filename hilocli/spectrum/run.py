@@ -143,12 +143,11 @@ class SpectrumResult:
     shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
     control: ControlResult | None = None
     depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
+    precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
 
     @property
     def n(self) -> int:
         return len(self.inputs.analysed)
-
-    precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
 
     def settings_dict(self) -> dict[str, Any]:
         return {

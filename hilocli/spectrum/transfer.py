@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from hilocli.models.geometry import padded_grid
+
 ANGLES = (0.0, 45.0, 90.0, 135.0)  # degrees
 
 
@@ -48,7 +50,7 @@ def hifi_gain(attn: torch.Tensor, freqs: torch.Tensor, grid: tuple[int, int]) ->
     B, G, h, ss, _ = attn.shape
     s = math.isqrt(ss)
     H, W = grid
-    Hp, Wp = -(-H // s) * s, -(-W // s) * s
+    Hp, Wp = padded_grid(grid, s)
     waves = sinusoids(freqs, Hp, Wp, attn.device).reshape(-1, Hp // s, s, Wp // s, s)
     waves = waves.transpose(2, 3).reshape(-1, G, ss)  # (F, G, s*s) per window
     a = attn.to(torch.complex128)  # (B, G, h, q, k)
@@ -66,7 +68,7 @@ def lofi_gain(
     B, h, N, M = attn.shape
     s = window_size
     H, W = grid
-    Hp, Wp = -(-H // s) * s, -(-W // s) * s
+    Hp, Wp = padded_grid(grid, s)
     waves = sinusoids(freqs, Hp, Wp, attn.device).reshape(-1, 1, Hp, Wp)  # (F, 1, Hp, Wp)
     if s > 1:
         pooled = torch.complex(
