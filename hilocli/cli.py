@@ -5,6 +5,8 @@
 - Out of memory: one line with what to try, exit 1.
 - Anything else is a bug: one line naming its type and "set HILO_DEBUG=1 for the traceback", exit 1.
 - Ctrl-C: exit 130; SIGTERM: exit 143 (outputs of the run are not written, see `hilocli.output`).
+- Under torchrun/srun only rank 0 prints its line; a failure on another rank reaches rank 0
+  (`hilocli.distributed.agree`), which names the rank.
 With HILO_DEBUG=1 every failure also prints its traceback.
 
 Heavy imports (torch, matplotlib) happen inside the commands so `hilo --help` stays instant.
@@ -87,8 +89,11 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"hilo: error: {message}\n")
-    sys.stderr.flush()
+    from hilocli.distributed import quiet_rank
+
+    if not quiet_rank() or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        sys.stderr.write(f"hilo: error: {message}\n")  # under torchrun/srun: rank 0's line
+        sys.stderr.flush()
     return code
 
 

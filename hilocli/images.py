@@ -299,6 +299,7 @@ class InputSet:
     files: list[Path] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (path, same as)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
+    sha256: dict[Path, str] = field(default_factory=dict)  # file -> content hash (readable ones)
 
 
 def _file_sha256(path: Path) -> str | None:
@@ -354,5 +355,6 @@ def collect_inputs(paths: list[Path], exclude: tuple[Path, ...] = ()) -> InputSe
         by_path[p.resolve()] = p
         if digest is not None:
             by_content[digest] = p
+            found.sha256[p] = digest
         found.files.append(p)
     return found

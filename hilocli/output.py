@@ -23,7 +23,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -260,6 +260,23 @@ class OutputSet:
 
     def json(self, name: str, obj: Any) -> Path:
         return self.text(name, dumps(obj))
+
+    def csv(self, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+        """A CSV with a header row, streamed (rows may be a generator). Floats are written at full
+        precision (shortest repr that reads back exactly); NaN and None as empty cells (pandas
+        reads them as NaN)."""
+        import csv
+
+        def cell(v: Any) -> Any:
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                return ""
+            return repr(v) if isinstance(v, float) else v
+
+        with self._stage(name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            writer.writerows([cell(v) for v in row] for row in rows)
+        return self.path(name)
 
     def figure(self, name: str, fig, **kwargs) -> Path:
         """Save a matplotlib figure (format from the suffix) and close it."""

@@ -18,7 +18,9 @@ def console():
     """The stderr console."""
     from rich.console import Console
 
-    con = Console(stderr=True)
+    from hilocli.distributed import quiet_rank
+
+    con = Console(stderr=True, quiet=quiet_rank())  # under torchrun/srun rank 0 alone speaks
     if not con.is_terminal:
         con.width = WIDTH
     return con
@@ -84,22 +86,83 @@ def table(
     return t
 
 
+PROGRESS_EVERY_ENV = "HILO_PROGRESS_EVERY"  # seconds between plain progress lines (not a tty)
+DEFAULT_PROGRESS_EVERY_S = 30.0
+
+
+def _progress_every() -> float:
+    import os
+
+    raw = os.environ.get(PROGRESS_EVERY_ENV, str(DEFAULT_PROGRESS_EVERY_S))
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return DEFAULT_PROGRESS_EVERY_S
+
+
+def progress_line(label: str, unit: str, done: int, total: int, elapsed_s: float) -> str:
+    """'spectrum: 300/1000 images (30%), 12.5 images/s, 56 s left' (pure: tested)."""
+    rate = done / elapsed_s if elapsed_s > 0 else float("nan")
+    share = f" ({100 * done / total:.0f}%)" if total else ""
+    left = (total - done) / rate if done and rate > 0 else float("nan")
+    eta = "" if left != left else f", {human_seconds(left)} left"
+    speed = "" if rate != rate else f", {rate:.3g} {unit}/s"
+    return f"{label}: {done}/{total} {unit}{share}{speed}{eta}"
+
+
+def human_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 @contextmanager
 def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar on a terminal's stderr; yields the `progress(done, total)` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """Progress on stderr; yields the `progress(done, total)` callback.
 
+    A terminal gets a transient bar with the rate and the time left; anything else (a batch job's
+    log file, a pipe) gets a plain line every HILO_PROGRESS_EVERY seconds (default 30) and one at
+    the end if any was printed, so long runs leave a trace without flooding logs."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    if not con.is_terminal:
+        every, start = _progress_every(), time.monotonic()
+        last = [start, False]  # time of the last line, whether one was printed
+
+        def plain(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= every or (last[1] and done >= total):
+                say(con, progress_line(label, unit, done, total, now - start))
+                last[0], last[1] = now, True
+
+        yield plain
+        return
     with Progress(
         TextColumn(f"[bold]{label}[/] {unit}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
         console=con,
         transient=True,
-        disable=not con.is_terminal,  # files and pipes get no bar (and no stray blank line)
     ) as bar:
-        task = bar.add_task(unit, total=None)
+        task = bar.add_task(unit, total=None, rate="")
+        start = time.monotonic()
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            elapsed = time.monotonic() - start
+            rate = f"{done / elapsed:.3g} {unit}/s" if elapsed > 0 and done else ""
+            bar.update(task, completed=done, total=total, rate=rate)
 
         yield update

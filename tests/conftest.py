@@ -121,3 +121,31 @@ def assert_one_line_error(proc, code: int, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("hilo: error:"), proc.stderr
     for frag in fragments:
         assert frag in lines[0], (frag, lines[0])
+
+
+class PerImageCsv:
+    """A spectrum run's per_image.csv read with the csv module (an independent reader)."""
+
+    def __init__(self, path: Path):
+        import csv
+
+        with Path(path).open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            self.columns = list(reader.fieldnames or [])
+            self.rows = list(reader)
+
+    def values(self, weights: str, layer: int, branch: str, field: str):
+        """One field over images, in image order (empty cells: NaN)."""
+        import numpy as np
+
+        picked = [
+            r
+            for r in self.rows
+            if (r["weights"], int(r["layer"]), r["branch"]) == (weights, layer, branch)
+        ]
+        picked.sort(key=lambda r: int(r["image"]))
+        return np.array([float(r[field]) if r[field] != "" else np.nan for r in picked])
+
+
+def per_image_csv(path: Path) -> PerImageCsv:
+    return PerImageCsv(path)

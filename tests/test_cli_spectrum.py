@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 
 from hilocli.output import RECORD_KEYS
-from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo, run_hilo, strict_json
+from tests.conftest import (
+    SAMPLES,
+    TINY_CKPT,
+    assert_one_line_error,
+    hilo,
+    per_image_csv,
+    strict_json,
+)
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
 RECORD_KEYS = set(RECORD_KEYS)
@@ -87,6 +95,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     assert set(data) == RECORD_KEYS and data["command"] == "spectrum"
     assert data["files"] == {
         "record": str(out / "spectrum.json"),
+        "per_image": str(out / "per_image.csv"),
         "summary_figure": str(out / "spectrum_summary.png"),
         "figure": str(out / "spectrum.png"),
         "paper_figure": str(out / "spectrum_paper.png"),
@@ -94,6 +103,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     assert (out / "spectrum_paper.png").stat().st_size > 0 and (out / "manifest.json").exists()
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
+        "per_image.csv",
         "spectrum.json",
         "spectrum.png",
         "spectrum_paper.png",
@@ -130,16 +140,30 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     # the verdict's numbers are those of the per-image branch vectors
     layers = {entry["index"]: entry for entry in results["layers"]}
     assert layers[2]["comparable"] is False and layers[2]["branches"]["hifi"] is None
-    key = next(k for k in ("hf_fraction_excl_grid", "hf_fraction") if k in
-               layers[0]["branches"]["hifi"]["per_image"])  # fmt: skip
+    # per-image values live in per_image.csv (one row per image, weights, layer, branch)
+    rows = per_image_csv(out / "per_image.csv")
+    assert rows.columns == list(results["per_image"]["columns"])
+    assert len(rows.rows) == 4 * 3 * 8  # images x (model + 2 seeds) x (3 + 3 + 2) branches
+    paths = data["inputs"]["analysed"]
+    for r in rows.rows:  # image index, path and its content hash agree with the inputs
+        assert r["path"] == paths[int(r["image"])]
+        assert r["sha256"] == hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest()
+    for layer in (0, 1, 2):  # the CSV matches the JSON's summaries exactly
+        for b, entry in layers[layer]["branches"].items():
+            if entry is None:
+                assert not rows.values("model", layer, b, "hf_fraction").size
+                continue
+            for field, med in entry["median"].items():
+                vals = rows.values("model", layer, b, field)
+                assert vals.size == 4
+                assert (med is None and np.isnan(vals).all()) or med == np.median(vals)
+    key = "hf_fraction"
     deltas = np.array(
         [
-            np.array(layers[i]["branches"]["hifi"]["per_image"][key])
-            - layers[i]["branches"]["lofi"]["per_image"][key]
+            rows.values("model", i, "hifi", key) - rows.values("model", i, "lofi", key)
             for i in (0, 1)
         ]
     ).T  # (n, 2)
-    np.testing.assert_allclose(results["deltas"], deltas)
     from hilocli.spectrum import verdict as judge
 
     again = judge(deltas, 0.05, 0.05)
@@ -151,7 +175,13 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     assert control["seeds"] == [1, 2]
     assert [s["weights"]["trained"] for s in control["per_seed"]] == [False, False]
     did = control["difference_in_differences"]
-    expected = deltas - np.mean([s["deltas"] for s in control["per_seed"]], axis=0)
+
+    def seed_delta(seed: int, layer: int):
+        hifi = rows.values(f"random:{seed}", layer, "hifi", key)
+        return hifi - rows.values(f"random:{seed}", layer, "lofi", key)
+
+    seed_deltas = [np.array([seed_delta(s, i) for i in (0, 1)]).T for s in (1, 2)]
+    expected = deltas - np.mean(seed_deltas, axis=0)
     assert did["estimate"] == pytest.approx(judge(expected).estimate)
     # the summary figure plotted exactly those numbers
     plotted = seen["summary"]
@@ -163,7 +193,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     )
     assert plotted["columns"][2]["estimate"] == pytest.approx(verdict["estimate"])
     band = plotted["columns"][0]["random_band"]
-    per_seed_means = [np.mean(np.array(s["deltas"])[:, 0]) for s in control["per_seed"]]
+    per_seed_means = [np.mean(d[:, 0]) for d in seed_deltas]
     assert band == pytest.approx([min(per_seed_means), max(per_seed_means)])
     assert "n = 4" in plotted["title"] and "INSUFFICIENT" in plotted["title"]
     entry = layers[1]
@@ -171,7 +201,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     assert (entry["hifi_heads"], entry["lofi_heads"]) == (1, 1)
     for b in ("hifi", "lofi", "control"):
         br = entry["branches"][b]
-        assert all(0.0 <= f <= 1.0 for f in br["per_image"]["hf_fraction"])
+        assert all(0.0 <= f <= 1.0 for f in rows.values("model", 1, b, "hf_fraction"))
         assert br["radial_freq"][1] == pytest.approx(0.25)  # 4 x 4 grid: bins of 1/4
         assert np.array(br["log_amplitude"]).shape == (4, 4)
     # the spectra figure: plotted radial profiles and medians are the JSON's numbers
@@ -184,7 +214,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
             np.testing.assert_allclose(curve["power_rel"], rel[rel > 0])
     for b in ("hifi", "lofi", "control"):
         medians = [
-            float(np.median(layers[i]["branches"][b]["per_image"][key]))
+            float(np.median(rows.values("model", i, b, key)))
             for i in (0, 1, 2)
             if layers[i]["branches"][b] is not None
         ]
@@ -329,17 +359,3 @@ def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
     assert_one_line_error(res, 1, "drawing failed")
     assert sorted(p.name for p in out.iterdir()) == ["spectrum.json"]
     assert (out / "spectrum.json").read_text() == "{}\n"
-
-
-@pytest.mark.slow
-def test_subprocess_end_to_end(image_dir, tmp_path):
-    out = tmp_path / "out"
-    proc = run_hilo(
-        "spectrum", image_dir, *TINY, "--limit", "2", "--layer", "1", "--out", out, "--json"
-    )
-    assert proc.returncode == 0, proc.stderr
-    data = strict_json(proc.stdout)
-    assert data == strict_json((out / "spectrum.json").read_text())
-    assert data["inputs"]["n"] == 2 and "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert any(ln.startswith("verdict: ") for ln in lines[-6:])

@@ -62,6 +62,15 @@ LayerOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--workers",
+        help="Processes decoding images beside the forward (0: in the main process). "
+        "Default: the cores of this process less one, at most 8. Results do not depend on it.",
+        show_default=False,
+    ),
+]
 LimitOpt = Annotated[
     Optional[int],
     typer.Option("--limit", help="Use at most this many distinct images (after sorting)."),
@@ -137,6 +146,7 @@ def spectrum(
     resolution: ResolutionOpt = None,
     no_crop: NoCropOpt = False,
     batch_size: BatchOpt = 16,
+    workers: WorkersOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
     dtype: DtypeOpt = DtypeChoice.auto,
     tf32: TF32Opt = False,
@@ -176,6 +186,7 @@ def spectrum(
         resolution=resolution,
         crop=not no_crop,
         batch_size=batch_size,
+        workers=workers,
         device=device.value,
         limit=limit,
         out=out,
@@ -194,6 +205,8 @@ def spectrum(
     con = console()
     with progress_bar(con, "spectrum", "images") as progress:
         result = run(request, progress)
+    if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
+        return
     record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:

@@ -49,12 +49,13 @@ class BranchSpectrum:
         """The diagonal's frequency as an angle 0 .. pi (pi = Nyquist), Park & Kim's axis."""
         return 2 * np.pi * self.parkkim_freq
 
-    def to_dict(self, maps: bool = True) -> dict[str, Any]:
+    def to_dict(self, maps: bool = True, per_image: bool = False) -> dict[str, Any]:
+        """Summaries (median, mean of each per-image field over images); the per-image values
+        themselves only with per_image=True (runs write them to per_image.csv)."""
         out: dict[str, Any] = {
             "branch": self.branch,
             "channels": self.channels,
             "n_images": self.n_images,
-            "per_image": {k: v.tolist() for k, v in self.per_image.items()},
             "median": {k: float(np.median(v)) for k, v in self.per_image.items()},
             "mean": {k: float(np.mean(v)) for k, v in self.per_image.items()},
             "grid": list(self.grid),
@@ -67,6 +68,8 @@ class BranchSpectrum:
             "parkkim_rel_log_amplitude": self.parkkim_rel_log_amplitude.tolist(),
             "paper_channels": self.paper_channels,
         }
+        if per_image:
+            out["per_image"] = {k: v.tolist() for k, v in self.per_image.items()}
         if maps:
             out.update(
                 freq_y=self.freq_y.tolist(),

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from hilocli.output import OutputSet, RunRecord
+from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCHES
 from hilocli.spectrum.run import SpectrumResult
@@ -40,6 +41,7 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
     """Role -> file name of every file a run writes into --out."""
     names = {
         "record": "spectrum.json",
+        "per_image": export.FILE_NAME,
         "summary_figure": f"spectrum_summary.{fmt}",
         "figure": f"spectrum.{fmt}",
     }
@@ -63,6 +65,7 @@ def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRec
             files.figure(names["depth_figure"], summary.depth_figure(result)[0], dpi=110)
         if "paper_figure" in names:
             files.figure(names["paper_figure"], figures.paper_figure(result)[0], dpi=110)
+        files.csv(names["per_image"], export.COLUMNS, export.per_image_rows(result))
         files.json(names["record"], record)
     return record
 

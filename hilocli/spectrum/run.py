@@ -53,6 +53,7 @@ class SpectrumRequest:
     depth: bool = False  # Park & Kim's depth curve over every block (main model only)
     dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
     tf32: bool = False
+    workers: int | None = None  # decoding processes; None: hilocli.batches.default_workers
 
     @property
     def seed(self) -> int:
@@ -76,6 +77,8 @@ class SpectrumRequest:
             raise UsageError("give at least one image file or folder")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers is not None and not 0 <= self.workers <= 64:
+            raise UsageError(f"--workers must lie in 0..64, got {self.workers}")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be >= 1, got {self.limit}")
         if self.resolution is not None:
@@ -144,6 +147,9 @@ class SpectrumResult:
     control: ControlResult | None = None
     depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
     precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
+    control_layers: list[list[LayerSpectra]] = field(default_factory=list)  # per control seed
+    sha256: dict[str, str] = field(default_factory=dict)  # analysed path -> content SHA-256
+    processes: dict[str, Any] = field(default_factory=dict)  # workers, world size, launcher
 
     @property
     def n(self) -> int:
@@ -158,14 +164,20 @@ class SpectrumResult:
             "tested_layers": self.tested,
             "resolution": self.resolution,
             "device": self.device,
+            **self.processes,
         }
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
+        from hilocli.spectrum import export
+
         results = {
             "model": self.model_name,
             "n": self.n,
             "tested_layers": self.tested,
-            "deltas": self.deltas,
+            "per_image": {  # the values themselves: one CSV row per image, weights, layer, branch
+                "file": export.FILE_NAME,
+                "columns": list(export.COLUMNS),
+            },
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "verdict_line": self.verdict_line,
             "layers": [s.to_dict() for s in self.layers],
@@ -233,6 +245,16 @@ class Measured:
     depth: Any = None  # the first model's DepthCurve when settings.depth
 
 
+@dataclass
+class _Shard:
+    """What one process fed its collectors (keys order images as a single process would)."""
+
+    keys: list[tuple[int, int]] = field(default_factory=list)  # one per batch
+    analysed: list[tuple[tuple[int, int, int], str]] = field(default_factory=list)
+    skipped: list[tuple[tuple[int, int], tuple[Path, str]]] = field(default_factory=list)
+    shown: list[tuple[tuple[int, int, int], Any]] = field(default_factory=list)
+
+
 def measure(
     models: list[Any],
     layers: list[int],
@@ -245,43 +267,78 @@ def measure(
     progress: Progress | None = None,
     preprocess=None,  # a user model's --mean/--std (None: the released preprocessing)
     precision: Any = None,
-) -> Measured:
-    """Decode `paths` batch by batch and feed every batch to each model's collector."""
+    workers: int = 0,
+    where: Any = None,  # hilocli.distributed.Placement; None: one process
+) -> Measured | None:
+    """Decode `paths` (hilocli.batches: `workers` processes) and feed every batch to each model's
+    collector. Several processes: each measures its chunks, rank 0 gathers and merges them and
+    returns the result; the other ranks return None."""
     import torch
 
+    from hilocli.batches import chunk_count, image_chunks
+    from hilocli.distributed import SINGLE, agree, gather, ordered, shard
     from hilocli.runtime import forward_context, resolve_precision, to_device
-    from hilocli.spectrum.collect import SpectrumCollector, decode_chunks
+    from hilocli.spectrum.collect import SpectrumCollector
+    from hilocli.spectrum.shards import collector_part, merge_parts
 
     precision = precision or resolve_precision("float32", device)
-
-    analysed: list[str] = []
-    skipped: list[tuple[Path, str]] = []
-    shown: list[Any] = []
-    done = 0
+    where = where or SINGLE
+    cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
         cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
-        for chunk in decode_chunks(paths, resolution, crop, batch_size, preprocess):
-            skipped += chunk.skipped
-            for group in chunk.groups:
-                x = to_device(torch.stack([p.tensor for p in group]), device)  # (B, 3, H, W)
-                with forward_context(precision):
-                    for col in cols:
-                        col.add_batch(x)
-                analysed += [str(p.path) for p in group]
-                shown += [p.display for p in group][: MAX_SHOWN - len(shown)]
-            done += chunk.files
-            if progress is not None:
-                progress(done, len(paths))
-        depth = cols[0].depth_curve() if settings.depth and analysed else None
-    if not analysed:
-        raise HiloError(
-            f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
-        )
+
+        def feed() -> _Shard:
+            mine, done = _Shard(), 0
+            chunks = image_chunks(
+                paths, resolution, crop, batch_size, preprocess, workers=workers,
+                pin_memory=cuda, where=where, keep_displays=MAX_SHOWN,
+            )  # fmt: skip
+            total = sum(  # files in this process's chunks
+                len(paths[i * batch_size : (i + 1) * batch_size])
+                for i in shard(chunk_count(len(paths), batch_size), where)
+            )
+            for chunk in chunks:
+                mine.skipped += [((chunk.index, j), s) for j, s in enumerate(chunk.skipped)]
+                for group in chunk.groups:
+                    x = to_device(group.x, device)  # (B, 3, H, W)
+                    with forward_context(precision), torch.no_grad():
+                        for col in cols:
+                            col.add_batch(x)
+                    mine.keys.append(group.key)
+                    mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
+                    mine.shown += [
+                        ((*group.key, i), d) for i, d in enumerate(group.displays) if d is not None
+                    ]
+                done += chunk.files
+                if progress is not None:
+                    progress(done, total)
+            return mine
+
+        shards = [agree(where, feed)]
+        if where.distributed:
+            parts = gather(where, (shards[0], [collector_part(c, shards[0].keys) for c in cols]))
+            if parts is None:  # not rank 0: its share is sent
+                return None
+            for k, col in enumerate(cols):
+                merge_parts(col, [p[1][k] for p in parts])
+            shards = [p[0] for p in parts]
+        analysed = ordered([s.analysed for s in shards])
+        skipped = ordered([s.skipped for s in shards])
+        shown = ordered([s.shown for s in shards])[:MAX_SHOWN]
+        if not analysed:
+            raise HiloError(
+                f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
+            )
+        depth = cols[0].depth_curve() if settings.depth else None
     return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
-def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumResult:
-    """Measure the chosen layers over the inputs and judge the claim (see the module docstring)."""
+def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumResult | None:
+    """Measure the chosen layers over the inputs and judge the claim (see the module docstring).
+    Under torchrun/srun every process measures its share; rank 0 gets the result, the others
+    None (hilocli.distributed)."""
+    from hilocli.batches import default_workers
+    from hilocli.distributed import agree, placement, process_group, rank_device
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import environment, resolve_device, resolve_precision
@@ -293,32 +350,39 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     paths = found.files[: request.limit]
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
-    device = resolve_device(request.device)
+    where = placement()
+    device = rank_device(resolve_device(request.device), where)
+    workers = default_workers(where) if request.workers is None else request.workers
     # auto = float32 on every device: bfloat16 rounding swamps the Lo-Fi output's small
     # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
-    loaded = request.weights.load(device)
-    cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
-    resolution = request.resolution or (cfg.img_size if cfg else 224)
-    check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
-    layers = choose_layers(loaded.model, request.layers)
-    twins = []
-    if request.control == "random":
-        seeds = control_seeds(request.seed, request.control_seeds)
-        twins = [random_twin(loaded, s, device) for s in seeds]
-    done = measure(
-        [loaded.model, *(t.model for t in twins)],
-        layers,
-        settings,
-        paths,
-        resolution,
-        request.crop,
-        request.batch_size,
-        device,
-        progress,
-        precision=precision,
-        preprocess=None if cfg else loaded.preprocess,
-    )
+    with process_group(where, device):
+        loaded = agree(where, lambda: request.weights.load(device))
+        cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
+        resolution = request.resolution or (cfg.img_size if cfg else 224)
+        check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
+        layers = choose_layers(loaded.model, request.layers)
+        twins = []
+        if request.control == "random":
+            seeds = control_seeds(request.seed, request.control_seeds)
+            twins = [random_twin(loaded, s, device) for s in seeds]
+        done = measure(
+            [loaded.model, *(t.model for t in twins)],
+            layers,
+            settings,
+            paths,
+            resolution,
+            request.crop,
+            request.batch_size,
+            device,
+            progress,
+            precision=precision,
+            preprocess=None if cfg else loaded.preprocess,
+            workers=workers,
+            where=where,
+        )
+    if done is None:  # a rank other than 0: rank 0 judges, draws and writes
+        return None
     judged = judge(done.spectra[0], request, loaded.provenance)
     control = None
     if twins:
@@ -346,4 +410,7 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         control=control,
         depth=done.depth,
         precision=precision.to_dict(),
+        control_layers=done.spectra[1:],
+        sha256={str(p): d for p, d in found.sha256.items()},
+        processes={"workers": workers, **where.to_dict()},
     )

@@ -199,10 +199,9 @@ class ControlResult:
             "seeds": self.seeds,
             "note": "random weights: these numbers concern the architecture, not a trained model",
             "per_seed": [
-                {"weights": w.to_dict(), "verdict": v.to_dict(), "deltas": d}
-                for w, v, d in zip(self.weights, self.verdicts, self.deltas)
+                {"weights": w.to_dict(), "verdict": None if v is None else v.to_dict()}
+                for w, v in zip(self.weights, self.verdicts)
             ],
-            "mean_deltas": self.deltas.mean(axis=0),
             "difference_in_differences": None if self.did is None else self.did.to_dict(),
             "verdict_line": self.did_line,
         }
