@@ -102,8 +102,9 @@ def main() -> None:
     ap.add_argument("--rss-at", default="250,1000")
     args = ap.parse_args()
     con = Console(stderr=True)
-    weights = ["--checkpoint", str(TINY)] if args.model == "tiny" else ["--model", args.model,
-                                                                          "--random-init"]  # fmt: skip
+    weights = ["--checkpoint", str(TINY)]
+    if args.model != "tiny":
+        weights = ["--model", args.model, "--random-init"]
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_folder(Path(tmp) / "images", args.images)
@@ -130,7 +131,8 @@ def main() -> None:
             con.print(f"{rows[-1][0]}: {args.images / wall:.1f} images/s")
         if args.processes > 1:
             wall, rss = spectrum(["--workers", "1"], procs=args.processes)
-            rows.append((f"{args.processes} processes (torchrun), workers 1", args.images, wall, rss))
+            name = f"{args.processes} processes (torchrun), workers 1"
+            rows.append((name, args.images, wall, rss))
         for k in [int(v) for v in args.rss_at.split(",")]:
             wall, rss = spectrum(["--workers", "1"], limit=k)
             rows.append((f"1 process, workers 1, first {k} images", k, wall, rss))

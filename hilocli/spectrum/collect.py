@@ -3,10 +3,9 @@ collector that hooks the model (`hilocli.capture`) and feeds each branch's accum
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -222,31 +221,3 @@ class SpectrumCollector:
                 )
             )
         return out
-
-
-@dataclass
-class Chunk:
-    """Up to batch_size files, decoded: equal-sized images grouped (one forward per group)."""
-
-    groups: list[list[Any]] = field(default_factory=list)  # lists of PreparedImage
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-
-    @property
-    def files(self) -> int:
-        return sum(map(len, self.groups)) + len(self.skipped)
-
-
-def decode_chunks(
-    paths: Sequence[Path], resolution: int, crop: bool, batch_size: int, preprocess=None
-) -> Iterator[Chunk]:
-    """Decode `paths` batch_size at a time; with --no-crop sizes differ, so each chunk's images are
-    grouped by size. Unreadable files are in `skipped` with the reason."""
-    from hilocli.images import load_many
-
-    for start in range(0, len(paths), batch_size):
-        batch = list(paths[start : start + batch_size])
-        prepared, skipped = load_many(batch, resolution, crop, preprocess=preprocess)
-        by_size: dict[tuple[int, ...], list] = {}
-        for p in prepared:
-            by_size.setdefault(tuple(p.tensor.shape), []).append(p)
-        yield Chunk(groups=list(by_size.values()), skipped=skipped)
