@@ -27,6 +27,15 @@ from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.models.litv2 import HiLo, LITv2, attention_probs
 
 
+def kept(t: torch.Tensor, on_device: bool = True) -> torch.Tensor:
+    """A captured tensor as analysis takes it: detached, float32 when an autocast forward made it
+    float16/bfloat16 (analysis never runs in reduced precision), on the CPU unless on_device."""
+    t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return t if on_device else t.cpu()
+
+
 @dataclass
 class LayerCapture:
     layer: HiLoLayerInfo  # index (what `--layer` takes), name, window size, head counts
@@ -85,10 +94,7 @@ def capture(
     handles = []
 
     def keep(t: torch.Tensor) -> torch.Tensor:
-        t = t.detach()
-        if t.dtype in (torch.float16, torch.bfloat16):  # autocast forward: analyse in float32
-            t = t.float()
-        return t if keep_on_device else t.cpu()
+        return kept(t, keep_on_device)  # autocast forward: analysed in float32
 
     def on_input(rec: LayerCapture, layer: HiLo):
         def hook(_mod, args):

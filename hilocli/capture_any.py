@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from hilocli.capture import Capture, LayerCapture
+from hilocli.capture import Capture, LayerCapture, kept
 from hilocli.errors import HiloError
 from hilocli.models.discover import hilo_layers
 from hilocli.models.hilo_any import branch_grid, input_grid, matching_recompute
@@ -31,8 +31,7 @@ def capture_any(
     cap, handles, image = Capture(), [], {}
 
     def keep(t: torch.Tensor) -> torch.Tensor:
-        t = t.detach()
-        return t if keep_on_device else t.cpu()
+        return kept(t, keep_on_device)
 
     def on_model(_mod, args, kwargs):
         x = args[0] if args else next(iter(kwargs.values()), None)

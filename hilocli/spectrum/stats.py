@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import hilocli.spectrum.exact as exact
+from hilocli.terminal import num
 
 if TYPE_CHECKING:
     from hilocli.spectrum.collect import LayerSpectra
@@ -143,10 +144,6 @@ def layer_deltas(layers: Sequence[LayerSpectra]) -> tuple[np.ndarray, list[Layer
     return np.stack(cols, axis=1), comparable
 
 
-def _num(x: float, spec: str) -> str:
-    return "-" if x is None or not math.isfinite(x) else format(x, spec)
-
-
 def interval(v: Verdict) -> str:
     lo, hi = v.ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -174,7 +171,7 @@ def summary_line(
     excl = f", {v.n_excluded} excluded (undefined)" if v.n_excluded else ""
     return (
         f"verdict: {claim}: {v.word} (n = {v.n} images{excl}; {label} "
-        f"{_num(v.estimate, '+.3f')}, {interval(v)}; p = {_num(v.p, '.3g')}; {v.reason}; "
+        f"{num(v.estimate, '+.3f')}, {interval(v)}; p = {num(v.p, '.3g')}; {v.reason}; "
         f"{weights}){scope}"
     )
 
