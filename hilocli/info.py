@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hilocli.checkpoint import DEFAULT_MODEL
-from hilocli.errors import UsageError
 from hilocli.info_any import info_record
 from hilocli.models.config import VARIANTS, LITv2Config, Preprocess, split_heads
 from hilocli.models.geometry import (
@@ -20,6 +19,7 @@ from hilocli.models.geometry import (
     grid_sizes,
     layer_geometry,
     min_input_size,
+    requested_size,
 )
 from hilocli.output import RunRecord
 from hilocli.weights import WeightsRequest
@@ -35,10 +35,6 @@ class InfoRequest:
 
     def validate(self) -> InfoRequest:
         """Usage errors before any file is read or model built."""
-        if (self.height is None) != (self.width is None):
-            raise UsageError("--height and --width go together")
-        if self.resolution is not None and self.height is not None:
-            raise UsageError("--resolution conflicts with --height/--width: give one or the other")
         self.weights.validate()
         size = self.size
         if size is not None:  # the architecture is known before loading unless a file is read
@@ -50,9 +46,7 @@ class InfoRequest:
     @property
     def size(self) -> tuple[int, int] | None:
         """(height, width) asked for; None: the weights' training size."""
-        if self.height is not None:
-            return self.height, self.width
-        return None if self.resolution is None else (self.resolution, self.resolution)
+        return requested_size(self.resolution, self.height, self.width)
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ def test_a_case_runs_isolated_in_its_own_process():
         (["--resolution", "0"], "out of range"),
         (["--resolution", "16"], "32..8192 px"),
         (["--height", "224"], "together"),
-        (["--resolution", "224", "--width", "100"], "not both"),
+        (["--resolution", "224", "--width", "100"], "give one or the other"),
         (["--sweep", "224,abc"], "--sweep"),
         (["--sweep", "224,8"], "--sweep entry 8"),
         (["--alpha", "1.5"], "--alpha"),

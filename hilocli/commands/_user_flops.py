@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hilocli.errors import UsageError
-
 
 def user_flops(
     model,
@@ -22,16 +20,12 @@ def user_flops(
 ) -> None:
     from hilocli.commands._options import weights_request
     from hilocli.flops_any import run_any
-    from hilocli.models.geometry import check_input_size
+    from hilocli.models.geometry import check_input_size, requested_size
     from hilocli.output import OutputSet, check_out_dir, emit_json
     from hilocli.terminal import console, say
 
-    if (height is None) != (width is None):
-        raise UsageError("--height and --width go together")
-    if resolution is not None and height is not None:
-        raise UsageError("--resolution conflicts with --height/--width: give one or the other")
+    h, w = requested_size(resolution, height, width) or (224, 224)
     weights = weights_request(locals(), default_pretrained=False)
-    h, w = (height, width) if height is not None else (resolution or 224,) * 2
     check_input_size(h, w)
     check_out_dir(out)
     result = run_any(weights, h, w, device)

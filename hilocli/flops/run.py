@@ -25,7 +25,12 @@ from hilocli.flops.cases import benchmark_cases
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
 from hilocli.flops.kernels import BACKENDS, matmul_peak_at
 from hilocli.models.config import LITv2Config
-from hilocli.models.geometry import MAX_INPUT_SIDE, check_input_size, min_input_size
+from hilocli.models.geometry import (
+    MAX_INPUT_SIDE,
+    check_input_size,
+    min_input_size,
+    requested_size,
+)
 from hilocli.output import RunRecord
 from hilocli.weights import WeightsRequest
 
@@ -120,11 +125,7 @@ class FlopsRequest:
                 f"--tokens {h}x{w} is out of range: each side must be 2..{MAX_INPUT_SIDE} "
                 "tokens (SRA reduces the grid by 2)",
             )
-        _check(
-            self.resolution is None or (self.height is None and self.width is None),
-            "give either --resolution or --height/--width, not both",
-        )
-        _check((self.height is None) == (self.width is None), "--height and --width go together")
+        requested_size(self.resolution, self.height, self.width)  # the shared rule
         _check(self.sweep is None or len(self.sweep) > 0, "--sweep needs at least one resolution")
         # the architecture is known without loading anything unless a checkpoint gives it
         cfg = None if self.checkpoint is not None else self._variant_cfg()

@@ -66,6 +66,20 @@ def min_input_size(cfg: LITv2Config) -> int:
     return cfg.patch_size * 2 ** (cfg.num_stages - 1)
 
 
+def requested_size(
+    resolution: int | None, height: int | None, width: int | None
+) -> tuple[int, int] | None:
+    """(height, width) asked for by `--resolution` or `--height/--width` (the one rule and wording
+    for every command); None when neither was given. UsageError for half or both."""
+    if resolution is not None and (height is not None or width is not None):
+        raise UsageError("--resolution conflicts with --height/--width: give one or the other")
+    if (height is None) != (width is None):
+        raise UsageError("--height and --width go together")
+    if height is not None:
+        return height, width
+    return None if resolution is None else (resolution, resolution)
+
+
 def check_input_size(
     height: int, width: int, smallest: int = 1, largest: int = MAX_INPUT_SIDE
 ) -> None:
