@@ -19,12 +19,13 @@ from hilocli.errors import HiloError
 
 __all__ = ["detect_layout", "to_authors", "unwrap"]
 
-_WRAPPERS = ("state_dict", "state", "model", "module", "model_state")
+_WRAPPERS = ("model", "state_dict", "state", "model_state", "module")  # first found wins
 
 
 def unwrap(obj: object) -> dict[str, Any] | None:
-    """The tensors of a checkpoint, unwrapped from {"state_dict"}/{"state"}/{"model"}; None if the
-    object holds no string-keyed tensors."""
+    """The tensors of a checkpoint, unwrapped from up to three nested {"model"}/{"state_dict"}/
+    {"state"}/... wrappers (the one unwrapping rule for every loader); None if the object holds
+    no string-keyed tensors."""
     from torch import is_tensor
 
     sd = obj

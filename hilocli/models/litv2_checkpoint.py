@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -42,7 +41,6 @@ __all__ = [
 ]
 
 PREFERRED_HEAD_DIM = 32  # every released LITv2
-_WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
 _PREFIXES = ("module.", "backbone.", "model.")
 
 
@@ -57,19 +55,10 @@ def filter_state_dict(obj: object) -> dict[str, Any]:
     OpenMMLab detector/segmentor files also hold neck and head weights: only `backbone.` keys are
     kept when any are present. Raises ValueError when no tensors are found.
     """
-    from torch import is_tensor as _is_tensor
+    from hilocli.models.adopters import unwrap
 
-    sd = obj
-    for _ in range(3):  # nested wrappers, e.g. {"state_dict": {"model": ...}}
-        if isinstance(sd, Mapping) and not any(_is_tensor(v) for v in sd.values()):
-            inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), Mapping)), None)
-            if inner is None:
-                break
-            sd = inner
-    if not isinstance(sd, Mapping):
-        raise ValueError("the file holds no state dict")
-    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and _is_tensor(v)}
-    if not tensors:
+    tensors = unwrap(obj)  # nested wrappers, e.g. {"state_dict": {"model": ...}}
+    if tensors is None:
         raise ValueError("the file holds no tensors")
     if any(k.startswith("backbone.") for k in tensors):
         tensors = {k: v for k, v in tensors.items() if k.startswith("backbone.")}
