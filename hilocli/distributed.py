@@ -5,8 +5,10 @@ and failures that never hang.
     srun --ntasks 8 --gpus-per-task 1 hilo spectrum photos/ --out hilo-out   # SLURM
 
 A process learns its place from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT) or, under SLURM's srun, from SLURM_PROCID, SLURM_NTASKS and
-SLURM_LOCALID (MASTER_ADDR and MASTER_PORT must then be exported by the job script). Without
+MASTER_ADDR, MASTER_PORT) or, under SLURM's srun, from SLURM_PROCID, SLURM_STEP_NUM_TASKS and
+SLURM_LOCALID (MASTER_ADDR and MASTER_PORT must then be exported by the job script). The step's
+task count, not SLURM_NTASKS: a batch script run without srun sees the job's SLURM_NTASKS but is
+one process. Without
 either, hilo runs as one process and nothing here initialises anything.
 
 Backend: NCCL when the run's device is CUDA (each process takes GPU LOCAL_RANK), gloo on the CPU.
@@ -79,8 +81,8 @@ def placement(env: dict[str, str] | None = None) -> Placement:
         world, rank = _int_env(env, "WORLD_SIZE"), _int_env(env, "RANK")
         local = _int_env(env, "LOCAL_RANK") if "LOCAL_RANK" in env else rank
         launcher = "torchrun"
-    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
-        world, rank = _int_env(env, "SLURM_NTASKS"), _int_env(env, "SLURM_PROCID")
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        world, rank = _int_env(env, "SLURM_STEP_NUM_TASKS"), _int_env(env, "SLURM_PROCID")
         local = _int_env(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0
         launcher = "slurm"
         if world > 1 and not ("MASTER_ADDR" in env and "MASTER_PORT" in env):

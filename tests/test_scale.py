@@ -79,7 +79,7 @@ def _free_port() -> str:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    drop = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+    drop = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **extra}
 
@@ -115,7 +115,7 @@ def test_torchrun_two_processes_give_the_rows_of_one(images, one_process, tmp_pa
 def test_a_rank_failure_is_one_line_not_a_hang(images, tmp_path):
     """Two processes started as SLURM's srun starts them (SLURM_PROCID, MASTER_ADDR/PORT); the
     user model breaks in rank 1 only: rank 0 says so in one line, both exit 1, nobody waits."""
-    common = dict(SLURM_NTASKS="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port())
+    common = dict(SLURM_STEP_NUM_TASKS="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port())
     model = f"{FIXTURES / 'user_models.py'}:fails_on_rank_one"
     cmd = [sys.executable, "-m", "hilocli", "spectrum", str(images), "--model-fn", model,
            "--random-init", "--resolution", "64", "--batch-size", "4", "--workers", "0",
@@ -141,10 +141,12 @@ def test_a_rank_failure_is_one_line_not_a_hang(images, tmp_path):
 
 def test_placement_from_torchrun_and_slurm_variables():
     assert placement({}) == SINGLE
+    # a batch script without srun: the job's task count, one process
+    assert placement({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}) == SINGLE
     assert placement({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == Placement(
         1, 2, 1, "torchrun"
     )
-    slurm = {"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1"}
+    slurm = {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1"}
     with pytest.raises(UsageError, match="MASTER_ADDR"):
         placement(slurm)
     got = placement({**slurm, "MASTER_ADDR": "node1", "MASTER_PORT": "29500"})
