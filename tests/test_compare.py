@@ -46,6 +46,20 @@ def make_images(folder: Path, count: int = 6) -> Path:
     return folder
 
 
+def spectrum_alone(images: Path, checkpoint: Path) -> dict:
+    """What `hilo spectrum IMAGES -c CHECKPOINT --resolution 64 --device cpu --json` prints,
+    through its own run (the figures, which do not change the record, left out for speed)."""
+    from hilocli.output import dumps
+    from hilocli.spectrum import SpectrumRequest, run
+    from hilocli.weights import WeightsRequest
+
+    request = SpectrumRequest(
+        inputs=(images,), weights=WeightsRequest(checkpoint=checkpoint), resolution=64,
+        device="cpu",
+    )  # fmt: skip
+    return strict_json(dumps(run(request).to_record()))
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """One compare run (its record, files and plotted numbers) and the references alone."""
@@ -71,11 +85,7 @@ def setup(tmp_path_factory):
             "--attn-images", "2", "--out", out, "--json",
         )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    spectra = []
-    for k, ckpt in enumerate((TINY_CKPT, other)):
-        ref = hilo("spectrum", images, "-c", ckpt, *RES, "--out", tmp / f"ref{k}", "--json")
-        assert ref.returncode == 0, ref.stderr
-        spectra.append(strict_json(ref.stdout))
+    spectra = [spectrum_alone(images, ckpt) for ckpt in (TINY_CKPT, other)]
     return {
         "res": res,
         "data": strict_json(res.stdout),
@@ -150,7 +160,7 @@ def test_record_names_weights_and_is_strict(setup):
     assert data["undefined"] == []
 
 
-def test_distance_and_macs_equal_attn_map_and_flops(setup, tmp_path):
+def test_distance_and_macs_equal_attn_map_and_flops(setup):
     """Hi-Fi / Lo-Fi distance of the first image = attn-map's per-head distances averaged over
     heads and the compared layers; MACs = hilo flops' total at the same resolution."""
     row = setup["data"]["results"]["checkpoints"][0]
@@ -158,10 +168,16 @@ def test_distance_and_macs_equal_attn_map_and_flops(setup, tmp_path):
     assert dist["n_images"] == 2 and dist["layers"] == [0, 1]
     assert dist["unit"] == "model-input pixels"
     first = dist["images"][0]
-    ref = hilo("attn-map", first, "-c", TINY_CKPT, *RES, "--layer", "0,1", "--out", tmp_path,
-               "--json")  # fmt: skip
-    assert ref.returncode == 0, ref.stderr
-    layers = strict_json(ref.stdout)["results"]["layers"]
+    from hilocli.attn_map import AttnMapRequest
+    from hilocli.attn_map import run as attn_map_run
+    from hilocli.output import dumps
+    from hilocli.weights import WeightsRequest
+
+    request = AttnMapRequest(
+        image=Path(first), weights=WeightsRequest(checkpoint=TINY_CKPT), layers="0,1",
+        resolution=64, device="cpu",
+    )  # fmt: skip
+    layers = strict_json(dumps(attn_map_run(request).to_record()))["results"]["layers"]
     for branch in ("hifi", "lofi"):
         per_layer = [np.mean(layer[branch]["mean_distance_px"]) for layer in layers]
         np.testing.assert_allclose(dist["per_image"][f"{branch}_px"][0], per_layer, rtol=1e-5)
@@ -226,12 +242,17 @@ def test_alpha_end_points_are_measured_not_judged(tmp_path):
     assert default_layers(model) == "0,1"
     torch.save({"model": model.state_dict()}, tmp_path / "alpha0.pth")
     images = make_images(tmp_path / "images", 2)
-    res = hilo(
-        "compare", images, "-c", TINY_CKPT, "-c", tmp_path / "alpha0.pth", *RES,
-        "--label", "tiny", "--label", "alpha 0", "--out", tmp_path / "o", "--json",
+    from hilocli.compare import CompareRequest, run
+    from hilocli.compare.render import compare_table
+    from hilocli.output import dumps
+    from hilocli.terminal import console
+
+    request = CompareRequest(
+        inputs=(images,), checkpoints=(TINY_CKPT, tmp_path / "alpha0.pth"),
+        labels=("tiny", "alpha 0"), resolution=64, device="cpu",
     )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    data = strict_json(res.stdout)
+    result = run(request)
+    data = strict_json(dumps(result.to_record()))
     first, second = data["results"]["checkpoints"]
     assert (first["label"], second["label"]) == ("tiny", "alpha 0")
     assert first["verdict_word"] == "insufficient"  # 2 images
@@ -241,4 +262,7 @@ def test_alpha_end_points_are_measured_not_judged(tmp_path):
     assert second["attention_distance"]["lofi_px"] is None
     assert second["attention_distance"]["hifi_px"] > 0
     assert "head splits differ" in data["results"]["layers_note"]
-    assert "not comparable" in res.stderr
+    con = console()
+    with con.capture() as captured:
+        con.print(compare_table(result))
+    assert "not comparable" in captured.get()

@@ -6,7 +6,8 @@ random (`spectrum --random-init`), the tiny fixture replaces them (and `--model`
 paths that are placeholders (`my_litv2.pth`) become the tiny fixture; placeholder image folders
 (`photos/`) become `samples/`; `--out` goes to a temporary folder; the image commands run at
 `--resolution 96` (the same pipeline, in seconds). `compare` keeps its number of weights: each
-`--checkpoint`/`--model` becomes, in turn, the tiny fixture and seeded perturbed copies of it.
+`--checkpoint`/`--model` becomes, in turn, the tiny fixture and seeded perturbed copies of it, on
+at most 2 images (`--limit 2 --attn-images 1`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def offline_args(line: str, out: Path) -> list[str]:
         fixed = _without_option(fixed, "--checkpoint", "-c", "--model", "-m")
         for path in tiny_variants(out.parent / "weights", count):
             fixed += ["--checkpoint", str(path)]
+        fixed = _without_option(fixed, "--limit", "--attn-images")
+        fixed += ["--limit", "2", "--attn-images", "1"]
     downloads = cmd != "compare" and (
         bare_random
         or "--pretrained" in args
