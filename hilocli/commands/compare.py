@@ -20,18 +20,30 @@ from hilocli.commands._options import (
     JsonOpt,
     NoCropOpt,
     OutOpt,
-    ResolutionOpt,
     SeedOpt,
     TF32Opt,
 )
-from hilocli.commands.spectrum import (
-    AlphaOpt,
-    BatchOpt,
-    InputsArg,
-    LayerOpt,
-    LimitOpt,
-    MarginOpt,
-)
+from hilocli.commands.spectrum import AlphaOpt, BatchOpt, InputsArg, LimitOpt, MarginOpt
+
+LayerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--layer",
+        "-l",
+        help="HiLo layer index (see `hilo info`), comma list, or 'all', for every set of "
+        "weights. Default: every layer with both a Hi-Fi and a Lo-Fi branch (a model with "
+        "none, alpha 0 or 1: its windowed layers, one branch each).",
+    ),
+]
+CompareResolutionOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--resolution",
+        "-r",
+        help="Input size in pixels, the same for every set (default: the first set's "
+        "training size).",
+    ),
+]
 
 CheckpointsOpt = Annotated[
     Optional[list[Path]],
@@ -77,7 +89,7 @@ def compare(
     model: ModelsOpt = None,
     label: LabelsOpt = None,
     layer: LayerOpt = None,
-    resolution: ResolutionOpt = None,
+    resolution: CompareResolutionOpt = None,
     no_crop: NoCropOpt = False,
     batch_size: BatchOpt = 16,
     device: DeviceOpt = DeviceChoice.auto,

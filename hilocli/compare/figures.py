@@ -108,7 +108,7 @@ def compare_figure(result: CompareResult) -> tuple[Figure, dict[str, Any]]:
             ax_d.plot([k, k], [lo_y, hi_y], ls="--", lw=0.9, color=colour, zorder=2)
         ax_d.plot([k], [est], "s", ms=6, color=colour, zorder=4)
     for k, e in enumerate(entries):  # the words in a row along the top, clear of the data
-        n_note = "" if e.verdict is None else f"\nn = {e.verdict.n}"
+        n_note = "\n(no layer with both)" if e.verdict is None else f"\nn = {e.verdict.n}"
         ax_d.annotate(f"{e.word}{n_note}", (k, 1), xycoords=("data", "axes fraction"),
                       xytext=(0, -3), textcoords="offset points", ha="center", va="top",
                       fontsize=7, color=WORD_COLOURS.get(e.word, "k"), zorder=5,

@@ -89,7 +89,7 @@ def compare_table(result: CompareResult):
     r = result.resolution
     title = (
         f"Hi-Fi vs Lo-Fi per set of weights, n = {result.n} distinct images at {r}x{r}; "
-        f"attention distance on {result.attn_n}"
+        f"attention distance on the first {result.attn_n}"
     )
     caption = CAPTION.format(k=result.attn_n, r=r)
     return table(title, COLUMNS, rows, caption=caption, left=("weights", "verdict"))
