@@ -52,6 +52,7 @@ def _root(
 
 def _register() -> None:
     from hilocli.commands.attn_map import attn_map
+    from hilocli.commands.compare import compare
     from hilocli.commands.convert import convert
     from hilocli.commands.flops import flops
     from hilocli.commands.info import info
@@ -62,6 +63,7 @@ def _register() -> None:
     app.command("spectrum")(spectrum)
     app.command("attn-map")(attn_map)
     app.command("convert")(convert)
+    app.command("compare")(compare)
 
 
 _register()

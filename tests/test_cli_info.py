@@ -39,7 +39,7 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
     proc = run_hilo("--help")
     assert proc.returncode == 0
-    for cmd in ("info", "spectrum", "attn-map", "flops"):
+    for cmd in ("info", "spectrum", "attn-map", "flops", "compare"):
         assert cmd in proc.stdout
 
 

@@ -5,7 +5,9 @@ Offline substitutions only: where a line would download released weights (`--pre
 random (`spectrum --random-init`), the tiny fixture replaces them (and `--model`); checkpoint
 paths that are placeholders (`my_litv2.pth`) become the tiny fixture; placeholder image folders
 (`photos/`) become `samples/`; `--out` goes to a temporary folder; the image commands run at
-`--resolution 96` (the same pipeline, in seconds).
+`--resolution 96` (the same pipeline, in seconds). `compare` keeps its number of weights: each
+`--checkpoint`/`--model` becomes, in turn, the tiny fixture and seeded perturbed copies of it, on
+at most 2 images (`--limit 2 --attn-images 1`).
 """
 
 from __future__ import annotations
@@ -64,7 +66,14 @@ def offline_args(line: str, out: Path) -> list[str]:
         and "--random-init" in args
         and not ({"--model", "-m", "--model-fn", "--hub"} & set(args))
     )
-    downloads = (
+    if cmd == "compare":  # N sets of weights -> the tiny fixture and N - 1 perturbed copies
+        count = sum(a in ("--checkpoint", "-c", "--model", "-m") for a in args)
+        fixed = _without_option(fixed, "--checkpoint", "-c", "--model", "-m")
+        for path in tiny_variants(out.parent / "weights", count):
+            fixed += ["--checkpoint", str(path)]
+        fixed = _without_option(fixed, "--limit", "--attn-images")
+        fixed += ["--limit", "2", "--attn-images", "1"]
+    downloads = cmd != "compare" and (
         bare_random
         or "--pretrained" in args
         or (cmd in WEIGHTED and not any(a in ("--checkpoint", "-c", "--random-init") for a in args))
@@ -78,6 +87,27 @@ def offline_args(line: str, out: Path) -> list[str]:
     if "--out" not in fixed and "-o" not in fixed and cmd != "info":
         fixed += ["--out", str(out)]
     return fixed
+
+
+def tiny_variants(folder: Path, count: int) -> list[Path]:
+    """The tiny fixture, then count - 1 copies with every float tensor scaled by exp(0.05 N(0,1))
+    (seeded by position; other weights, same architecture)."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = torch.load(TINY_CKPT, weights_only=True)
+    paths = [TINY_CKPT]
+    for k in range(1, count):
+        g = torch.Generator().manual_seed(k)
+        noisy = {
+            n: v * torch.exp(0.05 * torch.randn(v.shape, generator=g))
+            if v.is_floating_point()
+            else v
+            for n, v in raw["model"].items()
+        }
+        torch.save({**raw, "model": noisy}, folder / f"tiny_{k}.pth")
+        paths.append(folder / f"tiny_{k}.pth")
+    return paths
 
 
 def _without_option(args: list[str], *names: str) -> list[str]:

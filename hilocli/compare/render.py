@@ -1,0 +1,122 @@
+"""Presenting a `CompareResult`: the output files (written together) and the terminal report.
+
+Files in `--out`: `compare.json` (the run record), `compare.png` (or pdf/svg) and, per set of
+weights, `spectrum_<k>.json`: the full `hilo spectrum` record of that set (k = its position,
+1-based), as `hilo spectrum --json` would print it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from hilocli.compare.run import CompareResult
+from hilocli.output import OutputSet, RunRecord
+from hilocli.spectrum.stats import interval
+from hilocli.terminal import human, num, say, table
+
+LABEL_CHARS = 26  # the table fits 120 columns
+COLUMNS = ("#", "weights", "n", "Δ", "CI", "p", "verdict", "Hi dist", "Lo dist", "MACs")
+CAPTION = (
+    "Δ: Hi-Fi minus Lo-Fi content hf fraction, Hodges-Lehmann estimate over images of the mean "
+    "over the tested layers, with its exact CI and sign-flip p (as hilo spectrum); verdict: "
+    "spectrum's word; Hi/Lo dist: mean attention distance in model-input px over heads, layers "
+    "and the first {k} images; MACs: analytic, one {r}x{r} image; -: undefined"
+)
+
+
+def file_names(result: CompareResult, fmt: str = "png") -> dict[str, str]:
+    """Role -> file name of every file a run writes into --out."""
+    names = {"record": "compare.json", "figure": f"compare.{fmt}"}
+    for k in range(len(result.entries)):
+        names[f"spectrum_{k + 1}"] = f"spectrum_{k + 1}.json"
+    return names
+
+
+def write_outputs(result: CompareResult, out: Path, fmt: str = "png") -> RunRecord:
+    """The figure, the run record and each set's spectrum record, moved into `out` together."""
+    from hilocli.compare.figures import compare_figure
+
+    names = file_names(result, fmt)
+    with OutputSet(out) as files:
+        record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
+        files.figure(names["figure"], compare_figure(result)[0], dpi=110)
+        for k, e in enumerate(result.entries):
+            name = names[f"spectrum_{k + 1}"]
+            files.json(name, e.spectrum.to_record({"record": str(files.path(name))}))
+        files.json(names["record"], record)
+    return record
+
+
+def _ci(e) -> str:
+    v = e.verdict
+    if v is None:
+        return "-"
+    lo, hi = v.ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "unbounded"
+    return f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def short_label(label: str, chars: int = LABEL_CHARS) -> str:
+    """A label cut to `chars` in the middle of its name, the '@sha' kept (full labels are printed
+    below the table)."""
+    if len(label) <= chars:
+        return label
+    name, sep, sha = label.rpartition("@")
+    tail = f"{sep}{sha}" if sep else label[-6:]
+    head = name if sep else label
+    return head[: max(1, chars - len(tail) - 1)] + "…" + tail
+
+
+def compare_table(result: CompareResult):
+    rows = []
+    for k, e in enumerate(result.entries):
+        rows.append(
+            (
+                k + 1,
+                short_label(e.label),
+                e.spectrum.n,
+                num(e.estimate, "+.3f"),
+                _ci(e),
+                num(None if e.verdict is None else e.verdict.p, ".2g"),
+                e.word,
+                num(e.distance.mean("hifi"), ".1f"),
+                num(e.distance.mean("lofi"), ".1f"),
+                human(e.macs),
+            )
+        )
+    r = result.resolution
+    title = (
+        f"Hi-Fi vs Lo-Fi per set of weights, n = {result.n} distinct images at {r}x{r}; "
+        f"attention distance on the first {result.attn_n}"
+    )
+    caption = CAPTION.format(k=result.attn_n, r=r)
+    return table(title, COLUMNS, rows, caption=caption, left=("weights", "verdict"))
+
+
+def report(con: Any, result: CompareResult, record: RunRecord) -> None:
+    """Skipped files, the table, each set's weights in full, the layers, where files went."""
+    inputs = result.inputs
+    if inputs.skipped:
+        con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
+        for s in inputs.skipped:
+            named = s["path"] in s["reason"]
+            say(con, f"  {s['reason'] if named else s['path'] + ': ' + s['reason']}")
+    if inputs.duplicates:
+        con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
+        for d in inputs.duplicates:
+            say(con, f"  {d['path']} = {d['same_as']}")
+    con.print(compare_table(result))
+    for k, e in enumerate(result.entries):
+        cost = "" if e.cost_reason is None else f"; MACs: {e.cost_reason}"
+        say(con, f"{k + 1}. {e.label}: {e.weights.describe()}{cost}")
+    say(con, result.layers_note)
+    for k, e in enumerate(result.entries):
+        v = e.verdict
+        if v is not None:
+            say(con, f"{k + 1}. {e.word}: estimate {num(v.estimate, '+.3f')}, {interval(v)}; "
+                     f"{v.reason}")  # fmt: skip
+        else:
+            say(con, f"{k + 1}. {e.spectrum.verdict_line}")
+    say(con, f"wrote {', '.join(record.files.values())}")
