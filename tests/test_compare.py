@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hilocli.output import RECORD_KEYS
-from tests.conftest import TINY_CKPT, assert_one_line_error, hilo, strict_json
+from tests.conftest import TINY_CKPT, assert_one_line_error, hilo, per_image_csv, strict_json
 
 RES = ("--resolution", "64", "--device", "cpu")
 
@@ -48,7 +48,8 @@ def make_images(folder: Path, count: int = 6) -> Path:
 
 def spectrum_alone(images: Path, checkpoint: Path) -> dict:
     """What `hilo spectrum IMAGES -c CHECKPOINT --resolution 64 --device cpu --json` prints,
-    through its own run (the figures, which do not change the record, left out for speed)."""
+    through its own run (the figures, which do not change the record, left out for speed), with
+    its per-image deltas (n, layers) under "deltas" (what its per_image.csv holds)."""
     from hilocli.output import dumps
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.weights import WeightsRequest
@@ -57,7 +58,8 @@ def spectrum_alone(images: Path, checkpoint: Path) -> dict:
         inputs=(images,), weights=WeightsRequest(checkpoint=checkpoint), resolution=64,
         device="cpu",
     )  # fmt: skip
-    return strict_json(dumps(run(request).to_record()))
+    result = run(request)
+    return {**strict_json(dumps(result.to_record())), "deltas": result.deltas}
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +116,18 @@ def test_rows_equal_spectrum_alone(setup):
         assert row["estimate"] == v["estimate"] and row["p"] == v["p"]
         assert row["ci"] == v["ci"] == pytest.approx(rv["ci"], rel=1e-12)
         assert all(np.isfinite(row["ci"]))
-        np.testing.assert_allclose(row["deltas"], ref["results"]["deltas"], rtol=1e-12)
+        rows_csv = per_image_csv(setup["out"] / "per_image.csv")
+        got = np.array(
+            [
+                rows_csv.values(row["label"], i, "hifi", "hf_fraction")
+                - rows_csv.values(row["label"], i, "lofi", "hf_fraction")
+                for i in (0, 1)
+            ]
+        ).T
+        np.testing.assert_allclose(got, ref["deltas"], rtol=1e-12)
         assert row["verdict_line"] == ref["results"]["verdict_line"]
     # the perturbed copy really is other weights: its per-image deltas differ
-    assert not np.allclose(rows[0]["deltas"], rows[1]["deltas"])
+    assert not np.allclose(*(ref["deltas"] for ref in setup["spectra"]))
 
 
 def test_per_checkpoint_spectrum_files_are_spectrum_records(setup):
@@ -135,7 +145,8 @@ def test_record_names_weights_and_is_strict(setup):
     assert set(data) == set(RECORD_KEYS) and data["command"] == "compare"
     assert data == strict_json((out / "compare.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == [
-        "compare.json", "compare.png", "manifest.json", "spectrum_1.json", "spectrum_2.json",
+        "compare.json", "compare.png", "manifest.json", "per_image.csv", "spectrum_1.json",
+        "spectrum_2.json",
     ]  # fmt: skip
     sets = data["weights"]["sets"]
     assert data["weights"]["count"] == 2

@@ -23,7 +23,14 @@ from hilocli.commands._options import (
     SeedOpt,
     TF32Opt,
 )
-from hilocli.commands.spectrum import AlphaOpt, BatchOpt, InputsArg, LimitOpt, MarginOpt
+from hilocli.commands.spectrum import (
+    AlphaOpt,
+    BatchOpt,
+    InputsArg,
+    LimitOpt,
+    MarginOpt,
+    WorkersOpt,
+)
 
 LayerOpt = Annotated[
     Optional[str],
@@ -92,6 +99,7 @@ def compare(
     resolution: CompareResolutionOpt = None,
     no_crop: NoCropOpt = False,
     batch_size: BatchOpt = 16,
+    workers: WorkersOpt = None,
     device: DeviceOpt = DeviceChoice.auto,
     dtype: DtypeOpt = DtypeChoice.auto,
     tf32: TF32Opt = False,
@@ -130,11 +138,14 @@ def compare(
         dtype=dtype.value,
         tf32=tf32,
         attn_images=attn_images,
+        workers=workers,
     ).validate()
     check_out_dir(out)
     con = console()
     with progress_bar(con, "compare", "images x weights") as progress:
         result = run(request, progress)
+    if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
+        return
     record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:

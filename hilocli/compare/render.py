@@ -1,7 +1,8 @@
 """Presenting a `CompareResult`: the output files (written together) and the terminal report.
 
-Files in `--out`: `compare.json` (the run record), `compare.png` (or pdf/svg) and, per set of
-weights, `spectrum_<k>.json`: the full `hilo spectrum` record of that set (k = its position,
+Files in `--out`: `compare.json` (the run record), `per_image.csv` (every set's per-image rows,
+`weights` = the set's label), `compare.png` (or pdf/svg) and, per set of weights,
+`spectrum_<k>.json`: the full `hilo spectrum` record of that set (k = its position,
 1-based), as `hilo spectrum --json` would print it."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 from hilocli.compare.run import CompareResult
 from hilocli.output import OutputSet, RunRecord
+from hilocli.spectrum.export import COLUMNS as COLUMNS_PER_IMAGE
+from hilocli.spectrum.export import per_image_rows
 from hilocli.spectrum.stats import interval
 from hilocli.terminal import human, num, say, table
 
@@ -27,7 +30,7 @@ CAPTION = (
 
 def file_names(result: CompareResult, fmt: str = "png") -> dict[str, str]:
     """Role -> file name of every file a run writes into --out."""
-    names = {"record": "compare.json", "figure": f"compare.{fmt}"}
+    names = {"record": "compare.json", "per_image": "per_image.csv", "figure": f"compare.{fmt}"}
     for k in range(len(result.entries)):
         names[f"spectrum_{k + 1}"] = f"spectrum_{k + 1}.json"
     return names
@@ -41,6 +44,8 @@ def write_outputs(result: CompareResult, out: Path, fmt: str = "png") -> RunReco
     with OutputSet(out) as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
         files.figure(names["figure"], compare_figure(result)[0], dpi=110)
+        rows = (row for e in result.entries for row in per_image_rows(e.spectrum, e.label))
+        files.csv(names["per_image"], COLUMNS_PER_IMAGE, rows)
         for k, e in enumerate(result.entries):
             name = names[f"spectrum_{k + 1}"]
             files.json(name, e.spectrum.to_record({"record": str(files.path(name))}))

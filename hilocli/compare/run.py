@@ -66,6 +66,7 @@ class CompareRequest:
     dtype: str = "auto"
     tf32: bool = False
     attn_images: int = DEFAULT_ATTN_IMAGES
+    workers: int | None = None  # decoding processes (hilo spectrum's --workers)
 
     def weights(self) -> list[WeightsRequest]:
         """One request per set of weights: checkpoints first, then models, as given."""
@@ -99,6 +100,7 @@ class CompareRequest:
             margin=self.margin,
             dtype=self.dtype,
             tf32=self.tf32,
+            workers=self.workers,
         )
 
     def validate(self) -> CompareRequest:
@@ -199,7 +201,6 @@ class CompareEntry:
             "p": math.nan if self.verdict is None else self.verdict.p,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "verdict_line": sp.verdict_line,
-            "deltas": sp.deltas,
             "attention_distance": self.distance.to_dict(),
             "cost": {
                 "resolution": [sp.resolution, sp.resolution],
@@ -347,9 +348,12 @@ def _check_duplicate_files(request: CompareRequest) -> list[str]:
     return digests
 
 
-def run(request: CompareRequest, progress: Progress | None = None) -> CompareResult:
-    """Measure every set of weights on the same images (see the module docstring)."""
+def run(request: CompareRequest, progress: Progress | None = None) -> CompareResult | None:
+    """Measure every set of weights on the same images (see the module docstring). Under
+    torchrun/srun the images of each set are shared out as in `hilo spectrum`; rank 0 gets the
+    result, the other ranks None."""
     from hilocli.compare.distance import attention_distance
+    from hilocli.distributed import agree, placement, process_group, rank_device
     from hilocli.flops.analytic import model_cost
     from hilocli.images import collect_inputs
     from hilocli.models.discover import hilo_layers
@@ -362,7 +366,8 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     _check_duplicate_files(request)
-    device = resolve_device(request.device)
+    where = placement()
+    device = rank_device(resolve_device(request.device), where)
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     sets = request.weights()
     labels = list(request.labels) or [None] * len(sets)
@@ -371,66 +376,76 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     resolution = request.resolution
     analysed: list[str] | None = None
     decode_skipped: list[dict[str, str]] = []
-    for k, weights in enumerate(sets):
-        loaded = weights.load(device)
-        prov = loaded.provenance
-        for e in entries:
-            if prov.sha256 and e.weights.sha256 == prov.sha256:
+    seen: list[tuple[str | None, str]] = []  # (sha256, label) of the sets loaded so far
+    with process_group(where, device):  # one group for every set (torchrun/srun)
+        for k, weights in enumerate(sets):
+            loaded = agree(where, lambda weights=weights: weights.load(device))
+            prov = loaded.provenance
+            label = labels[k] or default_label(prov)
+            same = next((lab for sha, lab in seen if prov.sha256 and sha == prov.sha256), None)
+            if same is not None:  # every rank knows: all stop here together
                 raise UsageError(
-                    f"{prov.describe()} holds the same weights as {e.label}; "
+                    f"{prov.describe()} holds the same weights as {same}; "
                     "compare each set of weights once"
                 )
-        cfg = getattr(loaded.model, "cfg", None)
-        if resolution is None:  # the first weights' training size, for every set
-            resolution = cfg.img_size if cfg else 224
-        sub = None
-        if progress is not None:
+            seen.append((prov.sha256, label))
+            cfg = getattr(loaded.model, "cfg", None)
+            if resolution is None:  # the first weights' training size, for every set
+                resolution = cfg.img_size if cfg else 224
+            sub = None
+            if progress is not None:
 
-            def sub(done: int, _n: int, k: int = k) -> None:
-                progress(k * len(paths) + done, total)
+                def sub(done: int, _n: int, k: int = k) -> None:
+                    progress(k * len(paths) + done, total)
 
-        layer_spec = request.layers if request.layers is not None else default_layers(loaded.model)
-        spectrum = spectrum_run(
-            request.spectrum_request(weights, paths, layer_spec, resolution), sub
-        )
-        if analysed is None:
-            analysed = spectrum.inputs.analysed
-            decode_skipped = [s for s in spectrum.inputs.skipped if s not in _skipped(found)]
-        elif spectrum.inputs.analysed != analysed:  # the same decoder on the same files
-            raise HiloError(f"{prov.describe()} analysed other images than the first weights")
-        infos = hilo_layers(loaded.model)
-        compared = spectrum.tested or [s.layer.index for s in spectrum.layers]
-        distance = attention_distance(
-            loaded,
-            compared,
-            analysed[: request.attn_images],
-            resolution,
-            request.crop,
-            device,
-            precision,
-            request.batch_size,
-        )
-        macs = params = reason = None
-        if cfg is not None:
-            cost = model_cost(cfg, resolution, resolution)
-            macs, params = cost.macs, cost.params
-        else:
-            reason = "not a LITv2: no analytic cost"
-        entries.append(
-            CompareEntry(
-                label=labels[k] or default_label(prov),
-                weights=prov,
-                model_name=loaded.name,
-                architecture=_architecture(cfg),
-                spectrum=spectrum,
-                layers=[infos[i] for i in compared],
-                distance=distance,
-                macs=macs,
-                params=params,
-                cost_reason=reason,
+            layer_spec = (
+                request.layers if request.layers is not None else default_layers(loaded.model)
             )
-        )
-        del loaded
+            spectrum = spectrum_run(
+                request.spectrum_request(weights, paths, layer_spec, resolution), sub
+            )
+            if spectrum is None:  # not rank 0 under torchrun/srun: its share is measured
+                continue
+            if analysed is None:
+                analysed = spectrum.inputs.analysed
+                decode_skipped = [s for s in spectrum.inputs.skipped if s not in _skipped(found)]
+            elif spectrum.inputs.analysed != analysed:  # the same decoder on the same files
+                raise HiloError(f"{prov.describe()} analysed other images than the first weights")
+            infos = hilo_layers(loaded.model)
+            compared = spectrum.tested or [s.layer.index for s in spectrum.layers]
+            distance = attention_distance(
+                loaded,
+                compared,
+                analysed[: request.attn_images],
+                resolution,
+                request.crop,
+                device,
+                precision,
+                request.batch_size,
+            )
+            macs = params = reason = None
+            if cfg is not None:
+                cost = model_cost(cfg, resolution, resolution)
+                macs, params = cost.macs, cost.params
+            else:
+                reason = "not a LITv2: no analytic cost"
+            entries.append(
+                CompareEntry(
+                    label=label,
+                    weights=prov,
+                    model_name=loaded.name,
+                    architecture=_architecture(cfg),
+                    spectrum=spectrum,
+                    layers=[infos[i] for i in compared],
+                    distance=distance,
+                    macs=macs,
+                    params=params,
+                    cost_reason=reason,
+                )
+            )
+            del loaded
+    if not where.is_main:
+        return None
     inputs = InputsRecord(
         analysed=list(analysed or []),
         skipped=[*_skipped(found), *decode_skipped],

@@ -5,7 +5,8 @@ ready for pandas: `pd.read_csv("hilo-out/per_image.csv")`. Columns:
 
 - image: position of the image in the run (0-based, the order of `inputs.analysed`);
 - path, sha256: the file and the SHA-256 of its content;
-- weights: "model" (the weights under test) or "random:SEED" (a random-init control model);
+- weights: "model" (the weights under test; in `hilo compare` each set's label) or
+  "random:SEED" (a random-init control model);
 - layer, module, branch: the HiLo layer index (what --layer takes), its module name, and
   hifi | lofi | control (the layer's norm1 input);
 - then every per-image field of `hilocli.spectrum.measures.PER_IMAGE_FIELDS`, at full precision;
@@ -24,9 +25,10 @@ ID_COLUMNS = ("image", "path", "sha256", "weights", "layer", "module", "branch")
 COLUMNS = (*ID_COLUMNS, *PER_IMAGE_FIELDS)
 
 
-def per_image_rows(result: Any) -> Iterator[tuple[Any, ...]]:
-    """Rows in COLUMNS order for a SpectrumResult: image-major, then weights, layer, branch."""
-    models = [("model", result.layers)]
+def per_image_rows(result: Any, weights_name: str = "model") -> Iterator[tuple[Any, ...]]:
+    """Rows in COLUMNS order for a SpectrumResult: image-major, then weights, layer, branch.
+    `weights_name`: the `weights` cell of the model under test (hilo compare: its label)."""
+    models = [(weights_name, result.layers)]
     if result.control is not None:
         models += [
             (f"random:{w.seed}", layers)
