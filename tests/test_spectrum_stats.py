@@ -143,3 +143,32 @@ def test_verdict_line_states_n_estimate_interval_p_and_weights():
     assert "CI [" in line and "p = 0.0156" in line and "w.pth (sha256 abcd)" in line
     short = summary_line(verdict(np.ones(3)), "random init (seed 0)", trained=False)
     assert "insufficient" in short and "needs at least 6" in short and "architecture" in short
+
+
+def test_statistics_scale_to_many_images_without_n_squared_memory(monkeypatch):
+    """Beyond WALSH_KEEP_MAX the Walsh order statistics are found by counting: the same numbers
+    as sorting them all; beyond WILCOXON_EXACT_MAX the normal null gives the exact interval's
+    rank within 3 of 500,500 (n = 1000, where both exist); Monte-Carlo flips drawn in blocks
+    equal one big draw."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.2, 1.0, 301)
+    kept = exact.hodges_lehmann(x)
+    monkeypatch.setattr(exact, "WALSH_KEEP_MAX", 10)
+    counted = exact.hodges_lehmann(x)
+    for a, b in ((kept.estimate, counted.estimate), (kept.low, counted.low),
+                 (kept.high, counted.high)):  # fmt: skip
+        assert b == pytest.approx(a, abs=1e-15)
+    n = 1000
+    exact_k, exact_cov, null = exact._critical_rank(n, 0.05)
+    monkeypatch.setattr(exact, "WILCOXON_EXACT_MAX", n - 1)
+    normal_k, normal_cov, normal_null = exact._critical_rank(n, 0.05)
+    assert (null, normal_null) == ("exact", "normal")
+    assert abs(normal_k - exact_k) <= 3 and normal_cov == pytest.approx(exact_cov, abs=1e-4)
+    flips = exact.sign_flips(40, seed=9)
+    d = rng.normal(size=(40, 3))
+    whole, signs = flips.apply(d), flips.signs
+    monkeypatch.setattr(exact, "FLIP_BLOCK_VALUES", 40 * 7)  # 7 patterns per block
+    np.testing.assert_array_equal(flips.signs, signs)  # the same patterns, block by block
+    np.testing.assert_allclose(flips.apply(d), whole, rtol=1e-12)
+    assert whole.shape == (exact.MONTE_CARLO_DRAWS + 1, 3)
+    np.testing.assert_array_equal(whole[0], d.sum(0))  # the identity first

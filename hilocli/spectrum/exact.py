@@ -19,18 +19,48 @@ import numpy as np
 
 MAX_EXACT = 16  # up to 2^16 = 65536 flips: enumerate them all
 MONTE_CARLO_DRAWS = 20000  # random flips beyond that (plus the identity)
+FLIP_BLOCK_VALUES = 1 << 21  # Monte-Carlo signs drawn at most this many at a time (16 MiB)
+WILCOXON_EXACT_MAX = 1000  # exact signed-rank null up to here (2^n is finite in float64)
+WALSH_KEEP_MAX = 2000  # up to n(n+1)/2 ~ 2M Walsh averages held; beyond, order statistics by
+# counting (O(n log n) per step, no n^2 array)
 REL_TOL = 1e-9  # ties between flipped and observed statistics count as "as extreme"
 
 
 @dataclass(frozen=True)
 class Flips:
-    signs: np.ndarray  # (F, n) of +-1.0
+    """Sign patterns over n images: all 2^n (exact) or MONTE_CARLO_DRAWS seeded ones after the
+    identity. Monte-Carlo patterns are drawn block by block when applied (`apply`), never held
+    at once: memory stays bounded for any n (50,000 images: a few MiB, not 8 GB)."""
+
+    n: int
     exact: bool  # all 2^n patterns (else a seeded Monte-Carlo sample with the identity first)
     seed: int | None
+    exact_signs: np.ndarray | None = None  # (2^n, n) when exact
 
     @property
     def count(self) -> int:
-        return int(self.signs.shape[0])
+        return 2**self.n if self.exact else MONTE_CARLO_DRAWS + 1
+
+    def _blocks(self):
+        """(F_block, n) float64 sign blocks in order; the identity first."""
+        if self.exact:
+            yield self.exact_signs
+            return
+        yield np.ones((1, self.n))
+        rng = np.random.default_rng(self.seed)
+        rows = max(1, FLIP_BLOCK_VALUES // max(self.n, 1))
+        for start in range(0, MONTE_CARLO_DRAWS, rows):
+            size = (min(rows, MONTE_CARLO_DRAWS - start), self.n)
+            yield 1.0 - 2.0 * rng.integers(0, 2, size=size, dtype=np.int8)
+
+    @property
+    def signs(self) -> np.ndarray:
+        """Every pattern as one (F, n) array (for small n and tests; `apply` for the sums)."""
+        return np.vstack(list(self._blocks()))
+
+    def apply(self, d: np.ndarray) -> np.ndarray:
+        """signs @ d for d (n,) or (n, L): (F,) or (F, L), computed block by block."""
+        return np.concatenate([block @ d for block in self._blocks()], axis=0)
 
     def describe(self) -> str:
         if self.exact:
@@ -44,10 +74,8 @@ def sign_flips(n: int, seed: int = 0, max_exact: int = MAX_EXACT) -> Flips:
     """All 2^n sign patterns over n images, or MONTE_CARLO_DRAWS seeded ones after the identity."""
     if n <= max_exact:
         codes = np.arange(2**n, dtype=np.int64)[:, None] >> np.arange(n)[None, :]
-        return Flips(1.0 - 2.0 * (codes & 1), exact=True, seed=None)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, 2, size=(MONTE_CARLO_DRAWS, n)) * -2.0 + 1.0
-    return Flips(np.vstack([np.ones((1, n)), draws]), exact=False, seed=seed)
+        return Flips(n, exact=True, seed=None, exact_signs=1.0 - 2.0 * (codes & 1))
+    return Flips(n, exact=False, seed=seed)
 
 
 def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -59,7 +87,7 @@ def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
 def signflip_p(x: np.ndarray, flips: Flips, alternative: str = "two-sided") -> float:
     """p of the sign-flip test of the sum of x (one value per image; no NaN)."""
     x = np.asarray(x, dtype=np.float64)
-    null = flips.signs @ x  # (F,)
+    null = flips.apply(x)  # (F,)
     obs = x.sum()
     if alternative == "two-sided":
         return float(_share_at_least(np.abs(null), np.abs(obs)))
@@ -81,7 +109,7 @@ def westfall_young(d: np.ndarray, flips: Flips) -> tuple[np.ndarray, np.ndarray]
     excluded per column (a zero contributes nothing to a flipped sum: exactly an exclusion)."""
     d = np.nan_to_num(np.asarray(d, dtype=np.float64), nan=0.0)
     sq = (d**2).sum(axis=0)  # (L,)
-    null = _standardised(flips.signs @ d, sq)  # (F, L)
+    null = _standardised(flips.apply(d), sq)  # (F, L)
     obs = null[0]  # (L,) the identity is the first row of every Flips
     raw = _share_at_least(null, obs)
     order = np.argsort(-obs, kind="stable")  # most extreme first
@@ -109,33 +137,79 @@ class HodgesLehmann:
     low: float  # -inf/inf when n is too small for the level (see `attained`)
     high: float
     confidence: float  # the nominal level 1 - alpha
-    attained: float  # the exact coverage of the interval given
+    attained: float  # the coverage of the interval given (exact up to WILCOXON_EXACT_MAX)
+    null: str = "exact"  # "exact" signed-rank null, or "normal" (its normal approximation)
+
+
+def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
+    """(k, attained coverage, null): k the largest with P(W+ <= k) <= alpha/2 (None: no such k),
+    from the exact signed-rank null up to WILCOXON_EXACT_MAX images, else from its normal
+    approximation with continuity correction (mean n(n+1)/4, variance n(n+1)(2n+1)/24)."""
+    from scipy.stats import norm
+
+    if n <= WILCOXON_EXACT_MAX:
+        cdf = wilcoxon_null_cdf(n)
+        below = np.nonzero(cdf <= alpha / 2)[0]
+        if below.size == 0:
+            return None, 1.0, "exact"
+        k = int(below[-1])
+        return k, float(1 - 2 * cdf[k]), "exact"
+    mean, sd = n * (n + 1) / 4.0, math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+    k = math.floor(mean + sd * norm.ppf(alpha / 2) - 0.5)
+    return k, float(1 - 2 * norm.cdf((k + 0.5 - mean) / sd)), "normal"
+
+
+def _walsh_order_stats(x: np.ndarray, ranks: list[int]) -> list[float]:
+    """The ranks-th smallest (0-indexed) Walsh averages (x_i + x_j)/2, i <= j, of x without
+    forming them: bisection on the value, counting averages <= t by binary search on sorted x
+    (O(n log n) per step), to the last bit of float64."""
+    xs = np.sort(np.asarray(x, dtype=np.float64))
+    idx = np.arange(xs.size)
+
+    def count_le(t: float) -> int:  # Walsh averages <= t
+        ends = np.searchsorted(xs, 2.0 * t - xs, side="right")  # j < ends[i]: x_i + x_j <= 2t
+        return int(np.maximum(ends - idx, 0).sum())
+
+    out = []
+    for r in ranks:
+        lo, hi = float(xs[0]), float(xs[-1])  # every Walsh average lies in [min, max]
+        while True:
+            mid = lo + (hi - lo) / 2.0
+            if mid <= lo or mid >= hi:
+                break
+            if count_le(mid) >= r + 1:
+                hi = mid
+            else:
+                lo = mid
+        out.append(hi if count_le(lo) < r + 1 else lo)
+    return out
 
 
 def hodges_lehmann(x: np.ndarray, alpha: float = 0.05) -> HodgesLehmann:
-    """Median of the Walsh averages (x_i + x_j)/2, i <= j, with the exact 1 - alpha interval
+    """Median of the Walsh averages (x_i + x_j)/2, i <= j, with the 1 - alpha interval
     [W_(k+1), W_(M-k)] (1-indexed order statistics of the M Walsh averages), k the largest with
-    P(W+ <= k) <= alpha/2 (W+ the exact signed-rank statistic): the set of shifts the exact
-    two-sided Wilcoxon test does not reject."""
+    P(W+ <= k) <= alpha/2 (W+ the signed-rank statistic; exact null up to WILCOXON_EXACT_MAX
+    images, normal approximation beyond): the set of shifts the two-sided Wilcoxon test does
+    not reject. Up to WALSH_KEEP_MAX images the Walsh averages are sorted in memory; beyond,
+    their order statistics are found by counting (memory O(n))."""
     x = np.asarray(x, dtype=np.float64)
     n = x.size
     if n == 0:
         return HodgesLehmann(math.nan, math.nan, math.nan, 1 - alpha, math.nan)
-    i, j = np.triu_indices(n)
-    walsh = np.sort((x[i] + x[j]) / 2.0)
-    m = walsh.size  # n (n + 1) / 2
-    cdf = wilcoxon_null_cdf(n)
-    below = np.nonzero(cdf <= alpha / 2)[0]
-    if below.size == 0:  # even the extreme interval misses the level: unbounded
-        return HodgesLehmann(float(np.median(walsh)), -math.inf, math.inf, 1 - alpha, 1.0)
-    k = int(below[-1])  # P(W+ <= k) <= alpha/2: walsh[k] is the (k+1)-th smallest
-    return HodgesLehmann(
-        float(np.median(walsh)),
-        float(walsh[k]),
-        float(walsh[m - 1 - k]),
-        1 - alpha,
-        float(1 - 2 * cdf[k]),
-    )
+    m = n * (n + 1) // 2
+    k, attained, null = _critical_rank(n, alpha)
+    mids = [(m - 1) // 2, m // 2]  # the median: one or two middle order statistics
+    ranks = mids + ([] if k is None else [k, m - 1 - k])
+    if n <= WALSH_KEEP_MAX:
+        i, j = np.triu_indices(n)
+        walsh = np.sort((x[i] + x[j]) / 2.0)
+        values = [float(walsh[r]) for r in ranks]
+    else:
+        values = _walsh_order_stats(x, ranks)
+    estimate = (values[0] + values[1]) / 2.0
+    if k is None:  # even the extreme interval misses the level: unbounded
+        return HodgesLehmann(estimate, -math.inf, math.inf, 1 - alpha, 1.0, null)
+    return HodgesLehmann(estimate, values[2], values[3], 1 - alpha, attained, null)
 
 
 def min_images(alpha: float) -> int:
