@@ -56,6 +56,7 @@ class Verdict:
     n_layers_defined: list[int]  # images with a defined delta, per layer
     test: str
     reason: str
+    ci_null: str = "exact"  # signed-rank null of the interval: "exact", or "normal" (n > 1000)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -122,6 +123,7 @@ def verdict(
         estimate=hl.estimate,
         ci=(hl.low, hl.high),
         ci_level=hl.attained,
+        ci_null=hl.null,
         mean=mean,
         p_layers=[float(v) for v in adjusted],
         p_layers_raw=[float(v) for v in raw],
