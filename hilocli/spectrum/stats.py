@@ -150,7 +150,8 @@ def interval(v: Verdict) -> str:
     lo, hi = v.ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "interval unbounded at this n"
-    return f"CI [{lo:+.3f}, {hi:+.3f}] (exact coverage {v.ci_level:.1%})"
+    how = "exact coverage" if v.ci_null == "exact" else "coverage, normal signed-rank null"
+    return f"CI [{lo:+.3f}, {hi:+.3f}] ({how} {v.ci_level:.1%})"
 
 
 def summary_line(
