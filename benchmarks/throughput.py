@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--workers", default="0,1,2")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--rss-at", default="250,1000")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over the rows (median)")
     args = ap.parse_args()
     con = Console(stderr=True)
     weights = ["--checkpoint", str(TINY)]
@@ -114,7 +115,7 @@ def main() -> None:
         rows = []
 
         def spectrum(extra: list[str], limit: int | None = None, procs: int = 1):
-            out = Path(tmp) / f"out{len(rows)}"
+            out = Path(tmp) / "out"
             tail = [*common, *extra, "--out", str(out)]
             if limit is not None:
                 tail += ["--limit", str(limit)]
@@ -125,17 +126,23 @@ def main() -> None:
                    "-m", "hilocli", "spectrum", *tail]  # fmt: skip
             return timed_process(cmd, run_env)
 
-        for w in [int(v) for v in args.workers.split(",")]:
-            wall, rss = spectrum(["--workers", str(w)])
-            rows.append((f"1 process, workers {w}", args.images, wall, rss))
-            con.print(f"{rows[-1][0]}: {args.images / wall:.1f} images/s")
+        configs = [(f"1 process, workers {w}", ["--workers", str(w)], None, 1, args.images)
+                   for w in [int(v) for v in args.workers.split(",")]]  # fmt: skip
         if args.processes > 1:
-            wall, rss = spectrum(["--workers", "1"], procs=args.processes)
             name = f"{args.processes} processes (torchrun), workers 1"
-            rows.append((name, args.images, wall, rss))
+            configs.append((name, ["--workers", "1"], None, args.processes, args.images))
         for k in [int(v) for v in args.rss_at.split(",")]:
-            wall, rss = spectrum(["--workers", "1"], limit=k)
-            rows.append((f"1 process, workers 1, first {k} images", k, wall, rss))
+            configs.append((f"1 process, workers 1, first {k} images", ["--workers", "1"], k, 1, k))
+        walls: dict[str, list[float]] = {c[0]: [] for c in configs}
+        peaks: dict[str, float] = {}
+        for _round in range(args.repeats):  # interleaved: load changes hit every row alike
+            for name, extra, limit, procs, _n in configs:
+                wall, rss = spectrum(extra, limit, procs)
+                walls[name].append(wall)
+                peaks[name] = max(peaks.get(name, 0.0), rss)
+                con.print(f"{name}: {wall:.1f} s")
+        rows += [(name, n, float(np.median(walls[name])), peaks[name])
+                 for name, _e, _l, _p, n in configs]  # fmt: skip
     forward = bare_forward_seconds(args)
     rows.append(("bare forward (no decoding, no analysis)", args.images, forward, float("nan")))
     best = min(wall for name, n, wall, _ in rows if n == args.images and "bare" not in name)
