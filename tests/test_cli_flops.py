@@ -224,6 +224,9 @@ def test_a_case_runs_isolated_in_its_own_process():
         (["--dim", "100", "--heads", "12"], "multiple"),
         (["--dim", "96"], "together"),
         (["--model", "nope"], "unknown model"),
+        (["--dtype", "float16"], "float16 needs CUDA"),  # no model runs: auto counts as CPU
+        (["--dtype", "float16", "--benchmark", "--device", "cpu"], "float16 needs CUDA"),
+        (["--dtype", "float64"], "--dtype"),
     ],
 )
 def test_bad_input_exits_2(args, fragment):

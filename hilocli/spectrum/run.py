@@ -53,6 +53,7 @@ class SpectrumRequest:
     depth: bool = False  # Park & Kim's depth curve over every block (main model only)
     dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
     tf32: bool = False
+    compile: str = "auto"  # torch.compile of the forward: off | on | auto (hilocli.runtime)
 
     @property
     def seed(self) -> int:
@@ -70,7 +71,7 @@ class SpectrumRequest:
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
         from hilocli.models.geometry import check_input_size
-        from hilocli.runtime import check_dtype
+        from hilocli.runtime import check_compile, check_dtype
 
         if not self.inputs:
             raise UsageError("give at least one image file or folder")
@@ -98,6 +99,7 @@ class SpectrumRequest:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
         self.settings()  # --cutoff
         check_dtype(self.dtype, self.device)
+        check_compile(self.compile)
         self.weights.validate()
         return self
 
@@ -144,6 +146,7 @@ class SpectrumResult:
     control: ControlResult | None = None
     depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
     precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
+    compile_decision: dict[str, Any] = field(default_factory=dict)  # CompileDecision.to_dict()
 
     @property
     def n(self) -> int:
@@ -158,6 +161,7 @@ class SpectrumResult:
             "tested_layers": self.tested,
             "resolution": self.resolution,
             "device": self.device,
+            "compile": self.compile_decision,
         }
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
@@ -284,7 +288,14 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     """Measure the chosen layers over the inputs and judge the claim (see the module docstring)."""
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
-    from hilocli.runtime import environment, resolve_device, resolve_precision
+    from hilocli.runtime import (
+        compile_as,
+        compile_errors,
+        environment,
+        maybe_compile,
+        resolve_device,
+        resolve_precision,
+    )
     from hilocli.spectrum.stats import judge, judge_control
 
     request.validate()
@@ -298,6 +309,8 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     loaded = request.weights.load(device)
+    n_images, same_size = len(paths), request.crop  # --no-crop: each image keeps its own size
+    _, compile_decision = maybe_compile(loaded.model, request.compile, n_images, device, same_size)
     cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
     resolution = request.resolution or (cfg.img_size if cfg else 224)
     check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
@@ -306,7 +319,10 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     if request.control == "random":
         seeds = control_seeds(request.seed, request.control_seeds)
         twins = [random_twin(loaded, s, device) for s in seeds]
-    done = measure(
+        for twin in twins:
+            compile_as(twin.model, compile_decision)
+    # torch.compile compiles at the first forward: its failures as one HiloError line
+    done = compile_errors(compile_decision)(measure)(
         [loaded.model, *(t.model for t in twins)],
         layers,
         settings,
@@ -346,4 +362,5 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         control=control,
         depth=done.depth,
         precision=precision.to_dict(),
+        compile_decision=compile_decision.to_dict(),
     )
