@@ -298,16 +298,16 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
     """Analytic counts; with the request's flags also torch's counted FLOPs, benchmarks and the
     sweep. `progress` receives a line per finished benchmark case."""
     request.validate()
-    arch = request.architecture()
-    cfg = arch.cfg
-    request.check_sizes(cfg)
-    height, width = request.input_size(cfg)
     device = None
     if request.benchmark:
         from hilocli.runtime import resolve_device
 
         device = resolve_device(request.device)
     precision = request.precision(device)  # UsageError (float16 on a CPU) before any work
+    arch = request.architecture()
+    cfg = arch.cfg
+    request.check_sizes(cfg)
+    height, width = request.input_size(cfg)
     nbytes = BYTES_PER_ELEMENT[precision.dtype]
     mc = model_cost(cfg, height, width, get_convention(request.convention))
     site = attention_site(cfg, height, width)
