@@ -176,9 +176,9 @@ def to_device(x, device):
 COMPILE_CHOICES = ("off", "on", "auto")
 # CPU, measured (docs/benchmarks.md; LITv2-S 224, batch 8, 2 loaded cores): compile + first call
 # 393 s, then 14.5 -> 10.7 s per batch: 0.475 s saved per image, so one compile pays after 827
-# images. A run compiles twice (its last, smaller batch recompiles with a dynamic batch size):
-# 1655 images; rounded up to 2000 for the analysis time compile does not shorten, other CPUs
-# and larger models (longer compiles).
+# images. A run may compile twice (a last, smaller batch recompiles with a dynamic batch size):
+# 1655 images; rounded up to 2000: spectrum's capture hooks keep intermediate outputs (less
+# fusion than the bare forward measured), other CPUs and larger models (longer compiles).
 CPU_COMPILE_MIN_IMAGES = 2000
 # CUDA, NOT measured (no GPU on the development machine): assumed about 60 s per compile, two
 # compiles, and at most about 1 ms saved per image (an eager batch of 16 spends ~10 ms launching

@@ -184,17 +184,6 @@ def test_missing_toolchain_is_an_error_with_on_and_eager_with_auto(monkeypatch):
     assert same is model and not decision.used and "no C++ compiler" in decision.reason
 
 
-def test_compile_failure_reads_as_one_error_line():
-    def broken_backend(graph, inputs):
-        raise RuntimeError("no working C++ compiler")
-
-    decision = runtime.CompileDecision("on", True, "--compile on", "broken")
-    double = torch.compile(lambda x: 2 * x, backend=broken_backend)
-    with pytest.raises(HiloError, match="torch.compile \\(broken\\) failed: .*use --compile off"):
-        with runtime.compile_errors(decision):
-            double(torch.ones(2))
-
-
 def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
     """Dynamo traces the forward with the capture hooks in it: per-image numbers as eager."""
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
@@ -215,3 +204,14 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
             assert y["hf_fraction"] == pytest.approx(x["hf_fraction"], abs=1e-6)
     deltas = [torch.tensor(r["results"]["deltas"]) for r in (eager, compiled)]
     assert torch.allclose(*deltas, rtol=0, atol=1e-6)
+
+
+def test_compile_failure_reads_as_one_error_line():
+    def broken_backend(graph, inputs):
+        raise RuntimeError("no working C++ compiler")
+
+    decision = runtime.CompileDecision("on", True, "--compile on", "broken")
+    double = torch.compile(lambda x: 2 * x, backend=broken_backend)
+    with pytest.raises(HiloError, match="torch.compile \\(broken\\) failed: .*use --compile off"):
+        with runtime.compile_errors(decision):
+            double(torch.ones(2))
