@@ -150,11 +150,17 @@ def test_checkpoint_gives_architecture_and_weights_block(tiny_ckpt_path):
     assert "never uses weight values" in w["note"]
 
 
-def test_benchmark_in_process_through_run(tiny_ckpt_path):
-    """The benchmark path of `run` (cases in this process: fast), checked field by field."""
+def test_benchmark_in_process_through_run(tiny_ckpt_path, monkeypatch):
+    """The benchmark path of `run` (cases in this process: fast), checked field by field. The
+    matmul peak (seconds of 2048^3 matmuls) is a stand-in: the MFU arithmetic is what is checked."""
+    import importlib
+
     from hilocli.flops import FlopsRequest, run
+
+    flops_run = importlib.import_module("hilocli.flops.run")  # the module (`run` is shadowed)
     from hilocli.flops.bench import UNSTABLE_SPREAD
 
+    monkeypatch.setattr(flops_run, "matmul_peak_at", lambda device, dtype, threads: 100.0)
     lines = []
     result = run(
         FlopsRequest(
@@ -175,7 +181,12 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path):
     for r in res:
         assert r.status == "ok" and r.img_per_s > 0 and len(r.seconds) == 5
         assert r.unstable == (r.spread > UNSTABLE_SPREAD) and r.warmup_runs >= 1
+        assert r.case.dtype == "float32"  # --dtype auto on the CPU
     rec = result.to_record().to_dict()
+    assert rec["settings"]["dtype"] == "float32" and rec["settings"]["dtype_requested"] == "auto"
+    assert rec["results"]["benchmark"]["matmul_peak_gflop_per_s"] == {"float32": 100.0}
+    for row in rec["results"]["benchmark"]["results"]:
+        assert row["mfu"] == pytest.approx(row["gflop_per_s"] / 100.0)
     assert rec["results"]["benchmark"]["unstable_above_spread"] == UNSTABLE_SPREAD
     assert len(rec["results"]["benchmark"]["load_average"]) == 2
     assert rec["results"]["benchmark"]["busy"] is result.busy
@@ -224,6 +235,9 @@ def test_a_case_runs_isolated_in_its_own_process():
         (["--dim", "100", "--heads", "12"], "multiple"),
         (["--dim", "96"], "together"),
         (["--model", "nope"], "unknown model"),
+        (["--dtype", "float16"], "float16 needs CUDA"),  # no model runs: auto counts as CPU
+        (["--dtype", "float16", "--benchmark", "--device", "cpu"], "float16 needs CUDA"),
+        (["--dtype", "float64"], "--dtype"),
     ],
 )
 def test_bad_input_exits_2(args, fragment):

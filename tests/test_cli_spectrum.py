@@ -320,6 +320,7 @@ def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch):
         (("--hann",), "--boundary"),
         (("--alpha", "0.7"), "--alpha"),
         (("--control-seeds", "0"), "--control-seeds"),
+        (("--compile", "sometimes"), "--compile"),
     ]:
         assert_one_line_error(hilo("spectrum", *common, *extra), 2, fragment)
     assert not (tmp_path / "o").exists()

@@ -1,15 +1,21 @@
 """--dtype / --tf32 (hilocli.runtime.Precision): resolution rules, autocast numerics against
 float32 within the tolerances measured in docs/benchmarks.md, what the record says, and that
-analysis functions keep tensors on the device they were given."""
+analysis functions keep tensors on the device they were given. --compile: the auto rule, the
+record, failures as one line, and a compiled spectrum equal to eager (torch.compile's "eager"
+backend: dynamo traces the model and its capture hooks in seconds; inductor takes minutes and is
+checked by benchmarks/forward.py --compile)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
 import torch
 
-from hilocli.errors import UsageError
-from hilocli.runtime import forward_context, resolve_precision
+from hilocli import runtime
+from hilocli.errors import HiloError, UsageError
+from hilocli.runtime import compile_decision, forward_context, resolve_precision
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
@@ -59,13 +65,22 @@ def test_float16_on_cpu_is_a_usage_error_before_any_work(tmp_path):
         assert not out.exists()
 
 
-def _spectrum_record(dtype: str):
+@functools.cache
+def _spectrum_record(dtype: str, compile: str = "auto"):
+    """(record, result) of a 2-image spectrum run of the tiny model (cached: read, never
+    changed)."""
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.weights import WeightsRequest
 
     weights = WeightsRequest(checkpoint=TINY_CKPT, default_pretrained=True)
     req = SpectrumRequest(
-        inputs=(SAMPLES,), weights=weights, resolution=64, device="cpu", dtype=dtype, limit=2
+        inputs=(SAMPLES,),
+        weights=weights,
+        resolution=64,
+        device="cpu",
+        dtype=dtype,
+        limit=2,
+        compile=compile,
     )
     result = run(req)
     return result.to_record().to_dict(), result
@@ -138,3 +153,68 @@ def test_analysis_functions_return_tensors_on_the_given_device():
     off = torch.randn(2, 8, 3, 3, device=meta)
     w, bias = torch.randn(5, 4, 2, 2, device=meta), torch.randn(5, device=meta)
     assert deform_conv2d_tokens(x, 6, 6, off, w, bias, stride=2).device == meta
+
+
+def test_compile_auto_rule():
+    cpu, cuda = runtime.CPU_COMPILE_MIN_IMAGES, runtime.CUDA_COMPILE_MIN_IMAGES
+    assert not compile_decision("off", 10**9, "cpu").used
+    assert compile_decision("on", 1, "cpu").used
+    assert not compile_decision("auto", cpu - 1, "cpu").used
+    assert compile_decision("auto", cpu, "cpu").used
+    assert not compile_decision("auto", cuda - 1, "cuda").used
+    assert compile_decision("auto", cuda, "cuda").used
+    assert cpu <= cuda  # compiling is assumed to pay later on a GPU (unmeasured)
+    no_crop = compile_decision("auto", 10**9, "cpu", fixed_size=False)
+    assert not no_crop.used and "--no-crop" in no_crop.reason
+    short = compile_decision("auto", 2, "cpu").to_dict()
+    assert short == {
+        "requested": "auto",
+        "used": False,
+        "reason": short["reason"],
+        "backend": None,
+        "mode": None,
+    }
+    assert f"2 images < {cpu}" in short["reason"]
+    with pytest.raises(UsageError, match="--compile must be one of"):
+        compile_decision("always", 1, "cpu")
+
+
+def test_missing_toolchain_is_an_error_with_on_and_eager_with_auto(monkeypatch):
+    monkeypatch.setattr(runtime, "compile_toolchain_problem", lambda *a: "no C++ compiler")
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(HiloError, match="--compile on: no C\\+\\+ compiler; use --compile off"):
+        runtime.maybe_compile(model, "on", 1, torch.device("cpu"))
+    same, decision = runtime.maybe_compile(model, "auto", 10**9, torch.device("cpu"))
+    assert same is model and not decision.used and "no C++ compiler" in decision.reason
+
+
+def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
+    """Dynamo traces the forward with the capture hooks in it: per-image numbers as eager."""
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    eager, eager_result = _spectrum_record("auto")
+    compiled, compiled_result = _spectrum_record("auto", compile="on")
+    assert eager["settings"]["compile"]["used"] is False
+    assert "2 images < " in eager["settings"]["compile"]["reason"]
+    assert compiled["settings"]["compile"] == {
+        "requested": "on",
+        "used": True,
+        "reason": "--compile on",
+        "backend": "eager",
+        "mode": "default",
+    }
+    for a, b in zip(eager_result.layers, compiled_result.layers, strict=True):
+        for branch in ("hifi", "lofi", "control"):
+            x, y = a.branch(branch).per_image, b.branch(branch).per_image
+            np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], atol=1e-6)
+    np.testing.assert_allclose(compiled_result.deltas, eager_result.deltas, rtol=0, atol=1e-6)
+
+
+def test_compile_failure_reads_as_one_error_line():
+    def broken_backend(graph, inputs):
+        raise RuntimeError("no working C++ compiler")
+
+    decision = runtime.CompileDecision("on", True, "--compile on", "broken")
+    double = torch.compile(lambda x: 2 * x, backend=broken_backend)
+    with pytest.raises(HiloError, match="torch.compile \\(broken\\) failed: .*use --compile off"):
+        with runtime.compile_errors(decision):
+            double(torch.ones(2))

@@ -16,6 +16,7 @@ from hilocli.commands._options import (
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
+    DtypeChoice,
     FigureFormat,
     FormatOpt,
     HubOpt,
@@ -31,12 +32,6 @@ from hilocli.commands._options import (
 class ConventionChoice(str, Enum):
     authors = "authors"
     as_run = "as-run"
-
-
-class DtypeChoice(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
 
 
 HeightOpt = Annotated[
@@ -119,9 +114,15 @@ BatchOpt = Annotated[
         "--batch-size", "-b", min=1, help="Images per forward (benchmark; attention memory)."
     ),
 ]
-DtypeOpt = Annotated[
+FlopsDtypeOpt = Annotated[
     DtypeChoice,
-    typer.Option("--dtype", help="Benchmark dtype (and bytes per attention-matrix element)."),
+    typer.Option(
+        "--dtype",
+        help="Precision of the benchmarked forward (autocast, as in every command; auto: "
+        "bfloat16 on CUDA, float32 on the CPU) and the bytes per attention-matrix element. "
+        "float16 needs CUDA. Without --benchmark auto resolves against --device as named "
+        "(auto: the CPU).",
+    ),
 ]
 RepeatsOpt = Annotated[int, typer.Option("--repeats", min=5, help="Timed runs per benchmark case.")]
 WarmupOpt = Annotated[
@@ -170,7 +171,7 @@ def flops(
     benchmark: BenchmarkOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
     batch_size: BatchOpt = 1,
-    dtype: DtypeOpt = DtypeChoice.float32,
+    dtype: FlopsDtypeOpt = DtypeChoice.auto,
     repeats: RepeatsOpt = 10,
     warmup: WarmupOpt = 3,
     threads: ThreadsOpt = None,

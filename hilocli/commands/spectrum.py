@@ -36,6 +36,7 @@ from hilocli.commands._options import (
     WindowOpt,
     weights_request,
 )
+from hilocli.runtime import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
 
 
 class SpectrumMode(str, Enum):
@@ -46,6 +47,12 @@ class SpectrumMode(str, Enum):
 class ControlChoice(str, Enum):
     none = "none"
     random = "random"
+
+
+class CompileChoice(str, Enum):
+    auto = "auto"
+    on = "on"
+    off = "off"
 
 
 InputsArg = Annotated[
@@ -123,6 +130,16 @@ MarginOpt = Annotated[
     float,
     typer.Option("--margin", help="Equivalence margin on the hf-fraction difference (TOST)."),
 ]
+CompileOpt = Annotated[
+    CompileChoice,
+    typer.Option(
+        "--compile",
+        help="torch.compile the model forward. auto: only when the run has enough images to "
+        f"repay the compile time (CPU: {CPU_COMPILE_MIN_IMAGES}, measured; CUDA: "
+        f"{CUDA_COMPILE_MIN_IMAGES}, estimated) and one image size; on: always (an error when "
+        "torch.compile cannot work here); off: never.",
+    ),
+]
 ControlSeedsOpt = Annotated[
     int,
     typer.Option(
@@ -150,6 +167,7 @@ def spectrum(
     device: DeviceOpt = DeviceChoice.auto,
     dtype: DtypeOpt = DtypeChoice.auto,
     tf32: TF32Opt = False,
+    compile: CompileOpt = CompileChoice.auto,
     limit: LimitOpt = None,
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
@@ -200,6 +218,7 @@ def spectrum(
         depth=depth,
         dtype=dtype.value,
         tf32=tf32,
+        compile=compile.value,
     ).validate()
     check_out_dir(out)
     con = console()

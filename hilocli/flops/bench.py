@@ -1,6 +1,8 @@
 """Measured speed and peak memory of attention layers and whole models, with honest statistics.
 
-Protocol: eval mode, `torch.inference_mode()`, synchronisation on CUDA. Warm-up runs continue until
+Protocol: eval mode, `torch.inference_mode()`, the forward under the commands' precision policy
+(`hilocli.runtime.forward_context`: float32 weights and inputs, autocast to the case's dtype, TF32
+off), synchronisation on CUDA. Warm-up runs continue until
 the last `SETTLE_WINDOW` agree within `SETTLE_TOLERANCE` of their median (at least `warmup` runs,
 at most `MAX_WARMUP_RUNS` or `MAX_WARMUP_S` seconds); then `repeats` (>= 5) timed runs. A case is
 reported by its median and relative spread (IQR / median of the run times) and marked `unstable`
@@ -31,7 +33,7 @@ SETTLE_TOLERANCE = 0.10  # ... agree within 10% of their median
 MAX_WARMUP_RUNS = 30
 MAX_WARMUP_S = 30.0
 UNSTABLE_SPREAD = 0.20  # IQR / median of the timed runs above this: unstable
-DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2}  # name -> bytes per element
+BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}  # a resolved --dtype -> bytes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ class BenchCase:
     width: int
     batch_size: int = 1
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "float32"  # what the forward runs at (autocast), resolved: never "auto"
     threads: int | None = None
     warmup: int = 3  # minimum warm-up runs (more until the times settle)
     repeats: int = 10
@@ -240,18 +242,19 @@ def run_case(case: BenchCase) -> BenchResult:
     import torch
 
     from hilocli.flops.kernels import forced, kernels_used, seconds_of, set_explicit
+    from hilocli.runtime import Precision, forward_context
 
-    if case.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {case.dtype!r}")
+    if case.dtype not in BYTES_PER_ELEMENT:
+        raise ValueError(f"dtype must be one of {', '.join(BYTES_PER_ELEMENT)}, got {case.dtype!r}")
     if case.threads:
         torch.set_num_threads(case.threads)
     dev = torch.device(case.device)
     cuda = dev.type == "cuda"
+    precision = Precision(requested=case.dtype, dtype=case.dtype, device_type=dev.type)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     try:
         module, x = _build(case)
-        module = module.to(dev, getattr(torch, case.dtype))
-        x = x.to(dev, getattr(torch, case.dtype))
+        module, x = module.to(dev), x.to(dev)  # float32: autocast runs the case's dtype
         has_explicit = set_explicit(module, case.sdpa_backend == "explicit")
         if case.sdpa_backend == "explicit" and not has_explicit:
             return BenchResult(case, "error: no explicit attention path")
@@ -273,7 +276,7 @@ def run_case(case: BenchCase) -> BenchResult:
         else:
             reset = _reset_peak_rss()
             base = _status_bytes("VmRSS")
-        with torch.inference_mode(), forced(case.sdpa_backend):
+        with torch.inference_mode(), forced(case.sdpa_backend), forward_context(precision):
             kernels = kernels_used(call)  # one profiled call (not timed)
             warmup_runs, settled = warm_up(call, case.warmup)
             seconds = [seconds_of(call, cuda) for _ in range(case.repeats)]

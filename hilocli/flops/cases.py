@@ -21,13 +21,15 @@ def benchmark_cases(
     size: tuple[int, int],
     layer: tuple[int, int],
     device: str,
+    dtype: str,
 ) -> list[BenchCase]:
     """Each attention type on the compared grid with `layer` = (dim, heads), then the whole
-    model, at the input size or at every sweep resolution."""
+    model, at the input size or at every sweep resolution; the forward autocast to `dtype` (the
+    resolved --dtype)."""
     common = dict(
         batch_size=request.batch_size,
         device=device,
-        dtype=request.dtype,
+        dtype=dtype,
         threads=request.threads,
         warmup=request.warmup,
         repeats=request.repeats,

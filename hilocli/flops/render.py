@@ -231,7 +231,13 @@ def save(con, result: FlopsResult, out: Path, fmt: str) -> RunRecord:
         )
         files.figure(
             fig_name,
-            sweep_figure(result.points, result.arch.name, result.bench, req.batch_size, req.dtype),
+            sweep_figure(
+                result.points,
+                result.arch.name,
+                result.bench,
+                req.batch_size,
+                result.precision.dtype,
+            ),
         )
         files.json("flops.json", record)
     say(con, f"figure: {record.files['figure']}")

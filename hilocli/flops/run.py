@@ -20,7 +20,7 @@ from hilocli.flops.attention import (
     attention_site,
     sweep,
 )
-from hilocli.flops.bench import DTYPES, MIN_REPEATS, UNSTABLE_SPREAD, BenchResult
+from hilocli.flops.bench import BYTES_PER_ELEMENT, MIN_REPEATS, UNSTABLE_SPREAD, BenchResult
 from hilocli.flops.cases import benchmark_cases
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
 from hilocli.flops.kernels import BACKENDS, matmul_peak_at
@@ -32,6 +32,7 @@ from hilocli.models.geometry import (
     requested_size,
 )
 from hilocli.output import RunRecord
+from hilocli.runtime import Precision, check_dtype, resolve_precision
 from hilocli.weights import WeightsRequest
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class FlopsRequest:
     benchmark: bool = False
     device: str = "auto"
     batch_size: int = 1
-    dtype: str = "float32"
+    dtype: str = "auto"  # the forward's precision (--dtype; resolved by `precision()`)
     repeats: int = 10
     warmup: int = 3  # minimum warm-up runs; more until the times settle
     threads: int | None = None
@@ -90,6 +91,15 @@ class FlopsRequest:
     def weights_request(self) -> WeightsRequest:
         return WeightsRequest(model=self.model, checkpoint=self.checkpoint)
 
+    def precision(self, device: Any = None) -> Precision:
+        """--dtype resolved as in every command (auto: bfloat16 on CUDA, float32 on the CPU)
+        against `device`, the device the benchmark runs on. Without one (no model runs) against
+        --device as named, `auto` counting as the CPU: resolving it would import torch. float16
+        on the CPU is a UsageError."""
+        if device is None:
+            device = "cuda" if self.device == "cuda" else "cpu"
+        return resolve_precision(self.dtype, device)
+
     def validate(self) -> FlopsRequest:
         """UsageError for any bad or conflicting option, before anything is loaded or built."""
         self.weights_request().validate()
@@ -97,8 +107,10 @@ class FlopsRequest:
             self.convention in CONVENTIONS,
             f"--convention must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}",
         )
-        _check(self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}")
         _check(self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda")
+        check_dtype(self.dtype, self.device)
+        if not self.benchmark:  # with --benchmark, `run` resolves against the device it finds
+            self.precision()
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _check(
             self.repeats >= MIN_REPEATS,
@@ -191,6 +203,7 @@ def _check(ok: bool, message: str) -> None:
 @dataclass(frozen=True)
 class FlopsResult:
     request: FlopsRequest
+    precision: Precision  # --dtype resolved: the benchmark's autocast and the bytes per element
     arch: Architecture
     model: ModelCost
     attention: list[AttentionCost]
@@ -217,7 +230,8 @@ class FlopsResult:
                 "heads": a0.num_heads,
                 "tokens": list(a0.grid),
                 "batch_size": a0.batch_size,
-                "dtype": self.request.dtype,
+                "dtype": self.precision.dtype,
+                "bytes_per_element": BYTES_PER_ELEMENT[self.precision.dtype],
                 "convention": FVCORE.to_dict(),
                 "memory": "softmax weights of all heads for batch_size images at dtype bytes",
                 "rows": [a.to_dict() for a in self.attention],
@@ -249,7 +263,7 @@ class FlopsResult:
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
         return RunRecord(
             command="flops",
-            settings=asdict(self.request),
+            settings={**asdict(self.request), **self.precision.to_dict()},
             weights=self.arch.weights,
             environment=self.environment,
             results=self.results(),
@@ -285,11 +299,17 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
     """Analytic counts; with the request's flags also torch's counted FLOPs, benchmarks and the
     sweep. `progress` receives a line per finished benchmark case."""
     request.validate()
+    device = None
+    if request.benchmark:
+        from hilocli.runtime import resolve_device
+
+        device = resolve_device(request.device)
+    precision = request.precision(device)  # UsageError (float16 on a CPU) before any work
     arch = request.architecture()
     cfg = arch.cfg
     request.check_sizes(cfg)
     height, width = request.input_size(cfg)
-    nbytes = DTYPES[request.dtype]
+    nbytes = BYTES_PER_ELEMENT[precision.dtype]
     mc = model_cost(cfg, height, width, get_convention(request.convention))
     site = attention_site(cfg, height, width)
     dim, heads = (request.dim, request.heads) if request.dim else (site.dim, site.num_heads)
@@ -309,13 +329,13 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
         from hilocli.flops.counted import count_flops
 
         counted = count_flops(cfg, height, width)
-    bench, device, load, peak = None, None, None, None
+    bench, load, peak = None, None, None
     if request.benchmark:
         from hilocli.flops.bench import benchmark
-        from hilocli.runtime import resolve_device
 
-        device = resolve_device(request.device)
-        cases = benchmark_cases(request, cfg, arch.name, (height, width), (dim, heads), str(device))
+        cases = benchmark_cases(
+            request, cfg, arch.name, (height, width), (dim, heads), str(device), precision.dtype
+        )
         tick = (
             None
             if progress is None
@@ -328,9 +348,9 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
         before = _load_average()
         bench = benchmark(cases, tick, isolate=request.isolate)
         load = (before, _load_average())
-        peak = {request.dtype: matmul_peak_at(device, request.dtype, request.threads)}
+        peak = {precision.dtype: matmul_peak_at(device, precision.dtype, request.threads)}
     points = None
     if request.sweep is not None:
         points = sweep(cfg, request.sweep, request.convention, request.batch_size, nbytes)
     env = _environment(device)
-    return FlopsResult(request, arch, mc, attn, counted, bench, points, env, load, peak)
+    return FlopsResult(request, precision, arch, mc, attn, counted, bench, points, env, load, peak)

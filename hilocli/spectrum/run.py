@@ -54,6 +54,7 @@ class SpectrumRequest:
     dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
     tf32: bool = False
     workers: int | None = None  # decoding processes; None: hilocli.batches.default_workers
+    compile: str = "auto"  # torch.compile of the forward: off | on | auto (hilocli.runtime)
 
     @property
     def seed(self) -> int:
@@ -71,7 +72,7 @@ class SpectrumRequest:
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
         from hilocli.models.geometry import check_input_size
-        from hilocli.runtime import check_dtype
+        from hilocli.runtime import check_compile, check_dtype
 
         if not self.inputs:
             raise UsageError("give at least one image file or folder")
@@ -101,6 +102,7 @@ class SpectrumRequest:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
         self.settings()  # --cutoff
         check_dtype(self.dtype, self.device)
+        check_compile(self.compile)
         self.weights.validate()
         return self
 
@@ -150,6 +152,7 @@ class SpectrumResult:
     control_layers: list[list[LayerSpectra]] = field(default_factory=list)  # per control seed
     sha256: dict[str, str] = field(default_factory=dict)  # analysed path -> content SHA-256
     processes: dict[str, Any] = field(default_factory=dict)  # workers, world size, launcher
+    compile_decision: dict[str, Any] = field(default_factory=dict)  # CompileDecision.to_dict()
 
     @property
     def n(self) -> int:
@@ -165,6 +168,7 @@ class SpectrumResult:
             "resolution": self.resolution,
             "device": self.device,
             **self.processes,
+            "compile": self.compile_decision,
         }
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
@@ -341,7 +345,14 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     from hilocli.distributed import agree, placement, process_group, rank_device
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
-    from hilocli.runtime import environment, resolve_device, resolve_precision
+    from hilocli.runtime import (
+        compile_as,
+        compile_errors,
+        environment,
+        maybe_compile,
+        resolve_device,
+        resolve_precision,
+    )
     from hilocli.spectrum.stats import judge, judge_control
 
     request.validate()
@@ -358,6 +369,10 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     with process_group(where, device):
         loaded = agree(where, lambda: request.weights.load(device))
+        n_images, same_size = len(paths), request.crop  # --no-crop: each image keeps its size
+        _, compile_decision = maybe_compile(
+            loaded.model, request.compile, n_images, device, same_size
+        )
         cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
         resolution = request.resolution or (cfg.img_size if cfg else 224)
         check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
@@ -366,7 +381,10 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         if request.control == "random":
             seeds = control_seeds(request.seed, request.control_seeds)
             twins = [random_twin(loaded, s, device) for s in seeds]
-        done = measure(
+            for twin in twins:
+                compile_as(twin.model, compile_decision)
+        # torch.compile compiles at the first forward: its failures as one HiloError line
+        done = compile_errors(compile_decision)(measure)(
             [loaded.model, *(t.model for t in twins)],
             layers,
             settings,
@@ -413,4 +431,5 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
         control_layers=done.spectra[1:],
         sha256={str(p): d for p, d in found.sha256.items()},
         processes={"workers": workers, **where.to_dict()},
+        compile_decision=compile_decision.to_dict(),
     )
