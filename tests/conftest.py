@@ -149,3 +149,24 @@ class PerImageCsv:
 
 def per_image_csv(path: Path) -> PerImageCsv:
     return PerImageCsv(path)
+
+
+def unrasterise_figures(monkeypatch) -> None:
+    """Figures are built (every plotting call runs) but not rasterised: `OutputSet.figure` stages
+    an empty placeholder file instead of the PNG. Drawing costs seconds per run; the figure tests
+    (tests/test_spectrum.py, test_attention.py, the record-vs-figure CLI tests) check real files."""
+    from hilocli.output import OutputSet
+
+    def placeholder(self, name, fig, **_kwargs):
+        import matplotlib.pyplot as plt
+
+        self._stage(name).write_bytes(b"")
+        plt.close(fig)
+        return self.path(name)
+
+    monkeypatch.setattr(OutputSet, "figure", placeholder)
+
+
+@pytest.fixture()
+def unrasterised_figures(monkeypatch):
+    unrasterise_figures(monkeypatch)

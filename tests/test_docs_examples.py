@@ -131,7 +131,8 @@ def test_docs_have_examples():
 
 
 @pytest.mark.parametrize("doc, line_no, line", EXAMPLES, ids=[f"{d}:{n}" for d, n, _ in EXAMPLES])
-def test_doc_example_runs(doc, line_no, line, tmp_path, monkeypatch):
+def test_doc_example_runs(doc, line_no, line, tmp_path, monkeypatch, unrasterised_figures):
+    """Each example runs end to end; its figures are built but not rasterised (conftest)."""
     monkeypatch.chdir(ROOT)
     args = offline_args(line, tmp_path / "out")
     res = hilo(*args)

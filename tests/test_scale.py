@@ -16,7 +16,14 @@ from hilocli.batches import chunk_count
 from hilocli.distributed import SINGLE, Placement, placement, shard
 from hilocli.errors import UsageError
 from hilocli.terminal import progress_line
-from tests.conftest import FIXTURES, TINY_CKPT, hilo, per_image_csv, strict_json
+from tests.conftest import (
+    FIXTURES,
+    TINY_CKPT,
+    hilo,
+    per_image_csv,
+    strict_json,
+    unrasterise_figures,
+)
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
 # --no-crop: images of three sizes, so chunks hold several groups; batch 4 over 9 images: 3 chunks
@@ -43,6 +50,8 @@ def one_process(images, tmp_path_factory) -> Path:
 
     out, threads = tmp_path_factory.mktemp("single"), torch.get_num_threads()
     torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    unrasterise_figures(mp)
     try:
         res = hilo(
             "spectrum", images, *RUN, "--workers", "0", "--out", out,
@@ -50,12 +59,13 @@ def one_process(images, tmp_path_factory) -> Path:
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+        mp.undo()
     assert res.returncode == 0, res.stderr
     (out / "stderr.txt").write_text(res.stderr)
     return out
 
 
-def test_workers_do_not_change_a_single_number(images, one_process, tmp_path):
+def test_workers_do_not_change_a_single_number(images, one_process, tmp_path, unrasterised_figures):
     import torch
 
     threads = torch.get_num_threads()
