@@ -12,7 +12,6 @@ import torch
 
 from hilocli.spectrum.analyse import CUTOFFS, content_spectra, summarise
 from hilocli.spectrum.measures import (
-    EPS,
     PER_IMAGE_FIELDS,
     FrequencyAxes,
     SpectrumSettings,
@@ -128,11 +127,14 @@ class BranchAccumulator:
             sums = self.sums[(H, W)] = _GridSums(axes)
         axes = sums.axes
         cut = self.settings.cutoff
+        chans = paper_channel_range(C, self.settings.paper_channels)
         spec = content_spectra(
             maps,
             self.window_size,
             self.settings.boundary,
             None if stream_bands is None and matched_bands is None else cut,
+            amplitudes=True,
+            paper_channels=chans,
         )
         fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
         for prefix, ref in (("residual_ratio", stream_bands), ("matched_ratio", matched_bands)):
@@ -142,27 +144,25 @@ class BranchAccumulator:
                 ok = total > 0
                 ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
                 fields[f"{prefix}_{name}"] = ratio
-        raw = spec.raw_hat  # (B, C, H, W) FFT without mean removal
-        raw_log = torch.log(raw.abs().float() + EPS)  # (B, C, H, W)
+        raw_log = spec.raw_log_amplitude.float()  # (B, H, W) log|F| without mean removal
         rows, cols = axes.diag
-        diag = raw_log.mean(1)[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
+        diag = raw_log[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
         fields["parkkim_hf"] = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
         for k in PER_IMAGE_FIELDS:
             v = fields.get(k)
             self.per_image[k].append(
                 torch.full((B,), torch.nan, device=maps.device) if v is None else v.float()
             )
-        mean_power = spec.content_power.mean(1).float()  # (B, H, W)
-        total = mean_power.flatten(1).sum(1) + spec.smooth_power.mean(1).float()  # (B,)
+        mean_power = spec.content_power.float()  # (B, H, W)
+        total = mean_power.flatten(1).sum(1) + spec.smooth_power.float()  # (B,)
         has = torch.isfinite(fields["hf_fraction"])[:, None, None]  # (B, 1, 1) defined images
         rel = torch.where(has, mean_power / torch.where(has, total[:, None, None], 1.0), 0.0)
-        sums.add("radial", radial_profile(mean_power, axes).sum(0))
-        sums.add("radial_rel", radial_profile(rel, axes).sum(0))
-        amp = spec.content_power.float().sqrt() * float(H * W)  # (B, C, H, W) |F| units
-        sums.add("log_amp", torch.log(amp + EPS).mean(1).sum(0))  # (H, W)
-        sums.add("raw_log_amp", raw_log.mean(1).sum(0))
-        chans = paper_channel_range(C, self.settings.paper_channels)
-        sums.add("paper", raw_log[:, chans[0] : chans[-1] + 1].sum(0))  # (k, H, W)
+        profiles = radial_profile(torch.stack([mean_power, rel]).flatten(0, 1), axes)  # (2B, n)
+        sums.add("radial", profiles[:B].sum(0))
+        sums.add("radial_rel", profiles[B:].sum(0))
+        sums.add("log_amp", spec.log_amplitude.float().sum(0))  # (H, W)
+        sums.add("raw_log_amp", raw_log.sum(0))
+        sums.add("paper", spec.paper_log_amplitude.float().sum(0))  # (k, H, W)
         sums.count += B
 
     def finish(self) -> BranchSpectrum:
