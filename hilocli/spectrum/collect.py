@@ -26,6 +26,7 @@ class LayerSpectra:
     hifi: BranchSpectrum | None  # None: the layer has no Hi-Fi heads (window 1 or alpha 1)
     lofi: BranchSpectrum | None  # None: no Lo-Fi heads (alpha 0)
     control: BranchSpectrum
+    transfer: dict[str, Any] | None = None  # settings.transfer: SpectrumCollector.transfer_curves
 
     @property
     def comparable(self) -> bool:
@@ -146,8 +147,9 @@ class SpectrumCollector:
             old[b] = g if b not in old else old[b] + g
 
     def transfer_curves(self) -> dict[int, dict]:
-        """Per layer index: radii (R,), angles (A,) in degrees, and per branch the mean gain over
-        images (heads, A, R) (settings.transfer only; see hilocli.spectrum.transfer)."""
+        """Per layer index: radii (R,) in cycles per token, angles (A,) in degrees, the window size
+        and per branch the mean gain over images (heads, A, R) (settings.transfer only; see
+        hilocli.spectrum.transfer)."""
         from hilocli.spectrum.transfer import ANGLES, transfer_frequencies
 
         if not self.settings.transfer:
@@ -157,6 +159,7 @@ class SpectrumCollector:
             i: {
                 "radii": radii.numpy(),
                 "angles": list(ANGLES),
+                "window_size": next(x.window_size for x in self.layers if x.index == i),
                 **{b: (g / self.images).double().cpu().numpy() for b, g in gains.items()},
             }
             for i, gains in self._gains.items()
@@ -212,6 +215,7 @@ class SpectrumCollector:
         if self.images == 0:
             raise ValueError("no images to analyse")
         out = []
+        curves = self.transfer_curves() if self.settings.transfer else {}
         for info in self.layers:
             done = {b: (a.finish() if a.sums else None) for b, a in self.accs[info.index].items()}
             out.append(
@@ -221,6 +225,7 @@ class SpectrumCollector:
                     hifi=done["hifi"],
                     lofi=done["lofi"],
                     control=done["control"],
+                    transfer=curves.get(info.index),
                 )
             )
         return out
