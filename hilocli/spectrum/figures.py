@@ -343,7 +343,7 @@ def transfer_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
             ax.set_xlabel("radial frequency (cycles/token; 0.5 = Nyquist)", fontsize=7)
             ax.set_ylabel("gain", fontsize=7)
             ax.tick_params(labelsize=6)
-            ax.legend(fontsize=5.5, ncol=2 if gains.shape[0] > 4 else 1, loc="lower left")
+            ax.legend(fontsize=5.5, ncol=2 if gains.shape[0] > 4 else 1, loc="upper right")
             entry[b] = mean
         data["layers"][info.index] = entry
     fig.suptitle(title, fontsize=9, y=1 - 0.15 / height, va="top")
