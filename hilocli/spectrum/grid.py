@@ -15,6 +15,9 @@ beta_k = sum_B conj(X(f0)) X(f0 + k) / sum_B |X(f0)|^2 (least squares), the grid
 G(f0 + k) = beta_k X(f0) on B and G(k) = X(k). Content = X - G. Energy at an alias that is not
 coherent with the base band (real detail) stays content; only one complex gain per alias and
 channel is removed (for white noise about 1/|B| of each alias band: the bias is stated).
+The fit reads the half-plane spectrum of `torch.fft.rfft2` (a frequency whose column is not
+stored is the conjugate of its mirror image, `halfplane.py`), fits every alias at once and
+returns G at the alias cells only (`GridFit`); content is written back on the half-plane.
 
 An axis whose length is not a multiple of s has no alias structure in its DFT: a period-s pattern
 is not periodic there and overlaps real frequencies (3/7 cycles/token on a 7-token axis is the
