@@ -96,17 +96,24 @@ def check_boundary(boundary: str) -> None:
         raise UsageError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
 
 
-def centred_maps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W, C) maps -> (mean-removed maps (B, C, H, W) contiguous, channel means (B, C))."""
-    if maps.ndim != 4:
-        raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(maps.shape)}")
-    dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
-    x = maps.to(dtype)
-    B, H, W, C = x.shape
-    mean = x.mean((1, 2))  # (B, C)
-    xc = torch.empty(B, C, H, W, device=x.device, dtype=dtype)
-    torch.sub(x.permute(0, 3, 1, 2), mean[:, :, None, None], out=xc)  # one pass, contiguous
-    return xc, mean
+def centred_maps(*maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W, C_k) maps -> (mean-removed maps (B, sum C_k, H, W) contiguous, their channels
+    one after the other, and the channel means (B, sum C_k))."""
+    for m in maps:
+        if m.ndim != 4:
+            raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(m.shape)}")
+    dtype = torch.float64 if maps[0].dtype == torch.float64 else torch.float32
+    B, H, W, _ = maps[0].shape
+    xc = torch.empty(B, sum(m.shape[-1] for m in maps), H, W, device=maps[0].device, dtype=dtype)
+    means, start = [], 0
+    for m in maps:
+        x = m.to(dtype)
+        mean = x.mean((1, 2))  # (B, C)
+        stop = start + x.shape[-1]
+        torch.sub(x.permute(0, 3, 1, 2), mean[:, :, None, None], out=xc[:, start:stop])
+        means.append(mean)
+        start = stop
+    return xc, torch.cat(means, 1)  # one pass each, written in place
 
 
 def periodic_half(
@@ -144,11 +151,31 @@ def content_spectra(
     """The pipeline above on (B, H, W, C) maps. With band_cutoff also `bands`, the whole map's
     (grid included) power under the boundary, summed over channels, at r <= / > band_cutoff;
     with `amplitudes` the log-amplitude maps, with `paper_channels` those channels' raw ones."""
+    bands = [band_cutoff is not None]
+    cutoff = 0.25 if band_cutoff is None else band_cutoff
+    return joint_spectra([maps], window_size, boundary, cutoff, bands, amplitudes,
+                         [paper_channels])[0]  # fmt: skip
+
+
+def joint_spectra(
+    maps: list[torch.Tensor],
+    window_size: int | None,
+    boundary: str,
+    band_cutoff: float,
+    bands: list[bool],
+    amplitudes: bool = False,
+    paper_channels: list[list[int] | None] | None = None,
+) -> list[ContentSpectra]:
+    """`content_spectra` of several sets of maps (B, H, W, C_k) on one grid (the branches of one
+    layer), computed together: one FFT, one grid fit, ... over all their channels; the channel
+    means are taken per set. `bands[k]`: set k's band powers at band_cutoff."""
     check_boundary(boundary)
-    xc, mean = centred_maps(maps)  # (B, C, H, W), (B, C)
+    xc, mean = centred_maps(*maps)  # (B, C, H, W), (B, C): the sets' channels one after another
     B, C, H, W = xc.shape
     norm = float(H * W) ** 2
     half = half_plane(H, W, xc.device)
+    ends = torch.tensor([m.shape[-1] for m in maps]).cumsum(0).tolist()
+    slices = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
     u_hat = torch.fft.rfft2(xc)  # (B, C, H, Wh)
     fit = grid_fit(u_hat, H, W, window_size)  # the window-grid part, exact on the raw DFT
     if fit is None:
@@ -160,34 +187,46 @@ def content_spectra(
         content, smooth = periodic_half(fit.content(u_hat), boundary, xc)
     power = power2(content)  # (B, C, H, Wh) |F|^2
     power[..., 0, 0] = 0
-    zero = torch.zeros(B, device=xc.device, dtype=xc.dtype)
-    out = ContentSpectra(
-        content_power=half.expand(power.mean(1) / norm),  # (B, H, W)
-        smooth_power=smooth.mean(1) / norm,
-        grid_power=zero if fit is None else fit.power.mean(1) / norm,
-        nondc_power=xc.square().mean((-2, -1)).mean(1),
-        dc_power=mean.square().mean(1),
-        grid_axes=0 if fit is None else fit.axes,
-        radius=radius_grid(H, W, xc.device, xc.dtype),
-        r_min=1.0 / max(H, W),
-        channels=C,
-    )
-    if band_cutoff is not None:
+    grid = torch.zeros(B, C, device=xc.device, dtype=xc.dtype) if fit is None else fit.power
+    nondc = xc.square().mean((-2, -1))  # (B, C)
+    out = [
+        ContentSpectra(
+            content_power=half.expand(power[:, k].mean(1) / norm),  # (B, H, W)
+            smooth_power=smooth[:, k].mean(1) / norm,
+            grid_power=grid[:, k].mean(1) / norm,
+            nondc_power=nondc[:, k].mean(1),
+            dc_power=mean[:, k].square().mean(1),
+            grid_axes=0 if fit is None else fit.axes,
+            radius=radius_grid(H, W, xc.device, xc.dtype),
+            r_min=1.0 / max(H, W),
+            channels=k.stop - k.start,
+        )
+        for k in slices
+    ]
+    if any(bands):
+        wanted = [k for k, b in zip(slices, bands, strict=True) if b]
+        span = slice(wanted[0].start, wanted[-1].stop)  # the channels of every set that wants them
         if fit is None:
-            full, full_smooth = power, smooth  # content is the whole map
+            full, full_smooth = power[:, span], smooth[:, span]  # content is the whole map
         else:
-            spectrum, full_smooth = periodic_half(u_hat, boundary, xc, space_jumps(xc))
-            full = power2(spectrum)  # (B, C, H, Wh)
-        out.bands = band_sums(full, full_smooth, W, band_cutoff)
-    if amplitudes:  # in place: power and the raw power are not used below
-        out.log_amplitude = half.expand(power.sqrt_().add_(EPS).log_().mean(1))  # (B, H, W)
+            sub = xc[:, span]
+            spectrum, full_smooth = periodic_half(u_hat[:, span], boundary, sub, space_jumps(sub))
+            full = power2(spectrum)  # (B, C', H, Wh)
+        for k, spec in zip(slices, out, strict=True):
+            if k in wanted:
+                part = slice(k.start - span.start, k.stop - span.start)
+                spec.bands = band_sums(full[:, part], full_smooth[:, part], W, band_cutoff)
+    if amplitudes:  # in place: power is not used below
+        log_amp = power.sqrt_().add_(EPS).log_()  # (B, C, H, Wh) log(|content F| + EPS)
         raw = power2(u_hat)  # (B, C, H, Wh) |F|^2 without mean removal: DC from the mean
         raw[..., 0, 0] = (mean * (H * W)).square()
         raw_log = raw.sqrt_().add_(EPS).log_()  # (B, C, H, Wh) log(|F| + EPS)
-        out.raw_log_amplitude = half.expand(raw_log.mean(1))
-        if paper_channels:
-            chans = raw_log[:, paper_channels[0] : paper_channels[-1] + 1]  # (B, k, H, Wh)
-            out.paper_log_amplitude = half.expand(chans)
+        for k, spec, chans in zip(slices, out, paper_channels or [None] * len(out), strict=True):
+            spec.log_amplitude = half.expand(log_amp[:, k].mean(1))  # (B, H, W)
+            spec.raw_log_amplitude = half.expand(raw_log[:, k].mean(1))
+            if chans:
+                picked = raw_log[:, k.start + chans[0] : k.start + chans[-1] + 1]  # (B, n, H, Wh)
+                spec.paper_log_amplitude = half.expand(picked)
     return out
 
 

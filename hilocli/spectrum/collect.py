@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
+from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum, add_together
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
 from hilocli.weights import check_finite
 
@@ -202,12 +202,14 @@ class SpectrumCollector:
                 matched = self._matched_bands(info, rec.control)
                 if self.settings.transfer:
                     self._add_transfer(info, rec)
+                batch = []  # the layer's branches, analysed together
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
                         continue
                     own = None if b == "control" else bands
-                    self.accs[info.index][b].add(maps, own, matched.get(b))  # (B, H, W, C_b)
+                    batch.append((self.accs[info.index][b], maps, own, matched.get(b)))
+                add_together(batch)  # maps (B, H, W, C_b)
         self.images += x.shape[0]
         return out
 
