@@ -294,7 +294,8 @@ def transfer_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     n = max(len(layers), 1)
     title = (
         f"{result.model_name}: {result.weights.describe()}\nattention as a spatial filter: gain "
-        f"of each head against frequency, mean over n = {result.n} images (1 = passed unchanged)"
+        f"of each head against frequency, mean over n = {result.n} "
+        f"image{'' if result.n == 1 else 's'} (1 = passed unchanged)"
     )
     row_in, width = 2.5, 10.0
     top_in = 0.3 + 0.2 * (title.count("\n") + 1) + 0.35  # title, then the panel titles
