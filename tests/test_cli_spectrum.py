@@ -43,6 +43,26 @@ def make_images(folder: Path, count: int = 6) -> list[Path]:
 
 
 @pytest.fixture()
+def blank_figures(monkeypatch):
+    """Every figure of the run drawn as a blank 1 x 1 inch one (what a test does not check costs
+    seconds to draw); a test that checks a figure puts its real function back."""
+    from matplotlib.figure import Figure
+
+    from hilocli.spectrum import figures, summary
+
+    real = {name: getattr(figures, name) for name in ("spectrum_figure", "transfer_figure")}
+    for module, name in [
+        (figures, "spectrum_figure"),
+        (figures, "paper_figure"),
+        (figures, "transfer_figure"),
+        (summary, "summary_figure"),
+        (summary, "depth_figure"),
+    ]:
+        monkeypatch.setattr(module, name, lambda result: (Figure(figsize=(1, 1)), {}))
+    return real
+
+
+@pytest.fixture()
 def image_dir(tmp_path) -> Path:
     """The 4 sample photos (samples/ also holds a README, which would be skipped)."""
     folder = tmp_path / "images"
@@ -225,7 +245,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
     )
 
 
-def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path):
+def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path, blank_figures):
     folder = tmp_path / "imgs"
     (first,) = make_images(folder, count=1)
     shutil.copy(first, folder / "copy.png")
@@ -267,7 +287,7 @@ def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
     assert torch.equal(params[1], torch.cat([p.flatten() for p in again.model.parameters()]))
 
 
-def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path):
+def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path, blank_figures):
     folder = tmp_path / "mixed"
     first, *_ = make_images(folder / "sub", count=3)  # nested: the folder is read recursively
     shutil.copy(first, folder / "copy_of_img0.png")  # byte-identical: counted once
@@ -360,3 +380,52 @@ def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
     assert_one_line_error(res, 1, "drawing failed")
     assert sorted(p.name for p in out.iterdir()) == ["spectrum.json"]
     assert (out / "spectrum.json").read_text() == "{}\n"
+
+
+def test_transfer_option_draws_each_heads_gain(image_dir, tmp_path, monkeypatch, blank_figures):
+    """--transfer: per-head gains in the JSON and transfer.png; the figure plots the JSON."""
+    from hilocli.spectrum import figures
+
+    seen: dict = {}
+    real = blank_figures["transfer_figure"]
+
+    def spy(result):
+        fig, seen["data"] = real(result)
+        return fig, seen["data"]
+
+    monkeypatch.setattr(figures, "transfer_figure", spy)
+    out = tmp_path / "out"
+    res = hilo("spectrum", image_dir, *TINY, "--limit", "2", "--out", out, "--transfer", "--json")
+    assert res.returncode == 0, res.stderr
+    data = strict_json(res.stdout)
+    assert data["settings"]["transfer"] is True and data["settings"]["matched"] is False
+    assert data["files"]["transfer_figure"] == str(out / "transfer.png")
+    assert (out / "transfer.png").stat().st_size > 0
+    curves = data["results"]["transfer_curves"]
+    assert [c["index"] for c in curves] == [0, 1] and curves[0]["window_size"] == 2
+    radii = np.array(curves[0]["radii"])
+    assert radii[0] == 0 and radii[-1] == 0.5 and curves[0]["angles"] == [0, 45, 90, 135]
+    for c in curves:
+        for b in ("hifi", "lofi"):
+            gain = np.array(c[b])  # (heads, angles, radii)
+            assert gain.shape[1:] == (4, len(radii))
+            # softmax rows sum to 1: the mean of a constant is the constant (gain 1 at f = 0),
+            # and a convex combination of unit phasors never exceeds 1
+            np.testing.assert_allclose(gain[..., 0], 1.0, atol=1e-5)
+            assert np.all(gain <= 1 + 1e-5) and np.all(gain >= 0)
+            np.testing.assert_allclose(seen["data"]["layers"][c["index"]][b], gain.mean(1))
+
+
+def test_matched_option_gives_positive_ratios_and_a_table(image_dir, tmp_path, blank_figures):
+    res = hilo("spectrum", image_dir, *TINY, "--limit", "2", "--layer", "1", "--out",
+               tmp_path / "o", "--matched", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = strict_json(res.stdout)
+    assert data["settings"]["matched"] is True and data["results"]["transfer_curves"] is None
+    rows = per_image_csv(tmp_path / "o" / "per_image.csv")
+    for b in ("hifi", "lofi"):
+        for band in ("low", "high"):
+            ratios = rows.values("model", 1, b, f"matched_ratio_{band}")
+            assert ratios.shape == (2,) and np.all(np.isfinite(ratios)) and np.all(ratios > 0)
+    assert np.isnan(rows.values("model", 1, "control", "matched_ratio_low")).all()  # undefined
+    assert "band power ratios" in res.stderr and "match high" in res.stderr

@@ -448,12 +448,26 @@ def _title_clearance(fig, top_row) -> None:
     assert title.x0 >= fig.bbox.x0 and title.x1 <= fig.bbox.x1  # not cut at the sides
 
 
+def _with_transfer(result):
+    """The result with two-head transfer curves (gains over 4 angles, 3 radii) on every layer."""
+    from dataclasses import replace
+
+    gains = np.array([[1.0, 0.5, 0.0], [1.0, 0.75, 0.5]])[:, None, :].repeat(4, 1)  # (2, 4, 3)
+    curves = {"radii": np.array([0.0, 0.25, 0.5]), "angles": [0.0, 45.0, 90.0, 135.0],
+              "window_size": 2, "hifi": gains, "lofi": gains * 0.5}  # fmt: skip
+    return replace(result, layers=[replace(s, transfer=curves) for s in result.layers])
+
+
 @pytest.mark.parametrize("n_layers", [1, 6, 18])
 def test_title_clears_the_top_panels(n_layers):
-    from hilocli.spectrum.figures import spectrum_figure
+    from hilocli.spectrum.figures import spectrum_figure, transfer_figure
     from hilocli.spectrum.summary import summary_figure
 
     result = fake_result(n_layers)
+    fig, data = transfer_figure(_with_transfer(result))
+    _title_clearance(fig, fig.axes[:2])
+    assert len(data["layers"]) == n_layers
+    np.testing.assert_allclose(data["layers"][0]["hifi"], [[1.0, 0.5, 0.0], [1.0, 0.75, 0.5]])
     fig, _ = spectrum_figure(result)
     # the top row: the montage and the hf panel, with their titles and p annotations
     assert fig.axes[1].get_ylabel().startswith("hf fraction")

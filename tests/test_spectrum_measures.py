@@ -397,3 +397,24 @@ def test_matched_inputs_and_collector_transfer(tiny_model):
     np.testing.assert_allclose(curves["hifi"][..., 0], 1.0, atol=1e-5)
     np.testing.assert_allclose(curves["lofi"][..., 0], 1.0, atol=1e-5)
     assert np.isfinite(spectra.hifi.per_image["matched_ratio_high"]).all()
+
+
+# -- the real FFT's half-plane ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("h,w", [(6, 8), (5, 7), (4, 9)])
+def test_half_plane_mirrors_the_full_fft(h, w):
+    from hilocli.spectrum.boundary import space_jumps, spectrum_jumps
+    from hilocli.spectrum.halfplane import half_plane
+
+    torch.manual_seed(4)
+    u = torch.randn(2, 3, h, w, dtype=torch.float64)
+    full, half = torch.fft.fft2(u), torch.fft.rfft2(u)
+    plane = half_plane(h, w, "cpu")
+    everywhere = torch.arange(h * w)
+    torch.testing.assert_close(plane.gather(half, everywhere), full.flatten(-2))
+    torch.testing.assert_close(plane.expand(half.abs()), full.abs())
+    weighted = (half.abs().square() * plane.weights).sum((-2, -1))
+    torch.testing.assert_close(weighted, full.abs().square().sum((-2, -1)))  # Parseval
+    for ours, direct in zip(spectrum_jumps(half, w), space_jumps(u), strict=True):
+        torch.testing.assert_close(ours, direct)

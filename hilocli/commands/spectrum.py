@@ -125,6 +125,24 @@ DepthOpt = Annotated[
         "--depth", help="Also Park & Kim's depth curve over every block (figure and JSON)."
     ),
 ]
+MatchedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--matched",
+        help="Also each branch's band power over its matched input (the same branch with "
+        "identity attention): what the attention itself changes per band (matched_ratio_* in "
+        "the JSON and a table; about +20% on top of the default analysis).",
+    ),
+]
+TransferOpt = Annotated[
+    bool,
+    typer.Option(
+        "--transfer",
+        help="Also each head's transfer curve: the gain of its attention, as a spatial filter, "
+        "against frequency (transfer.png, results.transfer_curves; about +10% on top of the "
+        "default analysis).",
+    ),
+]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
 MarginOpt = Annotated[
     float,
@@ -181,6 +199,8 @@ def spectrum(
     alpha: AlphaOpt = 0.05,
     margin: MarginOpt = 0.05,
     depth: DepthOpt = False,
+    matched: MatchedOpt = False,
+    transfer: TransferOpt = False,
     seed: SeedOpt = 0,
     window_sizes: WindowOpt = None,
     head_dim: HeadDimOpt = None,
@@ -216,6 +236,8 @@ def spectrum(
         alpha=alpha,
         margin=margin,
         depth=depth,
+        matched=matched,
+        transfer=transfer,
         dtype=dtype.value,
         tf32=tf32,
         compile=compile.value,

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hilocli.spectrum.analyse import CUTOFFS, content_spectra, summarise
+from hilocli.spectrum.analyse import CUTOFFS, ContentSpectra, joint_spectra, summarise
 from hilocli.spectrum.measures import (
-    EPS,
     PER_IMAGE_FIELDS,
     FrequencyAxes,
     SpectrumSettings,
@@ -95,6 +94,36 @@ class _GridSums:
         setattr(self, name, value if old is None else old + value)
 
 
+def add_together(
+    batch: list[tuple[BranchAccumulator, torch.Tensor, tuple | None, tuple | None]],
+) -> None:
+    """Feed each accumulator its maps (B, H, W, C_k), with its stream and matched band powers
+    (see `BranchAccumulator.add`). Accumulators with the same settings, window and grid (the
+    branches of one layer) are analysed together (`analyse.joint_spectra`: one FFT and one grid
+    fit over all their channels); the per-image numbers are each accumulator's own."""
+    groups: dict[tuple, list] = {}
+    for item in batch:
+        acc, maps = item[0], item[1]
+        acc._check(maps)
+        key = (acc.settings, acc.window_size, tuple(maps.shape[:3]), maps.dtype, maps.device)
+        groups.setdefault(key, []).append(item)
+    for (settings, window, *_), items in groups.items():
+        specs = joint_spectra(
+            [maps for _, maps, _, _ in items],
+            window,
+            settings.boundary,
+            settings.cutoff,
+            [stream is not None or matched is not None for _, _, stream, matched in items],
+            amplitudes=True,
+            paper_channels=[
+                paper_channel_range(maps.shape[-1], settings.paper_channels)
+                for _, maps, _, _ in items
+            ],
+        )
+        for (acc, _, stream, matched), spec in zip(items, specs, strict=True):
+            acc._record(spec, stream, matched)
+
+
 class BranchAccumulator:
     """Feeds batches of one branch's maps (B, H, W, C); `finish()` gives a BranchSpectrum.
 
@@ -120,23 +149,30 @@ class BranchAccumulator:
         band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
         `matched_bands` likewise for the branch's matched input (matched_ratio_*); fields never
         measured stay NaN."""
-        B, H, W, C = maps.shape
+        add_together([(self, maps, stream_bands, matched_bands)])
+
+    def _check(self, maps: torch.Tensor) -> None:
+        C = maps.shape[-1]
         if self.channels is None:
             self.channels = C
         elif C != self.channels:
             raise ValueError(f"{self.branch}: channel count changed from {self.channels} to {C}")
+
+    def _record(
+        self,
+        spec: ContentSpectra,
+        stream_bands: tuple[torch.Tensor, torch.Tensor] | None,
+        matched_bands: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None:
+        """Accumulate one batch's spectra (`analyse.joint_spectra`)."""
+        B, H, W = spec.content_power.shape
+        device = spec.content_power.device
         sums = self.sums.get((H, W))
         if sums is None:
-            axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, maps.device)
+            axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, device)
             sums = self.sums[(H, W)] = _GridSums(axes)
         axes = sums.axes
         cut = self.settings.cutoff
-        spec = content_spectra(
-            maps,
-            self.window_size,
-            self.settings.boundary,
-            None if stream_bands is None and matched_bands is None else cut,
-        )
         fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
         for prefix, ref in (("residual_ratio", stream_bands), ("matched_ratio", matched_bands)):
             if ref is None:
@@ -145,27 +181,25 @@ class BranchAccumulator:
                 ok = total > 0
                 ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
                 fields[f"{prefix}_{name}"] = ratio
-        raw = spec.raw_hat  # (B, C, H, W) FFT without mean removal
-        raw_log = torch.log(raw.abs().float() + EPS)  # (B, C, H, W)
+        raw_log = spec.raw_log_amplitude.float()  # (B, H, W) log|F| without mean removal
         rows, cols = axes.diag
-        diag = raw_log.mean(1)[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
+        diag = raw_log[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
         fields["parkkim_hf"] = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
         for k in PER_IMAGE_FIELDS:
             v = fields.get(k)
             self.per_image[k].append(
-                torch.full((B,), torch.nan, device=maps.device) if v is None else v.float()
+                torch.full((B,), torch.nan, device=device) if v is None else v.float()
             )
-        mean_power = spec.content_power.mean(1).float()  # (B, H, W)
-        total = mean_power.flatten(1).sum(1) + spec.smooth_power.mean(1).float()  # (B,)
+        mean_power = spec.content_power.float()  # (B, H, W)
+        total = mean_power.flatten(1).sum(1) + spec.smooth_power.float()  # (B,)
         has = torch.isfinite(fields["hf_fraction"])[:, None, None]  # (B, 1, 1) defined images
         rel = torch.where(has, mean_power / torch.where(has, total[:, None, None], 1.0), 0.0)
-        sums.add("radial", radial_profile(mean_power, axes).sum(0))
-        sums.add("radial_rel", radial_profile(rel, axes).sum(0))
-        amp = spec.content_power.float().sqrt() * float(H * W)  # (B, C, H, W) |F| units
-        sums.add("log_amp", torch.log(amp + EPS).mean(1).sum(0))  # (H, W)
-        sums.add("raw_log_amp", raw_log.mean(1).sum(0))
-        chans = paper_channel_range(C, self.settings.paper_channels)
-        sums.add("paper", raw_log[:, chans[0] : chans[-1] + 1].sum(0))  # (k, H, W)
+        profiles = radial_profile(torch.stack([mean_power, rel]).flatten(0, 1), axes)  # (2B, n)
+        sums.add("radial", profiles[:B].sum(0))
+        sums.add("radial_rel", profiles[B:].sum(0))
+        sums.add("log_amp", spec.log_amplitude.float().sum(0))  # (H, W)
+        sums.add("raw_log_amp", raw_log.sum(0))
+        sums.add("paper", spec.paper_log_amplitude.float().sum(0))  # (k, H, W)
         sums.count += B
 
     def finish(self) -> BranchSpectrum:

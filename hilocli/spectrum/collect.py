@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
+from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum, add_together
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
 from hilocli.weights import check_finite
 
@@ -25,6 +25,7 @@ class LayerSpectra:
     hifi: BranchSpectrum | None  # None: the layer has no Hi-Fi heads (window 1 or alpha 1)
     lofi: BranchSpectrum | None  # None: no Lo-Fi heads (alpha 0)
     control: BranchSpectrum
+    transfer: dict[str, Any] | None = None  # settings.transfer: SpectrumCollector.transfer_curves
 
     @property
     def comparable(self) -> bool:
@@ -145,8 +146,9 @@ class SpectrumCollector:
             old[b] = g if b not in old else old[b] + g
 
     def transfer_curves(self) -> dict[int, dict]:
-        """Per layer index: radii (R,), angles (A,) in degrees, and per branch the mean gain over
-        images (heads, A, R) (settings.transfer only; see hilocli.spectrum.transfer)."""
+        """Per layer index: radii (R,) in cycles per token, angles (A,) in degrees, the window size
+        and per branch the mean gain over images (heads, A, R) (settings.transfer only; see
+        hilocli.spectrum.transfer)."""
         from hilocli.spectrum.transfer import ANGLES, transfer_frequencies
 
         if not self.settings.transfer:
@@ -156,6 +158,7 @@ class SpectrumCollector:
             i: {
                 "radii": radii.numpy(),
                 "angles": list(ANGLES),
+                "window_size": next(x.window_size for x in self.layers if x.index == i),
                 **{b: (g / self.images).double().cpu().numpy() for b, g in gains.items()},
             }
             for i, gains in self._gains.items()
@@ -176,9 +179,11 @@ class SpectrumCollector:
                     yield maps, f"the {BRANCH_LABELS[b]} output of layer {info.index} ({info.name})"
 
     def _check_finite(self) -> None:
-        """HiloError naming the first non-finite branch output; one host sync per batch."""
+        """HiloError naming the first non-finite branch output; one host sync per batch. A sum
+        is NaN or inf when any term is (one read, no mask); only a suspicious sum (also a finite
+        overflow) is checked element by element."""
         floats = [m for m, _ in self._branch_maps() if m.is_floating_point()]
-        if floats and bool(torch.stack([torch.isfinite(m).all() for m in floats]).all()):
+        if floats and bool(torch.stack([m.sum() for m in floats]).isfinite().all()):
             return
         for maps, what in self._branch_maps():
             check_finite(maps, what)
@@ -196,12 +201,14 @@ class SpectrumCollector:
                 matched = self._matched_bands(info, rec.control)
                 if self.settings.transfer:
                     self._add_transfer(info, rec)
+                batch = []  # the layer's branches, analysed together
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
                     if maps is None:
                         continue
                     own = None if b == "control" else bands
-                    self.accs[info.index][b].add(maps, own, matched.get(b))  # (B, H, W, C_b)
+                    batch.append((self.accs[info.index][b], maps, own, matched.get(b)))
+                add_together(batch)  # maps (B, H, W, C_b)
         self.images += x.shape[0]
         return out
 
@@ -209,6 +216,7 @@ class SpectrumCollector:
         if self.images == 0:
             raise ValueError("no images to analyse")
         out = []
+        curves = self.transfer_curves() if self.settings.transfer else {}
         for info in self.layers:
             done = {b: (a.finish() if a.sums else None) for b, a in self.accs[info.index].items()}
             out.append(
@@ -218,6 +226,7 @@ class SpectrumCollector:
                     hifi=done["hifi"],
                     lofi=done["lofi"],
                     control=done["control"],
+                    transfer=curves.get(info.index),
                 )
             )
         return out

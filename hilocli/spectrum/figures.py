@@ -279,3 +279,74 @@ def paper_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         va="top",
     )
     return fig, data
+
+
+def transfer_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """Per measured layer (rows) the transfer curves of its Hi-Fi and Lo-Fi heads (columns):
+    gain against radial frequency 0 .. 0.5 cycles/token (Nyquist), averaged over the angles (a
+    line per head; the band spans the angles), mean over images; dashed grey: an s x s box
+    average (uniform attention inside the window, or each query on its own pooled window).
+
+    Margins are fixed in inches, so the title clears the top panels for any number of layers."""
+    from hilocli.spectrum.transfer import box_gain, transfer_frequencies
+
+    layers = [s for s in result.layers if s.transfer is not None]
+    n = max(len(layers), 1)
+    title = (
+        f"{result.model_name}: {result.weights.describe()}\nattention as a spatial filter: gain "
+        f"of each head against frequency, mean over n = {result.n} "
+        f"image{'' if result.n == 1 else 's'} (1 = passed unchanged)"
+    )
+    row_in, width = 2.5, 10.0
+    top_in = 0.3 + 0.2 * (title.count("\n") + 1) + 0.35  # title, then the panel titles
+    height = row_in * n + top_in + 0.3
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(
+        n,
+        2,
+        left=0.8 / width,
+        right=1 - 0.2 / width,
+        bottom=0.6 / height,
+        top=1 - top_in / height,
+        hspace=0.55,
+        wspace=0.22,
+    )
+    data: dict[str, Any] = {"layers": {}}
+    cmap = matplotlib.colormaps["tab10"]
+    for row, spectra in enumerate(layers):
+        curves, info = spectra.transfer, spectra.layer
+        radii = np.asarray(curves["radii"])
+        s = int(curves["window_size"])
+        entry: dict[str, Any] = {"radii": radii}
+        for col, b in enumerate(("hifi", "lofi")):
+            ax = fig.add_subplot(grid[row, col])
+            gains = curves.get(b)
+            if gains is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch", ha="center", va="center",
+                        fontsize=9, transform=ax.transAxes)  # fmt: skip
+                continue
+            gains = np.asarray(gains)  # (heads, A, R)
+            mean = gains.mean(axis=1)  # (heads, R) over the angles
+            for h in range(gains.shape[0]):
+                color = cmap(h % 10)
+                ax.fill_between(radii, gains[h].min(0), gains[h].max(0), color=color, alpha=0.15,
+                                lw=0)  # fmt: skip
+                ax.plot(radii, mean[h], "-", color=color, lw=1.2, label=f"head {h}")
+            if s > 1:
+                _, freqs = transfer_frequencies(len(radii), tuple(curves["angles"]))
+                box = box_gain(freqs, s).numpy().mean(0)  # (R,) angle mean
+                ax.plot(radii, box, "--", color="0.45", lw=1, label=f"{s}x{s} box")
+                entry[f"{b}_box"] = box
+            ax.set_xlim(0, 0.5)
+            ax.set_ylim(0, max(1.05, float(gains.max()) * 1.05))
+            ax.set_title(f"[{info.index}] {short_name(info)}: {BRANCH_LABELS[b]}", fontsize=9)
+            ax.set_xlabel("radial frequency (cycles/token; 0.5 = Nyquist)", fontsize=7)
+            ax.set_ylabel("gain", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.legend(fontsize=5.5, ncol=2 if gains.shape[0] > 4 else 1, loc="upper right")
+            entry[b] = mean
+        data["layers"][info.index] = entry
+    fig.suptitle(title, fontsize=9, y=1 - 0.15 / height, va="top")
+    data["title"] = title
+    return fig, data

@@ -47,11 +47,10 @@ from typing import Any
 import torch
 
 from hilocli.errors import UsageError
-from hilocli.spectrum.analyse import CUTOFFS, cutoff_key
+from hilocli.spectrum.analyse import CUTOFFS, EPS, cutoff_key
 from hilocli.spectrum.boundary import BOUNDARIES, hann_window
 from hilocli.spectrum.depth import parkkim_diagonal
 
-EPS = 1e-6  # log(|F| + EPS): absolute guard against log(0)
 BRANCHES = ("hifi", "lofi", "control")
 BRANCH_LABELS = {"hifi": "Hi-Fi", "lofi": "Lo-Fi", "control": "control (norm1 input)"}
 PER_IMAGE_FIELDS = (

@@ -49,6 +49,8 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
         names["depth_figure"] = f"spectrum_depth.{fmt}"
     if result.request.mode == "paper":
         names["paper_figure"] = f"spectrum_paper.{fmt}"
+    if result.settings.transfer:
+        names["transfer_figure"] = f"transfer.{fmt}"
     return names
 
 
@@ -65,6 +67,8 @@ def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRec
             files.figure(names["depth_figure"], summary.depth_figure(result)[0], dpi=110)
         if "paper_figure" in names:
             files.figure(names["paper_figure"], figures.paper_figure(result)[0], dpi=110)
+        if "transfer_figure" in names:
+            files.figure(names["transfer_figure"], figures.transfer_figure(result)[0], dpi=110)
         files.csv(names["per_image"], export.COLUMNS, export.per_image_rows(result))
         files.json(names["record"], record)
     return record
@@ -121,6 +125,36 @@ def layer_table(result: SpectrumResult):
     return table(title, COLUMNS, rows, caption=CAPTION)
 
 
+RATIO_CAPTION = (
+    "medians over images of band power ratios, low band 0 < r <= cutoff, high r > cutoff; "
+    "residual: the branch's output / the residual stream entering the block; matched: the "
+    "branch's output / the same branch with identity attention (< 1: its attention removes "
+    "power in that band)"
+)
+
+
+def ratio_table(result: SpectrumResult):
+    """Per layer and branch the medians of residual_ratio_* and matched_ratio_* (--matched)."""
+    from hilocli.spectrum.figures import short_name
+
+    fields = [f"{k}_ratio_{band}" for k in ("residual", "matched") for band in ("low", "high")]
+    rows = []
+    for spectra in result.layers:
+        for b in ("hifi", "lofi"):
+            if spectra.branch(b) is None:
+                continue
+            values = [num(_median(spectra, b, f), ".3g") for f in fields]
+            rows.append((spectra.layer.index, short_name(spectra.layer), b, *values))
+    columns = ("layer", "module", "branch", "resid. low", "resid. high", "match low", "match high")
+    return table(
+        f"band power ratios, cutoff {result.request.cutoff:g} cycles/token, n = {result.n}",
+        columns,
+        rows,
+        caption=RATIO_CAPTION,
+        left=("branch",),
+    )
+
+
 def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
     """Skipped files, the tables, where the files went; the verdict line comes last."""
     inputs = result.inputs
@@ -134,6 +168,8 @@ def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
         for d in inputs.duplicates:
             say(con, f"  {d['path']} = {d['same_as']}")
     con.print(layer_table(result))
+    if result.settings.matched:
+        con.print(ratio_table(result))
     for s in result.layers:
         if not s.comparable:
             missing = "Hi-Fi" if s.hifi is None else "Lo-Fi"

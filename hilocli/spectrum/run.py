@@ -51,6 +51,8 @@ class SpectrumRequest:
     alpha: float = DEFAULT_ALPHA
     margin: float = DEFAULT_MARGIN
     depth: bool = False  # Park & Kim's depth curve over every block (main model only)
+    matched: bool = False  # matched_ratio_*: each branch over its identity-attention input
+    transfer: bool = False  # per-head transfer curves (results.transfer_curves, transfer.png)
     dtype: str = "auto"  # precision of the forward (hilocli.runtime.resolve_precision)
     tf32: bool = False
     workers: int | None = None  # decoding processes; None: hilocli.batches.default_workers
@@ -67,6 +69,8 @@ class SpectrumRequest:
             significance=self.alpha,
             margin=self.margin,
             depth=self.depth,
+            matched=self.matched,
+            transfer=self.transfer,
         )
 
     def validate(self) -> SpectrumRequest:
@@ -187,6 +191,7 @@ class SpectrumResult:
             "layers": [s.to_dict() for s in self.layers],
             "random_control": None if self.control is None else self.control.to_dict(),
             "depth_curve": None if self.depth is None else self.depth.to_dict(),
+            "transfer_curves": transfer_curves(self.layers) if self.settings.transfer else None,
         }
         return RunRecord(
             command="spectrum",
@@ -197,6 +202,15 @@ class SpectrumResult:
             inputs=self.inputs,
             files=dict(files or {}),
         )
+
+
+def transfer_curves(layers: list[LayerSpectra]) -> list[dict[str, Any]]:
+    """results.transfer_curves: per measured layer its index, name and transfer curves."""
+    return [
+        {"index": s.layer.index, "name": s.layer.name, **s.transfer}
+        for s in layers
+        if s.transfer is not None
+    ]
 
 
 def choose_layers(model, spec: str | None) -> list[int]:
