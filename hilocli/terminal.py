@@ -60,6 +60,19 @@ def human_bytes(n: float | None) -> str:
     return f"{int(n)} B"
 
 
+def say_inputs(con, inputs) -> None:
+    """Skipped files and duplicates of a run's `InputsRecord`, one line each (yellow headings)."""
+    if inputs.skipped:
+        con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
+        for s in inputs.skipped:  # the loader's reasons name the file already
+            named = s["path"] in s["reason"]
+            say(con, f"  {s['reason'] if named else s['path'] + ': ' + s['reason']}")
+    if inputs.duplicates:
+        con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
+        for d in inputs.duplicates:
+            say(con, f"  {d['path']} = {d['same_as']}")
+
+
 def table(
     title: str,
     columns: Sequence[str],

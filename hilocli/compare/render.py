@@ -16,7 +16,7 @@ from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum.export import COLUMNS as COLUMNS_PER_IMAGE
 from hilocli.spectrum.export import per_image_rows
 from hilocli.spectrum.stats import interval
-from hilocli.terminal import human, num, say, table
+from hilocli.terminal import human, num, say, say_inputs, table
 
 LABEL_CHARS = 26  # the table fits 120 columns
 COLUMNS = ("#", "weights", "n", "Δ", "CI", "p", "verdict", "Hi dist", "Lo dist", "MACs")
@@ -102,16 +102,7 @@ def compare_table(result: CompareResult):
 
 def report(con: Any, result: CompareResult, record: RunRecord) -> None:
     """Skipped files, the table, each set's weights in full, the layers, where files went."""
-    inputs = result.inputs
-    if inputs.skipped:
-        con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
-        for s in inputs.skipped:
-            named = s["path"] in s["reason"]
-            say(con, f"  {s['reason'] if named else s['path'] + ': ' + s['reason']}")
-    if inputs.duplicates:
-        con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
-        for d in inputs.duplicates:
-            say(con, f"  {d['path']} = {d['same_as']}")
+    say_inputs(con, result.inputs)
     con.print(compare_table(result))
     for k, e in enumerate(result.entries):
         cost = "" if e.cost_reason is None else f"; MACs: {e.cost_reason}"

@@ -13,7 +13,7 @@ from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCHES
 from hilocli.spectrum.run import SpectrumResult
 from hilocli.spectrum.stats import content_metric
-from hilocli.terminal import num, say, table
+from hilocli.terminal import num, say, say_inputs, table
 
 CAPTION = (
     "hf: median content hf fraction of Hi-Fi, Lo-Fi and the control (norm1 input); Δ: median "
@@ -157,16 +157,7 @@ def ratio_table(result: SpectrumResult):
 
 def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
     """Skipped files, the tables, where the files went; the verdict line comes last."""
-    inputs = result.inputs
-    if inputs.skipped:
-        con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
-        for s in inputs.skipped:  # the loader's reasons name the file already
-            named = s["path"] in s["reason"]
-            say(con, f"  {s['reason'] if named else s['path'] + ': ' + s['reason']}")
-    if inputs.duplicates:
-        con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
-        for d in inputs.duplicates:
-            say(con, f"  {d['path']} = {d['same_as']}")
+    say_inputs(con, result.inputs)
     con.print(layer_table(result))
     if result.settings.matched:
         con.print(ratio_table(result))
