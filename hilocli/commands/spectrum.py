@@ -131,7 +131,7 @@ MatchedOpt = Annotated[
         "--matched",
         help="Also each branch's band power over its matched input (the same branch with "
         "identity attention): what the attention itself changes per band (matched_ratio_* in "
-        "the JSON and a table; about +20% on top of the default analysis).",
+        "per_image.csv and a table; up to about +20% on top of the default analysis).",
     ),
 ]
 TransferOpt = Annotated[
@@ -139,8 +139,8 @@ TransferOpt = Annotated[
     typer.Option(
         "--transfer",
         help="Also each head's transfer curve: the gain of its attention, as a spatial filter, "
-        "against frequency (transfer.png, results.transfer_curves; about +10% on top of the "
-        "default analysis).",
+        "against frequency (transfer.png, results.transfer_curves; up to about +10% on top of "
+        "the default analysis).",
     ),
 ]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
