@@ -282,13 +282,11 @@ class OutputSet:
         """Save a matplotlib figure (format from the suffix) and close it."""
         import matplotlib.pyplot as plt
 
+        fmt = Path(name).suffix.lstrip(".")
+        if fmt == "png":  # fast zlib level: the same pixels, written several times faster
+            kwargs = {"pil_kwargs": {"compress_level": 1}, **kwargs}
         try:
-            fig.savefig(
-                self._stage(name),
-                format=Path(name).suffix.lstrip("."),
-                bbox_inches="tight",
-                **kwargs,
-            )
+            fig.savefig(self._stage(name), format=fmt, bbox_inches="tight", **kwargs)
         finally:
             plt.close(fig)
         return self.path(name)

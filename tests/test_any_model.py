@@ -134,7 +134,7 @@ def test_info_flops_lists_and_counts_the_backbone(tmp_path):
     assert rows[2]["hifi_macs"] == 3 * 400 * 32 * 16 + 100 * 16 * 16 * 2 + 400 * 16 * 16
 
 
-def test_spectrum_and_attn_map_run_on_a_user_model(tmp_path):
+def test_spectrum_and_attn_map_run_on_a_user_model(tmp_path, unrasterised_figures):
     rec = _json(
         "spectrum",
         SAMPLES / "astronaut.jpg",

@@ -119,7 +119,7 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     assert "attention distance" in res.stderr and "wrote" in res.stderr
 
 
-def test_defaults_no_crop_and_head_means(photo, tmp_path):
+def test_defaults_no_crop_and_head_means(photo, tmp_path, unrasterised_figures):
     out = tmp_path / "o"
     res = hilo(
         "attn-map",
@@ -151,7 +151,7 @@ def test_defaults_no_crop_and_head_means(photo, tmp_path):
     assert (out / "attn_map_layer2.svg").exists() and not (out / "attn_raw.npz").exists()
 
 
-def test_undefined_values_are_null_and_listed(photo, tmp_path):
+def test_undefined_values_are_null_and_listed(photo, tmp_path, unrasterised_figures):
     """At 32 px layer 0 has one pooled Lo-Fi key: normalised entropy is undefined -> null."""
     res = hilo(
         "attn-map",

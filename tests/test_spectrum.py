@@ -458,7 +458,7 @@ def _with_transfer(result):
     return replace(result, layers=[replace(s, transfer=curves) for s in result.layers])
 
 
-@pytest.mark.parametrize("n_layers", [1, 6, 18])
+@pytest.mark.parametrize("n_layers", [1, 18])  # the extremes of the released models
 def test_title_clears_the_top_panels(n_layers):
     from hilocli.spectrum.figures import spectrum_figure, transfer_figure
     from hilocli.spectrum.summary import summary_figure

@@ -93,14 +93,12 @@ def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
 
     from hilocli.attn_map.figures import distance_figure, layer_figure
 
-    # big mosaics: fast PNG compression (zlib level 1) saves seconds per figure, same pixels
-    fast = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
     with OutputSet(out) as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         for lr in result.layers:
             fig, _ = layer_figure(result.image.display, lr, result.queries, layer_title(result, lr))
             i = lr.geometry.layer.index
-            paths[f"layer{i}"] = files.figure(f"attn_map_layer{i}.{fmt}", fig, dpi=100, **fast)
+            paths[f"layer{i}"] = files.figure(f"attn_map_layer{i}.{fmt}", fig, dpi=100)
         fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
         paths["distance"] = files.figure(f"attn_distance.{fmt}", fig, dpi=110)
         if result.request.save_raw:
