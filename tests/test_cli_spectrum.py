@@ -73,7 +73,7 @@ def image_dir(tmp_path) -> Path:
     return folder
 
 
-def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
+def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unrasterised_figures):
     """The arrays the figures plotted are the arrays in spectrum.json; --json prints that file."""
     from hilocli.spectrum import figures, summary
 
@@ -120,7 +120,8 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch):
         "figure": str(out / "spectrum.png"),
         "paper_figure": str(out / "spectrum_paper.png"),
     }
-    assert (out / "spectrum_paper.png").stat().st_size > 0 and (out / "manifest.json").exists()
+    # figures built, not rasterised here (real PNGs: tests/test_scale.py's torchrun run)
+    assert (out / "spectrum_paper.png").exists() and (out / "manifest.json").exists()
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json",
         "per_image.csv",

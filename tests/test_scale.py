@@ -112,6 +112,8 @@ def test_torchrun_two_processes_give_the_rows_of_one(images, one_process, tmp_pa
     assert data["inputs"]["n"] == 9 and "Traceback" not in proc.stderr
     assert sum(ln.startswith("verdict: ") for ln in proc.stderr.splitlines()) == 1
     assert (out / "per_image.csv").read_bytes() == (one_process / "per_image.csv").read_bytes()
+    for name in ("spectrum.png", "spectrum_summary.png"):  # real figures, drawn by rank 0 alone
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     single = strict_json((one_process / "spectrum.json").read_text())["results"]["layers"]
     for a, b in zip(single, data["results"]["layers"], strict=True):  # summed maps: rounding only
         for branch in ("hifi", "lofi", "control"):
