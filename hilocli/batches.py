@@ -107,6 +107,14 @@ def chunk_count(files: int, batch_size: int) -> int:
     return -(-files // batch_size)
 
 
+def shard_files(files: int, batch_size: int, where: Placement = SINGLE) -> int:
+    """How many of `files` files fall into this process's chunks."""
+    return sum(
+        min(batch_size, files - i * batch_size)
+        for i in shard(chunk_count(files, batch_size), where)
+    )
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -6,26 +6,20 @@ from pathlib import Path
 
 
 def user_flops(
-    model,
-    checkpoint,
-    model_fn,
-    model_kwargs,
-    hub,
-    resolution,
-    height,
-    width,
+    weights,  # hilocli.weights.WeightsRequest (--model-fn / --hub, validated)
+    resolution: int | None,
+    height: int | None,
+    width: int | None,
     device: str,
     out: Path,
     as_json: bool,
 ) -> None:
-    from hilocli.commands._options import weights_request
     from hilocli.flops_any import run_any
     from hilocli.models.geometry import check_input_size, requested_size
     from hilocli.output import OutputSet, check_out_dir, emit_json
     from hilocli.terminal import console, say
 
     h, w = requested_size(resolution, height, width) or (224, 224)
-    weights = weights_request(locals(), default_pretrained=False)
     check_input_size(h, w)
     check_out_dir(out)
     result = run_any(weights, h, w, device)

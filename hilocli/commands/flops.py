@@ -26,6 +26,7 @@ from hilocli.commands._options import (
     ModelOpt,
     OutOpt,
     ResolutionOpt,
+    weights_request,
 )
 
 
@@ -194,19 +195,8 @@ def flops(
     if model_fn is not None or hub is not None or model_kwargs is not None:  # HiLo in any model
         from hilocli.commands._user_flops import user_flops
 
-        return user_flops(
-            model,
-            checkpoint,
-            model_fn,
-            model_kwargs,
-            hub,
-            resolution,
-            height,
-            width,
-            device.value,
-            out,
-            as_json,
-        )
+        weights = weights_request(locals(), default_pretrained=False)
+        return user_flops(weights, resolution, height, width, device.value, out, as_json)
     request = FlopsRequest(
         model=model,
         checkpoint=checkpoint,

@@ -21,7 +21,7 @@ import numpy as np
 from hilocli.errors import HiloError, UsageError
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BOUNDARIES, SpectrumSettings
+from hilocli.spectrum.measures import SpectrumSettings
 from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, ControlResult, Verdict
 from hilocli.weights import WeightsRequest
 
@@ -94,17 +94,13 @@ class SpectrumRequest:
             raise UsageError(
                 f"--control must be one of {', '.join(CONTROLS)}, got {self.control!r}"
             )
-        if self.boundary not in BOUNDARIES:
-            raise UsageError(
-                f"--boundary must be one of {', '.join(BOUNDARIES)}, got {self.boundary!r}"
-            )
         if not 0.0 < self.alpha < 0.5:
             raise UsageError(f"--alpha must lie strictly between 0 and 0.5, got {self.alpha}")
         if not 0.0 <= self.margin < 1.0:
             raise UsageError(f"--margin must lie in [0, 1), got {self.margin}")
         if not 1 <= self.control_seeds <= 100:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
-        self.settings()  # --cutoff
+        self.settings()  # --cutoff and --boundary: SpectrumSettings' own checks, one wording
         check_dtype(self.dtype, self.device)
         check_compile(self.compile)
         self.weights.validate()
@@ -293,8 +289,8 @@ def measure(
     returns the result; the other ranks return None."""
     import torch
 
-    from hilocli.batches import chunk_count, image_chunks
-    from hilocli.distributed import SINGLE, agree, gather, ordered, shard
+    from hilocli.batches import image_chunks, shard_files
+    from hilocli.distributed import SINGLE, agree, gather, ordered
     from hilocli.runtime import forward_context, resolve_precision, to_device
     from hilocli.spectrum.collect import SpectrumCollector
     from hilocli.spectrum.shards import collector_part, merge_parts
@@ -311,10 +307,7 @@ def measure(
                 paths, resolution, crop, batch_size, preprocess, workers=workers,
                 pin_memory=cuda, where=where, keep_displays=MAX_SHOWN,
             )  # fmt: skip
-            total = sum(  # files in this process's chunks
-                len(paths[i * batch_size : (i + 1) * batch_size])
-                for i in shard(chunk_count(len(paths), batch_size), where)
-            )
+            total = shard_files(len(paths), batch_size, where)  # this process's files
             for chunk in chunks:
                 mine.skipped += [((chunk.index, j), s) for j, s in enumerate(chunk.skipped)]
                 for group in chunk.groups:
