@@ -86,16 +86,27 @@ def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 def signflip_p(x: np.ndarray, flips: Flips, alternative: str = "two-sided") -> float:
     """p of the sign-flip test of the sum of x (one value per image; no NaN)."""
-    x = np.asarray(x, dtype=np.float64)
-    null = flips.apply(x)  # (F,)
-    obs = x.sum()
-    if alternative == "two-sided":
-        return float(_share_at_least(np.abs(null), np.abs(obs)))
-    if alternative == "greater":
-        return float(_share_at_least(null, obs))
-    if alternative == "less":
-        return float(_share_at_least(-null, -obs))
-    raise ValueError(f"alternative must be two-sided, greater or less, got {alternative!r}")
+    return signflip_ps(np.asarray(x, dtype=np.float64)[:, None], flips, (alternative,))[0]
+
+
+def signflip_ps(xs: np.ndarray, flips: Flips, alternatives: tuple[str, ...]) -> list[float]:
+    """p of the sign-flip test of each column of xs (n, k), the k-th under alternatives[k]: one
+    pass over the sign patterns for all of them."""
+    xs = np.asarray(xs, dtype=np.float64)
+    null = flips.apply(xs)  # (F, k)
+    obs = xs.sum(axis=0)  # (k,)
+    out = []
+    for k, alternative in enumerate(alternatives):
+        if alternative == "two-sided":
+            share = _share_at_least(np.abs(null[:, k]), np.abs(obs[k]))
+        elif alternative == "greater":
+            share = _share_at_least(null[:, k], obs[k])
+        elif alternative == "less":
+            share = _share_at_least(-null[:, k], -obs[k])
+        else:
+            raise ValueError(f"alternative must be two-sided, greater or less, got {alternative!r}")
+        out.append(float(share))
+    return out
 
 
 def _standardised(flipped_sums: np.ndarray, sq: np.ndarray) -> np.ndarray:

@@ -84,11 +84,11 @@ def verdict(
     floor = exact.min_images(alpha)
     flips = exact.sign_flips(n, seed=seed)
     if n:
-        p = exact.signflip_p(x, flips)
-        p_eq = max(
-            exact.signflip_p(x + margin, flips, "greater"),
-            exact.signflip_p(x - margin, flips, "less"),
+        # the test and both one-sided TOST tests in one pass over the sign patterns
+        p, p_upper, p_lower = exact.signflip_ps(
+            np.stack([x, x + margin, x - margin], axis=1), flips, ("two-sided", "greater", "less")
         )
+        p_eq = max(p_upper, p_lower)
         hl = exact.hodges_lehmann(x, alpha)
         raw, adjusted = exact.westfall_young(d, exact.sign_flips(d.shape[0], seed=seed))
     else:
