@@ -115,7 +115,9 @@ def test_sigint_during_the_moves_is_held_until_the_set_is_complete(tmp_path, mon
     def replace_and_interrupt(src, dst):
         if not sent:
             sent.append(True)
-            os.kill(os.getpid(), signal.SIGINT)  # arrives while the moves run
+            # arrives while the moves run; raise_signal delivers it to this thread at once
+            # (os.kill to the process may land on a torch or DataLoader thread, handled later)
+            signal.raise_signal(signal.SIGINT)
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace_and_interrupt)
