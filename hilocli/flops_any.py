@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hilocli.flops.analytic import branch_rows
 from hilocli.models.geometry import padded_grid
 from hilocli.output import RunRecord
 
@@ -18,14 +19,10 @@ def hilo_layer_macs(
     dim: int, hifi_channels: int, lofi_channels: int, window_size: int, grid: tuple[int, int]
 ) -> tuple[int, int]:
     """(Hi-Fi, Lo-Fi) MACs of one HiLo layer in the authors' count (LITV2_FACTS section 4), on
-    the padded grid: N = Hp * Wp tokens, C = dim, s = window size."""
+    the padded grid, from its branches' channels (a user model's split need not follow alpha)."""
     s = max(window_size, 1)
-    Hp, Wp = padded_grid(grid, s)
-    N, M = Hp * Wp, (Hp // s) * (Wp // s)
-    h, lo = hifi_channels, lofi_channels
-    hifi = 3 * N * dim * h + M * (s * s) ** 2 * h * 2 + N * h * h if h else 0
-    lofi = N * dim * lo + M * dim * lo * 2 + N * lo * M * 2 + N * lo * lo if lo else 0
-    return hifi, lofi
+    hifi, lofi = branch_rows(dim, hifi_channels, lofi_channels, padded_grid(grid, s), s)
+    return sum(r.macs for r in hifi), sum(r.macs for r in lofi)
 
 
 @dataclass(frozen=True)

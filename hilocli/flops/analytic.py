@@ -148,6 +148,52 @@ def check_layer(dim: int, num_heads: int, height: int, width: int) -> None:
         raise ValueError(f"token grid {height}x{width} is empty")
 
 
+def branch_rows(
+    dim: int,
+    h_dim: int,
+    l_dim: int,
+    padded: tuple[int, int],
+    s: int,
+    qkv_bias: bool = True,
+    convention: Convention = AUTHORS,
+    prefix: str = "",
+    count: int = 1,
+    stage: int | None = None,
+) -> tuple[list[CostRow], list[CostRow]]:
+    """The Hi-Fi and Lo-Fi rows of one HiLo layer whose branches have h_dim and l_dim channels
+    (0: no such branch), on the padded Hp x Wp grid with window s: the one home of the formulas
+    (LITV2_FACTS section 4), for LITv2 (`hilo_cost`) and user models (`hilocli.flops_any`)."""
+    Hp, Wp = padded
+    N = Hp * Wp
+    M = N // (s * s)  # windows (Hi-Fi) == pooled tokens (Lo-Fi); N for s = 1
+    c = count
+
+    def mod(name: str) -> tuple[str, ...]:
+        return (f"{prefix}.{name}" if prefix else name,)
+
+    hifi: list[CostRow] = []
+    lofi: list[CostRow] = []
+    if h_dim > 0:
+        p, b, n = linear_cost(N, dim, 3 * h_dim, qkv_bias, convention)
+        hifi.append(CostRow(stage, "Hi-Fi", "h_qkv", mod("h_qkv"), c * p, c * b, c * n))
+        hifi.append(
+            CostRow(
+                stage, "Hi-Fi", "attention products", (prefix,), c * M * (s * s) ** 2 * h_dim * 2
+            )
+        )
+        p, b, n = linear_cost(N, h_dim, h_dim, True, convention)
+        hifi.append(CostRow(stage, "Hi-Fi", "h_proj", mod("h_proj"), c * p, c * b, c * n))
+    if l_dim > 0:
+        p, b, n = linear_cost(N, dim, l_dim, qkv_bias, convention)
+        lofi.append(CostRow(stage, "Lo-Fi", "l_q", mod("l_q"), c * p, c * b, c * n))
+        p, b, n = linear_cost(M, dim, 2 * l_dim, qkv_bias, convention)
+        lofi.append(CostRow(stage, "Lo-Fi", "l_kv", mod("l_kv"), c * p, c * b, c * n))
+        lofi.append(CostRow(stage, "Lo-Fi", "attention products", (prefix,), c * N * M * l_dim * 2))
+        p, b, n = linear_cost(N, l_dim, l_dim, True, convention)
+        lofi.append(CostRow(stage, "Lo-Fi", "l_proj", mod("l_proj"), c * p, c * b, c * n))
+    return hifi, lofi
+
+
 def hilo_cost(
     dim: int,
     num_heads: int,
@@ -177,37 +223,12 @@ def hilo_cost(
     hifi_heads, lofi_heads = split_heads(num_heads, alpha, s)
     h_dim, l_dim = hifi_heads * head_dim, lofi_heads * head_dim
     Hp, Wp = padded_grid((height, width), s)
+    hifi, lofi = branch_rows(
+        dim, h_dim, l_dim, (Hp, Wp), s, qkv_bias, convention, prefix, count, stage
+    )
     N = Hp * Wp
-    G = N // (s * s)  # windows (Hi-Fi) == pooled tokens (Lo-Fi)
-    M = G if s > 1 else N
-    c = count
-
-    def mod(name: str) -> tuple[str, ...]:
-        return (f"{prefix}.{name}" if prefix else name,)
-
-    hifi: list[CostRow] = []
-    lofi: list[CostRow] = []
-    attn_elems = 0
-    if hifi_heads > 0:
-        p, b, n = linear_cost(N, dim, 3 * h_dim, qkv_bias, convention)
-        hifi.append(CostRow(stage, "Hi-Fi", "h_qkv", mod("h_qkv"), c * p, c * b, c * n))
-        hifi.append(
-            CostRow(
-                stage, "Hi-Fi", "attention products", (prefix,), c * G * (s * s) ** 2 * h_dim * 2
-            )
-        )
-        p, b, n = linear_cost(N, h_dim, h_dim, True, convention)
-        hifi.append(CostRow(stage, "Hi-Fi", "h_proj", mod("h_proj"), c * p, c * b, c * n))
-        attn_elems += G * hifi_heads * (s * s) ** 2
-    if lofi_heads > 0:
-        p, b, n = linear_cost(N, dim, l_dim, qkv_bias, convention)
-        lofi.append(CostRow(stage, "Lo-Fi", "l_q", mod("l_q"), c * p, c * b, c * n))
-        p, b, n = linear_cost(M, dim, 2 * l_dim, qkv_bias, convention)
-        lofi.append(CostRow(stage, "Lo-Fi", "l_kv", mod("l_kv"), c * p, c * b, c * n))
-        lofi.append(CostRow(stage, "Lo-Fi", "attention products", (prefix,), c * N * M * l_dim * 2))
-        p, b, n = linear_cost(N, l_dim, l_dim, True, convention)
-        lofi.append(CostRow(stage, "Lo-Fi", "l_proj", mod("l_proj"), c * p, c * b, c * n))
-        attn_elems += lofi_heads * N * M
+    M = N // (s * s)  # windows (Hi-Fi) == pooled tokens (Lo-Fi); N for s = 1
+    attn_elems = M * hifi_heads * (s * s) ** 2 + lofi_heads * N * M
     return HiLoCost(
         dim,
         num_heads,
