@@ -201,6 +201,20 @@ def agree(where: Placement, work: Callable[[], T]) -> T:
     raise PeerFailed("another rank failed")
 
 
+def from_main(where: Placement, work: Callable[[], T]) -> T:
+    """Run `work` on rank 0 alone and hand its value to every rank: work whose answer is the
+    same everywhere, such as listing and hashing the inputs, then reads the files once, not once
+    per rank. A failure on rank 0 fails every rank, as in `agree`. Single process: `work()`."""
+    if not where.distributed:
+        return work()
+    import torch.distributed as dist
+
+    value = agree(where, work if where.is_main else (lambda: None))
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather(where: Placement, obj: T) -> list[T] | None:
     """Every rank's `obj` on rank 0, in rank order (None elsewhere). Objects are pickled: move
     tensors to the CPU first."""

@@ -80,8 +80,18 @@ def setup(tmp_path_factory):
         seen["data"] = data
         return fig, data
 
+    from hilocli.weights import WeightsRequest
+
+    real_load = WeightsRequest.load
+    loads: list[str] = []
+
+    def counted_load(self, *args, **kwargs):
+        loads.append(str(self.checkpoint))
+        return real_load(self, *args, **kwargs)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(figures, "compare_figure", spy)
+        mp.setattr(WeightsRequest, "load", counted_load)
         res = hilo(
             "compare", images, "-c", TINY_CKPT, "--checkpoint", other, *RES,
             "--attn-images", "2", "--out", out, "--json",
@@ -96,6 +106,7 @@ def setup(tmp_path_factory):
         "other": other,
         "spectra": spectra,
         "plotted": seen["data"],
+        "loads": loads,
     }
 
 
@@ -128,6 +139,14 @@ def test_rows_equal_spectrum_alone(setup):
         assert row["verdict_line"] == ref["results"]["verdict_line"]
     # the perturbed copy really is other weights: its per-image deltas differ
     assert not np.allclose(*(ref["deltas"] for ref in setup["spectra"]))
+
+
+def test_each_set_of_weights_is_loaded_once(setup):
+    """The spectrum and the attention distance of a set share one loaded model."""
+    assert setup["loads"] == [str(TINY_CKPT), str(setup["other"])]
+    for k in (1, 2):  # eager (the distance pass reuses the model), and recorded so
+        record = strict_json((setup["out"] / f"spectrum_{k}.json").read_text())
+        assert record["settings"]["compile"]["used"] is False
 
 
 def test_per_checkpoint_spectrum_files_are_spectrum_records(setup):

@@ -3,6 +3,7 @@ progress lines for logs. Per-image rows must be identical whatever the workers a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -149,6 +150,56 @@ def test_a_rank_failure_is_one_line_not_a_hang(images, tmp_path):
         "hilo: error: rank 1 of 2 failed: RuntimeError: the model of rank one broke\n"
     )
     assert not (tmp_path / "o").exists()
+
+
+_FROM_MAIN = """
+import json, sys
+import hilocli.images as images
+from hilocli.distributed import from_main, placement, process_group
+from hilocli.errors import HiloError
+
+hashed = []
+real = images._file_sha256
+images._file_sha256 = lambda p: hashed.append(p.name) or real(p)
+where = placement()
+with process_group(where, "cpu"):
+    found = from_main(where, lambda: images.collect_inputs([sys.argv[1]]))
+    try:
+        from_main(where, lambda: images.collect_inputs([sys.argv[1] + "/nope.png"]))
+        failed = "no error"
+    except HiloError as exc:
+        failed = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"files": [p.name for p in found.files], "sha": len(found.sha256),
+                  "hashed": len(hashed), "failed": failed}))
+"""
+
+
+@pytest.mark.slow
+def test_inputs_are_listed_and_hashed_once_for_all_ranks(images):
+    """Two ranks (srun-style, gloo): rank 0 alone reads and hashes the files, rank 1 gets the same
+    list and hashes; a missing path on rank 0 stops both (rank 0 says what, rank 1 is told)."""
+    common = dict(SLURM_STEP_NUM_TASKS="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FROM_MAIN, str(images)],
+            env=_clean_env(**common, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    rank0, rank1 = (json.loads(out) for out, _ in outs)
+    assert rank0["files"] == rank1["files"] and len(rank0["files"]) == 9
+    assert rank0["sha"] == rank1["sha"] == 9
+    assert (rank0["hashed"], rank1["hashed"]) == (9, 0)
+    assert (
+        rank0["failed"].startswith("HiloError: no such file or directory")
+        and "nope.png" in (rank0["failed"])
+    )
+    assert rank1["failed"] == "PeerFailed: another rank failed"
 
 
 def test_placement_from_torchrun_and_slurm_variables():

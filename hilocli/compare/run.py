@@ -101,6 +101,9 @@ class CompareRequest:
             dtype=self.dtype,
             tf32=self.tf32,
             workers=self.workers,
+            # eager: the attention-distance pass reuses the same model with other hooks, and a
+            # compiled forward would compile again for them
+            compile="off",
         )
 
     def validate(self) -> CompareRequest:
@@ -353,31 +356,36 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     torchrun/srun the images of each set are shared out as in `hilo spectrum`; rank 0 gets the
     result, the other ranks None."""
     from hilocli.compare.distance import attention_distance
-    from hilocli.distributed import agree, placement, process_group, rank_device
+    from hilocli.distributed import agree, from_main, placement, process_group, rank_device
     from hilocli.flops.analytic import model_cost
-    from hilocli.images import collect_inputs
+    from hilocli.images import InputSet, collect_inputs
     from hilocli.models.discover import hilo_layers
     from hilocli.runtime import environment, resolve_device, resolve_precision
     from hilocli.spectrum.run import run as spectrum_run
 
     request.validate()
-    found = collect_inputs(request.inputs, exclude=(request.out,) if request.out else ())
-    paths = tuple(found.files[: request.limit])
-    if not paths:
-        raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
-    _check_duplicate_files(request)
     where = placement()
     device = rank_device(resolve_device(request.device), where)
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     sets = request.weights()
     labels = list(request.labels) or [None] * len(sets)
-    total = len(sets) * len(paths)
     entries: list[CompareEntry] = []
     resolution = request.resolution
     analysed: list[str] | None = None
     decode_skipped: list[dict[str, str]] = []
     seen: list[tuple[str | None, str]] = []  # (sha256, label) of the sets loaded so far
     with process_group(where, device):  # one group for every set (torchrun/srun)
+        exclude = (request.out,) if request.out else ()
+        found = from_main(where, lambda: collect_inputs(request.inputs, exclude=exclude))
+        paths = tuple(found.files[: request.limit])
+        if not paths:  # every rank has the same list: all stop here together
+            raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
+        from_main(where, lambda: _check_duplicate_files(request))  # before any set is loaded
+        # every set's spectrum run gets these files, hashed once here
+        listed = InputSet(
+            files=list(paths), sha256={p: found.sha256[p] for p in paths if p in found.sha256}
+        )
+        total = len(sets) * len(paths)
         for k, weights in enumerate(sets):
             loaded = agree(where, lambda weights=weights: weights.load(device))
             prov = loaded.provenance
@@ -402,7 +410,10 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                 request.layers if request.layers is not None else default_layers(loaded.model)
             )
             spectrum = spectrum_run(
-                request.spectrum_request(weights, paths, layer_spec, resolution), sub
+                request.spectrum_request(weights, paths, layer_spec, resolution),
+                sub,
+                loaded,
+                listed,
             )
             if spectrum is None:  # not rank 0 under torchrun/srun: its share is measured
                 continue

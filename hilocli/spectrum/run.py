@@ -344,12 +344,20 @@ def measure(
     return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
-def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumResult | None:
+def run(
+    request: SpectrumRequest,
+    progress: Progress | None = None,
+    loaded: Any = None,
+    found: Any = None,
+) -> SpectrumResult | None:
     """Measure the chosen layers over the inputs and judge the claim (see the module docstring).
     Under torchrun/srun every process measures its share; rank 0 gets the result, the others
-    None (hilocli.distributed)."""
+    None (hilocli.distributed). What a caller such as `hilo compare` already has, it passes:
+    `loaded`, the request's weights loaded on the device (a `LoadedModel`), and `found`, the
+    request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
+    hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
-    from hilocli.distributed import agree, placement, process_group, rank_device
+    from hilocli.distributed import agree, from_main, placement, process_group, rank_device
     from hilocli.images import collect_inputs
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import (
@@ -364,10 +372,6 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
 
     request.validate()
     settings = request.settings()
-    found = collect_inputs(request.inputs, exclude=(request.out,) if request.out else ())
-    paths = found.files[: request.limit]
-    if not paths:
-        raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
     where = placement()
     device = rank_device(resolve_device(request.device), where)
     workers = default_workers(where) if request.workers is None else request.workers
@@ -375,7 +379,14 @@ def run(request: SpectrumRequest, progress: Progress | None = None) -> SpectrumR
     # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     with process_group(where, device):
-        loaded = agree(where, lambda: request.weights.load(device))
+        if found is None:
+            exclude = (request.out,) if request.out else ()
+            found = from_main(where, lambda: collect_inputs(request.inputs, exclude=exclude))
+        paths = found.files[: request.limit]
+        if not paths:  # every rank has the same list: all stop here together
+            raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
+        if loaded is None:
+            loaded = agree(where, lambda: request.weights.load(device))
         n_images, same_size = len(paths), request.crop  # --no-crop: each image keeps its size
         _, compile_decision = maybe_compile(
             loaded.model, request.compile, n_images, device, same_size
