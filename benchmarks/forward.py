@@ -1,18 +1,36 @@
 """LITv2 forward speed: explicit vs fused (SDPA) vs compiled attention paths, float32 vs
-bfloat16, with the share of the machine's matmul peak measured in the same run.
+bfloat16, with the share of the machine's matmul peak measured in the same rounds, and optionally
+the authors' own model in the same run.
 
-    python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--repeats 5]
+    python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--rounds 7]
                                  [--compile] [--dtypes float32,bfloat16] [--baseline DIR]
+                                 [--authors DIR] [--default-allocator]
 
-Eval mode, no_grad, random-init weights (speed does not depend on the values). Each row: warm-up
-runs until two consecutive times agree within 10% (at most 5), then `--repeats` timed runs; the
-median and the spread (min..max). CUDA rows (when a GPU is present) are timed with CUDA events.
+Eval mode, no_grad, random-init weights (speed does not depend on the values). Every path is
+warmed up until two consecutive times agree within 10% (at most 6 runs). Then `--rounds` rounds:
+each measures the dtype's matmul peak (hilocli.flops.kernels.matmul_peak: best of two sizes) and
+times one batch of every path, in turn. A path's img/s is its median over the rounds (spread:
+slowest..fastest); its share of peak is the median over rounds of (its GFLOP/s / that round's
+peak), and "vs" is the median over rounds of its speed / the reference path's speed in the same
+round. Interleaving is the point: on a shared machine the load moves between seconds, and a peak
+or a reference timed minutes apart from a path compares two different machines. GFLOP/s = 2 x
+analytic MACs (hilocli.flops, the authors' convention) x img/s: what the model needs, not what the
+kernels execute (the Hi-Fi softmax, GELU, norms' arithmetic are not counted). CUDA rows (when a
+GPU is present) are timed with CUDA events.
 
-Peak: the median GFLOP/s of a large square matmul (float32 and bfloat16) in the
-same process. Model FLOP utilisation (MFU) = 2 x analytic MACs (hilocli.flops, the authors'
-convention) x images/s / peak of the dtype's matmul. `--compile` adds torch.compile rows and
-prints the compile time (first call) apart. `--baseline DIR` (a hilocli tree, e.g. from
-`git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's model for a same-run ratio.
+The process keeps freed host memory (hilocli.runtime.keep_freed_memory, as every hilo command
+does; it applies to every model in the process alike); `--default-allocator` leaves glibc's
+default, which returns large blocks to the kernel on every free.
+
+`--compile` adds torch.compile rows and prints the compile time (first call) apart. `--baseline
+DIR` (a hilocli tree, e.g. from `git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's
+model. `--authors DIR` adds the authors' LITv2 (DIR: the `classification` folder of a clone of
+ziplab/LITv2; needs `timm` and `torchvision` installed, which hilo itself never imports): their
+deformable convolution is a compiled CUDA extension behind NVIDIA apex, so on the CPU two
+stand-ins take its place, `apex.amp.float_function` (run in float32, as apex does) and
+`DCN.deform_conv2d_forward` as `torchvision.ops.deform_conv2d` (DCNv1, the same semantics:
+docs/benchmarks.md). The authors' model gets hilo's weights (strict load) and its logits are
+compared with hilo's before timing; with `--authors`, "vs" is against it.
 """
 
 from __future__ import annotations
@@ -20,7 +38,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -30,24 +50,19 @@ from rich.table import Table
 from hilocli.flops.analytic import model_cost
 from hilocli.flops.kernels import matmul_peak, seconds_of
 from hilocli.models import create_model
-from hilocli.runtime import forward_context, resolve_precision
+from hilocli.runtime import environment, forward_context, keep_freed_memory, resolve_precision
+
+WARMUP_MAX = 6
 
 
-def timer(device: torch.device):
-    """A function (call) -> seconds that is honest on the device (CUDA events on a GPU)."""
-    cuda = device.type == "cuda"
-    return lambda call: seconds_of(call, cuda)
-
-
-def measure(call, device: torch.device, repeats: int) -> list[float]:
-    clock = timer(device)
-    prev = clock(call)
-    for _ in range(5):  # warm up until two runs agree within 10%
-        now = clock(call)
+def warm_up(call, cuda: bool) -> None:
+    """Run until two consecutive times agree within 10% (at most WARMUP_MAX runs)."""
+    prev = seconds_of(call, cuda)
+    for _ in range(WARMUP_MAX - 1):
+        now = seconds_of(call, cuda)
         if abs(now - prev) <= 0.1 * min(now, prev):
-            break
+            return
         prev = now
-    return [clock(call) for _ in range(repeats)]
 
 
 def load_baseline(tree: Path, cfg):
@@ -58,73 +73,164 @@ def load_baseline(tree: Path, cfg):
     return mod.LITv2(cfg).eval()
 
 
+def install_authors_stand_ins() -> None:
+    """`apex.amp` and the compiled `DCN` module the authors' DCN imports, for the CPU."""
+    from torchvision.ops import deform_conv2d
+
+    def float_function(fn):
+        """apex's amp.float_function: the wrapped function runs in float32 under mixed precision."""
+
+        def in_float32(*args):
+            args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+            with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+                return fn(*args)
+
+        return in_float32
+
+    amp = types.ModuleType("apex.amp")
+    amp.float_function = float_function
+    apex = types.ModuleType("apex")
+    apex.amp = amp
+    dcn = types.ModuleType("DCN")
+
+    def deform_conv2d_forward(x, weight, bias, offset, kh, kw, sh, sw, ph, pw, dh, dw, *_):
+        # (groups, deformable groups, im2col step): read off weight and offset shapes by torchvision
+        return deform_conv2d(
+            x, offset, weight, bias, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw)
+        )
+
+    dcn.deform_conv2d_forward = deform_conv2d_forward
+    sys.modules.update({"apex": apex, "apex.amp": amp, "DCN": dcn})
+
+
+def load_authors(tree: Path, cfg, resolution: int):
+    """The authors' LITv2 (their classification/models/litv2.py) built with cfg's settings."""
+    install_authors_stand_ins()
+    sys.path.insert(0, str(tree))
+    from models.litv2 import LITv2 as AuthorsLITv2  # the authors' package name: `models`
+
+    return AuthorsLITv2(
+        img_size=resolution,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        num_classes=cfg.num_classes,
+        embed_dim=cfg.embed_dim,
+        depths=list(cfg.depths),
+        num_heads=list(cfg.num_heads),
+        mlp_ratio=cfg.mlp_ratio,
+        qkv_bias=cfg.qkv_bias,
+        drop_path_rate=0.0,
+        has_msa=[int(ws > 0) for ws in cfg.local_ws],
+        alpha=cfg.alpha,
+        local_ws=list(cfg.local_ws),
+    ).eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="litv2_s")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--resolution", type=int, default=224)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     ap.add_argument("--baseline", type=Path, help="another hilocli tree to compare against")
+    ap.add_argument("--authors", type=Path, help="ziplab/LITv2's classification folder")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: both when present)")
+    ap.add_argument("--default-allocator", action="store_true", help="do not keep freed memory")
     args = ap.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if not args.default_allocator:
+        keep_freed_memory()
+    if args.device:
+        devices = [torch.device(args.device)]
+    else:
+        devices = [torch.device("cpu")]
+        devices += [torch.device("cuda")] if torch.cuda.is_available() else []
     con = Console()
     for device in devices:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        peaks = {"float32": matmul_peak(device, "float32", args.repeats)}
-        peaks["bfloat16"] = matmul_peak(device, "bfloat16", args.repeats)
-        if device.type == "cuda":
-            peaks["float16"] = peaks["bfloat16"]
-        model = create_model(args.model).eval().to(device)
-        res = args.resolution
-        gflop_per_img = model_cost(model.cfg, res).flops / 1e9
-        x = torch.randn(args.batch, 3, res, res, device=device)
-        table = Table(
-            title=f"{args.model} forward, batch {args.batch} at {res}x{res} on {name} "
-            f"(torch {torch.__version__}, {torch.get_num_threads()} threads); "
-            f"{gflop_per_img:.2f} GFLOP/img analytic; matmul peak "
-            + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
-            + " GFLOP/s"
-        )
-        for col in ("path", "dtype", "img/s", "spread", "GFLOP/s", "share of peak", "vs fused"):
-            table.add_column(col, justify="right")
-        runs = []
-        base = load_baseline(args.baseline, model.cfg).to(device) if args.baseline else None
-        if base is not None:
-            base.load_state_dict(model.state_dict())
-        for dtype in args.dtypes.split(","):
-            prec = resolve_precision(dtype, device)
-            paths = [("fused", model, False), ("explicit", model, True)]
-            if base is not None:
-                paths.append(("baseline tree (fused)", base, False))
-            if args.compile:
-                paths.append(("compiled (fused)", torch.compile(model), False))
-            fused_rate = None
-            for label, net, explicit in paths:
-                getattr(net, "set_need_weights", model.set_need_weights)(explicit)
+        run_device(device, args, con)
+
+
+def run_device(device: torch.device, args, con: Console) -> None:
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    torch.manual_seed(0)
+    model = create_model(args.model).eval().to(device)
+    res = args.resolution
+    gflop_per_img = model_cost(model.cfg, res).flops / 1e9
+    x = torch.randn(args.batch, 3, res, res, device=device)
+    extra = []  # (label, module): other implementations of the same network, same weights
+    if args.baseline:
+        extra.append(("baseline tree (fused)", load_baseline(args.baseline, model.cfg)))
+    if args.authors:
+        extra.append(("authors' code", load_authors(args.authors, model.cfg, res)))
+    for label, net in extra:
+        net.load_state_dict(model.state_dict(), strict=True)
+        net.to(device)
+        with torch.no_grad():
+            diff = (net(x) - model(x)).abs().max().item()
+        con.print(f"{label}: logits vs hilo (float32), max |diff| {diff:.2e}")
+    reference = "authors' code" if args.authors else "fused"
+    for dtype in args.dtypes.split(","):
+        prec = resolve_precision(dtype, device)
+        paths = [("fused", model, False), ("explicit", model, True)]
+        paths += [(label, net, False) for label, net in extra]
+        if args.compile:
+            paths.append(("compiled (fused)", torch.compile(model), False))
+        calls = {}
+        for label, net, explicit in paths:
+            # hilo's models switch their attention path; the compiled and authors' ones have none
+            switch = getattr(net, "set_need_weights", model.set_need_weights)
+
+            def call(net=net, switch=switch, explicit=explicit):
+                switch(explicit)
+                return net(x)
+
+            with forward_context(prec):
+                if label.startswith("compiled"):
+                    t0 = time.perf_counter()
+                    out = call()
+                    con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
+                    diff = (out.float() - model(x).float()).abs().max().item()
+                    con.print(f"{dtype}: compiled vs eager logits, max |diff| {diff:.2e}")
+                warm_up(call, cuda)
+            calls[label] = call
+        peaks, times = [], {label: [] for label in calls}
+        for _ in range(args.rounds):
+            peaks.append(matmul_peak(device, prec.dtype, repeats=3))
+            for label, call in calls.items():
                 with forward_context(prec):
-                    if label.startswith("compiled"):
-                        t0 = time.perf_counter()
-                        out = net(x)
-                        con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
-                        diff = (out.float() - model(x).float()).abs().max().item()
-                        con.print(f"{dtype}: compiled vs eager logits, max |diff| {diff:.2e}")
-                    times = measure(lambda net=net, x=x: net(x), device, args.repeats)
-                rate = args.batch / statistics.median(times)
-                fused_rate = rate if label == "fused" else fused_rate
-                gflops = rate * gflop_per_img
-                runs.append((label, dtype, rate))
-                table.add_row(
-                    label,
-                    dtype,
-                    f"{rate:.2f}",
-                    f"{args.batch / max(times):.2f}-{args.batch / min(times):.2f}",
-                    f"{gflops:.0f}",
-                    f"{gflops / peaks[prec.dtype]:.0%}",
-                    f"{rate / fused_rate:.2f}x" if fused_rate else "-",
-                )
-        con.print(table)
+                    times[label].append(seconds_of(call, cuda))
+        model.set_need_weights(False)
+        con.print(result_table(args, name, dtype, gflop_per_img, peaks, times, reference))
+
+
+def result_table(args, name, dtype, gflop_per_img, peaks, times, reference) -> Table:
+    med = statistics.median
+    table = Table(
+        title=f"{args.model} forward, batch {args.batch} at {args.resolution}x{args.resolution}"
+        f" on {name}, {dtype} (torch {torch.__version__}, {torch.get_num_threads()} threads); "
+        f"{gflop_per_img:.2f} GFLOP/img analytic; host allocator: "
+        f"{environment()['host_allocator']}; {args.rounds} interleaved rounds; {dtype} "
+        f"matmul peak per round {min(peaks):.0f}..{max(peaks):.0f} GFLOP/s (median "
+        f"{med(peaks):.0f})"
+    )
+    for col in ("path", "img/s", "spread", "GFLOP/s", "share of peak", f"vs {reference}"):
+        table.add_column(col, justify="right")
+    ref = times.get(reference)
+    for label, seconds in times.items():
+        rate = args.batch / med(seconds)
+        share = med(args.batch / s * gflop_per_img / p for s, p in zip(seconds, peaks))
+        vs = "-" if ref is None else f"{med(r / s for s, r in zip(seconds, ref)):.2f}x"
+        table.add_row(
+            label,
+            f"{rate:.2f}",
+            f"{args.batch / max(seconds):.2f}-{args.batch / min(seconds):.2f}",
+            f"{rate * gflop_per_img:.0f}",
+            f"{share:.0%}",
+            vs,
+        )
+    return table
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ from hilocli.errors import HiloError, UsageError
 
 
 def resolve_device(choice: str = "auto"):
-    """'auto' -> cuda when available else cpu; 'cuda' without CUDA is an error, not a fallback."""
+    """'auto' -> cuda when available else cpu; 'cuda' without CUDA is an error, not a fallback.
+    Every command that runs a model resolves its device here, so this is also where the process
+    is set to keep freed host memory (`keep_freed_memory`)."""
     import torch
 
+    keep_freed_memory()
     choice = getattr(choice, "value", choice)
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -28,6 +31,39 @@ def resolve_device(choice: str = "auto"):
             )
         return torch.device("cuda")
     raise UsageError(f"--device must be auto, cpu or cuda, got {choice!r}")
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_KEEP_FREED = {"applied": False, "how": "default allocator"}
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed host memory in the process instead of returning it to the kernel (glibc).
+
+    By default glibc serves every block above 128 KiB-32 MiB with a fresh mmap and unmaps it on
+    free, so each forward pass faults in and zeroes all its large activations again: LITv2-S at
+    224 px, batch 8, on 2 CPU cores took 96,000 page faults per forward and ran 25% slower for it
+    (docs/benchmarks.md). With mmap off and trimming at its limit, freed blocks are reused: the
+    results are the same bits, the process's resident memory stays at its peak until it exits.
+    No-op elsewhere (macOS, Windows, musl); True when applied (now or before)."""
+    if _KEEP_FREED["applied"]:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+    if ok:
+        _KEEP_FREED.update(
+            applied=True,
+            how="glibc, freed memory kept (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD 2^31-1)",
+        )
+    return ok
 
 
 def environment(device=None) -> dict:
@@ -49,6 +85,7 @@ def environment(device=None) -> dict:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "host_allocator": _KEEP_FREED["how"],
         **precision_environment(),
     }
     if device is not None:
@@ -179,6 +216,9 @@ COMPILE_CHOICES = ("off", "on", "auto")
 # images. A run may compile twice (a last, smaller batch recompiles with a dynamic batch size):
 # 1655 images; rounded up to 2000: spectrum's capture hooks keep intermediate outputs (less
 # fusion than the bare forward measured), other CPUs and larger models (longer compiles).
+# That gain was the allocator's: with freed memory kept (keep_freed_memory, every command on
+# glibc) the eager forward runs 20.1 img/s and the compiled one 20.2 (AVX-512 CPU, 2026-12-05),
+# so on such a CPU `auto` never compiles; the rule above stays for CPUs where memory is not kept.
 CPU_COMPILE_MIN_IMAGES = 2000
 # CUDA, NOT measured (no GPU on the development machine): assumed about 60 s per compile, two
 # compiles, and at most about 1 ms saved per image (an eager batch of 16 spends ~10 ms launching
@@ -220,17 +260,29 @@ def check_compile(choice: str) -> None:
 
 
 def compile_decision(
-    choice: str, n_images: int, device_type: str, fixed_size: bool = True
+    choice: str,
+    n_images: int,
+    device_type: str,
+    fixed_size: bool = True,
+    freed_memory_kept: bool = False,
 ) -> CompileDecision:
     """Pure rule: `on` always, `off` never, `auto` only when compiling pays for the run: at least
     CPU_COMPILE_MIN_IMAGES (CPU) or CUDA_COMPILE_MIN_IMAGES (CUDA) images, all of one size
-    (with --no-crop every new image size would compile again)."""
+    (with --no-crop every new image size would compile again); never on a CPU whose process
+    keeps freed memory (`keep_freed_memory`), where compiling was measured no faster."""
     choice = getattr(choice, "value", choice)
     check_compile(choice)
     if choice == "off":
         return CompileDecision("off", False, "--compile off")
     if choice == "on":
         return CompileDecision("on", True, "--compile on", COMPILE_BACKEND, COMPILE_MODE)
+    if device_type != "cuda" and freed_memory_kept:
+        return CompileDecision(
+            "auto",
+            False,
+            "on a CPU that keeps freed memory the compiled forward was measured no faster than "
+            "eager (docs/benchmarks.md)",
+        )
     if device_type == "cuda":
         least, measured = CUDA_COMPILE_MIN_IMAGES, "estimated, not measured"
     else:
@@ -288,7 +340,7 @@ def maybe_compile(
     and the decision says why. Compilation itself happens at the first forward: wrap the run in
     `compile_errors` so its failures read as one line."""
     device_type = getattr(device, "type", str(device))
-    decision = compile_decision(choice, n_images, device_type, fixed_size)
+    decision = compile_decision(choice, n_images, device_type, fixed_size, keep_freed_memory())
     if not decision.used:
         return model, decision
     problem = compile_toolchain_problem(device_type, decision.backend)

@@ -152,7 +152,8 @@ def test_checkpoint_gives_architecture_and_weights_block(tiny_ckpt_path):
 
 def test_benchmark_in_process_through_run(tiny_ckpt_path, monkeypatch):
     """The benchmark path of `run` (cases in this process: fast), checked field by field. The
-    matmul peak (seconds of 2048^3 matmuls) is a stand-in: the MFU arithmetic is what is checked."""
+    matmul peak (seconds of large matmuls) is a stand-in, 80 then 100 GFLOP/s: the MFU arithmetic
+    (against the higher of the runs before and after the cases) is what is checked."""
     import importlib
 
     from hilocli.flops import FlopsRequest, run
@@ -160,7 +161,8 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path, monkeypatch):
     flops_run = importlib.import_module("hilocli.flops.run")  # the module (`run` is shadowed)
     from hilocli.flops.bench import UNSTABLE_SPREAD
 
-    monkeypatch.setattr(flops_run, "matmul_peak_at", lambda device, dtype, threads: 100.0)
+    peaks = iter([80.0, 100.0])
+    monkeypatch.setattr(flops_run, "matmul_peak_at", lambda device, dtype, threads: next(peaks))
     lines = []
     result = run(
         FlopsRequest(
@@ -184,7 +186,10 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path, monkeypatch):
         assert r.case.dtype == "float32"  # --dtype auto on the CPU
     rec = result.to_record().to_dict()
     assert rec["settings"]["dtype"] == "float32" and rec["settings"]["dtype_requested"] == "auto"
-    assert rec["results"]["benchmark"]["matmul_peak_gflop_per_s"] == {"float32": 100.0}
+    bench = rec["results"]["benchmark"]
+    assert bench["matmul_peak_gflop_per_s"] == {"float32": 100.0}
+    assert bench["matmul_peak_runs_gflop_per_s"] == {"float32": [80.0, 100.0]}
+    assert bench["matmul_peak_moved"] == pytest.approx(0.2)
     for row in rec["results"]["benchmark"]["results"]:
         assert row["mfu"] == pytest.approx(row["gflop_per_s"] / 100.0)
     assert rec["results"]["benchmark"]["unstable_above_spread"] == UNSTABLE_SPREAD

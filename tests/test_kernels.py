@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hilocli.flops.bench import BenchCase, run_case
-from hilocli.flops.kernels import forced, label_kernels
+from hilocli.flops.kernels import PEAK_SIZES, PeakRuns, forced, label_kernels, matmul_peak
 
 
 def test_kernel_labels_from_aten_op_names():
@@ -37,3 +37,30 @@ def test_forced_backends_are_the_kernels_that_ran_on_cpu():
     assert explicit.kernels == ["explicit (matmul + softmax)"]
     # the baselines always use SDPA: forcing the explicit path there is reported, not faked
     assert run_case(_hilo_case("explicit", "MSA")).status == "error: no explicit attention path"
+
+
+def test_the_peak_is_the_best_size_and_the_highest_run(monkeypatch):
+    """matmul_peak times every size in PEAK_SIZES and keeps the fastest size's median; PeakRuns
+    divides by the highest of its runs and says how far they moved. The clock is a stand-in
+    (1 ms per product at n = 1024, 20 ms at 2048), so the arithmetic is what is checked."""
+    import hilocli.flops.kernels as kernels
+
+    sizes = []
+
+    def fake_seconds(call, cuda):
+        out = call()
+        sizes.append(out.shape[0])
+        return {1024: 1e-3, 2048: 20e-3}[out.shape[0]]
+
+    monkeypatch.setattr(kernels, "seconds_of", fake_seconds)
+    assert PEAK_SIZES["cpu"] == (1024, 2048)
+    peak = matmul_peak("cpu", "float32", repeats=3)
+    assert peak == pytest.approx(2 * 1024**3 / 1e-3 / 1e9)  # 2147 GFLOP/s beats 2048's 859
+    assert sizes == [1024] * 5 + [2048] * 5  # two warm-ups and three timed products per size
+    sizes.clear()
+    monkeypatch.setattr(kernels, "PEAK_SLOW_S", 1e-4)  # 1 ms per product is "slow": no 2048
+    assert matmul_peak("cpu", "float32", repeats=3) == pytest.approx(peak)
+    assert sizes == [1024] * 5
+    runs = PeakRuns("float32", (80.0, 100.0))
+    assert runs.gflop_per_s == 100.0 and runs.moved == pytest.approx(0.2)
+    assert PeakRuns("bfloat16", (50.0, 50.0)).moved == 0.0

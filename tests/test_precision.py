@@ -8,6 +8,7 @@ checked by benchmarks/forward.py --compile)."""
 from __future__ import annotations
 
 import functools
+import platform
 
 import numpy as np
 import pytest
@@ -164,6 +165,10 @@ def test_compile_auto_rule():
     assert not compile_decision("auto", cuda - 1, "cuda").used
     assert compile_decision("auto", cuda, "cuda").used
     assert cpu <= cuda  # compiling is assumed to pay later on a GPU (unmeasured)
+    kept = compile_decision("auto", 10**9, "cpu", freed_memory_kept=True)  # glibc, every command
+    assert not kept.used and "keeps freed memory" in kept.reason
+    assert compile_decision("auto", cuda, "cuda", freed_memory_kept=True).used
+    assert compile_decision("on", 1, "cpu", freed_memory_kept=True).used
     no_crop = compile_decision("auto", 10**9, "cpu", fixed_size=False)
     assert not no_crop.used and "--no-crop" in no_crop.reason
     short = compile_decision("auto", 2, "cpu").to_dict()
@@ -181,6 +186,7 @@ def test_compile_auto_rule():
 
 def test_missing_toolchain_is_an_error_with_on_and_eager_with_auto(monkeypatch):
     monkeypatch.setattr(runtime, "compile_toolchain_problem", lambda *a: "no C++ compiler")
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: False)  # else auto never compiles
     model = torch.nn.Linear(2, 2)
     with pytest.raises(HiloError, match="--compile on: no C\\+\\+ compiler; use --compile off"):
         runtime.maybe_compile(model, "on", 1, torch.device("cpu"))
@@ -194,7 +200,8 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
     eager, eager_result = _spectrum_record("auto")
     compiled, compiled_result = _spectrum_record("auto", compile="on")
     assert eager["settings"]["compile"]["used"] is False
-    assert "2 images < " in eager["settings"]["compile"]["reason"]
+    reason = eager["settings"]["compile"]["reason"]
+    assert ("keeps freed memory" if runtime.keep_freed_memory() else "2 images < ") in reason
     assert compiled["settings"]["compile"] == {
         "requested": "on",
         "used": True,
@@ -218,3 +225,42 @@ def test_compile_failure_reads_as_one_error_line():
     with pytest.raises(HiloError, match="torch.compile \\(broken\\) failed: .*use --compile off"):
         with runtime.compile_errors(decision):
             double(torch.ones(2))
+
+
+_FAULTS_SCRIPT = """
+import ctypes, resource, sys
+from hilocli.runtime import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+faults = []
+for _ in range(3):  # malloc, touch and free 64 MB three times (what torch's CPU allocator does)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(64 * 2**20)
+    ctypes.memset(block, 1, 64 * 2**20)
+    libc.free(block)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, faults[-1])
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_kept_memory_is_reused_without_page_faults():
+    """A freed 64 MB block: by default glibc unmaps it and the next one faults in all 16,384 of
+    its pages again; after keep_freed_memory (what every command sets) it is reused. Each in a
+    fresh process (the setting is process-wide)."""
+    import subprocess
+    import sys
+
+    def last_faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    assert last_faults("default")[1] > 15_000  # 64 MB / 4 KiB pages = 16,384
+    applied, faults = last_faults("keep")
+    assert applied == "True" and faults < 500
+    assert runtime.keep_freed_memory()  # as resolve_device does in every command; recorded:
+    assert runtime.environment()["host_allocator"].startswith("glibc, freed memory kept")

@@ -153,8 +153,9 @@ CompileOpt = Annotated[
     typer.Option(
         "--compile",
         help="torch.compile the model forward. auto: only when the run has enough images to "
-        f"repay the compile time (CPU: {CPU_COMPILE_MIN_IMAGES}, measured; CUDA: "
-        f"{CUDA_COMPILE_MIN_IMAGES}, estimated) and one image size; on: always (an error when "
+        f"repay the compile time (CUDA: {CUDA_COMPILE_MIN_IMAGES}, estimated; CPU: never on "
+        "Linux/glibc, where hilo keeps freed memory and compiling was measured no faster, "
+        f"else {CPU_COMPILE_MIN_IMAGES}) and one image size; on: always (an error when "
         "torch.compile cannot work here); off: never.",
     ),
 ]

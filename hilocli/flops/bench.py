@@ -242,7 +242,9 @@ def run_case(case: BenchCase) -> BenchResult:
     import torch
 
     from hilocli.flops.kernels import forced, kernels_used, seconds_of, set_explicit
-    from hilocli.runtime import Precision, forward_context
+    from hilocli.runtime import Precision, forward_context, keep_freed_memory
+
+    keep_freed_memory()  # as in every command's process (also an isolated case's own)
 
     if case.dtype not in BYTES_PER_ELEMENT:
         raise ValueError(f"dtype must be one of {', '.join(BYTES_PER_ELEMENT)}, got {case.dtype!r}")

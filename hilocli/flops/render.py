@@ -115,10 +115,11 @@ def count_table(cc):
     )
 
 
-def bench_table(results, model_name: str, busy_note: str = "", peak: dict | None = None):
+def bench_table(results, model_name: str, busy_note: str = "", peak=None):
+    """`peak`: the run's `PeakRuns` (or None)."""
     r0 = results[0]
     rows = []
-    peak_gflops = (peak or {}).get(r0.case.dtype)
+    peak_gflops = peak.gflop_per_s if peak is not None and peak.dtype == r0.case.dtype else None
     for r in results:
         c = r.case
         what = "model" if c.kind == "model" else c.name
@@ -163,11 +164,19 @@ def bench_table(results, model_name: str, busy_note: str = "", peak: dict | None
         caption=f"img/s: median. spread: IQR / median of the run times; above "
         f"{UNSTABLE_SPREAD:.0%} a case is 'unstable' (noise, not a finding). "
         "warm-up: runs until the last 3 agreed within 10%. GFLOP/s: 2 x analytic MACs x img/s; "
-        f"MFU: of the measured matmul peak ({num(peak_gflops, '.0f')} GFLOP/s). memory: "
-        + memory
-        + busy_note,
+        f"MFU: of the measured matmul peak ({_peak_note(peak)}). memory: " + memory + busy_note,
         left=("what", "status"),
     )
+
+
+def _peak_note(peak) -> str:
+    if peak is None:
+        return "not measured"
+    runs = " and ".join(num(r, ".0f") for r in peak.runs)
+    note = f"{num(peak.gflop_per_s, '.0f')} GFLOP/s, the higher of {runs} before and after"
+    if peak.moved > UNSTABLE_SPREAD:
+        note += f"; it moved {peak.moved:.0%} during the run: the machine's speed changed"
+    return note
 
 
 def sweep_table(points):

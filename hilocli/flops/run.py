@@ -23,7 +23,7 @@ from hilocli.flops.attention import (
 from hilocli.flops.bench import BYTES_PER_ELEMENT, MIN_REPEATS, UNSTABLE_SPREAD, BenchResult
 from hilocli.flops.cases import benchmark_cases
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
-from hilocli.flops.kernels import BACKENDS, matmul_peak_at
+from hilocli.flops.kernels import BACKENDS, PeakRuns, matmul_peak_at
 from hilocli.models.config import LITv2Config
 from hilocli.models.geometry import (
     MAX_INPUT_SIDE,
@@ -212,7 +212,7 @@ class FlopsResult:
     points: list[SweepPoint] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     load_average: tuple[float, float] | None = None  # 1-min system load before/after benchmarks
-    matmul_peak: dict[str, float] | None = None  # dtype -> measured GFLOP/s (MFU denominator)
+    matmul_peak: PeakRuns | None = None  # measured before and after the cases (MFU denominator)
 
     @property
     def busy(self) -> bool:
@@ -246,17 +246,29 @@ class FlopsResult:
                 "unstable_above_spread": UNSTABLE_SPREAD,
                 "load_average": self.load_average,
                 "busy": self.busy,
-                "matmul_peak_gflop_per_s": self.matmul_peak,
-                "mfu": "2 x analytic MACs x images/s / the measured matmul peak of the dtype",
+                **self._peak_record(),
+                "mfu": "2 x analytic MACs x images/s / the matmul peak of the dtype, the higher "
+                "of the two measured before and after the cases",
                 "results": [self._bench_row(b) for b in self.bench],
             }
         if self.points is not None:
             out["sweep"] = [p.to_dict() for p in self.points]
         return out
 
+    def _peak_record(self) -> dict[str, Any]:
+        p = self.matmul_peak
+        if p is None:
+            return {"matmul_peak_gflop_per_s": None}
+        return {
+            "matmul_peak_gflop_per_s": {p.dtype: p.gflop_per_s},
+            "matmul_peak_runs_gflop_per_s": {p.dtype: list(p.runs)},
+            "matmul_peak_moved": p.moved,
+        }
+
     def _bench_row(self, b: BenchResult) -> dict[str, Any]:
         row = b.to_dict()
-        peak = (self.matmul_peak or {}).get(b.case.dtype)
+        p = self.matmul_peak
+        peak = p.gflop_per_s if (p is not None and p.dtype == b.case.dtype) else None
         row["mfu"] = None if (peak is None or b.gflop_per_s is None) else b.gflop_per_s / peak
         return row
 
@@ -346,9 +358,11 @@ def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) ->
             )
         )
         before = _load_average()
+        peak_before = matmul_peak_at(device, precision.dtype, request.threads)
         bench = benchmark(cases, tick, isolate=request.isolate)
+        peak_after = matmul_peak_at(device, precision.dtype, request.threads)
         load = (before, _load_average())
-        peak = {precision.dtype: matmul_peak_at(device, precision.dtype, request.threads)}
+        peak = PeakRuns(precision.dtype, (peak_before, peak_after))
     points = None
     if request.sweep is not None:
         points = sweep(cfg, request.sweep, request.convention, request.batch_size, nbytes)
