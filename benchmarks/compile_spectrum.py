@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hilocli import runtime
@@ -37,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     runtime.COMPILE_BACKEND = args.backend
     weights = WeightsRequest(checkpoint=args.checkpoint, default_pretrained=True)
-    records = {}
+    results = {}
     for choice in ("off", "on"):
         request = SpectrumRequest(
             inputs=(args.folder,),
@@ -48,18 +49,17 @@ def main() -> None:
             compile=choice,
         )
         t0 = time.perf_counter()
-        records[choice] = run(request).to_record().to_dict()
+        results[choice] = run(request)
         print(f"--compile {choice}: {time.perf_counter() - t0:.1f} s")
-        print(f"  settings.compile: {records[choice]['settings']['compile']}")
+        print(f"  settings.compile: {results[choice].to_record().settings['compile']}")
     worst = {}
-    for a, b in zip(records["off"]["results"]["layers"], records["on"]["results"]["layers"]):
-        for branch, eager in a["branches"].items():
-            if eager is None:
+    for a, b in zip(results["off"].layers, results["on"].layers, strict=True):
+        for branch in ("hifi", "lofi", "control"):
+            if a.branch(branch) is None:
                 continue
-            pairs = zip(
-                eager["per_image"]["hf_fraction"], b["branches"][branch]["per_image"]["hf_fraction"]
-            )
-            diff = max((abs(x - y) for x, y in pairs if x is not None), default=0.0)
+            x = np.asarray(a.branch(branch).per_image["hf_fraction"], dtype=float)
+            y = np.asarray(b.branch(branch).per_image["hf_fraction"], dtype=float)
+            diff = float(np.nanmax(np.abs(x - y))) if np.isfinite(x).any() else 0.0
             worst[branch] = max(worst.get(branch, 0.0), diff)
     print(
         "max |compiled - eager| of per-image hf_fraction:",
