@@ -27,12 +27,12 @@ trap 'rm -rf "$WORK"' EXIT
 SUMMARY=()
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg PYTHONUNBUFFERED=1
 
-step() { # step LIMIT_S NAME COMMAND...: run, log, remember rc and seconds
+step() { # [STDOUT=FILE] step LIMIT_S NAME COMMAND...: run, log, remember rc and seconds
     local limit=$1 name=$2 start rc
     shift 2
     echo "== $name: $*" >>"$LOG"
     start=$(date +%s)
-    timeout "$limit" "$@" >>"$LOG" 2>&1
+    timeout "$limit" "$@" >>"${STDOUT:-$LOG}" 2>>"$LOG"
     rc=$?
     SUMMARY+=("$name: rc $rc, $(($(date +%s) - start)) s")
     echo "-- $name: rc $rc, $(($(date +%s) - start)) s" >>"$LOG"
@@ -59,16 +59,15 @@ keep_freed_memory(); print(environment('$DEVICE'))
 command -v nvidia-smi >/dev/null && step 30 nvidia-smi nvidia-smi
 
 # Every command on the device, end to end (files in $WORK, records to $OUT).
-step 300 "spectrum (LITv2-S random init, control)" hilo spectrum samples/ --random-init \
-    "${MODEL_RES[@]}" --layer all --control random --control-seeds 2 --device "$DEVICE" \
-    --out "$WORK/spectrum"
-cp "$WORK/spectrum/spectrum.json" "$OUT/spectrum.json" 2>/dev/null
+STDOUT=$OUT/spectrum.json step 300 "spectrum (LITv2-S random init, control)" hilo spectrum \
+    samples/ --random-init "${MODEL_RES[@]}" --layer all --control random --control-seeds 2 \
+    --device "$DEVICE" --out "$WORK/spectrum" --json
 step 300 "spectrum --dtype bfloat16 --compile on (tiny)" hilo spectrum samples/ \
     -c tests/fixtures/litv2_tiny_a.pth --resolution 64 --dtype bfloat16 --compile on \
     --device "$DEVICE" --out "$WORK/spectrum_bf16"
-step 120 "attn-map (bfloat16 auto on CUDA)" hilo attn-map samples/chelsea.jpg --random-init \
-    "${MODEL_RES[@]}" --layer all --heads mean --device "$DEVICE" --out "$WORK/attn"
-cp "$WORK/attn/attn_map.json" "$OUT/attn_map.json" 2>/dev/null
+STDOUT=$OUT/attn_map.json step 120 "attn-map (bfloat16 auto on CUDA)" hilo attn-map \
+    samples/chelsea.jpg --random-init "${MODEL_RES[@]}" --layer all --heads mean \
+    --device "$DEVICE" --out "$WORK/attn" --json
 step 60 "perturbed copy of the tiny checkpoint" "$PY" -c "
 import torch
 raw = torch.load('tests/fixtures/litv2_tiny_a.pth', weights_only=True)
@@ -79,10 +78,9 @@ torch.save(raw, '$WORK/tiny_perturbed.pth')
 "
 TF32=()
 [ "$DEVICE" = cuda ] && TF32=(--tf32)
-step 180 "compare (tiny and a perturbed copy, float32 with TF32 on CUDA)" hilo compare samples/ \
-    -c tests/fixtures/litv2_tiny_a.pth -c "$WORK/tiny_perturbed.pth" --resolution 64 \
-    "${TF32[@]}" --device "$DEVICE" --out "$WORK/compare"
-cp "$WORK/compare/compare.json" "$OUT/compare.json" 2>/dev/null
+STDOUT=$OUT/compare.json step 180 "compare (tiny and a perturbed copy, TF32 on CUDA)" \
+    hilo compare samples/ -c tests/fixtures/litv2_tiny_a.pth -c "$WORK/tiny_perturbed.pth" \
+    --resolution 64 "${TF32[@]}" --device "$DEVICE" --out "$WORK/compare" --json
 step 120 "user model (--model-fn)" hilo spectrum samples/ --model-fn examples/my_model.py:build \
     --random-init --resolution 64 --device "$DEVICE" --out "$WORK/user"
 step 60 "info" hilo info --random-init --device "$DEVICE"
@@ -91,16 +89,9 @@ step 60 "info" hilo info --random-init --device "$DEVICE"
 # in turn, CUDA events, peak memory, MFU against the matmul peak measured before and after.
 BACKENDS=default,flash,efficient,cudnn,math,explicit
 [ "$DEVICE" = cpu ] && BACKENDS=default,math,explicit
-step 300 "flops --benchmark bfloat16, every backend" hilo flops --benchmark --device "$DEVICE" \
-    --dtype bfloat16 --resolution "$RES" --batch-size "$BATCH" --sdpa-backends "$BACKENDS" --json
-"$PY" - "$LOG" "$OUT/flops_benchmark.json" <<'EOF'
-import json, sys  # the last JSON document the flops step printed into the log
-text = open(sys.argv[1]).read()
-start = text.rfind('\n{\n  "command": "flops"')
-if start >= 0:
-    doc, _ = json.JSONDecoder().raw_decode(text[start + 1:])
-    json.dump(doc, open(sys.argv[2], "w"), indent=1)
-EOF
+STDOUT=$OUT/flops_benchmark.json step 300 "flops --benchmark bfloat16, every backend" \
+    hilo flops --benchmark --device "$DEVICE" --dtype bfloat16 --resolution "$RES" \
+    --batch-size "$BATCH" --sdpa-backends "$BACKENDS" --json
 if [ "$DEVICE" = cuda ]; then
     step 240 "flops --benchmark float16" hilo flops --benchmark --device cuda --dtype float16 \
         --resolution "$RES" --batch-size "$BATCH"

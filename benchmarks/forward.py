@@ -7,7 +7,8 @@ the authors' own model in the same run.
                                  [--authors DIR] [--default-allocator]
 
 Eval mode, no_grad, random-init weights (speed does not depend on the values). Every path is
-warmed up until two consecutive times agree within 10% (at most 6 runs). Then `--rounds` rounds:
+warmed up as `hilo flops --benchmark` warms up (hilocli.flops.bench.warm_up: until the last 3 runs
+agree within 10%, at least 2 and at most 30 runs or 30 s). Then `--rounds` rounds:
 each measures the dtype's matmul peak (hilocli.flops.kernels.matmul_peak: best of two sizes) and
 times one batch of every path, in turn. A path's img/s is its median over the rounds (spread:
 slowest..fastest); its share of peak is the median over rounds of (its GFLOP/s / that round's
@@ -48,21 +49,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hilocli.flops.analytic import model_cost
+from hilocli.flops.bench import warm_up
 from hilocli.flops.kernels import matmul_peak, seconds_of
 from hilocli.models import create_model
 from hilocli.runtime import environment, forward_context, keep_freed_memory, resolve_precision
-
-WARMUP_MAX = 6
-
-
-def warm_up(call, cuda: bool) -> None:
-    """Run until two consecutive times agree within 10% (at most WARMUP_MAX runs)."""
-    prev = seconds_of(call, cuda)
-    for _ in range(WARMUP_MAX - 1):
-        now = seconds_of(call, cuda)
-        if abs(now - prev) <= 0.1 * min(now, prev):
-            return
-        prev = now
 
 
 def load_baseline(tree: Path, cfg):
@@ -179,8 +169,9 @@ def run_device(device: torch.device, args, con: Console) -> None:
             paths.append(("compiled (fused)", torch.compile(model), False))
         calls = {}
         for label, net, explicit in paths:
-            # hilo's models switch their attention path; the compiled and authors' ones have none
-            switch = getattr(net, "set_need_weights", model.set_need_weights)
+            # hilo's models (the compiled wrapper passes the call on) switch their attention
+            # path; the authors' has one path and leaves hilo's model as it is
+            switch = getattr(net, "set_need_weights", lambda explicit: None)
 
             def call(net=net, switch=switch, explicit=explicit):
                 switch(explicit)
@@ -193,7 +184,7 @@ def run_device(device: torch.device, args, con: Console) -> None:
                     con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
                     diff = (out.float() - model(x).float()).abs().max().item()
                     con.print(f"{dtype}: compiled vs eager logits, max |diff| {diff:.2e}")
-                warm_up(call, cuda)
+                warm_up(lambda call=call: (call(), cuda and torch.cuda.synchronize()), 2)
             calls[label] = call
         peaks, times = [], {label: [] for label in calls}
         for _ in range(args.rounds):

@@ -35,7 +35,8 @@ def resolve_device(choice: str = "auto"):
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_KEEP_FREED = {"applied": False, "how": "default allocator"}
+KEPT = "glibc, freed memory kept (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD 2^31-1)"
+_kept = False  # set once by keep_freed_memory
 
 
 def keep_freed_memory() -> bool:
@@ -47,7 +48,8 @@ def keep_freed_memory() -> bool:
     (docs/benchmarks.md). With mmap off and trimming at its limit, freed blocks are reused: the
     results are the same bits, the process's resident memory stays at its peak until it exits.
     No-op elsewhere (macOS, Windows, musl); True when applied (now or before)."""
-    if _KEEP_FREED["applied"]:
+    global _kept
+    if _kept:
         return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -58,12 +60,13 @@ def keep_freed_memory() -> bool:
         ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     except (OSError, AttributeError):
         return False
-    if ok:
-        _KEEP_FREED.update(
-            applied=True,
-            how="glibc, freed memory kept (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD 2^31-1)",
-        )
+    _kept = ok
     return ok
+
+
+def freed_memory_kept() -> bool:
+    """Does this process keep freed memory (set by `keep_freed_memory`)?"""
+    return _kept
 
 
 def environment(device=None) -> dict:
@@ -85,7 +88,7 @@ def environment(device=None) -> dict:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "host_allocator": _KEEP_FREED["how"],
+        "host_allocator": KEPT if _kept else "default allocator",
         **precision_environment(),
     }
     if device is not None:
@@ -340,7 +343,7 @@ def maybe_compile(
     and the decision says why. Compilation itself happens at the first forward: wrap the run in
     `compile_errors` so its failures read as one line."""
     device_type = getattr(device, "type", str(device))
-    decision = compile_decision(choice, n_images, device_type, fixed_size, keep_freed_memory())
+    decision = compile_decision(choice, n_images, device_type, fixed_size, freed_memory_kept())
     if not decision.used:
         return model, decision
     problem = compile_toolchain_problem(device_type, decision.backend)

@@ -186,7 +186,7 @@ def test_compile_auto_rule():
 
 def test_missing_toolchain_is_an_error_with_on_and_eager_with_auto(monkeypatch):
     monkeypatch.setattr(runtime, "compile_toolchain_problem", lambda *a: "no C++ compiler")
-    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: False)  # else auto never compiles
+    monkeypatch.setattr(runtime, "freed_memory_kept", lambda: False)  # else auto never compiles
     model = torch.nn.Linear(2, 2)
     with pytest.raises(HiloError, match="--compile on: no C\\+\\+ compiler; use --compile off"):
         runtime.maybe_compile(model, "on", 1, torch.device("cpu"))
@@ -201,7 +201,7 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
     compiled, compiled_result = _spectrum_record("auto", compile="on")
     assert eager["settings"]["compile"]["used"] is False
     reason = eager["settings"]["compile"]["reason"]
-    assert ("keeps freed memory" if runtime.keep_freed_memory() else "2 images < ") in reason
+    assert ("keeps freed memory" if runtime.freed_memory_kept() else "2 images < ") in reason
     assert compiled["settings"]["compile"] == {
         "requested": "on",
         "used": True,

@@ -358,9 +358,10 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     from hilocli.compare.distance import attention_distance
     from hilocli.distributed import agree, from_main, placement, process_group, rank_device
     from hilocli.flops.analytic import model_cost
-    from hilocli.images import InputSet, collect_inputs
+    from hilocli.images import InputSet
     from hilocli.models.discover import hilo_layers
     from hilocli.runtime import environment, resolve_device, resolve_precision
+    from hilocli.spectrum.run import listed_inputs
     from hilocli.spectrum.run import run as spectrum_run
 
     request.validate()
@@ -375,16 +376,11 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     decode_skipped: list[dict[str, str]] = []
     seen: list[tuple[str | None, str]] = []  # (sha256, label) of the sets loaded so far
     with process_group(where, device):  # one group for every set (torchrun/srun)
-        exclude = (request.out,) if request.out else ()
-        found = from_main(where, lambda: collect_inputs(request.inputs, exclude=exclude))
-        paths = tuple(found.files[: request.limit])
-        if not paths:  # every rank has the same list: all stop here together
-            raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
+        found, paths = listed_inputs(where, request.inputs, request.out, request.limit)
+        paths = tuple(paths)
         from_main(where, lambda: _check_duplicate_files(request))  # before any set is loaded
         # every set's spectrum run gets these files, hashed once here
-        listed = InputSet(
-            files=list(paths), sha256={p: found.sha256[p] for p in paths if p in found.sha256}
-        )
+        listed = InputSet(files=list(paths), sha256=found.sha256)
         total = len(sets) * len(paths)
         for k, weights in enumerate(sets):
             loaded = agree(where, lambda weights=weights: weights.load(device))

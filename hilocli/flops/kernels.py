@@ -146,6 +146,14 @@ class PeakRuns:
         return 1.0 - min(self.runs) / max(self.runs)
 
 
+def mfu(peak: PeakRuns | None, gflop_per_s: float | None, dtype: str) -> float | None:
+    """Model FLOP utilisation: GFLOP/s over the peak of the same dtype (None when either is
+    missing or the peak was measured at another dtype)."""
+    if peak is None or gflop_per_s is None or peak.dtype != dtype:
+        return None
+    return gflop_per_s / peak.gflop_per_s
+
+
 def matmul_peak_at(device: Any, dtype: str, threads: int | None) -> float:
     """The matmul peak at the benchmark's thread count (the MFU denominator)."""
     import torch

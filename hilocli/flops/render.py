@@ -9,6 +9,7 @@ from pathlib import Path
 from hilocli.flops.attention import ATTENTION_TYPES
 from hilocli.flops.bench import UNSTABLE_SPREAD
 from hilocli.flops.conventions import FVCORE
+from hilocli.flops.kernels import mfu
 from hilocli.flops.run import FlopsRequest, FlopsResult, run
 from hilocli.output import RunRecord
 from hilocli.terminal import human, human_bytes, num, say, table
@@ -119,7 +120,6 @@ def bench_table(results, model_name: str, busy_note: str = "", peak=None):
     """`peak`: the run's `PeakRuns` (or None)."""
     r0 = results[0]
     rows = []
-    peak_gflops = peak.gflop_per_s if peak is not None and peak.dtype == r0.case.dtype else None
     for r in results:
         c = r.case
         what = "model" if c.kind == "model" else c.name
@@ -137,7 +137,7 @@ def bench_table(results, model_name: str, busy_note: str = "", peak=None):
                 c.sdpa_backend,
                 ", ".join(r.kernels) or "-",
                 num(rate, ".1f"),
-                num(None if (rate is None or not peak_gflops) else rate / peak_gflops, ".0%"),
+                num(mfu(peak, rate, c.dtype), ".0%"),
                 r.label,
             ]
         )

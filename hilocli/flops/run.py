@@ -23,7 +23,7 @@ from hilocli.flops.attention import (
 from hilocli.flops.bench import BYTES_PER_ELEMENT, MIN_REPEATS, UNSTABLE_SPREAD, BenchResult
 from hilocli.flops.cases import benchmark_cases
 from hilocli.flops.conventions import CONVENTIONS, FVCORE, get_convention
-from hilocli.flops.kernels import BACKENDS, PeakRuns, matmul_peak_at
+from hilocli.flops.kernels import BACKENDS, PeakRuns, matmul_peak_at, mfu
 from hilocli.models.config import LITv2Config
 from hilocli.models.geometry import (
     MAX_INPUT_SIDE,
@@ -266,11 +266,7 @@ class FlopsResult:
         }
 
     def _bench_row(self, b: BenchResult) -> dict[str, Any]:
-        row = b.to_dict()
-        p = self.matmul_peak
-        peak = p.gflop_per_s if (p is not None and p.dtype == b.case.dtype) else None
-        row["mfu"] = None if (peak is None or b.gflop_per_s is None) else b.gflop_per_s / peak
-        return row
+        return {**b.to_dict(), "mfu": mfu(self.matmul_peak, b.gflop_per_s, b.case.dtype)}
 
     def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
         return RunRecord(

@@ -344,6 +344,20 @@ def measure(
     return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
+def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit: int | None):
+    """(InputSet, files to analyse) of a run's inputs: listed and hashed on rank 0 alone and
+    handed to every rank (`hilo spectrum`, `hilo compare`); none at all is a HiloError on every
+    rank together. `out` (the run's --out) is never read."""
+    from hilocli.distributed import from_main
+    from hilocli.images import collect_inputs
+
+    found = from_main(where, lambda: collect_inputs(inputs, exclude=(out,) if out else ()))
+    paths = found.files[:limit]
+    if not paths:
+        raise HiloError("no image files found in " + ", ".join(map(str, inputs)))
+    return found, paths
+
+
 def run(
     request: SpectrumRequest,
     progress: Progress | None = None,
@@ -357,8 +371,7 @@ def run(
     request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
     hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
-    from hilocli.distributed import agree, from_main, placement, process_group, rank_device
-    from hilocli.images import collect_inputs
+    from hilocli.distributed import agree, placement, process_group, rank_device
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import (
         compile_as,
@@ -380,11 +393,9 @@ def run(
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     with process_group(where, device):
         if found is None:
-            exclude = (request.out,) if request.out else ()
-            found = from_main(where, lambda: collect_inputs(request.inputs, exclude=exclude))
-        paths = found.files[: request.limit]
-        if not paths:  # every rank has the same list: all stop here together
-            raise HiloError("no image files found in " + ", ".join(map(str, request.inputs)))
+            found, paths = listed_inputs(where, request.inputs, request.out, request.limit)
+        else:
+            paths = found.files[: request.limit]
         if loaded is None:
             loaded = agree(where, lambda: request.weights.load(device))
         n_images, same_size = len(paths), request.crop  # --no-crop: each image keeps its size
