@@ -4,7 +4,7 @@ the authors' own model in the same run.
 
     python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--rounds 7]
                                  [--compile] [--dtypes float32,bfloat16] [--baseline DIR]
-                                 [--authors DIR] [--default-allocator]
+                                 [--authors DIR] [--default-allocator] [--torch-kernels]
 
 Eval mode, no_grad, random-init weights (speed does not depend on the values). Every path is
 warmed up as `hilo flops --benchmark` warms up (hilocli.flops.bench.warm_up: until the last 3 runs
@@ -22,6 +22,10 @@ GPU is present) are timed with CUDA events.
 The process keeps freed host memory (hilocli.runtime.keep_freed_memory, as every hilo command
 does; it applies to every model in the process alike); `--default-allocator` leaves glibc's
 default, which returns large blocks to the kernel on every free.
+
+`--torch-kernels` (CPU) adds hilo's model once more with `hilocli.models.onednn.disabled()`: float32
+linear layers through torch's F.linear (MKL) and GELU apart from the depthwise conv, as before
+2026-12-05; the same weights, so the row shows what those kernels give in the same rounds.
 
 `--compile` adds torch.compile rows and prints the compile time (first call) apart. `--baseline
 DIR` (a hilocli tree, e.g. from `git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's
@@ -42,6 +46,7 @@ import statistics
 import sys
 import time
 import types
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -51,7 +56,7 @@ from rich.table import Table
 from hilocli.flops.analytic import model_cost
 from hilocli.flops.bench import warm_up
 from hilocli.flops.kernels import matmul_peak, seconds_of
-from hilocli.models import create_model
+from hilocli.models import create_model, onednn
 from hilocli.runtime import environment, forward_context, keep_freed_memory, resolve_precision
 
 
@@ -128,6 +133,11 @@ def main() -> None:
     ap.add_argument("--authors", type=Path, help="ziplab/LITv2's classification folder")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: both when present)")
     ap.add_argument("--default-allocator", action="store_true", help="do not keep freed memory")
+    ap.add_argument(
+        "--torch-kernels",
+        action="store_true",
+        help="also time hilo's model with torch's plain kernels (hilocli.models.onednn.disabled)",
+    )
     args = ap.parse_args()
     if not args.default_allocator:
         keep_freed_memory()
@@ -164,6 +174,8 @@ def run_device(device: torch.device, args, con: Console) -> None:
     for dtype in args.dtypes.split(","):
         prec = resolve_precision(dtype, device)
         paths = [("fused", model, False), ("explicit", model, True)]
+        if args.torch_kernels and device.type == "cpu":
+            paths.append(("fused, torch kernels", model, False))
         paths += [(label, net, False) for label, net in extra]
         if args.compile:
             paths.append(("compiled (fused)", torch.compile(model), False))
@@ -173,9 +185,12 @@ def run_device(device: torch.device, args, con: Console) -> None:
             # path; the authors' has one path and leaves hilo's model as it is
             switch = getattr(net, "set_need_weights", lambda explicit: None)
 
-            def call(net=net, switch=switch, explicit=explicit):
+            kernels = onednn.disabled if label.endswith("torch kernels") else nullcontext
+
+            def call(net=net, switch=switch, explicit=explicit, kernels=kernels):
                 switch(explicit)
-                return net(x)
+                with kernels():
+                    return net(x)
 
             with forward_context(prec):
                 if label.startswith("compiled"):

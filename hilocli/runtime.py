@@ -77,6 +77,7 @@ def environment(device=None) -> dict:
     import torch
 
     from hilocli import __version__
+    from hilocli.models import onednn
 
     env = {
         "hilo": __version__,
@@ -89,6 +90,7 @@ def environment(device=None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "host_allocator": KEPT if _kept else "default allocator",
+        "cpu_kernels": onednn.in_use(),
         **precision_environment(),
     }
     if device is not None:

@@ -39,28 +39,36 @@ def test_forced_backends_are_the_kernels_that_ran_on_cpu():
     assert run_case(_hilo_case("explicit", "MSA")).status == "error: no explicit attention path"
 
 
-def test_the_peak_is_the_best_size_and_the_highest_run(monkeypatch):
-    """matmul_peak times every size in PEAK_SIZES and keeps the fastest size's median; PeakRuns
-    divides by the highest of its runs and says how far they moved. The clock is a stand-in
-    (1 ms per product at n = 1024, 20 ms at 2048), so the arithmetic is what is checked."""
+def test_the_peak_is_the_best_size_and_library_and_the_highest_run(monkeypatch):
+    """matmul_peak times every size in PEAK_SIZES with torch's `@` and, where the forward's
+    linear layers use it, oneDNN's GEMM, and keeps the fastest median; PeakRuns divides by the
+    highest of its runs and says how far they moved. The clock is a stand-in (per product: 1 ms
+    with `@` and 0.8 ms with oneDNN at n = 1024, 20 ms at 2048), so the arithmetic is checked."""
     import hilocli.flops.kernels as kernels
+    import hilocli.models.onednn as onednn
 
-    sizes = []
+    timed = []
 
     def fake_seconds(call, cuda):
         out = call()
-        sizes.append(out.shape[0])
-        return {1024: 1e-3, 2048: 20e-3}[out.shape[0]]
+        library = "onednn" if out.shape[1] == out.shape[0] - 1 else "@"
+        timed.append((out.shape[0], library))
+        return {(1024, "@"): 1e-3, (1024, "onednn"): 0.8e-3}.get(timed[-1], 20e-3)
 
     monkeypatch.setattr(kernels, "seconds_of", fake_seconds)
+    monkeypatch.setattr(onednn, "applies", lambda x: True)
+    monkeypatch.setattr(onednn, "linear", lambda a, b, bias: (a @ b.T)[:, 1:])  # marked: n - 1
     assert PEAK_SIZES["cpu"] == (1024, 2048)
     peak = matmul_peak("cpu", "float32", repeats=3)
-    assert peak == pytest.approx(2 * 1024**3 / 1e-3 / 1e9)  # 2147 GFLOP/s beats 2048's 859
-    assert sizes == [1024] * 5 + [2048] * 5  # two warm-ups and three timed products per size
-    sizes.clear()
-    monkeypatch.setattr(kernels, "PEAK_SLOW_S", 1e-4)  # 1 ms per product is "slow": no 2048
+    assert peak == pytest.approx(2 * 1024**3 / 0.8e-3 / 1e9)  # oneDNN at 1024 beats the rest
+    expected = [(n, lib) for n in (1024, 2048) for lib in ("@", "onednn") for _ in range(5)]
+    assert timed == expected  # two warm-ups and three timed products per size and library
+    timed.clear()
+    monkeypatch.setattr(kernels, "PEAK_SLOW_S", 0.9e-3)  # 1 ms per product is "slow": no 2048
     assert matmul_peak("cpu", "float32", repeats=3) == pytest.approx(peak)
-    assert sizes == [1024] * 5
+    assert timed == expected[:10]
+    monkeypatch.setattr(onednn, "applies", lambda x: False)  # elsewhere: `@` alone
+    assert matmul_peak("cpu", "float32", repeats=3) == pytest.approx(2 * 1024**3 / 1e-3 / 1e9)
     runs = PeakRuns("float32", (80.0, 100.0))
     assert runs.gflop_per_s == 100.0 and runs.moved == pytest.approx(0.2)
     assert PeakRuns("bfloat16", (50.0, 50.0)).moved == 0.0

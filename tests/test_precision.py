@@ -16,6 +16,7 @@ import torch
 
 from hilocli import runtime
 from hilocli.errors import HiloError, UsageError
+from hilocli.models import onednn
 from hilocli.runtime import compile_decision, forward_context, resolve_precision
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
 
@@ -209,11 +210,17 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
         "backend": "eager",
         "mode": "default",
     }
-    for a, b in zip(eager_result.layers, compiled_result.layers, strict=True):
-        for branch in ("hifi", "lofi", "control"):
-            x, y = a.branch(branch).per_image, b.branch(branch).per_image
-            np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], atol=1e-6)
-    np.testing.assert_allclose(compiled_result.deltas, eager_result.deltas, rtol=0, atol=1e-6)
+    # compiled code runs torch's own kernels (hilocli.models.onednn stays out of traced code):
+    # against eager with the same kernels the numbers agree to 1e-6; against the default eager
+    # forward (oneDNN GEMMs: other summation order) to float rounding, measured 3.2e-6
+    with onednn.disabled():
+        _, torch_kernels_result = _spectrum_record.__wrapped__("auto")
+    for eager_run, atol in ((torch_kernels_result, 1e-6), (eager_result, 1e-5)):
+        for a, b in zip(eager_run.layers, compiled_result.layers, strict=True):
+            for branch in ("hifi", "lofi", "control"):
+                x, y = a.branch(branch).per_image, b.branch(branch).per_image
+                np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], rtol=0, atol=atol)
+        np.testing.assert_allclose(compiled_result.deltas, eager_run.deltas, rtol=0, atol=atol)
 
 
 def test_compile_failure_reads_as_one_error_line():

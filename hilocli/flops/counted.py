@@ -77,11 +77,14 @@ class CountedCost:
 
 def counted_flops(fn: Callable[[], Any]) -> dict[str, int]:
     """Run fn() under FlopCounterMode; {module name without the root: inclusive FLOPs}, the
-    whole count under ""."""
+    whole count under "". With torch's own kernels: the counter has no formulas for oneDNN's
+    fused CPU ops (`hilocli.models.onednn`)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False, depth=None) as counter, torch.no_grad():
+    from hilocli.models.onednn import disabled
+
+    with FlopCounterMode(display=False, depth=None) as counter, torch.no_grad(), disabled():
         fn()
     out = {}
     for name, ops in counter.get_flop_counts().items():

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from hilocli.models.config import LITv2Config, split_heads
 from hilocli.models.dcn import DeformTokenMerge, deform_conv2d, deform_conv2d_tokens
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
+from hilocli.models.onednn import Linear, conv2d_gelu
 
 __all__ = [
     "LITv2",
@@ -55,7 +56,8 @@ class PatchEmbed(nn.Module):
         _, _, H, W = x.shape
         if H % p or W % p:  # dense-prediction rule: zero-pad bottom/right to a multiple of p
             x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
-        x = self.proj(x)  # (B, D, H/p, W/p)
+        # channels-last in, channels-last out: the tokens below are a view, not a copy
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))  # (B, D, H/p, W/p)
         H, W = x.shape[-2:]
         return self.norm(x.flatten(2).transpose(1, 2)), H, W  # (B, N, D)
 
@@ -65,27 +67,38 @@ class DWConv(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
-    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, H: int, W: int, gelu: bool = False) -> torch.Tensor:
+        """Depthwise 3x3 conv on tokens (B, N, C) laid on the H x W grid; with gelu=True,
+        GELU(conv) in one kernel where that applies (`conv2d_gelu`)."""
         B, N, C = x.shape
         grid = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), channels-last view
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # CPU autocast would run this depthwise conv in bfloat16 through a per-channel
             # fallback (10x slower than float32 here): keep it in float32
             with torch.autocast("cpu", enabled=False):
-                return self.dwconv(grid.float()).flatten(2).transpose(1, 2)  # (B, N, C)
-        return self.dwconv(grid).flatten(2).transpose(1, 2)  # (B, N, C)
+                return self._conv(grid.float(), gelu)
+        return self._conv(grid, gelu)
+
+    def _conv(self, grid: torch.Tensor, gelu: bool) -> torch.Tensor:
+        out = conv2d_gelu(grid, self.dwconv) if gelu else self.dwconv(grid)  # (B, C, H, W)
+        return out.flatten(2).transpose(1, 2)  # (B, N, C)
 
 
 class ConvFFN(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.dwconv = DWConv(hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x), H, W)))
+        x = self.fc1(x)  # (B, N, hidden)
+        if self.act._forward_hooks or self.act._forward_pre_hooks:  # a hook listens on act
+            x = self.act(self.dwconv(x, H, W))
+        else:
+            x = self.dwconv(x, H, W, gelu=True)  # GELU(dwconv(x)), fused where it can be
+        return self.fc2(x)  # (B, N, dim)
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -174,12 +187,12 @@ class HiLo(nn.Module):
         self.need_weights = False  # True: explicit softmax path (attention_probs), no SDPA
 
         if self.l_heads > 0:
-            self.l_q = nn.Linear(dim, self.l_dim, bias=qkv_bias)
-            self.l_kv = nn.Linear(dim, 2 * self.l_dim, bias=qkv_bias)
-            self.l_proj = nn.Linear(self.l_dim, self.l_dim)
+            self.l_q = Linear(dim, self.l_dim, bias=qkv_bias)
+            self.l_kv = Linear(dim, 2 * self.l_dim, bias=qkv_bias)
+            self.l_proj = Linear(self.l_dim, self.l_dim)
         if self.h_heads > 0:
-            self.h_qkv = nn.Linear(dim, 3 * self.h_dim, bias=qkv_bias)
-            self.h_proj = nn.Linear(self.h_dim, self.h_dim)
+            self.h_qkv = Linear(dim, 3 * self.h_dim, bias=qkv_bias)
+            self.h_proj = Linear(self.h_dim, self.h_dim)
         self.hifi_out = nn.Identity()
         self.lofi_out = nn.Identity()
 
@@ -199,6 +212,13 @@ class HiLo(nn.Module):
     def _attend(self, q, k, v) -> torch.Tensor:
         if self.need_weights:
             return attention_probs(q, k, self.scale) @ v  # (..., Nq, d)
+        if q.ndim == 5:  # Hi-Fi windows: the fused kernels take (batch, heads, tokens, d) only;
+            # on 5-D tensors SDPA falls back to its math path (on CPU and CUDA alike)
+            B, G = q.shape[:2]
+            out = F.scaled_dot_product_attention(
+                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale=self.scale
+            )  # (B*G, h, s*s, d)
+            return out.unflatten(0, (B, G))  # (B, G, h, s*s, d)
         return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +308,7 @@ class LITv2(nn.Module):
             for i in range(1, cfg.num_stages):
                 self.add_module(f"norm{i}", nn.LayerNorm(cfg.stage_dim(i)))
         self.norm = nn.LayerNorm(cfg.num_features) if cfg.final_norm else None
-        self.head = nn.Linear(cfg.num_features, cfg.num_classes) if cfg.num_classes > 0 else None
+        self.head = Linear(cfg.num_features, cfg.num_classes) if cfg.num_classes > 0 else None
         self.apply(self._init_weights)
 
     @staticmethod

@@ -1,0 +1,148 @@
+"""hilocli.models.onednn: the CPU inference kernels (oneDNN GEMM for float32 linear layers,
+depthwise conv + GELU in one kernel) equal float64 references within float rounding, run where
+they claim to and nowhere else, and leave the model's results, hooks and autograd as they were;
+the Hi-Fi windows reach the fused SDPA kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hilocli.flops.kernels import kernels_used
+from hilocli.models import create_model
+from hilocli.models.litv2 import HiLo
+from hilocli.models.onednn import applies, conv2d_gelu, disabled, linear
+
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+needs_onednn = pytest.mark.skipif(not ONEDNN, reason="torch built without oneDNN")
+# torch.backends.mkldnn.flags() also sets a oneDNN TF32 flag that warns on builds without XPU
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
+
+def _ops_that_ran(call) -> set[str]:
+    from torch.autograd.profiler import profile
+
+    with profile() as prof:
+        call()
+    return {e.name for e in prof.function_events}
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "x_shape, layout",
+    [((37, 24), "contiguous"), ((2, 19, 24), "contiguous"), ((2, 24, 19), "transposed")],
+)
+def test_linear_equals_float64_and_runs_onednn(x_shape, layout):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(x_shape, generator=g)
+    x = x.transpose(-2, -1) if layout == "transposed" else x  # (2, 19, 24) strided view
+    w, b = torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    with torch.no_grad():
+        assert applies(x)
+        ops = _ops_that_ran(lambda: linear(x, w, b))
+        got = linear(x, w, b)
+    assert "mkldnn::_linear_pointwise" in ops and "aten::addmm" not in ops
+    ref = F.linear(x.double(), w.double(), b.double())
+    torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-5 * ref.abs().max().item())
+    assert got.shape == ref.shape and got.dtype == torch.float32
+
+
+@needs_onednn
+def test_conv_gelu_is_one_kernel_equal_to_float64():
+    g = torch.Generator().manual_seed(1)
+    conv = nn.Conv2d(16, 16, 3, 1, 1, groups=16)
+    x = torch.randn(2, 16, 9, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ops = _ops_that_ran(lambda: conv2d_gelu(x, conv))
+        got = conv2d_gelu(x, conv)
+        ref = F.gelu(conv.double()(x.double()))  # exact erf GELU
+    assert "mkldnn::_convolution_pointwise" in ops and "aten::gelu" not in ops
+    torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-6 * ref.abs().max().item())
+
+
+def test_the_fast_path_applies_only_where_it_is_safe():
+    x = torch.randn(4, 8)
+    with torch.enable_grad():
+        assert not applies(x)  # no backward for the fused ops
+    with torch.no_grad():
+        assert applies(x) == ONEDNN
+        assert not applies(x.double()) and not applies(x.bfloat16())
+        assert not applies(torch.empty(4, 8, device="meta"))  # the FLOP counter's device
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not applies(x)  # would bypass autocast's casts
+        for off in (disabled(), torch.backends.mkldnn.flags(enabled=False)):
+            with off:
+                assert not applies(x)
+                assert "mkldnn::_linear_pointwise" not in _ops_that_ran(lambda: linear(x, x, None))
+        assert applies(x) == ONEDNN  # restored on exit
+
+
+def test_the_kernels_in_use_are_recorded():
+    from hilocli.runtime import environment
+
+    assert environment()["cpu_kernels"].startswith("oneDNN") == ONEDNN
+    with disabled():
+        assert environment()["cpu_kernels"] == "torch defaults"
+
+
+def _perturbed_tiny(tiny_cfg):
+    """The tiny LITv2, random weights (seed 0) with BatchNorm statistics and DCN offsets moved off
+    their initial values, so every branch of the token merging is exercised."""
+    torch.manual_seed(0)
+    model = create_model(tiny_cfg)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+        if hasattr(m, "conv_offset"):
+            nn.init.normal_(m.conv_offset.weight, std=0.5)
+    return model
+
+
+@needs_onednn
+def test_model_equals_plain_torch_path_and_keeps_autograd(tiny_cfg):
+    model = _perturbed_tiny(tiny_cfg)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ops = _ops_that_ran(lambda: model(x))
+        fast = model(x)
+        with disabled():
+            plain = model(x)
+    assert {"mkldnn::_linear_pointwise", "mkldnn::_convolution_pointwise"} <= ops
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5 * plain.abs().max().item())
+    # with autograd the plain ops run: same values, and gradients flow
+    x.requires_grad_(True)
+    out = model(x)
+    torch.testing.assert_close(out.detach(), plain, rtol=0, atol=1e-5 * plain.abs().max().item())
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_a_hook_on_the_ffn_activation_still_fires(tiny_cfg):
+    model = _perturbed_tiny(tiny_cfg)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model(x)
+        seen = []
+        act = model.layers[0].blocks[0].mlp.act
+        handle = act.register_forward_hook(lambda _m, _a, out: seen.append(out.shape))
+        after = model(x)
+        handle.remove()
+    assert len(seen) == 1 and seen[0][-1] == model.layers[0].blocks[0].mlp.fc1.out_features
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5 * before.abs().max().item())
+
+
+def test_hifi_windows_run_the_fused_kernel_not_math():
+    """SDPA falls back to its math path on 5-D (B, G, h, s*s, d) inputs: the windows are given
+    to it as (B*G, h, s*s, d). The output equals the explicit softmax path."""
+    torch.manual_seed(0)
+    layer = HiLo(64, 4, 2, 0.5).eval()
+    x = torch.randn(2, 7 * 7, 64)  # 7 x 7 grid: padded to 8 x 8
+    with torch.no_grad():
+        assert kernels_used(lambda: layer(x, 7, 7)) == ["flash (CPU)"]
+        fused = layer(x, 7, 7)
+        layer.need_weights = True
+        explicit = layer(x, 7, 7)
+    torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-6)
