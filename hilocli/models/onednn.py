@@ -5,7 +5,7 @@ Why: torch's float32 `F.linear` on the CPU goes to MKL's sgemm. On the AMD EPYC 
 project was measured on, oneDNN's GEMM ran 7-30% faster on every LITv2 shape (10% at 2048^3),
 and the GELU applied inside the depthwise conv, while its output is in cache, costs less than a
 separate pass (about 0.8 ms of 8.4 per LITv2-S stage-1 block, batch 8). Together: the LITv2-S
-CPU forward 1.08-1.13x faster in the same process (docs/benchmarks.md). The results are the same
+CPU forward 1.07-1.13x faster in the same process (docs/benchmarks.md). The results are the same
 products and sums in another order: equal within float rounding (tests/test_onednn.py compares
 both paths with each other and with float64; the authors' fixture stays green).
 
