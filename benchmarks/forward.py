@@ -213,11 +213,13 @@ def run_device(device: torch.device, args, con: Console) -> None:
 
 def result_table(args, name, dtype, gflop_per_img, peaks, times, reference) -> Table:
     med = statistics.median
+    env = environment()
     table = Table(
         title=f"{args.model} forward, batch {args.batch} at {args.resolution}x{args.resolution}"
         f" on {name}, {dtype} (torch {torch.__version__}, {torch.get_num_threads()} threads); "
         f"{gflop_per_img:.2f} GFLOP/img analytic; host allocator: "
-        f"{environment()['host_allocator']}; {args.rounds} interleaved rounds; {dtype} "
+        f"{env['host_allocator']}; CPU kernels: {env['cpu_kernels']}; {args.rounds} interleaved "
+        f"rounds; {dtype} "
         f"matmul peak per round {min(peaks):.0f}..{max(peaks):.0f} GFLOP/s (median "
         f"{med(peaks):.0f})"
     )

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hilocli.flops.kernels import kernels_used
+from hilocli.flops.kernels import kernels_used, ops_that_ran
 from hilocli.models import create_model
 from hilocli.models.litv2 import HiLo
 from hilocli.models.onednn import applies, conv2d_gelu, disabled, linear
@@ -19,14 +19,6 @@ ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_li
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="torch built without oneDNN")
 # torch.backends.mkldnn.flags() also sets a oneDNN TF32 flag that warns on builds without XPU
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
-
-
-def _ops_that_ran(call) -> set[str]:
-    from torch.autograd.profiler import profile
-
-    with profile() as prof:
-        call()
-    return {e.name for e in prof.function_events}
 
 
 @needs_onednn
@@ -41,7 +33,7 @@ def test_linear_equals_float64_and_runs_onednn(x_shape, layout):
     w, b = torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
     with torch.no_grad():
         assert applies(x)
-        ops = _ops_that_ran(lambda: linear(x, w, b))
+        ops = ops_that_ran(lambda: linear(x, w, b))
         got = linear(x, w, b)
     assert "mkldnn::_linear_pointwise" in ops and "aten::addmm" not in ops
     ref = F.linear(x.double(), w.double(), b.double())
@@ -55,7 +47,7 @@ def test_conv_gelu_is_one_kernel_equal_to_float64():
     conv = nn.Conv2d(16, 16, 3, 1, 1, groups=16)
     x = torch.randn(2, 16, 9, 7, generator=g).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        ops = _ops_that_ran(lambda: conv2d_gelu(x, conv))
+        ops = ops_that_ran(lambda: conv2d_gelu(x, conv))
         got = conv2d_gelu(x, conv)
         ref = F.gelu(conv.double()(x.double()))  # exact erf GELU
     assert "mkldnn::_convolution_pointwise" in ops and "aten::gelu" not in ops
@@ -75,7 +67,7 @@ def test_the_fast_path_applies_only_where_it_is_safe():
         for off in (disabled(), torch.backends.mkldnn.flags(enabled=False)):
             with off:
                 assert not applies(x)
-                assert "mkldnn::_linear_pointwise" not in _ops_that_ran(lambda: linear(x, x, None))
+                assert "mkldnn::_linear_pointwise" not in ops_that_ran(lambda: linear(x, x, None))
         assert applies(x) == ONEDNN  # restored on exit
 
 
@@ -106,7 +98,7 @@ def test_model_equals_plain_torch_path_and_keeps_autograd(tiny_cfg):
     model = _perturbed_tiny(tiny_cfg)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        ops = _ops_that_ran(lambda: model(x))
+        ops = ops_that_ran(lambda: model(x))
         fast = model(x)
         with disabled():
             plain = model(x)

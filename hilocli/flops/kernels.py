@@ -69,16 +69,21 @@ def label_kernels(op_names: set[str]) -> list[str]:
     return labels or ["none"]
 
 
-def kernels_used(call) -> list[str]:
-    """Profile one call of `call` and name the attention kernels that ran (the aten ops are
-    dispatched on the host, also for CUDA tensors). torch.autograd.profiler records the same op
-    names as torch.profiler, whose first use imports dynamo and inductor: about 4 s in every
-    benchmark case's fresh process on this machine, against 5 ms."""
+def ops_that_ran(call) -> set[str]:
+    """The names of the ops one call of `call` dispatched (aten::..., mkldnn::...; dispatched on
+    the host, also for CUDA tensors). torch.autograd.profiler records the same op names as
+    torch.profiler, whose first use imports dynamo and inductor: about 4 s in every benchmark
+    case's fresh process on this machine, against 5 ms."""
     from torch.autograd.profiler import profile
 
     with profile() as prof:
         call()
-    return label_kernels({e.name for e in prof.function_events})
+    return {e.name for e in prof.function_events}
+
+
+def kernels_used(call) -> list[str]:
+    """Profile one call of `call` and name the attention kernels that ran (`ops_that_ran`)."""
+    return label_kernels(ops_that_ran(call))
 
 
 def cuda_seconds(call) -> float:
