@@ -5,6 +5,7 @@ the authors' own model in the same run.
     python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--rounds 7]
                                  [--compile] [--dtypes float32,bfloat16] [--baseline DIR]
                                  [--authors DIR] [--default-allocator] [--torch-kernels]
+                                 [--unpacked]
 
 Eval mode, no_grad, random-init weights (speed does not depend on the values). Every path is
 warmed up as `hilo flops --benchmark` warms up (hilocli.flops.bench.warm_up: until the last 3 runs
@@ -26,6 +27,8 @@ default, which returns large blocks to the kernel on every free.
 `--torch-kernels` (CPU) adds hilo's model once more with `hilocli.models.onednn.disabled()`: float32
 linear layers through torch's F.linear (MKL) and GELU apart from the depthwise conv, as before
 2026-12-05; the same weights, so the row shows what those kernels give in the same rounds.
+`--unpacked` (CPU) adds it with `hilocli.models.onednn.unpacked()`: oneDNN's GEMM given the plain
+weights, which it reorders on every call, as before 2026-12-06.
 
 `--compile` adds torch.compile rows and prints the compile time (first call) apart. `--baseline
 DIR` (a hilocli tree, e.g. from `git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's
@@ -138,6 +141,12 @@ def main() -> None:
         action="store_true",
         help="also time hilo's model with torch's plain kernels (hilocli.models.onednn.disabled)",
     )
+    ap.add_argument(
+        "--unpacked",
+        action="store_true",
+        help="also time hilo's model with its linear weights reordered on every call "
+        "(hilocli.models.onednn.unpacked)",
+    )
     args = ap.parse_args()
     if not args.default_allocator:
         keep_freed_memory()
@@ -176,6 +185,8 @@ def run_device(device: torch.device, args, con: Console) -> None:
         paths = [("fused", model, False), ("explicit", model, True)]
         if args.torch_kernels and device.type == "cpu":
             paths.append(("fused, torch kernels", model, False))
+        if args.unpacked and device.type == "cpu":
+            paths.append(("fused, unpacked weights", model, False))
         paths += [(label, net, False) for label, net in extra]
         if args.compile:
             paths.append(("compiled (fused)", torch.compile(model), False))
@@ -185,7 +196,10 @@ def run_device(device: torch.device, args, con: Console) -> None:
             # path; the authors' has one path and leaves hilo's model as it is
             switch = getattr(net, "set_need_weights", lambda explicit: None)
 
-            kernels = onednn.disabled if label.endswith("torch kernels") else nullcontext
+            kernels = {
+                "fused, torch kernels": onednn.disabled,
+                "fused, unpacked weights": onednn.unpacked,
+            }.get(label, nullcontext)
 
             def call(net=net, switch=switch, explicit=explicit, kernels=kernels):
                 switch(explicit)

@@ -57,12 +57,19 @@ def test_the_peak_is_the_best_size_and_library_and_the_highest_run(monkeypatch):
 
     monkeypatch.setattr(kernels, "seconds_of", fake_seconds)
     monkeypatch.setattr(onednn, "applies", lambda x: True)
-    monkeypatch.setattr(onednn, "linear", lambda a, b, bias: (a @ b.T)[:, 1:])  # marked: n - 1
+    packed = []
+
+    def fake_linear(a, b, bias, keep_packed=False):
+        packed.append(keep_packed and not b.is_inference())  # b would be packed
+        return (a @ b.T)[:, 1:]  # marked: n - 1
+
+    monkeypatch.setattr(onednn, "linear", fake_linear)
     assert PEAK_SIZES["cpu"] == (1024, 2048)
     peak = matmul_peak("cpu", "float32", repeats=3)
     assert peak == pytest.approx(2 * 1024**3 / 0.8e-3 / 1e9)  # oneDNN at 1024 beats the rest
     expected = [(n, lib) for n in (1024, 2048) for lib in ("@", "onednn") for _ in range(5)]
     assert timed == expected  # two warm-ups and three timed products per size and library
+    assert packed and all(packed)  # oneDNN's GEMM with the weight packed, as the layers run it
     timed.clear()
     monkeypatch.setattr(kernels, "PEAK_SLOW_S", 0.9e-3)  # 1 ms per product is "slow": no 2048
     assert matmul_peak("cpu", "float32", repeats=3) == pytest.approx(peak)

@@ -1,9 +1,13 @@
 """hilocli.models.onednn: the CPU inference kernels (oneDNN GEMM for float32 linear layers,
 depthwise conv + GELU in one kernel) equal float64 references within float rounding, run where
 they claim to and nowhere else, and leave the model's results, hooks and autograd as they were;
-the Hi-Fi windows reach the fused SDPA kernel."""
+the Hi-Fi windows reach the fused SDPA kernel; a layer's packed weight follows its weight."""
 
 from __future__ import annotations
+
+import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -13,7 +17,15 @@ import torch.nn.functional as F
 from hilocli.flops.kernels import kernels_used, ops_that_ran
 from hilocli.models import create_model
 from hilocli.models.litv2 import HiLo
-from hilocli.models.onednn import applies, conv2d_gelu, disabled, linear
+from hilocli.models.onednn import (
+    Linear,
+    applies,
+    conv2d_gelu,
+    disabled,
+    linear,
+    packed_weight,
+    unpacked,
+)
 
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="torch built without oneDNN")
@@ -54,6 +66,88 @@ def test_conv_gelu_is_one_kernel_equal_to_float64():
     torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-6 * ref.abs().max().item())
 
 
+def _f64_linear(x, layer):
+    return F.linear(x.double(), layer.weight.double(), layer.bias.double())
+
+
+@needs_onednn
+def test_a_layer_packs_its_weight_once_and_repacks_when_it_changes():
+    """The packed copy is made once, and a weight changed in place (`copy_`, `load_state_dict`)
+    or replaced (`.data =`) is packed again: the output always equals F.linear of the weight
+    the layer holds now (float64 reference)."""
+    g = torch.Generator().manual_seed(4)
+    layer = Linear(24, 40)
+    x = torch.randn(3, 24, generator=g)
+    with torch.no_grad():
+        first = packed_weight(layer.weight)
+        assert packed_weight(layer.weight) is first  # kept, not packed again
+        assert "mkldnn::_linear_pointwise" in ops_that_ran(lambda: layer(x))
+        torch.testing.assert_close(layer(x).double(), _f64_linear(x, layer), rtol=0, atol=1e-5)
+        changes = [
+            lambda: layer.weight.copy_(torch.randn(40, 24, generator=g)),
+            lambda: layer.load_state_dict(Linear(24, 40).state_dict()),
+            lambda: setattr(layer.weight, "data", torch.randn(40, 24, generator=g)),
+        ]
+        for change in changes:
+            before = layer(x)
+            kept = packed_weight(layer.weight)
+            change()
+            after = layer(x)
+            assert packed_weight(layer.weight) is not kept
+            assert (after - before).abs().max() > 0.1  # the new weight, not the old packed one
+            torch.testing.assert_close(after.double(), _f64_linear(x, layer), rtol=0, atol=1e-5)
+
+
+@needs_onednn
+def test_unpacked_gives_the_gemm_the_plain_weight(monkeypatch):
+    import hilocli.models.onednn as onednn
+
+    layer, x = Linear(24, 40), torch.randn(3, 24)
+    asked = []
+    real = onednn.packed_weight
+    monkeypatch.setattr(onednn, "packed_weight", lambda w: asked.append(w) or real(w))
+    with torch.no_grad():
+        packed = layer(x)
+        with unpacked():
+            plain = layer(x)  # the weight as it is, reordered inside the call
+            assert "mkldnn::_linear_pointwise" in ops_that_ran(lambda: layer(x))
+        after = layer(x)
+    assert [w is layer.weight for w in asked] == [True, True]  # outside `unpacked` only
+    torch.testing.assert_close(plain, packed, rtol=0, atol=1e-6)
+    torch.testing.assert_close(after, packed, rtol=0, atol=0)
+
+
+@needs_onednn
+def test_packing_leaves_inference_tensors_alone_and_ends_with_its_weight():
+    with torch.inference_mode():
+        w = torch.randn(40, 24)  # no version counter: a change in place could not be seen
+    assert packed_weight(w) is w
+    transposed = torch.randn(24, 40).t()  # non-contiguous: as it is
+    assert packed_weight(transposed) is transposed
+    w = torch.randn(40, 24)
+    packed = weakref.ref(packed_weight(w))
+    assert packed() is not None
+    del w
+    gc.collect()
+    assert packed() is None  # the packed copy goes with its weight
+
+
+@needs_onednn
+def test_a_model_copied_after_a_forward_computes_the_same(tiny_cfg):
+    model = _perturbed_tiny(tiny_cfg)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(x)  # packs every linear weight
+        twin = copy.deepcopy(model)
+        for p in twin.parameters():
+            p.mul_(1.5)  # the copy's weights change; the original's packed copies must not
+        assert not torch.equal(twin(x), out)
+        torch.testing.assert_close(model(x), out, rtol=0, atol=0)
+        with disabled():
+            plain = twin(x)
+        torch.testing.assert_close(twin(x), plain, rtol=0, atol=1e-5 * plain.abs().max().item())
+
+
 def test_the_fast_path_applies_only_where_it_is_safe():
     x = torch.randn(4, 8)
     with torch.enable_grad():
@@ -75,6 +169,8 @@ def test_the_kernels_in_use_are_recorded():
     from hilocli.runtime import environment
 
     assert environment()["cpu_kernels"].startswith("oneDNN") == ONEDNN
+    with unpacked():
+        assert ("reordered per call" in environment()["cpu_kernels"]) == ONEDNN
     with disabled():
         assert environment()["cpu_kernels"] == "torch defaults"
 
@@ -124,6 +220,40 @@ def test_a_hook_on_the_ffn_activation_still_fires(tiny_cfg):
         handle.remove()
     assert len(seen) == 1 and seen[0][-1] == model.layers[0].blocks[0].mlp.fc1.out_features
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5 * before.abs().max().item())
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_grid_view_is_channels_last_for_any_batch(tiny_cfg, batch):
+    """A batch of 1 too: its convolutions (FFN, token merging) run channels-last and hand back
+    tokens that need no copy (with `transpose(1, 2).reshape` the batch stride hid the layout)."""
+    from hilocli.models.layout import grid_view
+
+    x = torch.randn(batch, 6 * 5, 8)
+    grid = grid_view(x, 6, 5)
+    assert grid.shape == (batch, 8, 6, 5) and grid.data_ptr() == x.data_ptr()
+    assert grid.stride() == (6 * 5 * 8, 1, 5 * 8, 8)  # channels-last in every dim
+    torch.testing.assert_close(grid, x.transpose(1, 2).reshape(batch, 8, 6, 5), rtol=0, atol=0)
+    model = _perturbed_tiny(tiny_cfg)
+    ffn = model.layers[0].blocks[0].mlp
+    merge = model.layers[0].downsample
+    H = W = 16  # the tiny model's stage-1 grid at 64 px
+    tokens = torch.randn(batch, H * W, ffn.fc1.in_features)
+    with torch.no_grad():
+        hidden = ffn.dwconv(ffn.fc1(tokens), H, W, gelu=True)  # (B, N, hidden)
+        merged, Ho, Wo = merge(tokens, H, W)  # (B, Ho*Wo, 2C)
+        ref = F.gelu(
+            F.conv2d(
+                ffn.fc1(tokens).transpose(1, 2).reshape(batch, -1, H, W).contiguous(),
+                ffn.dwconv.dwconv.weight,
+                ffn.dwconv.dwconv.bias,
+                padding=1,
+                groups=ffn.dwconv.dwconv.groups,
+            )
+        )
+    assert hidden.is_contiguous() and merged.is_contiguous()  # no copy needed after the conv
+    got = hidden.transpose(1, 2).reshape(ref.shape)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5 * ref.abs().max().item())
+    assert (Ho, Wo) == (8, 8) and merged.shape == (batch, 64, merge.dconv.weight.shape[0])
 
 
 def test_hifi_windows_run_the_fused_kernel_not_math():

@@ -117,8 +117,9 @@ def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
     best of these. A size whose products take longer than PEAK_SLOW_S is the last (bfloat16 on a
     CPU without bfloat16 units: seconds per product). The libraries: torch's `@` (MKL for float32
     on the CPU, oneDNN for bfloat16, cuBLAS on CUDA) and, where the forward's float32 linear
-    layers use it (`hilocli.models.onednn`), oneDNN's GEMM: a peak below a kernel the model runs
-    would put the model above 100%."""
+    layers use it (`hilocli.models.onednn`), oneDNN's GEMM with the weight packed as the layers
+    keep theirs (an unpacked weight runs the same kernel after a reorder, so it is not faster): a
+    peak below a kernel the model runs would put the model above 100%."""
     import torch
 
     from hilocli.models.onednn import applies, linear
@@ -126,13 +127,13 @@ def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     best = 0.0
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: its tensors are never packed
         for n in PEAK_SIZES["cuda" if cuda else "cpu"]:
             a = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
             b = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
             products = [lambda a=a, b=b: a @ b]  # (n, n)
             if applies(a):
-                products.append(lambda a=a, b=b: linear(a, b, None))  # a @ b.T, (n, n)
+                products.append(lambda a=a, b=b: linear(a, b, None, keep_packed=True))  # a @ b.T
             slowest = 0.0
             for product in products:
                 for _ in range(2):

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hilocli.models.geometry import padded_grid
+from hilocli.models.layout import grid_view
 from hilocli.models.onednn import Linear
 
 __all__ = ["MSA", "SpatialReductionAttention", "WindowAttention", "build_attention"]
@@ -58,7 +59,7 @@ class SpatialReductionAttention(nn.Module):
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, N, d)
         if self.sr_ratio > 1:
-            red = self.sr(x.transpose(1, 2).reshape(B, C, H, W))  # (B, C, H/r, W/r)
+            red = self.sr(grid_view(x, H, W))  # (B, C, H/r, W/r)
             red = self.norm(red.flatten(2).transpose(1, 2))  # (B, M, C)
         else:
             red = x

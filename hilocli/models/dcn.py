@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hilocli.models.layout import grid_view
 from hilocli.models.onednn import linear
 
 __all__ = ["DeformConv2d", "DeformTokenMerge", "deform_conv2d", "deform_conv2d_tokens"]
@@ -100,7 +101,7 @@ def deform_conv2d(
     tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, H*W, C)
     out = deform_conv2d_tokens(tokens, H, W, offset, weight, bias, stride, padding)
     Ho, Wo = offset.shape[-2:]
-    return out.transpose(1, 2).reshape(B, -1, Ho, Wo)  # (B, Cout, Ho, Wo)
+    return grid_view(out, Ho, Wo)  # (B, Cout, Ho, Wo)
 
 
 class DeformConv2d(nn.Module):
@@ -122,8 +123,7 @@ class DeformConv2d(nn.Module):
         if H is None or W is None:
             offset = self.conv_offset(x)  # (B, 2*k*k, Ho, Wo)
             return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
-        B, N, C = x.shape
-        offset = self.conv_offset(x.transpose(1, 2).reshape(B, C, H, W))  # (B, 2*k*k, Ho, Wo)
+        offset = self.conv_offset(grid_view(x, H, W))  # (B, 2*k*k, Ho, Wo)
         return deform_conv2d_tokens(x, H, W, offset, self.weight, self.bias, stride=self.stride)
 
 
@@ -139,7 +139,5 @@ class DeformTokenMerge(nn.Module):
     def forward(self, x: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, int, int]:
         Ho, Wo = (H - 2) // 2 + 1, (W - 2) // 2 + 1
         x = self.dconv(x, H, W)  # (B, Ho*Wo, 2C)
-        B, _, C2 = x.shape
-        grid = x.transpose(1, 2).reshape(B, C2, Ho, Wo)  # channels-last view, no copy
-        x = self.act_layer(self.norm_layer(grid))  # (B, 2C, Ho, Wo)
+        x = self.act_layer(self.norm_layer(grid_view(x, Ho, Wo)))  # (B, 2C, Ho, Wo)
         return x.flatten(2).transpose(1, 2), Ho, Wo  # (B, Ho*Wo, 2C)

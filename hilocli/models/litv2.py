@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from hilocli.models.config import LITv2Config, split_heads
 from hilocli.models.dcn import DeformTokenMerge, deform_conv2d, deform_conv2d_tokens
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
+from hilocli.models.layout import grid_view
 from hilocli.models.onednn import Linear, conv2d_gelu
 
 __all__ = [
@@ -70,8 +71,7 @@ class DWConv(nn.Module):
     def forward(self, x: torch.Tensor, H: int, W: int, gelu: bool = False) -> torch.Tensor:
         """Depthwise 3x3 conv on tokens (B, N, C) laid on the H x W grid; with gelu=True,
         GELU(conv) in one kernel where that applies (`conv2d_gelu`)."""
-        B, N, C = x.shape
-        grid = x.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), channels-last view
+        grid = grid_view(x, H, W)  # (B, C, H, W), channels-last view
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # CPU autocast would run this depthwise conv in bfloat16 through a per-channel
             # fallback (10x slower than float32 here): keep it in float32
@@ -392,8 +392,7 @@ class LITv2(nn.Module):
         for i, x_i, H, W in self._stages(x):
             if self.cfg.stage_norms and i > 0:
                 x_i = getattr(self, f"norm{i}")(x_i)
-            B, _, C = x_i.shape
-            feats.append(x_i.transpose(1, 2).reshape(B, C, H, W))
+            feats.append(grid_view(x_i, H, W))  # (B, C, H, W)
         return feats
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,10 @@ CPU forward 1.07-1.13x faster in the same process (docs/benchmarks.md). The resu
 products and sums in another order: equal within float rounding (tests/test_onednn.py compares
 both paths with each other and with float64; the authors' fixture stays green).
 
+A layer's weight is reordered into oneDNN's blocked layout once and kept (`packed_weight`), not on
+every call: 1.04-1.07x more on the LITv2-S forward, for one more copy of the linear weights in
+memory (about 90 MiB for LITv2-S; docs/benchmarks.md).
+
 Where: CPU tensors, float32, no autograd (these ops have no backward), no CPU autocast (they
 would bypass its casts), not under torch.compile (inductor chooses and fuses its own kernels),
 torch built with oneDNN and the ops present. Anywhere else, and on the meta device the FLOP
@@ -19,34 +23,56 @@ convolutions stay on (`benchmarks/forward.py --torch-kernels` times the model bo
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Linear", "applies", "conv2d_gelu", "disabled", "in_use", "linear"]
+__all__ = [
+    "Linear",
+    "applies",
+    "conv2d_gelu",
+    "disabled",
+    "in_use",
+    "linear",
+    "packed_weight",
+    "unpacked",
+]
 
-_enabled = True
+_switches = {"kernels": True, "packing": True}  # `disabled()`, `unpacked()`
+# id(weight) -> (weakref to the weight, (data_ptr, version, shape), the weight in oneDNN's
+# layout); an entry goes when its weight does (tensors compare elementwise, so no WeakKeyDictionary)
+_packs: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
-    """Within: torch's plain ops everywhere (for comparisons), restored on exit."""
-    global _enabled
-    before, _enabled = _enabled, False
+@contextlib.contextmanager
+def _switched_off(switch: str) -> Iterator[None]:
+    before, _switches[switch] = _switches[switch], False
     try:
         yield
     finally:
-        _enabled = before
+        _switches[switch] = before
+
+
+def disabled() -> contextlib.AbstractContextManager[None]:
+    """Within: torch's plain ops everywhere (for comparisons), restored on exit."""
+    return _switched_off("kernels")
+
+
+def unpacked() -> contextlib.AbstractContextManager[None]:
+    """Within: oneDNN's GEMM given the plain weights, reordered on every call as before
+    `packed_weight` (for comparisons), restored on exit."""
+    return _switched_off("packing")
 
 
 def applies(x: torch.Tensor) -> bool:
     """Do the oneDNN kernels take this input here and now?"""
     return (
-        _enabled
+        _switches["kernels"]
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
@@ -59,20 +85,44 @@ def applies(x: torch.Tensor) -> bool:
 
 @functools.cache
 def _ops_present() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight")
+    )
 
 
 def in_use() -> str:
     """For the environment record: what float32 CPU inference runs on here."""
-    if _enabled and torch.backends.mkldnn.enabled and _ops_present():
-        return "oneDNN: float32 linear layers, depthwise conv + GELU fused (CPU inference)"
+    if _switches["kernels"] and torch.backends.mkldnn.enabled and _ops_present():
+        weights = "weights kept packed" if _switches["packing"] else "weights reordered per call"
+        return f"oneDNN: float32 linear layers ({weights}), depthwise conv + GELU fused (CPU)"
     return "torch defaults"
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T + bias, (..., in) -> (..., out): oneDNN GEMM where `applies`, else F.linear."""
+def packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A (out, in) float32 weight in oneDNN's blocked GEMM layout, packed once and kept while the
+    weight lives and is unchanged; given a plain weight the GEMM repacks it on every call (3-6%
+    of the LITv2-S forward, docs/benchmarks.md). A change in place (`copy_`, `load_state_dict`)
+    moves the weight's version counter and a new tensor its data pointer: either repacks.
+    Inference tensors (no version counter) and non-contiguous weights stay as they are."""
+    if weight.is_inference() or not weight.is_contiguous():
+        return weight
+    ident, key = id(weight), (weight.data_ptr(), weight._version, weight.shape)
+    kept = _packs.get(ident)
+    if kept is None or kept[0]() is not weight or kept[1] != key:
+        alive = weakref.ref(weight, lambda _, ident=ident: _packs.pop(ident, None))
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+        kept = _packs[ident] = (alive, key, packed)
+    return kept[2]
+
+
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, keep_packed: bool = False
+) -> torch.Tensor:
+    """x @ weight.T + bias, (..., in) -> (..., out): oneDNN GEMM where `applies`, else F.linear.
+    `keep_packed`: the weight is long-lived (a parameter); keep it packed (`packed_weight`)."""
     if applies(x):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        w = packed_weight(weight) if keep_packed and _switches["packing"] else weight
+        return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
@@ -96,7 +146,8 @@ def conv2d_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 class Linear(nn.Linear):
-    """nn.Linear (same parameters, same state-dict names) whose forward is `linear`."""
+    """nn.Linear (same parameters, same state-dict names) whose forward is `linear`, with the
+    weight kept packed for oneDNN (one more copy of the weight in memory, on the CPU)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias, keep_packed=True)
