@@ -10,8 +10,8 @@ products and sums in another order: equal within float rounding (tests/test_oned
 both paths with each other and with float64; the authors' fixture stays green).
 
 A layer's weight is reordered into oneDNN's blocked layout once and kept (`packed_weight`), not on
-every call: 1.04-1.07x more on the LITv2-S forward, for one more copy of the linear weights in
-memory (about 90 MiB for LITv2-S; docs/benchmarks.md).
+every call: 1.04-1.09x more on the LITv2-S forward, for one more copy of the linear weights in
+memory (99 MiB for LITv2-S; docs/benchmarks.md).
 
 Where: CPU tensors, float32, no autograd (these ops have no backward), no CPU autocast (they
 would bypass its casts), not under torch.compile (inductor chooses and fuses its own kernels),
@@ -100,7 +100,7 @@ def in_use() -> str:
 
 def packed_weight(weight: torch.Tensor) -> torch.Tensor:
     """A (out, in) float32 weight in oneDNN's blocked GEMM layout, packed once and kept while the
-    weight lives and is unchanged; given a plain weight the GEMM repacks it on every call (3-6%
+    weight lives and is unchanged; given a plain weight the GEMM repacks it on every call (4-8%
     of the LITv2-S forward, docs/benchmarks.md). A change in place (`copy_`, `load_state_dict`)
     moves the weight's version counter and a new tensor its data pointer: either repacks.
     Inference tensors (no version counter) and non-contiguous weights stay as they are."""
