@@ -27,8 +27,9 @@ default, which returns large blocks to the kernel on every free.
 `--torch-kernels` (CPU) adds hilo's model once more with `hilocli.models.onednn.disabled()`: float32
 linear layers through torch's F.linear (MKL) and GELU apart from the depthwise conv, as before
 2026-12-05; the same weights, so the row shows what those kernels give in the same rounds.
-`--unpacked` (CPU) adds it with `hilocli.models.onednn.unpacked()`: oneDNN's GEMM given the plain
-weights, which it reorders on every call, as before 2026-12-06.
+`--unpacked` (CPU) adds it with `hilocli.models.onednn.unpacked()`: oneDNN's float32 GEMM given
+the plain weights, which it reorders on every call, and under bfloat16 autocast torch's own
+F.linear, both as before 2026-12-06.
 
 `--compile` adds torch.compile rows and prints the compile time (first call) apart. `--baseline
 DIR` (a hilocli tree, e.g. from `git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's

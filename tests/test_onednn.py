@@ -20,6 +20,7 @@ from hilocli.models.litv2 import HiLo
 from hilocli.models.onednn import (
     Linear,
     applies,
+    applies_autocast_bf16,
     conv2d_gelu,
     disabled,
     linear,
@@ -96,6 +97,59 @@ def test_a_layer_packs_its_weight_once_and_repacks_when_it_changes():
             assert packed_weight(layer.weight) is not kept
             assert (after - before).abs().max() > 0.1  # the new weight, not the old packed one
             torch.testing.assert_close(after.double(), _f64_linear(x, layer), rtol=0, atol=1e-5)
+
+
+BF16 = ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@pytest.mark.skipif(not BF16, reason="no oneDNN bfloat16 on this CPU")
+def test_autocast_bf16_linear_is_autocasts_gemm_with_a_packed_weight():
+    """Under CPU autocast to bfloat16 a layer casts input, weight and bias to bfloat16 and runs a
+    bfloat16 GEMM, as autocast's F.linear does: the same output (float64 reference from the
+    bfloat16 operands, within the output's rounding), its bfloat16 weight packed once."""
+    g = torch.Generator().manual_seed(6)
+    layer = Linear(48, 40)
+    x = torch.randn(2, 9, 48, generator=g)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert applies_autocast_bf16(x) and not applies(x)
+        ops = ops_that_ran(lambda: layer(x))
+        got = layer(x)
+        kept = packed_weight(layer.weight, torch.bfloat16)
+        assert packed_weight(layer.weight, torch.bfloat16) is kept
+        assert kept is not packed_weight(layer.weight)  # the float32 one is another entry
+        with disabled():
+            autocast_ref = layer(x)  # torch's F.linear under autocast
+    assert "mkldnn::_linear_pointwise" in ops
+    assert got.dtype == autocast_ref.dtype == torch.bfloat16
+    bf = [t.bfloat16().double() for t in (x, layer.weight, layer.bias)]
+    ref = F.linear(*bf)
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(got.double(), ref, rtol=0, atol=2**-8 * scale)
+    torch.testing.assert_close(got.double(), autocast_ref.double(), rtol=0, atol=2**-8 * scale)
+    with torch.no_grad():
+        for ctx in (
+            torch.autocast("cpu", dtype=torch.float16),  # only bfloat16 is taken
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=False),
+        ):
+            with ctx:
+                assert not applies_autocast_bf16(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not applies_autocast_bf16(x.double())  # autocast leaves float64 alone
+            with torch.enable_grad():
+                assert not applies_autocast_bf16(x)
+            with disabled():
+                assert not applies_autocast_bf16(x)
+
+
+@pytest.mark.skipif(not BF16, reason="no oneDNN bfloat16 on this CPU")
+def test_model_under_bf16_autocast_equals_torchs_autocast(tiny_cfg):
+    model = _perturbed_tiny(tiny_cfg)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model(x).float()
+        with disabled():
+            plain = model(x).float()
+    torch.testing.assert_close(fast, plain, rtol=0, atol=2**-7 * plain.abs().max().item())
 
 
 @needs_onednn

@@ -11,10 +11,12 @@ both paths with each other and with float64; the authors' fixture stays green).
 
 A layer's weight is reordered into oneDNN's blocked layout once and kept (`packed_weight`), not on
 every call: 1.04-1.09x more on the LITv2-S forward, for one more copy of the linear weights in
-memory (99 MiB for LITv2-S; docs/benchmarks.md).
+memory (99 MiB for LITv2-S; docs/benchmarks.md). Under CPU autocast to bfloat16 a layer does
+what autocast does for a linear layer (input, weight and bias cast to bfloat16, a bfloat16 GEMM,
+a bfloat16 output: the same bits, tests/test_onednn.py) with its bfloat16 weight packed once.
 
-Where: CPU tensors, float32, no autograd (these ops have no backward), no CPU autocast (they
-would bypass its casts), not under torch.compile (inductor chooses and fuses its own kernels),
+Where: CPU tensors, float32 (or CPU autocast to bfloat16, linear layers only), no autograd (these
+ops have no backward), not under torch.compile (inductor chooses and fuses its own kernels),
 torch built with oneDNN and the ops present. Anywhere else, and on the meta device the FLOP
 counter uses, the plain torch ops run. `disabled()` turns them off while torch's own oneDNN
 convolutions stay on (`benchmarks/forward.py --torch-kernels` times the model both ways);
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 __all__ = [
     "Linear",
     "applies",
+    "applies_autocast_bf16",
     "conv2d_gelu",
     "disabled",
     "in_use",
@@ -44,9 +47,10 @@ __all__ = [
 ]
 
 _switches = {"kernels": True, "packing": True}  # `disabled()`, `unpacked()`
-# id(weight) -> (weakref to the weight, (data_ptr, version, shape), the weight in oneDNN's
-# layout); an entry goes when its weight does (tensors compare elementwise, so no WeakKeyDictionary)
-_packs: dict[int, tuple[weakref.ref, tuple, torch.Tensor]] = {}
+# (id(weight), dtype) -> (weakref to the weight, (data_ptr, version, shape), the weight in that
+# dtype and oneDNN's layout); an entry goes when its weight does (tensors compare elementwise, so
+# no WeakKeyDictionary)
+_packs: dict[tuple[int, torch.dtype], tuple[weakref.ref, tuple, torch.Tensor]] = {}
 
 
 @contextlib.contextmanager
@@ -64,19 +68,37 @@ def disabled() -> contextlib.AbstractContextManager[None]:
 
 
 def unpacked() -> contextlib.AbstractContextManager[None]:
-    """Within: oneDNN's GEMM given the plain weights, reordered on every call as before
-    `packed_weight` (for comparisons), restored on exit."""
+    """Within: oneDNN's float32 GEMM given the plain weights, reordered on every call, and
+    under bfloat16 autocast torch's own F.linear, as before `packed_weight` (for comparisons);
+    restored on exit."""
     return _switched_off("packing")
 
 
 def applies(x: torch.Tensor) -> bool:
-    """Do the oneDNN kernels take this input here and now?"""
+    """Do the float32 oneDNN kernels take this input here and now?"""
+    return (
+        x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")  # they would bypass its casts
+        and _usable(x)
+    )
+
+
+def applies_autocast_bf16(x: torch.Tensor) -> bool:
+    """Does a linear layer run autocast's bfloat16 GEMM itself (packed weight) here and now?"""
+    return (
+        x.dtype in (torch.float32, torch.bfloat16)  # what autocast casts (not float64)
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and _usable(x)
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def _usable(x: torch.Tensor) -> bool:
     return (
         _switches["kernels"]
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
         and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.enabled
         and not torch.compiler.is_compiling()  # inductor picks and fuses its own kernels
         and _ops_present()
@@ -94,23 +116,29 @@ def in_use() -> str:
     """For the environment record: what float32 CPU inference runs on here."""
     if _switches["kernels"] and torch.backends.mkldnn.enabled and _ops_present():
         weights = "weights kept packed" if _switches["packing"] else "weights reordered per call"
-        return f"oneDNN: float32 linear layers ({weights}), depthwise conv + GELU fused (CPU)"
+        return (
+            f"oneDNN: float32 and autocast-bfloat16 linear layers ({weights}), depthwise conv +"
+            " GELU fused (CPU)"
+        )
     return "torch defaults"
 
 
-def packed_weight(weight: torch.Tensor) -> torch.Tensor:
-    """A (out, in) float32 weight in oneDNN's blocked GEMM layout, packed once and kept while the
-    weight lives and is unchanged; given a plain weight the GEMM repacks it on every call (4-8%
-    of the LITv2-S forward, docs/benchmarks.md). A change in place (`copy_`, `load_state_dict`)
-    moves the weight's version counter and a new tensor its data pointer: either repacks.
-    Inference tensors (no version counter) and non-contiguous weights stay as they are."""
+def packed_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A (out, in) weight, cast to `dtype` if given, in oneDNN's blocked GEMM layout, packed
+    once and kept while the weight lives and is unchanged; given a plain weight the GEMM repacks
+    it on every call (4-8% of the LITv2-S float32 forward, docs/benchmarks.md). A change in place
+    (`copy_`, `load_state_dict`) moves the weight's version counter and a new tensor its data
+    pointer: either repacks. Inference tensors (no version counter) and non-contiguous weights
+    are not kept: returned as they are (cast to `dtype`)."""
+    dtype = dtype or weight.dtype
     if weight.is_inference() or not weight.is_contiguous():
-        return weight
-    ident, key = id(weight), (weight.data_ptr(), weight._version, weight.shape)
+        return weight.to(dtype)
+    ident = (id(weight), dtype)
+    key = (weight.data_ptr(), weight._version, weight.shape)
     kept = _packs.get(ident)
     if kept is None or kept[0]() is not weight or kept[1] != key:
         alive = weakref.ref(weight, lambda _, ident=ident: _packs.pop(ident, None))
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype))
         kept = _packs[ident] = (alive, key, packed)
     return kept[2]
 
@@ -123,6 +151,11 @@ def linear(
     if applies(x):
         w = packed_weight(weight) if keep_packed and _switches["packing"] else weight
         return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
+    if keep_packed and _switches["packing"] and applies_autocast_bf16(x):
+        bf16 = torch.bfloat16  # autocast's casts for a linear layer, then its bfloat16 GEMM
+        b = None if bias is None else bias.to(bf16)
+        w = packed_weight(weight, bf16)
+        return torch.ops.mkldnn._linear_pointwise(x.to(bf16), w, b, "none", [], "")
     return F.linear(x, weight, bias)
 
 
