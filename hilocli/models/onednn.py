@@ -90,7 +90,7 @@ def applies_autocast_bf16(x: torch.Tensor) -> bool:
         and torch.is_autocast_enabled("cpu")
         and torch.get_autocast_dtype("cpu") == torch.bfloat16
         and _usable(x)
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        and _bf16_present()
     )
 
 
@@ -106,6 +106,12 @@ def _usable(x: torch.Tensor) -> bool:
 
 
 @functools.cache
+def _bf16_present() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
+@functools.cache
 def _ops_present() -> bool:
     return torch.backends.mkldnn.is_available() and all(
         hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight")
@@ -113,7 +119,7 @@ def _ops_present() -> bool:
 
 
 def in_use() -> str:
-    """For the environment record: what float32 CPU inference runs on here."""
+    """For the environment record: what CPU inference (float32, bfloat16 autocast) runs on."""
     if _switches["kernels"] and torch.backends.mkldnn.enabled and _ops_present():
         weights = "weights kept packed" if _switches["packing"] else "weights reordered per call"
         return (
@@ -151,7 +157,8 @@ def linear(
     if applies(x):
         w = packed_weight(weight) if keep_packed and _switches["packing"] else weight
         return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
-    if keep_packed and _switches["packing"] and applies_autocast_bf16(x):
+    autocast_cast = weight.dtype in (torch.float32, torch.bfloat16)  # not float64
+    if keep_packed and _switches["packing"] and autocast_cast and applies_autocast_bf16(x):
         bf16 = torch.bfloat16  # autocast's casts for a linear layer, then its bfloat16 GEMM
         b = None if bias is None else bias.to(bf16)
         w = packed_weight(weight, bf16)
