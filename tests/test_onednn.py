@@ -172,6 +172,21 @@ def test_unpacked_gives_the_gemm_the_plain_weight(monkeypatch):
 
 
 @needs_onednn
+def test_a_weight_replaced_twice_is_never_served_a_stale_pack():
+    """`weight.data = new` keeps the version counter, and the allocator readily gives a later
+    tensor the freed address of the packed one (about every other try here, before the pack
+    held its storage): the data pointer alone would then match and serve the old weight."""
+    layer, x = Linear(24, 40), torch.randn(3, 24)
+    with torch.no_grad():
+        for _ in range(20):
+            layer(x)  # packs the weight as it is now
+            layer.weight.data = torch.randn(40, 24)
+            layer.weight.data = torch.randn(40, 24)  # may land where the packed one was
+            ref = F.linear(x.double(), layer.weight.double(), layer.bias.double())
+            torch.testing.assert_close(layer(x).double(), ref, rtol=0, atol=1e-5)
+
+
+@needs_onednn
 def test_packing_leaves_inference_tensors_alone_and_ends_with_its_weight():
     with torch.inference_mode():
         w = torch.randn(40, 24)  # no version counter: a change in place could not be seen

@@ -47,10 +47,13 @@ __all__ = [
 ]
 
 _switches = {"kernels": True, "packing": True}  # `disabled()`, `unpacked()`
-# (id(weight), dtype) -> (weakref to the weight, (data_ptr, version, shape), the weight in that
-# dtype and oneDNN's layout); an entry goes when its weight does (tensors compare elementwise, so
-# no WeakKeyDictionary)
-_packs: dict[tuple[int, torch.dtype], tuple[weakref.ref, tuple, torch.Tensor]] = {}
+# (id(weight), dtype) -> (weakref to the weight, (data_ptr, version, shape), the storage packed,
+# the weight in that dtype and oneDNN's layout). An entry goes when its weight does (tensors
+# compare elementwise, so no WeakKeyDictionary). It holds the storage it packed, so no other
+# tensor can take that address while the entry lives: after `weight.data = other` (which keeps
+# the version counter) an equal data pointer means the same memory.
+_Pack = tuple[weakref.ref, tuple, torch.UntypedStorage, torch.Tensor]
+_packs: dict[tuple[int, torch.dtype], _Pack] = {}
 
 
 @contextlib.contextmanager
@@ -133,9 +136,9 @@ def packed_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> tor
     """A (out, in) weight, cast to `dtype` if given, in oneDNN's blocked GEMM layout, packed
     once and kept while the weight lives and is unchanged; given a plain weight the GEMM repacks
     it on every call (4-8% of the LITv2-S float32 forward, docs/benchmarks.md). A change in place
-    (`copy_`, `load_state_dict`) moves the weight's version counter and a new tensor its data
-    pointer: either repacks. Inference tensors (no version counter) and non-contiguous weights
-    are not kept: returned as they are (cast to `dtype`)."""
+    (`copy_`, `load_state_dict`) moves the weight's version counter and a new tensor
+    (`weight.data = ...`) its data pointer: either repacks. Inference tensors (no version
+    counter) and non-contiguous weights are not kept: returned as they are (cast to `dtype`)."""
     dtype = dtype or weight.dtype
     if weight.is_inference() or not weight.is_contiguous():
         return weight.to(dtype)
@@ -145,8 +148,8 @@ def packed_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> tor
     if kept is None or kept[0]() is not weight or kept[1] != key:
         alive = weakref.ref(weight, lambda _, ident=ident: _packs.pop(ident, None))
         packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype))
-        kept = _packs[ident] = (alive, key, packed)
-    return kept[2]
+        kept = _packs[ident] = (alive, key, weight.untyped_storage(), packed)
+    return kept[3]
 
 
 def linear(
