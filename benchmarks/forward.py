@@ -22,7 +22,8 @@ GPU is present) are timed with CUDA events.
 
 The process keeps freed host memory (hilocli.runtime.keep_freed_memory, as every hilo command
 does; it applies to every model in the process alike); `--default-allocator` leaves glibc's
-default, which returns large blocks to the kernel on every free.
+default, which returns large blocks to the kernel on every free. hilo's model keeps its linear
+weights packed for oneDNN (hilocli.models.onednn.keep_weights_packed), as in every command.
 
 `--torch-kernels` (CPU) adds hilo's model once more with `hilocli.models.onednn.disabled()`: float32
 linear layers through torch's F.linear (MKL) and GELU apart from the depthwise conv, as before
@@ -165,7 +166,7 @@ def run_device(device: torch.device, args, con: Console) -> None:
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     torch.manual_seed(0)
-    model = create_model(args.model).eval().to(device)
+    model = onednn.keep_weights_packed(create_model(args.model).eval().to(device))
     res = args.resolution
     gflop_per_img = model_cost(model.cfg, res).flops / 1e9
     x = torch.randn(args.batch, 3, res, res, device=device)

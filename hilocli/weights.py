@@ -78,8 +78,11 @@ class WeightsRequest:
         return self
 
     def load(self, device: Any = "cpu", progress: bool = True):
-        """The model (eval mode, on `device`) with its provenance: a `LoadedModel`."""
+        """The model (eval mode, on `device`) with its provenance: a `LoadedModel`. Its linear
+        layers keep their weights packed for the CPU (`hilocli.models.onednn.keep_weights_packed`:
+        the commands never change a loaded model's weights)."""
         from hilocli.checkpoint import load_model
+        from hilocli.models.onednn import keep_weights_packed
 
         self.validate()
         source = self.user_source
@@ -102,6 +105,7 @@ class WeightsRequest:
             progress=progress,
         )
         check_finite_weights(loaded.model, loaded.provenance.describe())
+        keep_weights_packed(loaded.model)
         return loaded
 
 

@@ -23,6 +23,7 @@ from hilocli.models.onednn import (
     applies_autocast_bf16,
     conv2d_gelu,
     disabled,
+    keep_weights_packed,
     linear,
     packed_weight,
     unpacked,
@@ -67,6 +68,41 @@ def test_conv_gelu_is_one_kernel_equal_to_float64():
     torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-6 * ref.abs().max().item())
 
 
+def _packed(i: int, o: int) -> Linear:
+    return keep_weights_packed(Linear(i, o))
+
+
+@needs_onednn
+def test_packing_is_for_the_models_hilo_loads(monkeypatch, tiny_ckpt_path):
+    """A layer keeps its weight packed only when asked (`keep_weights_packed`): the models the
+    commands load are; a model built or loaded through the Python API re-reads its weights (a
+    change in place through `weight.data` moves no version counter: no pack could follow it)."""
+    import hilocli.models.onednn as onednn
+    from hilocli.checkpoint import load_model
+    from hilocli.weights import WeightsRequest
+
+    asked = []
+    real = onednn.packed_weight
+    monkeypatch.setattr(onednn, "packed_weight", lambda w, dtype=None: asked.append(w) or real(w))
+    layer, x = Linear(8, 4), torch.randn(2, 8)
+    with torch.no_grad():
+        plain = layer(x)
+        assert asked == []
+        layer.weight.data.mul_(2)  # behind the version counter: an unpacked layer sees it
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert keep_weights_packed(layer) is layer and layer.keep_packed
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert len(asked) == 1 and asked[0] is layer.weight
+        assert not torch.equal(plain, layer(x))
+
+    def flags(model):
+        return {m.keep_packed for m in model.modules() if isinstance(m, Linear)}
+
+    assert flags(WeightsRequest(checkpoint=tiny_ckpt_path).load("cpu").model) == {True}
+    assert flags(load_model(checkpoint=tiny_ckpt_path).model) == {False}
+    assert flags(create_model("litv2_s")) == {False}
+
+
 def _f64_linear(x, layer):
     return F.linear(x.double(), layer.weight.double(), layer.bias.double())
 
@@ -77,7 +113,7 @@ def test_a_layer_packs_its_weight_once_and_repacks_when_it_changes():
     or replaced (`.data =`) is packed again: the output always equals F.linear of the weight
     the layer holds now (float64 reference)."""
     g = torch.Generator().manual_seed(4)
-    layer = Linear(24, 40)
+    layer = _packed(24, 40)
     x = torch.randn(3, 24, generator=g)
     with torch.no_grad():
         first = packed_weight(layer.weight)
@@ -108,7 +144,7 @@ def test_autocast_bf16_linear_is_autocasts_gemm_with_a_packed_weight():
     bfloat16 GEMM, as autocast's F.linear does: the same output (float64 reference from the
     bfloat16 operands, within the output's rounding), its bfloat16 weight packed once."""
     g = torch.Generator().manual_seed(6)
-    layer = Linear(48, 40)
+    layer = _packed(48, 40)
     x = torch.randn(2, 9, 48, generator=g)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert applies_autocast_bf16(x) and not applies(x)
@@ -156,7 +192,7 @@ def test_model_under_bf16_autocast_equals_torchs_autocast(tiny_cfg):
 def test_unpacked_gives_the_gemm_the_plain_weight(monkeypatch):
     import hilocli.models.onednn as onednn
 
-    layer, x = Linear(24, 40), torch.randn(3, 24)
+    layer, x = _packed(24, 40), torch.randn(3, 24)
     asked = []
     real = onednn.packed_weight
     monkeypatch.setattr(onednn, "packed_weight", lambda w: asked.append(w) or real(w))
@@ -176,7 +212,7 @@ def test_a_weight_replaced_twice_is_never_served_a_stale_pack():
     """`weight.data = new` keeps the version counter, and the allocator readily gives a later
     tensor the freed address of the packed one (about every other try here, before the pack
     held its storage): the data pointer alone would then match and serve the old weight."""
-    layer, x = Linear(24, 40), torch.randn(3, 24)
+    layer, x = _packed(24, 40), torch.randn(3, 24)
     with torch.no_grad():
         for _ in range(20):
             layer(x)  # packs the weight as it is now
@@ -246,7 +282,8 @@ def test_the_kernels_in_use_are_recorded():
 
 def _perturbed_tiny(tiny_cfg):
     """The tiny LITv2, random weights (seed 0) with BatchNorm statistics and DCN offsets moved off
-    their initial values, so every branch of the token merging is exercised."""
+    their initial values, so every branch of the token merging is exercised; linear weights
+    kept packed, as in the models the commands load."""
     torch.manual_seed(0)
     model = create_model(tiny_cfg)
     for m in model.modules():
@@ -255,7 +292,7 @@ def _perturbed_tiny(tiny_cfg):
             m.running_var.uniform_(0.5, 2.0)
         if hasattr(m, "conv_offset"):
             nn.init.normal_(m.conv_offset.weight, std=0.5)
-    return model
+    return keep_weights_packed(model)
 
 
 @needs_onednn

@@ -212,8 +212,11 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _build(case: BenchCase):
-    """(module, input) of a case, on CPU in float32."""
+    """(module, input) of a case, on CPU in float32; linear weights kept packed, as in the
+    models the commands load."""
     import torch
+
+    from hilocli.models.onednn import keep_weights_packed
 
     torch.manual_seed(0)
     if case.kind == "attention":
@@ -229,12 +232,12 @@ def _build(case: BenchCase):
             case.local_window,
         )
         x = torch.randn(case.batch_size, case.height * case.width, case.dim)  # (B, N, C)
-        return module, x
+        return keep_weights_packed(module), x
     from hilocli.models.litv2 import LITv2, LITv2Config
 
     cfg = LITv2Config(**case.cfg)
     x = torch.randn(case.batch_size, cfg.in_chans, case.height, case.width)  # (B, 3, H, W)
-    return LITv2(cfg).eval(), x
+    return keep_weights_packed(LITv2(cfg).eval()), x
 
 
 def run_case(case: BenchCase) -> BenchResult:

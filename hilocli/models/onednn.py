@@ -9,11 +9,12 @@ CPU forward 1.07-1.13x faster in the same process (docs/benchmarks.md). The resu
 products and sums in another order: equal within float rounding (tests/test_onednn.py compares
 both paths with each other and with float64; the authors' fixture stays green).
 
-A layer's weight is reordered into oneDNN's blocked layout once and kept (`packed_weight`), not on
-every call: 1.04-1.09x more on the LITv2-S forward, for one more copy of the linear weights in
-memory (99 MiB for LITv2-S; docs/benchmarks.md). Under CPU autocast to bfloat16 a layer does
-what autocast does for a linear layer (input, weight and bias cast to bfloat16, a bfloat16 GEMM,
-a bfloat16 output: the same bits, tests/test_onednn.py) with its bfloat16 weight packed once.
+In the models hilo loads for its commands (`keep_weights_packed`), a layer's weight is
+reordered into oneDNN's blocked layout once and kept (`packed_weight`), not on every call:
+1.04-1.09x more on the LITv2-S forward, for one more copy of the linear weights in memory
+(99 MiB for LITv2-S; docs/benchmarks.md). Under CPU autocast to bfloat16 such a layer does what
+autocast does for a linear layer (input, weight and bias cast to bfloat16, a bfloat16 GEMM, a
+bfloat16 output: the same bits, tests/test_onednn.py) with its bfloat16 weight packed once.
 
 Where: CPU tensors, float32 (or CPU autocast to bfloat16, linear layers only), no autograd (these
 ops have no backward), not under torch.compile (inductor chooses and fuses its own kernels),
@@ -41,6 +42,7 @@ __all__ = [
     "conv2d_gelu",
     "disabled",
     "in_use",
+    "keep_weights_packed",
     "linear",
     "packed_weight",
     "unpacked",
@@ -68,6 +70,21 @@ def _switched_off(switch: str) -> Iterator[None]:
 def disabled() -> contextlib.AbstractContextManager[None]:
     """Within: torch's plain ops everywhere (for comparisons), restored on exit."""
     return _switched_off("kernels")
+
+
+def keep_weights_packed(module: nn.Module) -> nn.Module:
+    """`module` with every `Linear` in it keeping its weight packed (`packed_weight`); returned.
+
+    For models whose weights their owner does not change behind the version counter: the models
+    hilo loads for its commands (`WeightsRequest.load`, the control's random twins, the
+    benchmarks). A pack follows any change made through the weight itself (in place,
+    `load_state_dict`, `weight.data = ...`), but not one made in place through `weight.data`
+    (`weight.data.mul_(2)` moves no version counter), so a model built or loaded through the
+    Python API (`create_model`, `load_model`) re-reads its weights on every call unless asked."""
+    for layer in module.modules():
+        if isinstance(layer, Linear):
+            layer.keep_packed = True
+    return module
 
 
 def unpacked() -> contextlib.AbstractContextManager[None]:
@@ -124,7 +141,8 @@ def _ops_present() -> bool:
 def in_use() -> str:
     """For the environment record: what CPU inference (float32, bfloat16 autocast) runs on."""
     if _switches["kernels"] and torch.backends.mkldnn.enabled and _ops_present():
-        weights = "weights kept packed" if _switches["packing"] else "weights reordered per call"
+        packed = _switches["packing"]
+        weights = "loaded models keep weights packed" if packed else "weights reordered per call"
         return (
             f"oneDNN: float32 and autocast-bfloat16 linear layers ({weights}), depthwise conv +"
             " GELU fused (CPU)"
@@ -189,8 +207,11 @@ def conv2d_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 class Linear(nn.Linear):
-    """nn.Linear (same parameters, same state-dict names) whose forward is `linear`, with the
-    weight kept packed for oneDNN (one more copy of the weight in memory, on the CPU)."""
+    """nn.Linear (same parameters, same state-dict names) whose forward is `linear`; with
+    `keep_packed` (`keep_weights_packed`) its weight is kept packed for oneDNN (one more copy of
+    the weight in memory, on the CPU)."""
+
+    keep_packed = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias, keep_packed=True)
+        return linear(x, self.weight, self.bias, keep_packed=self.keep_packed)
