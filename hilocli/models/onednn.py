@@ -173,8 +173,9 @@ def packed_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> tor
 def linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, keep_packed: bool = False
 ) -> torch.Tensor:
-    """x @ weight.T + bias, (..., in) -> (..., out): oneDNN GEMM where `applies`, else F.linear.
-    `keep_packed`: the weight is long-lived (a parameter); keep it packed (`packed_weight`)."""
+    """x @ weight.T + bias, (..., in) -> (..., out): oneDNN's float32 GEMM where `applies`; with
+    `keep_packed` (a long-lived weight, kept packed: `packed_weight`) also under bfloat16 autocast
+    where `applies_autocast_bf16`, autocast's bfloat16 GEMM; else F.linear."""
     if applies(x):
         w = packed_weight(weight) if keep_packed and _switches["packing"] else weight
         return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
