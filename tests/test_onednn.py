@@ -83,7 +83,7 @@ def test_packing_is_for_the_models_hilo_loads(monkeypatch, tiny_ckpt_path):
 
     asked = []
     real = onednn.packed_weight
-    monkeypatch.setattr(onednn, "packed_weight", lambda w, dtype=None: asked.append(w) or real(w))
+    monkeypatch.setattr(onednn, "packed_weight", lambda w, d=None: asked.append(w) or real(w, d))
     layer, x = Linear(8, 4), torch.randn(2, 8)
     with torch.no_grad():
         plain = layer(x)
