@@ -184,24 +184,20 @@ def run_device(device: torch.device, args, con: Console) -> None:
     reference = "authors' code" if args.authors else "fused"
     for dtype in args.dtypes.split(","):
         prec = resolve_precision(dtype, device)
-        paths = [("fused", model, False), ("explicit", model, True)]
+        # (label, module, explicit attention, the CPU kernels it runs under)
+        paths = [("fused", model, False, nullcontext), ("explicit", model, True, nullcontext)]
         if args.torch_kernels and device.type == "cpu":
-            paths.append(("fused, torch kernels", model, False))
+            paths.append(("fused, torch kernels", model, False, onednn.disabled))
         if args.unpacked and device.type == "cpu":
-            paths.append(("fused, unpacked weights", model, False))
-        paths += [(label, net, False) for label, net in extra]
+            paths.append(("fused, unpacked weights", model, False, onednn.unpacked))
+        paths += [(label, net, False, nullcontext) for label, net in extra]
         if args.compile:
-            paths.append(("compiled (fused)", torch.compile(model), False))
+            paths.append(("compiled (fused)", torch.compile(model), False, nullcontext))
         calls = {}
-        for label, net, explicit in paths:
+        for label, net, explicit, kernels in paths:
             # hilo's models (the compiled wrapper passes the call on) switch their attention
             # path; the authors' has one path and leaves hilo's model as it is
             switch = getattr(net, "set_need_weights", lambda explicit: None)
-
-            kernels = {
-                "fused, torch kernels": onednn.disabled,
-                "fused, unpacked weights": onednn.unpacked,
-            }.get(label, nullcontext)
 
             def call(net=net, switch=switch, explicit=explicit, kernels=kernels):
                 switch(explicit)

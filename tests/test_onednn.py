@@ -31,6 +31,7 @@ from hilocli.models.onednn import (
 
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="torch built without oneDNN")
+BF16 = ONEDNN and getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
 # torch.backends.mkldnn.flags() also sets a oneDNN TF32 flag that warns on builds without XPU
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 
@@ -72,18 +73,26 @@ def _packed(i: int, o: int) -> Linear:
     return keep_weights_packed(Linear(i, o))
 
 
-@needs_onednn
-def test_packing_is_for_the_models_hilo_loads(monkeypatch, tiny_ckpt_path):
-    """A layer keeps its weight packed only when asked (`keep_weights_packed`): the models the
-    commands load are; a model built or loaded through the Python API re-reads its weights (a
-    change in place through `weight.data` moves no version counter: no pack could follow it)."""
+@pytest.fixture()
+def asked_packs(monkeypatch) -> list:
+    """The weights `linear` asks `packed_weight` for, in order (the real one still answers)."""
     import hilocli.models.onednn as onednn
-    from hilocli.checkpoint import load_model
-    from hilocli.weights import WeightsRequest
 
     asked = []
     real = onednn.packed_weight
     monkeypatch.setattr(onednn, "packed_weight", lambda w, d=None: asked.append(w) or real(w, d))
+    return asked
+
+
+@needs_onednn
+def test_packing_is_for_the_models_hilo_loads(asked_packs, tiny_ckpt_path):
+    """A layer keeps its weight packed only when asked (`keep_weights_packed`): the models the
+    commands load are; a model built or loaded through the Python API re-reads its weights (a
+    change in place through `weight.data` moves no version counter: no pack could follow it)."""
+    from hilocli.checkpoint import load_model
+    from hilocli.weights import WeightsRequest
+
+    asked = asked_packs
     layer, x = Linear(8, 4), torch.randn(2, 8)
     with torch.no_grad():
         plain = layer(x)
@@ -133,9 +142,6 @@ def test_a_layer_packs_its_weight_once_and_repacks_when_it_changes():
             assert packed_weight(layer.weight) is not kept
             assert (after - before).abs().max() > 0.1  # the new weight, not the old packed one
             torch.testing.assert_close(after.double(), _f64_linear(x, layer), rtol=0, atol=1e-5)
-
-
-BF16 = ONEDNN and getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
 
 
 @pytest.mark.skipif(not BF16, reason="no oneDNN bfloat16 on this CPU")
@@ -189,13 +195,9 @@ def test_model_under_bf16_autocast_equals_torchs_autocast(tiny_cfg):
 
 
 @needs_onednn
-def test_unpacked_gives_the_gemm_the_plain_weight(monkeypatch):
-    import hilocli.models.onednn as onednn
-
+def test_unpacked_gives_the_gemm_the_plain_weight(asked_packs):
     layer, x = _packed(24, 40), torch.randn(3, 24)
-    asked = []
-    real = onednn.packed_weight
-    monkeypatch.setattr(onednn, "packed_weight", lambda w: asked.append(w) or real(w))
+    asked = asked_packs
     with torch.no_grad():
         packed = layer(x)
         with unpacked():
@@ -218,8 +220,7 @@ def test_a_weight_replaced_twice_is_never_served_a_stale_pack():
             layer(x)  # packs the weight as it is now
             layer.weight.data = torch.randn(40, 24)
             layer.weight.data = torch.randn(40, 24)  # may land where the packed one was
-            ref = F.linear(x.double(), layer.weight.double(), layer.bias.double())
-            torch.testing.assert_close(layer(x).double(), ref, rtol=0, atol=1e-5)
+            torch.testing.assert_close(layer(x).double(), _f64_linear(x, layer), rtol=0, atol=1e-5)
 
 
 @needs_onednn

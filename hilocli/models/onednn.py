@@ -179,8 +179,12 @@ def linear(
     if applies(x):
         w = packed_weight(weight) if keep_packed and _switches["packing"] else weight
         return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
-    autocast_cast = weight.dtype in (torch.float32, torch.bfloat16)  # not float64
-    if keep_packed and _switches["packing"] and autocast_cast and applies_autocast_bf16(x):
+    if (
+        keep_packed
+        and _switches["packing"]
+        and weight.dtype in (torch.float32, torch.bfloat16)  # autocast leaves float64 alone
+        and applies_autocast_bf16(x)
+    ):
         bf16 = torch.bfloat16  # autocast's casts for a linear layer, then its bfloat16 GEMM
         b = None if bias is None else bias.to(bf16)
         w = packed_weight(weight, bf16)
