@@ -22,7 +22,7 @@ LABEL_CHARS = 26  # the table fits 120 columns
 COLUMNS = ("#", "weights", "n", "Δ", "CI", "p", "verdict", "Hi dist", "Lo dist", "MACs")
 CAPTION = (
     "Δ: Hi-Fi minus Lo-Fi content hf fraction, Hodges-Lehmann estimate over images of the mean "
-    "over the tested layers, with its exact CI and sign-flip p (as hilo spectrum); verdict: "
+    "over the tested layers, with its interval and signed-rank p (as hilo spectrum); verdict: "
     "spectrum's word; Hi/Lo dist: mean attention distance in model-input px over heads, layers "
     "and the first {k} images; MACs: analytic, one {r}x{r} image; -: undefined"
 )

@@ -5,22 +5,22 @@ Modules (the data flow of `hilo spectrum`, in order):
 - `collect`: decoding in chunks; `SpectrumCollector` hooks the model and feeds the branches.
 - `branch`: `BranchAccumulator` -> `BranchSpectrum` (one branch of one layer over all images).
 - `measures`: settings, per-image field definitions, frequency axes, radial profile;
-  `analyse` (`analyse_maps`), `boundary` (Moisan / Hann), `grid` (window-grid separation),
-  `depth` (Park & Kim's block-output curve), pure tensor functions.
+  `analyse` (`analyse_maps`; the Hann-windowed periodogram's pieces in `estimator`), `blocks`
+  (the window-block part of the high band), `depth` (Park & Kim's block-output curve), pure
+  tensor functions; `scenes` (near-duplicate images grouped into source scenes).
 - `stats`: the verdict over images (`verdict`), per-layer adjusted p, the summary line;
   `exact`: the exact sign-flip, Westfall-Young and Hodges-Lehmann machinery it uses.
 - `figures`: figures from a result; `render`: the output files and the terminal report.
 """
 
 from hilocli.spectrum.analyse import analyse_maps, white_noise_reference
-from hilocli.spectrum.boundary import periodic_smooth
 from hilocli.spectrum.branch import BranchAccumulator
 from hilocli.spectrum.collect import SpectrumCollector
+from hilocli.spectrum.estimator import hann_window
 from hilocli.spectrum.measures import (
     SpectrumSettings,
     axis_grid_marks,
     frequency_axes,
-    hann_window,
     paper_channel_range,
 )
 from hilocli.spectrum.run import SpectrumRequest, SpectrumResult, run
@@ -38,7 +38,6 @@ __all__ = [
     "hann_window",
     "layer_deltas",
     "paper_channel_range",
-    "periodic_smooth",
     "run",
     "summary_line",
     "verdict",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hilocli.spectrum.analyse import CUTOFFS, ContentSpectra, joint_spectra, summarise
+from hilocli.spectrum.analyse import CUTOFFS, Spectra, spectra, summarise
 from hilocli.spectrum.measures import (
     PER_IMAGE_FIELDS,
     FrequencyAxes,
@@ -98,30 +98,13 @@ def add_together(
     batch: list[tuple[BranchAccumulator, torch.Tensor, tuple | None, tuple | None]],
 ) -> None:
     """Feed each accumulator its maps (B, H, W, C_k), with its stream and matched band powers
-    (see `BranchAccumulator.add`). Accumulators with the same settings, window and grid (the
-    branches of one layer) are analysed together (`analyse.joint_spectra`: one FFT and one grid
-    fit over all their channels); the per-image numbers are each accumulator's own."""
-    groups: dict[tuple, list] = {}
-    for item in batch:
-        acc, maps = item[0], item[1]
+    (see `BranchAccumulator.add`)."""
+    for acc, maps, stream, matched in batch:
         acc._check(maps)
-        key = (acc.settings, acc.window_size, tuple(maps.shape[:3]), maps.dtype, maps.device)
-        groups.setdefault(key, []).append(item)
-    for (settings, window, *_), items in groups.items():
-        specs = joint_spectra(
-            [maps for _, maps, _, _ in items],
-            window,
-            settings.boundary,
-            settings.cutoff,
-            [stream is not None or matched is not None for _, _, stream, matched in items],
-            amplitudes=True,
-            paper_channels=[
-                paper_channel_range(maps.shape[-1], settings.paper_channels)
-                for _, maps, _, _ in items
-            ],
-        )
-        for (acc, _, stream, matched), spec in zip(items, specs, strict=True):
-            acc._record(spec, stream, matched)
+        s = acc.settings
+        channels = paper_channel_range(maps.shape[-1], s.paper_channels)
+        spec = spectra(maps, acc.window_size, s.boundary, s.cutoff, True, channels)
+        acc._record(spec, stream, matched)
 
 
 class BranchAccumulator:
@@ -160,47 +143,52 @@ class BranchAccumulator:
 
     def _record(
         self,
-        spec: ContentSpectra,
+        spec: Spectra,
         stream_bands: tuple[torch.Tensor, torch.Tensor] | None,
         matched_bands: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> None:
         """Accumulate one batch's spectra (`analyse.joint_spectra`)."""
-        B, H, W = spec.content_power.shape
-        device = spec.content_power.device
+        B, H, W = spec.power.shape
+        device = spec.power.device
         sums = self.sums.get((H, W))
         if sums is None:
             axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, device)
             sums = self.sums[(H, W)] = _GridSums(axes)
         axes = sums.axes
         cut = self.settings.cutoff
-        fields = summarise(spec, cut, CUTOFFS, self.window_size, self.settings.boundary)
+        fields = summarise(spec, cut, CUTOFFS, self.settings.boundary)
+        own_bands = (fields["low_power"], fields["high_power"])
         for prefix, ref in (("residual_ratio", stream_bands), ("matched_ratio", matched_bands)):
             if ref is None:
                 continue
-            for name, own, total in zip(("low", "high"), spec.bands, ref, strict=True):
+            for name, own, total in zip(("low", "high"), own_bands, ref, strict=True):
                 ok = total > 0
                 ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
                 fields[f"{prefix}_{name}"] = ratio
         raw_log = spec.raw_log_amplitude.float()  # (B, H, W) log|F| without mean removal
         rows, cols = axes.diag
         diag = raw_log[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
-        fields["parkkim_hf"] = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
+        silent = spec.nondc_power + spec.dc_power <= 0  # a zero map: no amplitude to compare
+        parkkim = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
+        fields["parkkim_hf"] = torch.where(silent, torch.nan, parkkim)
         for k in PER_IMAGE_FIELDS:
             v = fields.get(k)
             self.per_image[k].append(
                 torch.full((B,), torch.nan, device=device) if v is None else v.float()
             )
-        mean_power = spec.content_power.float()  # (B, H, W)
-        total = mean_power.flatten(1).sum(1) + spec.smooth_power.float()  # (B,)
-        has = torch.isfinite(fields["hf_fraction"])[:, None, None]  # (B, 1, 1) defined images
-        rel = torch.where(has, mean_power / torch.where(has, total[:, None, None], 1.0), 0.0)
-        profiles = radial_profile(torch.stack([mean_power, rel]).flatten(0, 1), axes)  # (2B, n)
-        sums.add("radial", profiles[:B].sum(0))
-        sums.add("radial_rel", profiles[B:].sum(0))
-        sums.add("log_amp", spec.log_amplitude.float().sum(0))  # (H, W)
-        sums.add("raw_log_amp", raw_log.sum(0))
-        sums.add("paper", spec.paper_log_amplitude.float().sum(0))  # (k, H, W)
-        sums.count += B
+        # maps and profiles average the images with a defined spectrum only (never a 0 for one)
+        has = torch.isfinite(fields["hf_fraction"])  # (B,)
+        mean_power = spec.power.float()[has]  # (b, H, W)
+        total = mean_power.flatten(1).sum(1)  # (b,)
+        rel = mean_power / total[:, None, None]
+        profiles = radial_profile(torch.stack([mean_power, rel]).flatten(0, 1), axes)  # (2b, n)
+        b = int(has.sum())
+        sums.add("radial", profiles[:b].sum(0))
+        sums.add("radial_rel", profiles[b:].sum(0))
+        sums.add("log_amp", spec.log_amplitude.float()[has].sum(0))  # (H, W)
+        sums.add("raw_log_amp", raw_log[has].sum(0))
+        sums.add("paper", spec.paper_log_amplitude.float()[has].sum(0))  # (k, H, W)
+        sums.count += b
 
     def finish(self) -> BranchSpectrum:
         if not self.sums:

@@ -3,17 +3,21 @@ collector that hooks the model (`hilocli.capture`) and feeds each branch's accum
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum, add_together
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
 from hilocli.weights import check_finite
+
+SILENT_SHARE = 0.01  # a branch with less than this share of the layer's power is not compared
 
 
 @dataclass
@@ -28,8 +32,34 @@ class LayerSpectra:
     transfer: dict[str, Any] | None = None  # settings.transfer: SpectrumCollector.transfer_curves
 
     @property
+    def hifi_power_share(self) -> float:
+        """Median over images of Hi-Fi's share of the two branches' non-DC power (each summed
+        over its channels); NaN without both branches or any image with power."""
+        if self.hifi is None or self.lofi is None:
+            return math.nan
+        hifi = self.hifi.per_image["nondc_power"] * self.hifi.channels
+        lofi = self.lofi.per_image["nondc_power"] * self.lofi.channels
+        total = hifi + lofi
+        ok = total > 0
+        return float(np.median(hifi[ok] / total[ok])) if ok.any() else math.nan
+
+    @property
+    def not_comparable(self) -> str | None:
+        """Why the branches of this layer cannot be compared, or None."""
+        name = f"layer {self.layer.index}"
+        if self.hifi is None or self.lofi is None:
+            return f"{name} has no {'Hi-Fi' if self.hifi is None else 'Lo-Fi'} branch"
+        share = self.hifi_power_share
+        if not math.isfinite(share):
+            return f"{name}: neither branch has spatial power"
+        for branch, part in (("Lo-Fi", 1 - share), ("Hi-Fi", share)):
+            if part < SILENT_SHARE:
+                return f"{name}: {branch} is nearly silent ({part:.2%} of the power)"
+        return None
+
+    @property
     def comparable(self) -> bool:
-        return self.hifi is not None and self.lofi is not None
+        return self.not_comparable is None
 
     def branch(self, name: str) -> BranchSpectrum | None:
         return getattr(self, name)
@@ -39,6 +69,8 @@ class LayerSpectra:
             **self.layer.to_dict(),
             "grid": list(self.grid),
             "comparable": self.comparable,
+            "not_comparable": self.not_comparable,
+            "hifi_power_share": self.hifi_power_share,
             "branches": {
                 b: (None if self.branch(b) is None else self.branch(b).to_dict()) for b in BRANCHES
             },

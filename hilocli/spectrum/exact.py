@@ -2,12 +2,13 @@
 
 - `sign_flips`: every +-1 pattern over n images (2^n rows) when n <= MAX_EXACT, else a seeded
   Monte-Carlo sample that starts with the identity.
-- `signflip_p`: the sign-flip (randomisation) test of "the mean is 0" for the sum statistic.
+- `signed_ranks`: each column's values replaced by sign x rank of |value| (NaN kept out).
 - `westfall_young`: per-column p-values adjusted for the family by the step-down max-T method, the
-  images flipped jointly across columns (exact under any dependence between the columns).
-- `hodges_lehmann`: the median of the Walsh averages with its exact confidence interval (order
-  statistics of the Walsh averages at the exact Wilcoxon signed-rank null quantiles).
-- `min_images`: the smallest n for which the exact two-sided sign-flip test can reach alpha.
+  units flipped jointly across columns (exact under any dependence between the columns).
+- `hodges_lehmann`: the Wilcoxon signed-rank test of "the pseudo-median is 0" and its
+  Hodges-Lehmann estimate and interval, one procedure: the p-value counts the positive Walsh
+  averages, the interval is the set of shifts that test does not reject (exact null).
+- `min_images`: the smallest n for which the exact two-sided test can reach alpha (2 / 2^n).
 """
 
 from __future__ import annotations
@@ -84,29 +85,14 @@ def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return np.mean(null >= observed - tol, axis=0)
 
 
-def signflip_p(x: np.ndarray, flips: Flips, alternative: str = "two-sided") -> float:
-    """p of the sign-flip test of the sum of x (one value per image; no NaN)."""
-    return signflip_ps(np.asarray(x, dtype=np.float64)[:, None], flips, (alternative,))[0]
+def signed_ranks(d: np.ndarray) -> np.ndarray:
+    """(n, L) -> sign(d) x rank(|d|) per column (average ranks for ties; NaN stays NaN): the
+    signed-rank statistic is the sum of a column, so sign flips of these rows are its null."""
+    from scipy.stats import rankdata
 
-
-def signflip_ps(xs: np.ndarray, flips: Flips, alternatives: tuple[str, ...]) -> list[float]:
-    """p of the sign-flip test of each column of xs (n, k), the k-th under alternatives[k]: one
-    pass over the sign patterns for all of them."""
-    xs = np.asarray(xs, dtype=np.float64)
-    null = flips.apply(xs)  # (F, k)
-    obs = xs.sum(axis=0)  # (k,)
-    out = []
-    for k, alternative in enumerate(alternatives):
-        if alternative == "two-sided":
-            share = _share_at_least(np.abs(null[:, k]), np.abs(obs[k]))
-        elif alternative == "greater":
-            share = _share_at_least(null[:, k], obs[k])
-        elif alternative == "less":
-            share = _share_at_least(-null[:, k], -obs[k])
-        else:
-            raise ValueError(f"alternative must be two-sided, greater or less, got {alternative!r}")
-        out.append(float(share))
-    return out
+    d = np.asarray(d, dtype=np.float64)
+    ranks = rankdata(np.abs(d), axis=0, nan_policy="omit")
+    return np.where(np.isfinite(d), np.sign(d) * ranks, np.nan)
 
 
 def _standardised(flipped_sums: np.ndarray, sq: np.ndarray) -> np.ndarray:
@@ -150,6 +136,27 @@ class HodgesLehmann:
     confidence: float  # the nominal level 1 - alpha
     attained: float  # the coverage of the interval given (exact up to WILCOXON_EXACT_MAX)
     null: str = "exact"  # "exact" signed-rank null, or "normal" (its normal approximation)
+    p: float = math.nan  # two-sided signed-rank p of "the pseudo-median is 0", same null
+
+
+def _normal_null(n: int) -> tuple[float, float]:
+    return n * (n + 1) / 4.0, math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+
+
+def signed_rank_p(n: int, positive: float) -> float:
+    """Two-sided p of the signed-rank statistic W+ = `positive` (the number of positive Walsh
+    averages, zeros counted half) under the null `_critical_rank` uses: the exact one up to
+    WILCOXON_EXACT_MAX values, else its normal approximation with continuity correction."""
+    m = n * (n + 1) // 2
+    low, high = math.ceil(positive), math.floor(positive)  # conservative on a half count
+    if n <= WILCOXON_EXACT_MAX:
+        cdf = wilcoxon_null_cdf(n)
+        tail = min(cdf[min(low, m)], cdf[min(m - high, m)])  # P(W <= w) or P(W >= w), symmetric
+        return float(min(1.0, 2.0 * tail))
+    from scipy.stats import norm
+
+    mean, sd = _normal_null(n)
+    return float(min(1.0, 2.0 * norm.cdf((min(low, m - high) + 0.5 - mean) / sd)))
 
 
 def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
@@ -165,9 +172,16 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
             return None, 1.0, "exact"
         k = int(below[-1])
         return k, float(1 - 2 * cdf[k]), "exact"
-    mean, sd = n * (n + 1) / 4.0, math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+    mean, sd = _normal_null(n)
     k = math.floor(mean + sd * norm.ppf(alpha / 2) - 0.5)
     return k, float(1 - 2 * norm.cdf((k + 0.5 - mean) / sd)), "normal"
+
+
+def walsh_count(xs: np.ndarray, idx: np.ndarray, t: float, side: str = "right") -> int:
+    """Walsh averages (x_i + x_j)/2, i <= j, of sorted xs that are <= t (side "right") or < t
+    ("left"), counted by binary search (O(n log n), no n^2 array); idx = arange(n)."""
+    ends = np.searchsorted(xs, 2.0 * t - xs, side=side)  # j < ends[i]: x_i + x_j <= 2t
+    return int(np.maximum(ends - idx, 0).sum())
 
 
 def _walsh_order_stats(x: np.ndarray, ranks: list[int]) -> list[float]:
@@ -177,9 +191,8 @@ def _walsh_order_stats(x: np.ndarray, ranks: list[int]) -> list[float]:
     xs = np.sort(np.asarray(x, dtype=np.float64))
     idx = np.arange(xs.size)
 
-    def count_le(t: float) -> int:  # Walsh averages <= t
-        ends = np.searchsorted(xs, 2.0 * t - xs, side="right")  # j < ends[i]: x_i + x_j <= 2t
-        return int(np.maximum(ends - idx, 0).sum())
+    def count_le(t: float) -> int:
+        return walsh_count(xs, idx, t)
 
     out = []
     for r in ranks:
@@ -206,7 +219,7 @@ def hodges_lehmann(x: np.ndarray, alpha: float = 0.05) -> HodgesLehmann:
     x = np.asarray(x, dtype=np.float64)
     n = x.size
     if n == 0:
-        return HodgesLehmann(math.nan, math.nan, math.nan, 1 - alpha, math.nan)
+        return HodgesLehmann(math.nan, math.nan, math.nan, 1 - alpha, math.nan, "exact", math.nan)
     m = n * (n + 1) // 2
     k, attained, null = _critical_rank(n, alpha)
     mids = [(m - 1) // 2, m // 2]  # the median: one or two middle order statistics
@@ -215,14 +228,19 @@ def hodges_lehmann(x: np.ndarray, alpha: float = 0.05) -> HodgesLehmann:
         i, j = np.triu_indices(n)
         walsh = np.sort((x[i] + x[j]) / 2.0)
         values = [float(walsh[r]) for r in ranks]
+        not_positive = int(np.searchsorted(walsh, 0.0, side="right"))
+        negative = int(np.searchsorted(walsh, 0.0, side="left"))
     else:
         values = _walsh_order_stats(x, ranks)
+        xs, idx = np.sort(x), np.arange(n)
+        not_positive, negative = walsh_count(xs, idx, 0.0), walsh_count(xs, idx, 0.0, "left")
+    p = signed_rank_p(n, (m - not_positive) + 0.5 * (not_positive - negative))
     estimate = (values[0] + values[1]) / 2.0
     if k is None:  # even the extreme interval misses the level: unbounded
-        return HodgesLehmann(estimate, -math.inf, math.inf, 1 - alpha, 1.0, null)
-    return HodgesLehmann(estimate, values[2], values[3], 1 - alpha, attained, null)
+        return HodgesLehmann(estimate, -math.inf, math.inf, 1 - alpha, 1.0, null, p)
+    return HodgesLehmann(estimate, values[2], values[3], 1 - alpha, attained, null, p)
 
 
 def min_images(alpha: float) -> int:
-    """Smallest n with 2 / 2^n <= alpha: the exact two-sided sign-flip test's floor."""
+    """Smallest n with 2 / 2^n <= alpha: the exact two-sided signed-rank test's floor."""
     return max(1, math.ceil(math.log2(2.0 / alpha) - 1e-12))

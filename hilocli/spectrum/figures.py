@@ -18,8 +18,7 @@ from matplotlib.figure import Figure
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.branch import BranchSpectrum
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
-from hilocli.spectrum.stats import content_metric
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
 
 if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
@@ -197,7 +196,7 @@ def _hf_panel(
             spec = spectra.branch(b)
             if spec is None:
                 continue
-            v = spec.per_image[content_metric(spec.per_image)]
+            v = spec.per_image[VERDICT_METRIC]
             v = v[np.isfinite(v)]
             if v.size == 0:
                 continue

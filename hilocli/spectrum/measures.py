@@ -1,40 +1,41 @@
 """Spectral measures of (B, H, W, C) maps: settings, the per-image fields, frequency axes, the
 radial profile and the channels of the authors' figure. The per-image analysis itself is
-`hilocli.spectrum.analyse.analyse_maps` (boundary.py: edges; grid.py: the window grid).
+`hilocli.spectrum.analyse.analyse_maps` (the estimator: `estimator.py`; window blocks: `blocks.py`).
 
 Frequencies are in cycles per token, per axis from `torch.fft.fftfreq(n)`: an H x W map has
 fy in {k/H}, fx in {k/W}, Nyquist 0.5 (reached only on an even axis); radius r = |(fy, fx)|.
-Power per channel is |F|^2 / (H W)^2, so the non-DC sum is the map's spatial variance
-(activation^2 per token). "Content" is the map minus its fitted window-grid artifact.
+Power per channel is the Hann-windowed periodogram scaled so that the non-DC sum is the map's
+spatial variance (activation^2 per token); low band 0 < r <= cutoff, high band r > cutoff (a
+frequency on the cutoff counts half to each).
 
 Per-image fields (BranchSpectrum.per_image[name], one value per distinct image, NaN undefined):
-- hf_fraction: content power at r > cutoff / content non-DC power, under the boundary option
-  (default "smooth": Moisan's periodic component, the smooth component counted at the lowest
-  non-zero radius 1/max(H, W)). Unitless. The verdict metric.
+- hf_fraction: the share of the branch's non-DC power in the high band. Unitless.
 - hf_fraction_c125 / _c250 / _c375: the same at cutoffs 0.125, 0.25, 0.375 cycles/token.
-- hf_reference, hf_reference_c125 / _c250 / _c375: the fraction white noise has on this grid,
-  cutoff and boundary: exact ratio of expected powers (the boundary operator applied to every
-  unit impulse), no sampling. Unitless.
-- centroid: content power-weighted mean radius over non-DC frequencies; cycles/token.
-- grid_fraction: energy of the fitted window-grid artifact / the map's non-DC energy. 0 without
-  a window (s < 2); NaN when no axis length is a multiple of s (nothing separable). Unitless.
-- grid_axes: axes on which the grid was separated (0, 1 or 2); count.
+- hf_reference, hf_reference_c125 / _c250 / _c375: the share white noise has on this grid,
+  cutoff and estimator: exact ratio of expected powers, no sampling. Unitless.
+- low_power, high_power: the branch's power in each band, summed over its channels (absolute
+  amounts, activation^2 per token: the shares' numerators and denominators).
+- block_share: the share of the high-band power that s x s window blocks explain (blocks.py);
+  block_reference: the same for white noise (exact). NaN without a window.
+- hf_fraction_deblocked: the high-band share with the block part taken out of the high band
+  (high - block) / (total - block). The verdict metric (`hf_fraction` gives its sensitivity).
+- centroid: power-weighted mean radius over non-DC frequencies; cycles/token.
 - nondc_power: non-DC power per channel (channel mean of the spatial variance); activation^2.
 - dc_share: sum_c mean_c^2 / sum_c (mean_c^2 + var_c); unitless.
 - parkkim_hf: Park & Kim's quantity on THIS BRANCH'S OUTPUT (they measured block outputs, see
   depth.py): log(|F| + EPS) of the map without mean removal, channel mean, at the last point of
-  their diagonal (k = ceil(L/2) - 1) minus its value at zero frequency; log amplitude.
+  their diagonal (k = ceil(L/2) - 1) minus its value at zero frequency; log amplitude. NaN for
+  an all-zero map.
 - residual_ratio_low / residual_ratio_high (collector, settings.residual): band power of this
   branch's slice of the attention output, summed over its channels, over the band power of the
   residual stream x entering the block (summed over all channels). HiLo's output is added to x
   without a further projection (x + attn(norm1(x))), so this is the branch's share of what the
-  layer adds per band. low: 0 < r <= cutoff, high: r > cutoff; same boundary, no grid removal.
-  NaN for the control branch.
+  layer adds per band. NaN for the control branch.
 - matched_ratio_low / matched_ratio_high (collector, settings.matched): band power of the branch
   output / band power of its matched input: the same branch with identity attention over its
   own values through its own projection (Hi-Fi: h_proj(v_self); Lo-Fi: l_proj of the pooled value
-  of the query's own window), whole maps, same boundary. What the attention itself changes per
-  band. NaN for the control branch.
+  of the query's own window), whole maps. What the attention itself changes per band. NaN for
+  the control branch.
 Undefined (0/0: constant or dead maps) is NaN, never 0.
 """
 
@@ -48,8 +49,8 @@ import torch
 
 from hilocli.errors import UsageError
 from hilocli.spectrum.analyse import CUTOFFS, EPS, cutoff_key
-from hilocli.spectrum.boundary import BOUNDARIES, hann_window
 from hilocli.spectrum.depth import parkkim_diagonal
+from hilocli.spectrum.estimator import BOUNDARIES
 
 BRANCHES = ("hifi", "lofi", "control")
 BRANCH_LABELS = {"hifi": "Hi-Fi", "lofi": "Lo-Fi", "control": "control (norm1 input)"}
@@ -58,9 +59,12 @@ PER_IMAGE_FIELDS = (
     "hf_reference",
     *(f"hf_fraction_{cutoff_key(c)}" for c in CUTOFFS),
     *(f"hf_reference_{cutoff_key(c)}" for c in CUTOFFS),
+    "low_power",
+    "high_power",
+    "block_share",
+    "block_reference",
+    "hf_fraction_deblocked",
     "centroid",
-    "grid_fraction",
-    "grid_axes",
     "nondc_power",
     "dc_share",
     "parkkim_hf",
@@ -69,13 +73,14 @@ PER_IMAGE_FIELDS = (
     "matched_ratio_low",
     "matched_ratio_high",
 )
-VERDICT_METRIC = "hf_fraction"
+VERDICT_METRIC = "hf_fraction_deblocked"
+SENSITIVITY_METRIC = "hf_fraction"  # the verdict again with the window blocks left in
 
 
 @dataclass(frozen=True)
 class SpectrumSettings:
     cutoff: float = 0.25  # cycles per token; default half of Nyquist
-    boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
+    boundary: str = "hann"  # "hann" (Hann-windowed periodogram) | "none" (plain periodogram)
     significance: float = 0.05  # level of the paired test (after Holm over layers)
     margin: float = 0.05  # one image: |hf(Hi-Fi) - hf(Lo-Fi)| needed for a verdict
     paper_channels: int = 8
@@ -215,18 +220,6 @@ def frequency_axes(
 # ----------------------------------------------------------------------------------------------
 # Spectra of (B, H, W, C) maps
 # ----------------------------------------------------------------------------------------------
-
-
-def fft_maps(maps: torch.Tensor, remove_mean: bool = True, hann: bool = False) -> torch.Tensor:
-    """Per channel 2D FFT of (B, H, W, C) maps -> complex (B, C, H, W), torch.fft order."""
-    if maps.ndim != 4:
-        raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(maps.shape)}")
-    x = maps.permute(0, 3, 1, 2).float()  # (B, C, H, W)
-    if remove_mean:
-        x = x - x.mean(dim=(-2, -1), keepdim=True)
-    if hann:
-        x = x * hann_window(x.shape[-2], x.shape[-1], device=x.device)  # (H, W) broadcast
-    return torch.fft.fft2(x)  # (B, C, H, W)
 
 
 def radial_profile(mean_power: torch.Tensor, axes: FrequencyAxes) -> torch.Tensor:

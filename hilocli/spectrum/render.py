@@ -10,30 +10,31 @@ import numpy as np
 from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCHES
+from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC
 from hilocli.spectrum.run import SpectrumResult
-from hilocli.spectrum.stats import content_metric
 from hilocli.terminal import num, say, say_inputs, table
 
 CAPTION = (
-    "hf: median content hf fraction of Hi-Fi, Lo-Fi and the control (norm1 input); Δ: median "
-    "per-image Hi-Fi minus Lo-Fi; Hi>Lo: share of images; p: sign-flip, raw and Westfall-Young "
-    "adjusted over the tested layers; rand Δ: mean over random-init seeds; grid: Hi-Fi window-grid "
-    "power share (never counted as a finding)"
+    "share Hi/Lo/in: median share of each branch's power above the cutoff, window blocks taken "
+    "out (in: the control, the layer's norm1 input); power Hi/Lo: median absolute high-band "
+    "power, summed over channels (activation^2 per token); Hi%: Hi-Fi's share of the layer's "
+    "power; block: Hi-Fi's high-band share explained by window blocks; Δ: median per-scene "
+    "share difference; p: signed-rank, raw and Westfall-Young adjusted over the tested layers"
 )
 COLUMNS = (
     "layer",
     "module",
     "grid",
-    "hf Hi",
-    "hf Lo",
-    "hf in",
+    "share Hi",
+    "share Lo",
+    "share in",
+    "power Hi",
+    "power Lo",
+    "Hi%",
+    "block",
     "Δ",
-    "Hi>Lo",
     "p raw",
     "p adj",
-    "rand Δ",
-    "grid",
 )
 
 
@@ -78,7 +79,7 @@ def _median(spectra: LayerSpectra, branch: str, field: str | None = None) -> flo
     spec = spectra.branch(branch)
     if spec is None:
         return None
-    values = spec.per_image[field or content_metric(spec.per_image)]
+    values = spec.per_image[field or VERDICT_METRIC]
     return None if not np.isfinite(values).any() else float(np.nanmedian(values))
 
 
@@ -92,7 +93,6 @@ def layer_table(result: SpectrumResult):
     from hilocli.spectrum.figures import short_name
 
     v, rows = result.verdict, []
-    random_mean = None if result.control is None else result.control.deltas.mean(axis=0)
     for spectra in result.layers:
         k = result.tested.index(spectra.layer.index) if spectra.layer.index in result.tested else -1
         med = {b: _median(spectra, b) for b in BRANCHES}
@@ -103,24 +103,24 @@ def layer_table(result: SpectrumResult):
             num(med["hifi"], ".2f"),
             num(med["lofi"], ".2f"),
             num(med["control"], ".2f"),
+            num(_median(spectra, "hifi", "high_power"), ".3g"),
+            num(_median(spectra, "lofi", "high_power"), ".3g"),
+            num(100 * spectra.hifi_power_share, ".0f") + "%",
+            num(_median(spectra, "hifi", "block_share"), ".2f"),
         ]
         if k < 0 or v is None:
-            row += ["-"] * 5
+            row += ["-"] * 3
         else:
             row += [
-                num(_column(result.deltas, k, np.median), "+.3f"),
-                num(_column(result.deltas, k, lambda c: np.mean(c > 0) * 100), ".0f") + "%",
+                num(_column(result.judged.scene_deltas, k, np.median), "+.3f"),
                 num(v.p_layers_raw[k], ".2g"),
                 num(v.p_layers[k], ".2g"),
-                "-" if random_mean is None else num(_column(random_mean, k, np.mean), "+.3f"),
             ]
-        row.append(num(_median(spectra, "hifi", "grid_fraction"), ".2f"))
         rows.append(tuple(row))
-    n = result.n
-    enough = "" if v is None or n >= v.min_images else f" (fewer than the {v.min_images} needed)"
+    enough = "" if v is None or v.n >= v.min_images else f" (fewer than the {v.min_images} needed)"
     title = (
-        f"hf fraction above {result.request.cutoff:g} cycles/token (content), "
-        f"n = {n} distinct images{enough}"
+        f"share of power above {result.request.cutoff:g} cycles/token, "
+        f"{result.scenes.n_groups} scenes from {result.n} images{enough}"
     )
     return table(title, COLUMNS, rows, caption=CAPTION)
 
@@ -163,11 +163,14 @@ def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
         con.print(ratio_table(result))
     for s in result.layers:
         if not s.comparable:
-            missing = "Hi-Fi" if s.hifi is None else "Lo-Fi"
-            say(con, f"layer {s.layer.index} ({s.layer.name}): no {missing} branch; not tested")
+            say(con, f"{s.not_comparable} ({s.layer.name}); not tested")
+    scenes, blank = result.scenes, int(result.blank.sum())
+    say(con, f"{scenes.n_groups} source scenes from {scenes.n_images} images ({scenes.source})")
+    if blank:
+        say(con, f"{blank} image(s) without spatial content (flat): excluded from the verdict")
     if result.verdict is not None:
         say(con, f"test: {result.verdict.test}")
     if result.control is not None:
-        say(con, result.control.did_line)
+        say(con, result.control.line)
     say(con, f"wrote {', '.join(record.files.values())}")
     say(con, result.verdict_line)

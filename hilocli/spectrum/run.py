@@ -21,8 +21,10 @@ import numpy as np
 from hilocli.errors import HiloError, UsageError
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.spectrum.collect import LayerSpectra
+from hilocli.spectrum.control import DEFAULT_CONTROL_SEEDS, ControlResult
 from hilocli.spectrum.measures import SpectrumSettings
-from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, ControlResult, Verdict
+from hilocli.spectrum.scenes import SceneGroups
+from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, Judged, Verdict
 from hilocli.weights import WeightsRequest
 
 MODES = ("stats", "paper")
@@ -45,9 +47,10 @@ class SpectrumRequest:
     out: Path | None = None  # never read inputs from here
     mode: str = "stats"  # "stats" | "paper" (also the authors' 8-channel figure)
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
-    control_seeds: int = 5  # random inits in the control, seeds seed+1 .. seed+N
+    control_seeds: int = DEFAULT_CONTROL_SEEDS  # random inits in the control: seed+1 .. seed+N
+    groups: Path | None = None  # CSV (path, group) of source scenes; None: perceptual hash
     cutoff: float = 0.25
-    boundary: str = "smooth"  # "smooth" (Moisan) | "hann" | "none"
+    boundary: str = "hann"  # "hann" (Hann-windowed periodogram) | "none" (plain periodogram)
     alpha: float = DEFAULT_ALPHA
     margin: float = DEFAULT_MARGIN
     depth: bool = False  # Park & Kim's depth curve over every block (main model only)
@@ -98,8 +101,10 @@ class SpectrumRequest:
             raise UsageError(f"--alpha must lie strictly between 0 and 0.5, got {self.alpha}")
         if not 0.0 <= self.margin < 1.0:
             raise UsageError(f"--margin must lie in [0, 1), got {self.margin}")
-        if not 1 <= self.control_seeds <= 100:
-            raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
+        if not 1 <= self.control_seeds <= 1000:
+            raise UsageError(f"--control-seeds must lie in 1..1000, got {self.control_seeds}")
+        if self.groups is not None and not self.groups.is_file():
+            raise UsageError(f"--groups: no such file: {self.groups}")
         self.settings()  # --cutoff and --boundary: SpectrumSettings' own checks, one wording
         check_dtype(self.dtype, self.device)
         check_compile(self.compile)
@@ -119,6 +124,7 @@ class SpectrumRequest:
             else [],
             "seed": self.seed,
             "boundary": self.boundary,
+            "groups": None if self.groups is None else str(self.groups),
             "alpha": self.alpha,
             "margin": self.margin,
         }
@@ -139,10 +145,9 @@ class SpectrumResult:
     resolution: int
     device: str
     layers: list[LayerSpectra]
-    tested: list[int]  # indices of the layers in the verdict (both branches present)
-    deltas: np.ndarray  # (n_images, n_tested) Hi-Fi minus Lo-Fi content hf fraction
-    verdict: Verdict | None  # None: no tested layer
-    verdict_line: str
+    judged: Judged  # tested layers, deltas per image and scene, verdict, sensitivity, line
+    scenes: SceneGroups  # which analysed image belongs to which source scene
+    blank: np.ndarray  # (n_images,) bool: no spatial content (excluded from the verdict)
     inputs: InputsRecord
     environment: dict[str, Any]
     shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
@@ -157,6 +162,22 @@ class SpectrumResult:
     @property
     def n(self) -> int:
         return len(self.inputs.analysed)
+
+    @property
+    def tested(self) -> list[int]:
+        return self.judged.tested
+
+    @property
+    def deltas(self) -> np.ndarray:
+        return self.judged.deltas
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.judged.verdict
+
+    @property
+    def verdict_line(self) -> str:
+        return self.judged.line
 
     def settings_dict(self) -> dict[str, Any]:
         return {
@@ -177,12 +198,19 @@ class SpectrumResult:
         results = {
             "model": self.model_name,
             "n": self.n,
+            "n_images": self.n,
+            "n_scenes": self.scenes.n_groups,
+            "n_blank": int(self.blank.sum()),
+            "scenes": self.scenes.to_dict(),
             "tested_layers": self.tested,
             "per_image": {  # the values themselves: one CSV row per image, weights, layer, branch
                 "file": export.FILE_NAME,
                 "columns": list(export.COLUMNS),
             },
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "verdict_sensitivity": None
+            if self.judged.sensitivity is None
+            else self.judged.sensitivity.to_dict(),
             "verdict_line": self.verdict_line,
             "layers": [s.to_dict() for s in self.layers],
             "random_control": None if self.control is None else self.control.to_dict(),
@@ -257,6 +285,8 @@ class Measured:
     analysed: list[str]  # paths, in the order fed to the models
     skipped: list[tuple[Path, str]]  # (path, the loader's reason)
     shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
+    hashes: np.ndarray  # (n, 2) uint64 perceptual hashes of each input and its mirror image
+    blank: np.ndarray  # (n,) bool: inputs with no spatial content
     depth: Any = None  # the first model's DepthCurve when settings.depth
 
 
@@ -268,6 +298,7 @@ class _Shard:
     analysed: list[tuple[tuple[int, int, int], str]] = field(default_factory=list)
     skipped: list[tuple[tuple[int, int], tuple[Path, str]]] = field(default_factory=list)
     shown: list[tuple[tuple[int, int, int], Any]] = field(default_factory=list)
+    looks: list[tuple[tuple[int, int, int], tuple]] = field(default_factory=list)  # hash, blank
 
 
 def measure(
@@ -294,10 +325,12 @@ def measure(
     from hilocli.distributed import SINGLE, agree, gather, ordered
     from hilocli.runtime import forward_context, resolve_precision, to_device
     from hilocli.spectrum.collect import SpectrumCollector
+    from hilocli.spectrum.scenes import no_spatial_content, scene_hashes
     from hilocli.spectrum.shards import collector_part, merge_parts
 
     precision = precision or resolve_precision("float32", device)
     where = where or SINGLE
+    norm = (None, None) if preprocess is None else (preprocess.mean, preprocess.std)
     cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
         cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
@@ -318,6 +351,8 @@ def measure(
                             col.add_batch(x)
                     mine.keys.append(group.key)
                     mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
+                    looks = zip(scene_hashes(x, *norm), no_spatial_content(x, *norm), strict=True)
+                    mine.looks += [((*group.key, i), look) for i, look in enumerate(looks)]
                     mine.shown += [
                         ((*group.key, i), d) for i, d in enumerate(group.displays) if d is not None
                     ]
@@ -337,12 +372,15 @@ def measure(
         analysed = ordered([s.analysed for s in shards])
         skipped = ordered([s.skipped for s in shards])
         shown = ordered([s.shown for s in shards])[:MAX_SHOWN]
+        looks = ordered([s.looks for s in shards])
         if not analysed:
             raise HiloError(
                 f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
             )
         depth = cols[0].depth_curve() if settings.depth else None
-    return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
+    hashes = np.array([h for h, _ in looks], dtype=np.uint64).reshape(-1, 2)
+    blank = np.array([b for _, b in looks], dtype=bool)
+    return Measured([col.finish() for col in cols], analysed, skipped, shown, hashes, blank, depth)
 
 
 def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit: int | None):
@@ -382,7 +420,9 @@ def run(
         resolve_device,
         resolve_precision,
     )
-    from hilocli.spectrum.stats import judge, judge_control
+    from hilocli.spectrum.control import judge_control
+    from hilocli.spectrum.scenes import scenes_from_file, scenes_from_hashes
+    from hilocli.spectrum.stats import judge
 
     request.validate()
     settings = request.settings()
@@ -431,10 +471,15 @@ def run(
         )
     if done is None:  # a rank other than 0: rank 0 judges, draws and writes
         return None
-    judged = judge(done.spectra[0], request, loaded.provenance)
+    scenes = (
+        scenes_from_hashes(done.hashes, done.analysed)
+        if request.groups is None
+        else scenes_from_file(request.groups, done.analysed)
+    )
+    judged = judge(done.spectra[0], request, loaded.provenance, scenes, done.blank)
     control = None
     if twins:
-        control = judge_control(judged[1], done.spectra[1:], twins, request, loaded.provenance)
+        control = judge_control(judged, done.spectra[1:], twins, request, scenes.labels, done.blank)
     inputs = InputsRecord(
         analysed=done.analysed,
         skipped=[{"path": str(p), "reason": r} for p, r in [*found.skipped, *done.skipped]],
@@ -448,10 +493,9 @@ def run(
         resolution=resolution,
         device=str(device),
         layers=done.spectra[0],
-        tested=judged[0],
-        deltas=judged[1],
-        verdict=judged[2],
-        verdict_line=judged[3],
+        judged=judged,
+        scenes=scenes,
+        blank=done.blank,
         inputs=inputs,
         environment=environment(device),
         shown=done.shown,

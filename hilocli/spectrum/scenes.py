@@ -61,10 +61,8 @@ def scene_hashes(x, mean=None, std=None) -> np.ndarray:
 
     from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD
 
-    if x.ndim != 4 or x.shape[1] != 3 or min(x.shape[2:]) < HASH_SIZE:
-        raise ValueError(
-            f"scene_hashes wants (B, 3, H, W) inputs with H, W >= {HASH_SIZE}, got {tuple(x.shape)}"
-        )
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"scene_hashes wants (B, 3, H, W) inputs, got {tuple(x.shape)}")
     with torch.no_grad():
         m = torch.tensor(IMAGENET_MEAN if mean is None else mean, dtype=torch.float64)
         s = torch.tensor(IMAGENET_STD if std is None else std, dtype=torch.float64)
@@ -284,3 +282,20 @@ def scenes_from_hashes(
 def scenes_from_file(path: Path, analysed: list[str]) -> SceneGroups:
     """SceneGroups of a --groups FILE."""
     return SceneGroups(read_groups(path, analysed), f"--groups {path}", None, list(analysed))
+
+
+BLANK_LEVEL = 0.5 / 255  # pixel standard deviation (values in [0, 1]) below which a channel is flat
+
+
+def no_spatial_content(x, mean=None, std=None) -> np.ndarray:
+    """(B, 3, H, W) model inputs (normalised with `mean`, `std`; ImageNet's by default) -> (B,)
+    bool: images whose every channel is flat (standard deviation under half a grey level). Their
+    branch maps show only what the architecture adds (zero-padding at the borders), so their
+    deltas are undefined: excluded from the verdict and counted."""
+    import torch
+
+    from hilocli.models.config import IMAGENET_STD
+
+    s = torch.tensor(IMAGENET_STD if std is None else std, dtype=torch.float32, device=x.device)
+    spread = x.float().flatten(2).std(-1) * s  # (B, 3) in [0, 1] pixel units
+    return (spread < BLANK_LEVEL).all(-1).cpu().numpy()

@@ -1,15 +1,20 @@
-"""The verdict: images are the unit; exact tests with their floor stated.
+"""The verdict: source scenes are the unit; one procedure for p and interval.
 
-`verdict(deltas, alpha, margin)` on per-image deltas (n_images, n_layers), delta = Hi-Fi minus
-Lo-Fi of the content high-frequency fraction:
-- primary endpoint: per image, the mean of delta over the tested layers; two-sided sign-flip test
-  (exact up to 16 images), Hodges-Lehmann estimate with its exact interval;
-- per layer: raw sign-flip p and Westfall-Young step-down max-T adjusted p (images flipped jointly);
-- word: `insufficient` when even the most extreme sign pattern cannot reach alpha (2/2^n > alpha),
-  else `supported` / `contradicted` (p <= alpha, by the sign of the mean), else `equivalent` when
-  both one-sided tests of the TOST against +-margin reach alpha, else `inconclusive`.
-Images with an undefined (NaN) delta in any tested layer are excluded from the primary endpoint
-and counted (`n_excluded`), never read as 0.
+`verdict(deltas, alpha, margin)` on per-scene deltas (n_scenes, n_layers), delta = Hi-Fi minus
+Lo-Fi of the high-band share with the window-block part taken out (`hf_fraction_deblocked`):
+- primary endpoint: per scene, the mean of delta over the tested layers; the exact Wilcoxon
+  signed-rank test of "the pseudo-median is 0" with its Hodges-Lehmann estimate and interval
+  (`exact.hodges_lehmann`: the interval is the set of shifts that test does not reject, so p
+  <= alpha exactly when 0 is outside the interval). Assumes independent scenes whose deltas are
+  symmetric about their pseudo-median;
+- per layer: the signed-rank statistic's raw p and Westfall-Young step-down max-T adjusted p
+  (scenes flipped jointly, so any dependence between layers is allowed);
+- word: `insufficient` when even the most extreme sign pattern cannot reach alpha (2/2^n >
+  alpha); `equivalent` when the interval lies inside +-margin (a negligible difference, even
+  when it excludes 0); else `supported` / `contradicted` when p <= alpha (by the sign of the
+  estimate); else `inconclusive`.
+Scenes with an undefined (NaN) delta in any tested layer are excluded and counted, never read
+as 0.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import hilocli.spectrum.exact as exact
+from hilocli.spectrum.measures import SENSITIVITY_METRIC, VERDICT_METRIC
+from hilocli.spectrum.scenes import group_means
 from hilocli.terminal import num
 
 if TYPE_CHECKING:
@@ -29,34 +36,30 @@ if TYPE_CHECKING:
 
 WORDS = ("supported", "contradicted", "equivalent", "inconclusive", "insufficient")
 DEFAULT_ALPHA = 0.05
-DEFAULT_MARGIN = 0.05  # |delta of hf fraction| below this counts as "no practical difference"
-
-
-def content_metric(per_image: dict[str, np.ndarray]) -> str:
-    """Key of the content-only high-frequency fraction in a branch's per-image fields."""
-    return "hf_fraction_excl_grid" if "hf_fraction_excl_grid" in per_image else "hf_fraction"
+DEFAULT_MARGIN = 0.05  # |delta of hf share| below this counts as "no practical difference"
+CLAIM = "Hi-Fi has a larger share of its power at high frequencies than Lo-Fi"
 
 
 @dataclass
 class Verdict:
     word: str  # one of WORDS
-    n: int  # images in the primary endpoint (distinct, with every delta defined)
-    n_excluded: int  # images left out: an undefined delta in some tested layer
+    n: int  # scenes in the primary endpoint (with every delta defined)
+    n_excluded: int  # scenes left out: an undefined delta in some tested layer
     alpha: float
     margin: float
     min_images: int  # smallest n at which the two-sided test can reach alpha
-    p: float  # two-sided, primary endpoint (NaN when n = 0)
-    p_equivalence: float  # max of the two one-sided TOST p-values
-    estimate: float  # Hodges-Lehmann estimate of the per-image mean delta
-    ci: tuple[float, float]  # exact interval of the estimate (infinite when n is too small)
-    ci_level: float  # its exact coverage
-    mean: float  # mean over images of the per-image mean delta (the test statistic / n)
+    p: float  # two-sided signed-rank p, primary endpoint (NaN when n = 0)
+    estimate: float  # Hodges-Lehmann estimate (pseudo-median) of the per-scene mean delta
+    ci: tuple[float, float]  # its interval from the same test (infinite when n is too small)
+    ci_level: float  # its coverage (exact up to 1000 scenes)
+    mean: float  # plain mean of the per-scene mean delta (descriptive)
     p_layers: list[float]  # Westfall-Young adjusted, one per layer
     p_layers_raw: list[float]
-    n_layers_defined: list[int]  # images with a defined delta, per layer
+    n_layers_defined: list[int]  # scenes with a defined delta, per layer
     test: str
     reason: str
-    ci_null: str = "exact"  # signed-rank null of the interval: "exact", or "normal" (n > 1000)
+    metric: str = VERDICT_METRIC
+    ci_null: str = "exact"  # signed-rank null: "exact", or "normal" (n > 1000)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -64,53 +67,47 @@ class Verdict:
         return out
 
 
+def decide(n: int, floor: int, hl: exact.HodgesLehmann, alpha: float, margin: float):
+    """(word, reason) of the rule in the module docstring."""
+    if n < floor:
+        smallest = 2 / 2**n if n else 1
+        return "insufficient", (
+            f"{n} scene{'s' if n != 1 else ''}: the smallest attainable two-sided p is "
+            f"{smallest:.3g} > alpha {alpha:g}; needs at least {floor} distinct scenes"
+        )
+    if -margin < hl.low and hl.high < margin:
+        return "equivalent", f"interval inside +-{margin:g}: a negligible difference"
+    if hl.p <= alpha:
+        word = "supported" if hl.estimate > 0 else "contradicted"
+        return word, f"p = {hl.p:.3g} <= alpha {alpha:g}"
+    return "inconclusive", f"p = {hl.p:.3g} > alpha {alpha:g} and the interval reaches +-{margin:g}"
+
+
 def verdict(
     deltas: np.ndarray,
     alpha: float = DEFAULT_ALPHA,
     margin: float = DEFAULT_MARGIN,
     seed: int = 0,
+    metric: str = VERDICT_METRIC,
 ) -> Verdict:
-    """Judge per-image deltas (n_images, n_layers) or (n_images,); see the module docstring."""
+    """Judge per-scene deltas (n_scenes, n_layers) or (n_scenes,); see the module docstring."""
     d = np.asarray(deltas, dtype=np.float64)
     if d.ndim == 1:
         d = d[:, None]
     if d.ndim != 2 or d.shape[1] == 0:
-        raise ValueError(f"deltas must be (n_images, n_layers), got shape {d.shape}")
+        raise ValueError(f"deltas must be (n_scenes, n_layers), got shape {d.shape}")
     if not 0 < alpha < 1 or margin < 0:
         raise ValueError(f"need 0 < alpha < 1 and margin >= 0, got {alpha}, {margin}")
     defined = np.isfinite(d).all(axis=1)
     x = d[defined].mean(axis=1)  # (n,) the primary endpoint
     n = int(x.size)
     floor = exact.min_images(alpha)
-    flips = exact.sign_flips(n, seed=seed)
-    if n:
-        # the test and both one-sided TOST tests in one pass over the sign patterns
-        p, p_upper, p_lower = exact.signflip_ps(
-            np.stack([x, x + margin, x - margin], axis=1), flips, ("two-sided", "greater", "less")
-        )
-        p_eq = max(p_upper, p_lower)
-        hl = exact.hodges_lehmann(x, alpha)
-        raw, adjusted = exact.westfall_young(d, exact.sign_flips(d.shape[0], seed=seed))
-    else:
-        p = p_eq = math.nan
-        hl = exact.hodges_lehmann(x, alpha)
-        raw = adjusted = np.full(d.shape[1], math.nan)
-    mean = float(x.mean()) if n else math.nan
-    if n < floor:
-        word = "insufficient"
-        reason = (
-            f"{n} image{'s' if n != 1 else ''}: the smallest attainable two-sided p is "
-            f"{2 / 2**n if n else 1:.3g} > alpha {alpha:g}; needs at least {floor} distinct images"
-        )
-    elif p <= alpha:
-        word = "supported" if mean > 0 else "contradicted"
-        reason = f"p = {p:.3g} <= alpha {alpha:g}"
-    elif p_eq <= alpha:
-        word = "equivalent"
-        reason = f"TOST within +-{margin:g}: p = {p_eq:.3g} <= alpha {alpha:g}"
-    else:
-        word = "inconclusive"
-        reason = f"p = {p:.3g} > alpha {alpha:g} and TOST p = {p_eq:.3g} > alpha"
+    hl = exact.hodges_lehmann(x, alpha)
+    raw = adjusted = np.full(d.shape[1], math.nan)
+    if n >= floor:  # per layer only where a test can reach alpha (ranks need scipy.stats)
+        flips = exact.sign_flips(d.shape[0], seed=seed)
+        raw, adjusted = exact.westfall_young(exact.signed_ranks(d), flips)
+    word, reason = decide(n, floor, hl, alpha, margin)
     return Verdict(
         word=word,
         n=n,
@@ -118,31 +115,33 @@ def verdict(
         alpha=alpha,
         margin=margin,
         min_images=floor,
-        p=float(p),
-        p_equivalence=float(p_eq),
+        p=float(hl.p),
         estimate=hl.estimate,
         ci=(hl.low, hl.high),
         ci_level=hl.attained,
         ci_null=hl.null,
-        mean=mean,
+        mean=float(x.mean()) if n else math.nan,
         p_layers=[float(v) for v in adjusted],
         p_layers_raw=[float(v) for v in raw],
         n_layers_defined=[int(v) for v in np.isfinite(d).sum(axis=0)],
-        test=flips.describe() + " on the per-image mean over layers; per layer: Westfall-Young "
-        "step-down max-T, images flipped jointly",
+        test="exact Wilcoxon signed-rank test with its Hodges-Lehmann interval on the "
+        "per-scene mean over layers; per layer: signed ranks, Westfall-Young step-down max-T, "
+        "scenes flipped jointly",
         reason=reason,
+        metric=metric,
     )
 
 
-def layer_deltas(layers: Sequence[LayerSpectra]) -> tuple[np.ndarray, list[LayerSpectra]]:
-    """(n_images, n_comparable_layers) Hi-Fi minus Lo-Fi content hf fraction, and those layers."""
+def layer_deltas(
+    layers: Sequence[LayerSpectra], metric: str = VERDICT_METRIC
+) -> tuple[np.ndarray, list[LayerSpectra]]:
+    """(n_images, n_comparable_layers) Hi-Fi minus Lo-Fi `metric`, and those layers."""
     comparable = [s for s in layers if s.comparable]
     if not comparable:
         return np.zeros((0, 0)), []
-    cols = []
-    for s in comparable:
-        key = content_metric(s.hifi.per_image)
-        cols.append(np.asarray(s.hifi.per_image[key], float) - s.lofi.per_image[key])
+    cols = [
+        np.asarray(s.hifi.per_image[metric], float) - s.lofi.per_image[metric] for s in comparable
+    ]
     return np.stack(cols, axis=1), comparable
 
 
@@ -154,92 +153,67 @@ def interval(v: Verdict) -> str:
     return f"CI [{lo:+.3f}, {hi:+.3f}] ({how} {v.ci_level:.1%})"
 
 
+def not_comparable_line(layers: Sequence[LayerSpectra], weights: str) -> str:
+    """The verdict line when no chosen layer can be compared, saying why for each."""
+    reasons = sorted({s.not_comparable or "" for s in layers} - {""})
+    return f"verdict: not comparable: {'; '.join(reasons)} ({weights})"
+
+
 def summary_line(
-    v: Verdict | None,
+    v: Verdict,
     weights: str,
     trained: bool,
-    what: str = "",
-    label: str = "Hi-Fi minus Lo-Fi",
+    n_images: int,
+    sensitivity: Verdict | None = None,
 ) -> str:
-    """The verdict line: word, n, estimate with interval, p, and the weights."""
-    claim = what or "Hi-Fi carries more high-frequency energy than Lo-Fi"
-    if v is None:
-        return (
-            f"verdict: not comparable: none of the chosen layers has both a Hi-Fi and a Lo-Fi "
-            f"branch ({weights})"
-        )
+    """The verdict line: the claim in words, the word, scenes and images, the pseudo-median of
+    the share difference with its interval and p, what the window blocks change, the weights."""
     scope = (
         "" if trained else " [random weights: this concerns the architecture, not a trained model]"
     )
     excl = f", {v.n_excluded} excluded (undefined)" if v.n_excluded else ""
+    blocks = ""
+    if sensitivity is not None:
+        same = "same word" if sensitivity.word == v.word else f"word {sensitivity.word}"
+        blocks = f"; with window blocks left in: {num(sensitivity.estimate, '+.3f')}, {same}"
     return (
-        f"verdict: {claim}: {v.word} (n = {v.n} images{excl}; {label} "
-        f"{num(v.estimate, '+.3f')}, {interval(v)}; p = {num(v.p, '.3g')}; {v.reason}; "
-        f"{weights}){scope}"
+        f"verdict: {CLAIM}: {v.word} (n = {v.n} scenes from {n_images} images{excl}; "
+        f"share difference, Hi-Fi minus Lo-Fi, pseudo-median {num(v.estimate, '+.3f')}, "
+        f"{interval(v)}; p = {num(v.p, '.3g')}; {v.reason}{blocks}; {weights}){scope}"
     )
 
 
 @dataclass
-class ControlResult:
-    """The same measurement on random inits of the same architecture (`--control random`), and
-    the per-image difference-in-differences: delta(model) - mean over seeds of delta(random)."""
+class Judged:
+    """What `judge` found: the tested layers, the deltas and the verdict with its line."""
 
-    weights: list[Any]  # hilocli.checkpoint.Provenance per seed
-    deltas: np.ndarray  # (seeds, n_images, n_layers) Hi-Fi minus Lo-Fi per random init
-    verdicts: list[Verdict]  # per seed: the random init judged alone
-    did: Verdict | None  # model minus mean random, tested the same way (None: no tested layer)
-    did_line: str
-
-    @property
-    def seeds(self) -> list[int]:
-        return [w.seed for w in self.weights]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seeds": self.seeds,
-            "note": "random weights: these numbers concern the architecture, not a trained model",
-            "per_seed": [
-                {"weights": w.to_dict(), "verdict": None if v is None else v.to_dict()}
-                for w, v in zip(self.weights, self.verdicts)
-            ],
-            "difference_in_differences": None if self.did is None else self.did.to_dict(),
-            "verdict_line": self.did_line,
-        }
+    tested: list[int]  # layer indices in the verdict
+    deltas: np.ndarray  # (n_images, n_tested) per image; NaN for blank images
+    scene_deltas: np.ndarray  # (n_scenes, n_tested) mean over each scene's images
+    verdict: Verdict | None  # None: no comparable layer
+    sensitivity: Verdict | None  # the same with the window blocks left in (hf_fraction)
+    line: str
 
 
-def judge(layers: list[LayerSpectra], request: Any, weights: Any):
-    """(tested layer indices, deltas (n, L), Verdict or None, the verdict line)."""
-    deltas, tested = layer_deltas(layers)
-    v = None
-    if tested:
-        v = verdict(deltas, request.alpha, request.margin, seed=request.seed)
-    line = summary_line(v, weights.describe(), weights.trained)
-    return [s.layer.index for s in tested], deltas, v, line
-
-
-def judge_control(
-    deltas: np.ndarray,
-    twin_layers: list[list[LayerSpectra]],
-    twins: list[Any],
+def judge(
+    layers: list[LayerSpectra],
     request: Any,
     weights: Any,
-) -> ControlResult:
-    """Each random init judged alone, and the difference-in-differences tested the same way."""
-    per_seed = np.stack([layer_deltas(t)[0] for t in twin_layers])  # (S, n, L)
-    verdicts = [
-        verdict(d, request.alpha, request.margin, seed=request.seed) if d.size else None
-        for d in per_seed
-    ]
-    did = deltas - per_seed.mean(axis=0) if deltas.size else None  # (n, L): NaN stays NaN
-    did_verdict = None
-    if did is not None:
-        did_verdict = verdict(did, request.alpha, request.margin, seed=request.seed)
-    line = summary_line(
-        did_verdict,
-        f"{weights.describe()} against random init seeds "
-        + ", ".join(str(t.provenance.seed) for t in twins),
-        True,
-        what="the model's Hi-Fi minus Lo-Fi gap exceeds the random architecture's",
-        label="gap minus mean random gap",
-    )
-    return ControlResult([t.provenance for t in twins], per_seed, verdicts, did_verdict, line)
+    scenes: Any,
+    blank: np.ndarray,
+) -> Judged:
+    """Deltas per image (blank images undefined), averaged per scene, judged (module docstring);
+    the same on `hf_fraction` as the sensitivity to the window blocks."""
+    deltas, tested = layer_deltas(layers)
+    if not tested:
+        line = not_comparable_line(layers, weights.describe())
+        return Judged([], deltas, deltas, None, None, line)
+    deltas[blank] = np.nan
+    scene_deltas = group_means(deltas, scenes.labels)
+    raw = layer_deltas(tested, SENSITIVITY_METRIC)[0]
+    raw[blank] = np.nan
+    args = (request.alpha, request.margin, request.seed)
+    v = verdict(scene_deltas, *args)
+    sens = verdict(group_means(raw, scenes.labels), *args, metric=SENSITIVITY_METRIC)
+    line = summary_line(v, weights.describe(), weights.trained, len(blank), sens)
+    return Judged([s.layer.index for s in tested], deltas, scene_deltas, v, sens, line)

@@ -1,6 +1,7 @@
-"""The ten-second figure of `hilo spectrum`: per tested layer, each image's Hi-Fi minus Lo-Fi
-delta as a dot, its Hodges-Lehmann estimate and exact interval, the random-control band, and the
-per-image mean over layers (the primary endpoint) with the verdict in the title.
+"""The ten-second figure of `hilo spectrum`: per tested layer, each scene's Hi-Fi minus Lo-Fi
+share difference as a dot, its Hodges-Lehmann estimate and exact interval, the per-scene mean
+over layers (the primary endpoint) with the range of the random inits' estimates when the random
+control ran, and the verdict in the title.
 
 Margins are fixed in inches, so the title clears the panel for any number of layers."""
 
@@ -13,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import hilocli.spectrum.exact as exact
-from hilocli.spectrum.stats import interval
+from hilocli.spectrum.stats import CLAIM, interval
 
 if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
@@ -35,14 +36,14 @@ def summary_title(result: SpectrumResult, chars: int = 100) -> str:
     if not result.weights.trained:
         head += "\n(random weights: this concerns the architecture, not a trained model)"
     if v is None:
-        return f"{head}\nn = {n} images; no tested layer has both branches: not comparable"
+        return f"{head}\n{n} images; {result.verdict_line.removeprefix('verdict: ')}"
     enough = "enough" if v.n >= v.min_images else f"fewer than the {v.min_images} needed"
     return (
-        f"{head}\nHi-Fi carries more high frequency than Lo-Fi: {v.word.upper()}\n"
-        f"n = {v.n} distinct images ({enough}"
-        f"{f', {v.n_excluded} excluded' if v.n_excluded else ''}); estimate "
-        f"{v.estimate:+.3f}, {interval(v)}\np = {v.p:.3g} (alpha {v.alpha:g}; equivalence "
-        f"margin +-{v.margin:g}, TOST p = {v.p_equivalence:.3g})"
+        f"{head}\n{CLAIM}: {v.word.upper()}\n"
+        f"n = {v.n} scenes from {n} images ({enough}"
+        f"{f', {v.n_excluded} excluded' if v.n_excluded else ''}); pseudo-median "
+        f"{v.estimate:+.3f}, {interval(v)}\nsigned-rank p = {v.p:.3g} (alpha {v.alpha:g}; "
+        f"equivalence margin +-{v.margin:g})"
     )
 
 
@@ -52,7 +53,7 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
 
     by_index = {s.layer.index: s for s in result.layers}
     labels = [short_name(by_index[i].layer) for i in result.tested]
-    deltas, v = result.deltas, result.verdict
+    deltas, v = result.judged.scene_deltas, result.verdict
     n_cols = len(result.tested) + 1
     width = max(8.0, 1.8 + 0.6 * n_cols)
     title = summary_title(result, chars=int(width * 12))
@@ -67,7 +68,7 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     if deltas.size:
         defined = np.isfinite(deltas).all(axis=1)
         columns.append(deltas[defined].mean(axis=1))
-    random_mean = None if result.control is None else result.control.deltas.mean(axis=1)  # (S, L)
+    control = result.control
     for k, col in enumerate(columns):
         vals = col[np.isfinite(col)]
         primary = k == len(columns) - 1
@@ -82,8 +83,8 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
             fmt="s", color=color, capsize=4, ms=6, zorder=4,
         )  # fmt: skip
         entry = {"x": x, "deltas": vals, "estimate": hl.estimate, "ci": [hl.low, hl.high]}
-        if random_mean is not None:
-            band = random_mean[:, k] if not primary else np.nanmean(random_mean, axis=1)
+        if control is not None and primary:
+            band = np.asarray(control.seed_statistics, dtype=float)
             band = band[np.isfinite(band)]
             if band.size:
                 ax.fill_between(
@@ -104,18 +105,17 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     ticks.append("mean over\nlayers\n(verdict)")
     ax.set_xticks([k + (0.4 if k == n_cols - 1 else 0) for k in range(n_cols)], ticks, fontsize=7)
     ax.set_xlim(-0.6, n_cols - 0.1)
-    ax.set_ylabel("hf fraction: Hi-Fi minus Lo-Fi (per image)", fontsize=8)
+    ax.set_ylabel("share above cutoff: Hi-Fi minus Lo-Fi (per scene)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     handles = [
-        ax.plot([], [], "o", color="0.35", ms=4, label="one image")[0],
-        ax.plot([], [], "s", color="k", label="Hodges-Lehmann estimate, exact CI")[0],
+        ax.plot([], [], "o", color="0.35", ms=4, label="one scene")[0],
+        ax.plot([], [], "s", color="k", label="Hodges-Lehmann estimate and interval")[0],
         ax.plot([], [], ":", color="k", lw=0.6, label="equivalence margin")[0],
     ]
-    if random_mean is not None:
-        seeds = result.control.seeds
+    if control is not None:
         handles.append(
-            ax.fill_between([], [], [], color="tab:blue", alpha=0.2, label=f"random init, "
-                            f"{len(seeds)} seeds (range of means)")
+            ax.fill_between([], [], [], color="tab:blue", alpha=0.2, label=f"random inits, "
+                            f"{len(control.seeds)} seeds (range of estimates)")
         )  # fmt: skip
     ax.legend(handles=handles, fontsize=6, loc="best")
     data["word"] = None if v is None else v.word
