@@ -3,7 +3,7 @@ filters (tests/fixtures/known_answers.py) and image sets of known structure (kno
 
 First what holds by construction, checked on the captured maps with independent references
 (scipy, numpy); then what hilo must conclude from them (the tables below, also read by
-benchmarks/validate.py). Expectations today's measure misses are marked xfail (issue 21).
+benchmarks/validate.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ MODELS = [
     "random",
 ]
 RESOLUTION = 128  # patch 8: a 16 x 16 token grid
-PENDING = pytest.mark.xfail(strict=False, reason="issue 21: pending new measure")
 
 # What `hilo spectrum` must conclude (results.verdict.word, or the verdict line's
 # "not comparable" when results.verdict is null) for each model on 8 distinct scenes.
@@ -52,9 +51,7 @@ KNOWN_GROUPS = {"distinct 8": 8, "7 variants of one photo": 1, "5 photos + 20 va
 # Hi-Fi's median share of high-band power explained by the s x s window blocks (block_share).
 KNOWN_BLOCK_SHARE = {"block_only": (">=", 0.8), "grating_input": ("<=", 0.2)}
 # Constant images through a model whose zero-padded depthwise conv marks the border: undefined.
-CONSTANT_CASE = ("random", {"dwconv": True})
-FAILING_TODAY = {"silent_lofi", "silent_hifi", "block_only"}
-FAILING_TODAY_GROUPS = {"7 variants of one photo", "5 photos + 20 variants of one"}
+CONSTANT_CASE = ("random", {"dwconv": True, "sharpness": 32})  # Lo-Fi not silent
 
 
 def obtained_word(results: dict) -> str:
@@ -285,7 +282,7 @@ def test_random_is_real_hilo_attention():
 
 
 VERDICT_CASES = [
-    pytest.param(name, word, marks=[PENDING] if name in FAILING_TODAY else [])
+    pytest.param(name, word)
     for name, word in KNOWN_VERDICTS.items()
 ]
 
@@ -300,7 +297,7 @@ def test_known_verdicts(spectrum, name, expected):
 
 
 GROUP_CASES = [
-    pytest.param(name, n, marks=[PENDING] if name in FAILING_TODAY_GROUPS else [])
+    pytest.param(name, n)
     for name, n in KNOWN_GROUPS.items()
 ]
 
@@ -310,13 +307,11 @@ def test_the_source_scene_is_the_unit(spectrum, images, n):
     assert groups(spectrum("highpass_lowpass", images)) == n
 
 
-@PENDING
 def test_constant_images_are_undefined(spectrum):
     model, kwargs = CONSTANT_CASE
     assert obtained_word(spectrum(model, "constant", kwargs)) == "undefined"
 
 
-@PENDING
 @pytest.mark.parametrize("name", list(KNOWN_BLOCK_SHARE))
 def test_block_share(spectrum, name):
     op, bound = KNOWN_BLOCK_SHARE[name]

@@ -193,7 +193,8 @@ def test_hash_matches_the_definition_and_its_mirror():
     other = (x * std + mean - 0.5) / 0.25  # the same pixels under another normalisation
     assert np.array_equal(scene_hashes(other, mean=(0.5,) * 3, std=(0.25,) * 3), h)
     with pytest.raises(ValueError):
-        scene_hashes(x[:, :, :31])
+        scene_hashes(x[:, :2])  # not (B, 3, H, W)
+    assert scene_hashes(x[:, :, :16, :16]).shape == (len(x), 2)  # small inputs are upsampled
     assert np.all(popcount(h) == 31)  # balanced: 31 of the 63 AC bits above their median
     assert np.all(h & np.uint64(1) == 0)  # the DC bit is never set
 

@@ -26,8 +26,8 @@ from hilocli.spectrum import (
 )
 
 SETTINGS = SpectrumSettings()
-# the closed-form checks below use the plain FFT (boundary "none", issue 9): the default
-# "smooth" boundary is tested against its own closed forms in tests/test_spectrum_measures.py
+# the closed-form checks below use the plain FFT (boundary "none"): the default Hann-windowed
+# periodogram is tested against its known answers in tests/test_spectrum_measures.py
 PLAIN = SpectrumSettings(boundary="none")
 SIZES = [(14, 14), (7, 7), (16, 10), (9, 15)]  # even, odd, non-square both ways
 
@@ -99,11 +99,11 @@ def test_checkerboard_puts_all_energy_at_the_highest_frequency(n):
     assert spec.per_image["hf_fraction"] == pytest.approx([1.0, 1.0], abs=1e-6)
     assert spec.per_image["centroid"] == pytest.approx([math.sqrt(0.5)] * 2, abs=1e-6)
     assert np.argmax(spec.radial_power) == len(spec.radial_freq) - 1  # the (0.5, 0.5) corner
-    # with 2 x 2 windows the checkerboard IS the window-grid pattern: reported apart, not a finding
+    # with 2 x 2 windows the checkerboard averages to zero in every window: no block structure,
+    # all of it content (the old grid regression called it all artifact)
     spec2 = measure(checkerboard(n, n), window_size=2)
-    assert spec2.per_image["grid_fraction"] == pytest.approx([1.0, 1.0], abs=1e-6)
-    # issue 9: hf_fraction is content only; a map that is all grid has no content: undefined
-    assert np.isnan(spec2.per_image["hf_fraction"]).all()
+    assert spec2.per_image["block_share"] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert spec2.per_image["hf_fraction_deblocked"] == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
 @pytest.mark.parametrize("n", [7, 15])
@@ -119,10 +119,10 @@ def test_checkerboard_odd_size_is_still_mostly_high(n):
 @pytest.mark.parametrize("h,w", SIZES)
 def test_constant_map_has_no_energy_anywhere(h, w):
     spec = measure(torch.full((2, h, w, 3), 3.7), window_size=2)
-    # issue 9: 0/0 is undefined (NaN), no longer 0 ("no high frequency")
-    for key in ("hf_fraction", "grid_fraction", "centroid"):
+    # 0/0 is undefined (NaN), never 0 ("no high frequency"); the profiles average no image
+    for key in ("hf_fraction", "block_share", "hf_fraction_deblocked", "centroid"):
         assert np.isnan(spec.per_image[key]).all(), key
-    assert np.all(spec.radial_power_rel == 0)
+    assert spec.map_images == 0 and np.isnan(spec.radial_power_rel).all()
 
 
 @pytest.mark.parametrize("h,w", SIZES)
@@ -139,7 +139,9 @@ def test_sinusoid_peaks_at_its_frequency(h, w, axis):
             assert peak == pytest.approx(f, abs=1e-6)
         # one radius carries all the power: the centroid is that radius exactly
         assert spec.per_image["centroid"][0] == pytest.approx(f, abs=1e-5)
-        assert spec.per_image["hf_fraction"][0] == pytest.approx(float(f > 0.25), abs=1e-5)
+        on_cutoff = abs(f - 0.25) < 1e-9  # a frequency on the cutoff counts half to each band
+        expect = 0.5 if on_cutoff else float(f > 0.25)
+        assert spec.per_image["hf_fraction"][0] == pytest.approx(expect, abs=1e-5)
 
 
 def test_diagonal_sinusoid_and_hann_keep_the_peak():
@@ -214,11 +216,7 @@ def test_settings_are_validated():
 def test_layer_deltas_are_hifi_minus_lofi_of_the_content_fraction():
     layers, v = synthetic_verdicts(swap=False, images=6)
     deltas, tested = layer_deltas(layers)
-    key = (
-        "hf_fraction_excl_grid"
-        if "hf_fraction_excl_grid" in layers[0].hifi.per_image
-        else ("hf_fraction")
-    )
+    key = "hf_fraction_deblocked"
     expected = layers[0].hifi.per_image[key] - layers[0].lofi.per_image[key]
     np.testing.assert_allclose(deltas[:, 0], expected)
     assert tested == layers and deltas.shape == (6, 1)
@@ -308,18 +306,30 @@ def test_highpass_hifi_is_supported_and_the_swap_contradicted():
 
 
 def test_layer_without_hifi_is_not_comparable():
+    from hilocli.spectrum.stats import not_comparable_line
+
     layers, v = synthetic_verdicts(swap=False, images=2, hifi=False)
     assert layers[0].hifi is None and v is None and not layers[0].comparable
-    line = summary_line(v, weights="w", trained=True)
-    assert "not comparable" in line
+    line = not_comparable_line(layers, "w")
+    assert line == "verdict: not comparable: layer 0 has no Hi-Fi branch (w)"
+
+
+def test_a_nearly_silent_branch_is_not_compared():
+    layers, _ = synthetic_verdicts(swap=False, images=6)
+    assert layers[0].comparable and 0.8 < layers[0].hifi_power_share < 0.95  # high-pass of noise
+    quiet = layers[0].lofi.per_image["nondc_power"]
+    layers[0].lofi.per_image["nondc_power"] = quiet * 1e-4  # Lo-Fi at 1e-4 of its power
+    assert not layers[0].comparable and layers[0].hifi_power_share > 0.99
+    assert "Lo-Fi is nearly silent (0.0" in layers[0].not_comparable
+    assert layer_deltas(layers)[1] == []
 
 
 def test_summary_line_names_random_weights():
     _, v = synthetic_verdicts(swap=False, images=6)
-    line = summary_line(v, weights="random init (seed 0)", trained=False)
+    line = summary_line(v, "random init (seed 0)", False, 6)
     assert "supported" in line and "architecture, not a trained model" in line
-    assert "n = 6" in line and "random init (seed 0)" in line
-    assert "architecture" not in summary_line(v, weights="ckpt", trained=True)
+    assert "n = 6 scenes from 6 images" in line and "random init (seed 0)" in line
+    assert "architecture" not in summary_line(v, "ckpt", True, 6)
 
 
 # -- the real (tiny) model ----------------------------------------------------------------------
@@ -340,18 +350,14 @@ def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
     hifi = cap.records[0].hifi_out  # (3, 4, 5, 32)
     assert layers[0].grid == (4, 5) and layers[0].hifi.channels == 32
     assert layers[1].hifi is None and layers[1].lofi.channels == 128  # plain MSA layer
-    # hf fraction recomputed by hand: mean-removed FFT, channel mean, radius > 0.25; issue 9:
-    # minus the window grid (s = 2 separable on the 4-row axis only): the alias row fy = 1/2
-    # loses its grid bin and one least-squares gain times the base row fy = 0 (fx != 0)
+    # hf fraction recomputed by hand: mean-removed plain FFT, channel mean, radius > 0.25, and
+    # a radius exactly on the cutoff (fy = 1/4, fx = 0 on the 4-row axis) counted half
     centred = hifi - hifi.mean((1, 2), keepdim=True)  # (3, 4, 5, 32)
     f = torch.fft.fft2(centred.permute(0, 3, 1, 2).double())  # (3, 32, 4, 5)
-    base, alias = f[:, :, 0, 1:], f[:, :, 2, 1:]  # (3, 32, 4)
-    beta = (base.conj() * alias).sum(-1) / base.abs().square().sum(-1)  # (3, 32)
-    f[:, :, 2, 1:] -= beta[..., None] * base
-    f[:, :, 2, 0] = 0
     p = f.abs().square().mean(1)  # (3, 4, 5)
     r = torch.sqrt(torch.fft.fftfreq(4)[:, None] ** 2 + torch.fft.fftfreq(5)[None, :] ** 2)
-    expect = (p * (r > 0.25)).sum((1, 2)) / p.sum((1, 2))
+    weight = (r > 0.25 + 1e-9).double() + 0.5 * ((r - 0.25).abs() < 1e-9)
+    expect = (p * weight).sum((1, 2)) / p.sum((1, 2))
     np.testing.assert_allclose(layers[0].hifi.per_image["hf_fraction"], expect.numpy(), atol=1e-5)
 
 
@@ -403,7 +409,9 @@ def fake_result(n_layers: int, control: bool = True):
     from hilocli.checkpoint import Provenance
     from hilocli.output import InputsRecord
     from hilocli.spectrum import SpectrumRequest, SpectrumResult
-    from hilocli.spectrum.stats import ControlResult
+    from hilocli.spectrum.control import ControlResult
+    from hilocli.spectrum.scenes import scenes_from_hashes
+    from hilocli.spectrum.stats import Judged
 
     layers, _ = synthetic_verdicts(swap=False, images=6)
     layers = [
@@ -416,8 +424,8 @@ def fake_result(n_layers: int, control: bool = True):
     ctrl = None
     if control:
         seeds = [Provenance(source="random init", variant="litv2_s", seed=s) for s in (1, 2)]
-        per_seed = np.stack([deltas * 0.5, deltas * 0.7])
-        ctrl = ControlResult(seeds, per_seed, [verdict(d) for d in per_seed], v, "verdict: -")
+        ctrl = ControlResult(seeds, v.estimate, [0.5 * v.estimate, 0.7 * v.estimate], 1 / 3,
+                             "insufficient", 0.05, "random control: -")  # fmt: skip
     return SpectrumResult(
         request=SpectrumRequest(inputs=(Path("x"),)),
         settings=SETTINGS,
@@ -426,10 +434,10 @@ def fake_result(n_layers: int, control: bool = True):
         resolution=224,
         device="cpu",
         layers=layers,
-        tested=[s.layer.index for s in tested],
-        deltas=deltas,
-        verdict=v,
-        verdict_line=summary_line(v, weights.describe(), False),
+        judged=Judged([s.layer.index for s in tested], deltas, deltas, v, None,
+                      summary_line(v, weights.describe(), False, 6)),  # fmt: skip
+        scenes=scenes_from_hashes(np.arange(12, dtype=np.uint64).reshape(6, 2) << np.uint64(20)),
+        blank=np.zeros(6, bool),
         inputs=InputsRecord(analysed=[f"x{i}" for i in range(6)]),
         environment={},
         control=ctrl,

@@ -19,25 +19,53 @@ def brute_signflip_p(x: np.ndarray) -> float:
     return float(np.mean(np.array(sums) >= abs(x.sum()) - 1e-12))
 
 
-@pytest.mark.parametrize("n", [1, 3, 6, 9])
-def test_exact_signflip_p_is_brute_force_enumeration(n):
+def brute_signed_rank_p(x: np.ndarray) -> float:
+    """Two-sided p of W+ by enumerating every sign pattern over the ranks of |x|."""
+    ranks = sps.rankdata(np.abs(x))
+    w = ranks[x > 0].sum()
+    null = np.array([sum(r for r, s in zip(ranks, signs) if s)
+                     for signs in itertools.product((0, 1), repeat=len(x))])  # fmt: skip
+    return float(min(1.0, 2 * min(np.mean(null <= w), np.mean(null >= w))))
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 9, 12])
+def test_signed_rank_p_is_brute_force_enumeration_and_scipy(n):
     x = np.random.default_rng(n).normal(0.05, 0.1, n)
-    flips = exact.sign_flips(n)
-    assert flips.exact and flips.count == 2**n
-    assert exact.signflip_p(x, flips) == pytest.approx(brute_signflip_p(x))
+    hl = exact.hodges_lehmann(x)
+    assert hl.p == pytest.approx(brute_signed_rank_p(x), abs=1e-12)
+    if n >= 3:
+        assert hl.p == pytest.approx(sps.wilcoxon(x, method="exact").pvalue, abs=1e-12)
     same_sign = np.abs(x) + 0.01
-    assert exact.signflip_p(same_sign, flips) == pytest.approx(2 / 2**n)  # the floor
-    assert exact.signflip_p(same_sign, flips, "greater") == pytest.approx(1 / 2**n)
+    assert exact.hodges_lehmann(same_sign).p == pytest.approx(min(1.0, 2 / 2**n))  # the floor
 
 
-def test_monte_carlo_beyond_16_images_is_seeded_and_close():
-    x = np.random.default_rng(1).normal(0.02, 0.1, 20)
+def test_p_and_interval_never_disagree_on_skewed_deltas():
+    """The issue's case: with skewed deltas the old sign-flip p and the Hodges-Lehmann interval
+    disagreed in 6 of 150 data sets. Both now come from one test: p <= alpha exactly when 0 lies
+    outside the interval."""
+    rng = np.random.default_rng(7)
+    disagree = 0
+    for k in range(300):
+        n = 6 + k % 20
+        x = rng.lognormal(0.0, 1.0, n) - rng.uniform(0.5, 2.5)  # skewed, either sign
+        hl = exact.hodges_lehmann(x, 0.05)
+        disagree += (hl.p <= 0.05) != (hl.low > 0 or hl.high < 0)
+    assert disagree == 0
+
+
+def test_type_one_error_of_the_verdict_test_at_most_alpha_under_a_symmetric_null():
+    rng = np.random.default_rng(11)
+    rejected = [exact.hodges_lehmann(rng.standard_t(3, 14)).p <= 0.05 for _ in range(2000)]
+    # exact level at n = 14 is below 0.05; 2000 runs: Monte-Carlo sd 0.005
+    assert np.mean(rejected) <= 0.05 + 0.012
+
+
+def test_monte_carlo_flips_beyond_16_images_are_seeded():
     a, b = exact.sign_flips(20, seed=5), exact.sign_flips(20, seed=5)
     assert not a.exact and a.count == exact.MONTE_CARLO_DRAWS + 1 and np.all(a.signs[0] == 1)
     assert np.array_equal(a.signs, b.signs) and "seed 5" in a.describe()
-    # large-sample reference: the sign-flip null of the sum has variance sum(x^2)
-    z = abs(x.sum()) / math.sqrt((x**2).sum())
-    assert exact.signflip_p(x, a) == pytest.approx(2 * sps.norm.sf(z), abs=0.02)
+    # random signs: about half are -1, every row distinct from the identity but the first
+    assert abs(np.mean(a.signs[1:] < 0) - 0.5) < 0.01
 
 
 def test_wilcoxon_null_matches_scipy():
@@ -102,6 +130,11 @@ def test_westfall_young_never_below_raw_and_exact_for_identical_layers():
     t = np.abs(flips.signs @ mixed) / np.sqrt((mixed**2).sum(0))
     single = [np.mean(t.max(1) >= t[0, k] - 1e-9) for k in range(5)]
     assert np.all(adj <= np.array(single) + 1e-12)
+    # on signed ranks (what the verdict uses per layer) the raw p is the signed-rank test's
+    ranked = exact.signed_ranks(mixed)
+    raw, _ = exact.westfall_young(ranked, flips)
+    for k in range(5):
+        assert raw[k] == pytest.approx(brute_signed_rank_p(mixed[:, k]))
 
 
 def test_verdict_rule_on_planted_deltas():
@@ -117,7 +150,10 @@ def test_verdict_rule_on_planted_deltas():
     neg = verdict(-0.1 - rng.uniform(0.0, 0.05, (6, 2)))
     assert neg.word == "contradicted" and neg.estimate < 0
     tiny = verdict(rng.normal(0.0, 0.005, (12, 3)))  # within +-0.05, enough images
-    assert tiny.word == "equivalent" and tiny.p_equivalence <= 0.05 and tiny.p > 0.05
+    assert tiny.word == "equivalent" and -0.05 < tiny.ci[0] and tiny.ci[1] < 0.05
+    # the issue's case: a consistent +0.01 over 24 scenes excludes 0 but lies inside the margin
+    small = verdict(0.01 + rng.uniform(-0.002, 0.002, (24, 1)))
+    assert small.p <= 0.05 and small.ci[0] > 0 and small.word == "equivalent"
     noise = verdict(rng.normal(0.0, 0.3, (10, 3)))
     assert noise.word == "inconclusive"
     assert verdict(np.array([0.1, 0.2, 0.1, 0.3, 0.2, 0.1])).word == "supported"  # 1-D input
@@ -131,18 +167,22 @@ def test_nan_deltas_are_excluded_and_counted_never_zero():
     assert v.p == pytest.approx(2 / 64)  # 6 images, not 8 (NaN as 0 would keep 8)
     assert v.n_layers_defined == [6, 8]
     # per layer the excluded images contribute nothing: the same p as dropping them
-    assert v.p_layers_raw[0] == pytest.approx(brute_signflip_p(np.full(6, 0.2)))
+    assert v.p_layers_raw[0] == pytest.approx(brute_signed_rank_p(np.full(6, 0.2)))
     all_nan = verdict(np.full((4, 1), np.nan))
     assert all_nan.word == "insufficient" and all_nan.n == 0 and all_nan.n_excluded == 4
 
 
 def test_verdict_line_states_n_estimate_interval_p_and_weights():
     v = verdict(np.linspace(0.1, 0.2, 7))
-    line = summary_line(v, "file w.pth (sha256 abcd)", trained=True)
-    assert "supported" in line and "n = 7" in line and f"{v.estimate:+.3f}" in line
+    line = summary_line(v, "file w.pth (sha256 abcd)", trained=True, n_images=9)
+    assert "supported" in line and "n = 7 scenes from 9 images" in line
+    assert f"{v.estimate:+.3f}" in line and "larger share of its power" in line
     assert "CI [" in line and "p = 0.0156" in line and "w.pth (sha256 abcd)" in line
-    short = summary_line(verdict(np.ones(3)), "random init (seed 0)", trained=False)
+    short = summary_line(verdict(np.ones(3)), "random init (seed 0)", trained=False, n_images=3)
     assert "insufficient" in short and "needs at least 6" in short and "architecture" in short
+    other = verdict(np.linspace(-0.01, 0.01, 7))
+    both = summary_line(v, "w", True, 7, sensitivity=other)
+    assert f"with window blocks left in: {other.estimate:+.3f}, word {other.word}" in both
 
 
 def test_statistics_scale_to_many_images_without_n_squared_memory(monkeypatch):

@@ -30,6 +30,7 @@ class LayerSpectra:
     lofi: BranchSpectrum | None  # None: no Lo-Fi heads (alpha 0)
     control: BranchSpectrum
     transfer: dict[str, Any] | None = None  # settings.transfer: SpectrumCollector.transfer_curves
+    blank: np.ndarray | None = None  # (n_images,) bool: inputs without spatial content, left out
 
     @property
     def hifi_power_share(self) -> float:
@@ -41,6 +42,8 @@ class LayerSpectra:
         lofi = self.lofi.per_image["nondc_power"] * self.lofi.channels
         total = hifi + lofi
         ok = total > 0
+        if self.blank is not None:
+            ok &= ~self.blank
         return float(np.median(hifi[ok] / total[ok])) if ok.any() else math.nan
 
     @property

@@ -36,8 +36,8 @@ def taper(height: int, width: int, boundary: str, device, dtype) -> torch.Tensor
     """(H, W) the estimator's window, scaled so that sum(w^2) = H W (ones for "none")."""
     if boundary == "none":
         return torch.ones(height, width, device=device, dtype=dtype)
-    w = hann_window(height, width, device, torch.float64)
-    return (w * math.sqrt(height * width / float(w.square().sum()))).to(dtype)
+    w = hann_window(height, width, "cpu", torch.float64)  # the scale is read on the host
+    return (w * math.sqrt(height * width / float(w.square().sum()))).to(device, dtype)
 
 
 @lru_cache(maxsize=64)

@@ -471,6 +471,8 @@ def run(
         )
     if done is None:  # a rank other than 0: rank 0 judges, draws and writes
         return None
+    for layer in (s for spectra in done.spectra for s in spectra):
+        layer.blank = done.blank  # the branches' power shares leave flat images out
     scenes = (
         scenes_from_hashes(done.hashes, done.analysed)
         if request.groups is None

@@ -204,6 +204,12 @@ def judge(
 ) -> Judged:
     """Deltas per image (blank images undefined), averaged per scene, judged (module docstring);
     the same on `hf_fraction` as the sensitivity to the window blocks."""
+    if len(blank) and blank.all():
+        line = (
+            f"verdict: undefined: none of the {len(blank)} images has spatial content (flat "
+            f"images are excluded) ({weights.describe()})"
+        )
+        return Judged([], np.zeros((len(blank), 0)), np.zeros((0, 0)), None, None, line)
     deltas, tested = layer_deltas(layers)
     if not tested:
         line = not_comparable_line(layers, weights.describe())
