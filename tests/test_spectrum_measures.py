@@ -295,26 +295,28 @@ def test_white_noise_reference_is_exact_and_matches_noise(boundary, h, w):
 @pytest.mark.parametrize("h,w", [(14, 14), (9, 16)])
 def test_parseval(h, w):
     gen = torch.Generator().manual_seed(5)
-    x = 1.5 * torch.randn(256, h, w, 4, generator=gen, dtype=torch.float64) + 0.7
-    plain = analyse_maps(x, boundary="none")
+    x = 1.5 * torch.randn(128, h, w, 4, generator=gen, dtype=torch.float64) + 0.7
+    plain = analyse_maps(x, boundary="none", cutoffs=ONE)
     variance = x.var((1, 2), unbiased=False).mean(-1)  # (B,) channel-mean spatial variance
     torch.testing.assert_close(plain["nondc_power"], variance, rtol=1e-12, atol=0)
     torch.testing.assert_close(plain["high_power"] + plain["low_power"], 4 * variance)
     # "hann": the band powers are numpy's tapered periodogram summed (exactly) ...
-    r = analyse_maps(x)
+    r = analyse_maps(x, cutoffs=ONE)
     p = np_power(x.numpy(), "hann")  # (B, C, H, W)
     high = (p * np_high_weight(h, w)).sum((1, 2, 3))
     np.testing.assert_allclose(r["high_power"].numpy(), high, rtol=1e-10)
     np.testing.assert_allclose(r["low_power"].numpy(), p.sum((1, 2, 3)) - high, rtol=1e-10)
     low, hi = band_power(x)
     torch.testing.assert_close((low, hi), (r["low_power"], r["high_power"]))
-    # ... and on average the variance: E = sigma^2 tr(M'M) / HW, M = diag(w)(I - 1 w'/sum w)
+    # ... and on average the variance less what the weighted mean takes: E = sigma^2 tr(M'M)/HW,
+    # M = diag(w)(I - 1 w'/sum w) (numpy), = sigma^2 (1 - 119 / (36 H W)) in closed form (Hann at
+    # pixel centres: sum w = n/2, sum w^3 = 5n/16 per axis), against 1 - 1/(H W) without a window
     win = np_window(h, w, "hann").ravel()
     m = win[:, None] * (np.eye(h * w) - np.outer(np.ones(h * w), win) / win.sum())
     expect = 2.25 * np.trace(m.T @ m) / (h * w)
-    assert expect == pytest.approx(2.25, rel=0.02)
+    assert expect == pytest.approx(2.25 * (1 - 119 / 36 / (h * w)), rel=1e-12)
     total = (r["high_power"] + r["low_power"]) / 4
-    assert float(total.mean()) == pytest.approx(expect, rel=0.02)  # 1024 maps: SE ~0.6%
+    assert float(total.mean()) == pytest.approx(expect, rel=0.02)  # 128 maps: SE < 0.5%
 
 
 # -- undefined is NaN ---------------------------------------------------------------------------
@@ -372,7 +374,8 @@ def test_output_device_and_dtype_follow_the_input():
 def test_smooth_boundary_is_a_usage_error(tmp_path):
     from tests.conftest import assert_one_line_error, hilo
 
-    assert_one_line_error(hilo("spectrum", tmp_path, "--boundary", "smooth"), 2, "smooth")
+    res = hilo("spectrum", tmp_path, "--boundary", "smooth")
+    assert_one_line_error(res, 2, "--boundary", "smooth")
 
 
 # -- Park & Kim ---------------------------------------------------------------------------------
