@@ -135,7 +135,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
     assert data["weights"]["source"] == "file" and len(data["weights"]["sha256"]) == 64
     settings = data["settings"]
     assert settings["cutoff"] == 0.25 and settings["resolution"] == 64 and settings["crop"]
-    assert settings["layers"] == [0, 1, 2] and settings["tested_layers"] == [0, 1]
+    assert settings["layers"] == [0, 1, 2] and settings["tested_layers"] == []
     assert settings["batch_size"] == 3
     assert (settings["mode"], settings["control"], settings["seed"], settings["device"]) == (
         "paper",
@@ -148,19 +148,21 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
         0.05,
         [1, 2],
     )
-    assert settings["boundary"] == "smooth"
+    assert settings["boundary"] == "hann"
     assert data["environment"]["torch"]
     results = data["results"]
-    # n = 4 < 6: numbers, no verdict, and the line says why and how many are needed
-    verdict = results["verdict"]
-    assert results["n"] == verdict["n"] == 4 and verdict["n_excluded"] == 0
-    assert verdict["word"] == "insufficient" and verdict["min_images"] == 6
-    line = results["verdict_line"]
-    assert line.startswith("verdict: ") and "litv2_tiny_a.pth" in line and "n = 4" in line
-    assert "needs at least 6" in line and verdict["word"] in res.stderr
-    # the verdict's numbers are those of the per-image branch vectors
+    # the tiny checkpoint's Lo-Fi carries ~0.01% of the layer's power: its share is the shape of
+    # a residue, so no layer is compared and there is no verdict (nor a random control)
     layers = {entry["index"]: entry for entry in results["layers"]}
+    for i in (0, 1):
+        assert "Lo-Fi is nearly silent" in layers[i]["not_comparable"]
+        assert layers[i]["hifi_power_share"] > 0.99
     assert layers[2]["comparable"] is False and layers[2]["branches"]["hifi"] is None
+    assert results["verdict"] is None and results["random_control"] is None
+    line = results["verdict_line"]
+    assert line.startswith("verdict: not comparable: layer 0: Lo-Fi is nearly silent")
+    assert "litv2_tiny_a.pth" in line and line.split("(")[0] in res.stderr.replace("\n", " ")
+    assert results["n_images"] == 4 and results["n_scenes"] == 4
     # per-image values live in per_image.csv (one row per image, weights, layer, branch)
     rows = per_image_csv(out / "per_image.csv")
     assert rows.columns == list(results["per_image"]["columns"])
@@ -178,45 +180,10 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
                 vals = rows.values("model", layer, b, field)
                 assert vals.size == 4
                 assert (med is None and np.isnan(vals).all()) or med == np.median(vals)
-    key = "hf_fraction"
-    deltas = np.array(
-        [
-            rows.values("model", i, "hifi", key) - rows.values("model", i, "lofi", key)
-            for i in (0, 1)
-        ]
-    ).T  # (n, 2)
-    from hilocli.spectrum import verdict as judge
-
-    again = judge(deltas, 0.05, 0.05)
-    assert verdict["p"] == pytest.approx(again.p) and verdict["estimate"] == pytest.approx(
-        again.estimate
-    )
-    # the control: two random inits, seeds differ from the model's, DiD tested the same way
-    control = results["random_control"]
-    assert control["seeds"] == [1, 2]
-    assert [s["weights"]["trained"] for s in control["per_seed"]] == [False, False]
-    did = control["difference_in_differences"]
-
-    def seed_delta(seed: int, layer: int):
-        hifi = rows.values(f"random:{seed}", layer, "hifi", key)
-        return hifi - rows.values(f"random:{seed}", layer, "lofi", key)
-
-    seed_deltas = [np.array([seed_delta(s, i) for i in (0, 1)]).T for s in (1, 2)]
-    expected = deltas - np.mean(seed_deltas, axis=0)
-    assert did["estimate"] == pytest.approx(judge(expected).estimate)
-    # the summary figure plotted exactly those numbers
+    key = "hf_fraction_deblocked"
     plotted = seen["summary"]
-    assert plotted["layers"] == [0, 1] and plotted["n"] == 4 and plotted["word"] == "insufficient"
-    for k in (0, 1):
-        np.testing.assert_allclose(np.sort(plotted["columns"][k]["deltas"]), np.sort(deltas[:, k]))
-    np.testing.assert_allclose(
-        np.sort(plotted["columns"][2]["deltas"]), np.sort(deltas.mean(axis=1))
-    )
-    assert plotted["columns"][2]["estimate"] == pytest.approx(verdict["estimate"])
-    band = plotted["columns"][0]["random_band"]
-    per_seed_means = [np.mean(d[:, 0]) for d in seed_deltas]
-    assert band == pytest.approx([min(per_seed_means), max(per_seed_means)])
-    assert "n = 4" in plotted["title"] and "INSUFFICIENT" in plotted["title"]
+    assert plotted["layers"] == [] and plotted["word"] is None
+    assert "not comparable" in plotted["title"]
     entry = layers[1]
     assert entry["grid"] == [4, 4] and entry["window_size"] == 2
     assert (entry["hifi_heads"], entry["lofi_heads"]) == (1, 1)
@@ -246,21 +213,81 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
     )
 
 
+KNOWN = ("--model-fn", "tests/fixtures/known_answers.py:highpass_lowpass", "--random-init")
+
+
+def test_verdict_control_and_summary_figure_are_the_csv_numbers(tmp_path, monkeypatch):
+    """On a model whose Hi-Fi is a high-pass and Lo-Fi a low-pass (both loud): the verdict's p,
+    estimate and interval are the signed-rank test of the CSV's per-scene deltas, the random
+    control ranks the model's estimate among its seeds' (also from the CSV), and the summary
+    figure plots exactly those numbers."""
+    from hilocli.spectrum import exact, summary
+    from tests.fixtures.known_images import distinct_photos
+
+    seen = {}
+    real = summary.summary_figure
+
+    def spy(result):
+        fig, seen["summary"] = real(result)
+        return fig, seen["summary"]
+
+    monkeypatch.setattr(summary, "summary_figure", spy)
+    distinct_photos(tmp_path / "photos", 7, size=96)
+    out = tmp_path / "o"
+    res = hilo("spectrum", tmp_path / "photos", *KNOWN, "-r", "64", "--out", out,
+               "--control", "random", "--control-seeds", "3", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    results = strict_json(res.stdout)["results"]
+    v, control = results["verdict"], results["random_control"]
+    assert results["n_scenes"] == v["n"] == 7 and v["word"] == "supported"
+    rows = per_image_csv(out / "per_image.csv")
+    key = "hf_fraction_deblocked"
+
+    def delta(weights):
+        return rows.values(weights, 0, "hifi", key) - rows.values(weights, 0, "lofi", key)
+
+    hl = exact.hodges_lehmann(delta("model"))
+    assert v["p"] == pytest.approx(hl.p) and v["estimate"] == pytest.approx(hl.estimate)
+    assert v["ci"] == pytest.approx([hl.low, hl.high]) and v["p"] == pytest.approx(2 / 2**7)
+    seeds = [exact.hodges_lehmann(delta(f"random:{s}")).estimate for s in (1, 2, 3)]
+    assert control["seed_statistics"] == pytest.approx(seeds)
+    beaten = sum(x >= hl.estimate for x in seeds)
+    assert control["p"] == pytest.approx((1 + beaten) / 4)
+    assert control["word"] == "insufficient"  # 3 seeds cannot reach p 0.05 (19 can)
+    sens = results["verdict_sensitivity"]
+    raw = rows.values("model", 0, "hifi", "hf_fraction") - rows.values(
+        "model", 0, "lofi", "hf_fraction"
+    )
+    assert sens["estimate"] == pytest.approx(exact.hodges_lehmann(raw).estimate)
+    plotted = seen["summary"]
+    np.testing.assert_allclose(np.sort(plotted["columns"][0]["deltas"]), np.sort(delta("model")))
+    assert plotted["columns"][-1]["estimate"] == pytest.approx(v["estimate"])
+    assert plotted["columns"][-1]["random_band"] == pytest.approx([min(seeds), max(seeds)])
+    assert "n = 7 scenes from 7 images" in plotted["title"] and "SUPPORTED" in plotted["title"]
+
+
 def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path, blank_figures):
     folder = tmp_path / "imgs"
     (first,) = make_images(folder, count=1)
     shutil.copy(first, folder / "copy.png")
-    res = hilo("spectrum", folder, first, *TINY, "--out", tmp_path / "o", "--depth", "--json")
+    res = hilo("spectrum", folder, first, *KNOWN, "-r", "128", "--out", tmp_path / "o", "--json")
     assert res.returncode == 0, res.stderr
     data = strict_json(res.stdout)
     v = data["results"]["verdict"]
+    assert data["results"]["n"] == 1 and v["n"] == 1 and v["word"] == "insufficient"
+    assert len(data["inputs"]["duplicates"]) == 2 and v["min_images"] == 6
+
+
+def test_depth_curve_on_one_image(tmp_path, blank_figures):
+    (first,) = make_images(tmp_path / "imgs", count=1)
+    res = hilo("spectrum", first, *TINY, "--out", tmp_path / "o", "--depth", "--json")
+    assert res.returncode == 0, res.stderr
+    data = strict_json(res.stdout)
     # --depth: Park & Kim's curve over every block of the tiny model (5 blocks), one image
     depth = data["results"]["depth_curve"]
     assert len(depth["blocks"]) == len(depth["highest"]) == 5
     assert np.array(depth["per_image_highest"]).shape == (1, 5)
     assert data["files"]["depth_figure"].endswith("spectrum_depth.png")
-    assert data["results"]["n"] == 1 and v["n"] == 1 and v["word"] == "insufficient"
-    assert len(data["inputs"]["duplicates"]) == 2 and v["min_images"] == 6
 
 
 def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
@@ -338,7 +365,8 @@ def test_bad_options_are_one_line_before_any_work(tmp_path, monkeypatch):
         (("--resolution", "100000"), "8192"),
         (("--out", a_file), "not a folder"),
         (("--random-init",), "conflict"),
-        (("--hann",), "--boundary"),
+        (("--boundary", "smooth"), "--boundary"),
+        (("--groups", tmp_path / "missing.csv"), "--groups"),
         (("--alpha", "0.7"), "--alpha"),
         (("--control-seeds", "0"), "--control-seeds"),
         (("--compile", "sometimes"), "--compile"),

@@ -281,10 +281,7 @@ def test_random_is_real_hilo_attention():
     assert rec.hifi_attn.shape == (2, 64, 2, 4, 4)
 
 
-VERDICT_CASES = [
-    pytest.param(name, word)
-    for name, word in KNOWN_VERDICTS.items()
-]
+VERDICT_CASES = [pytest.param(name, word) for name, word in KNOWN_VERDICTS.items()]
 
 
 @pytest.mark.parametrize("name,expected", VERDICT_CASES)
@@ -296,10 +293,7 @@ def test_known_verdicts(spectrum, name, expected):
         assert results["verdict"] is None
 
 
-GROUP_CASES = [
-    pytest.param(name, n)
-    for name, n in KNOWN_GROUPS.items()
-]
+GROUP_CASES = [pytest.param(name, n) for name, n in KNOWN_GROUPS.items()]
 
 
 @pytest.mark.parametrize("images,n", GROUP_CASES)

@@ -434,8 +434,14 @@ def fake_result(n_layers: int, control: bool = True):
         resolution=224,
         device="cpu",
         layers=layers,
-        judged=Judged([s.layer.index for s in tested], deltas, deltas, v, None,
-                      summary_line(v, weights.describe(), False, 6)),  # fmt: skip
+        judged=Judged(
+            [s.layer.index for s in tested],
+            deltas,
+            deltas,
+            v,
+            None,
+            summary_line(v, weights.describe(), False, 6),
+        ),  # fmt: skip
         scenes=scenes_from_hashes(np.arange(12, dtype=np.uint64).reshape(6, 2) << np.uint64(20)),
         blank=np.zeros(6, bool),
         inputs=InputsRecord(analysed=[f"x{i}" for i in range(6)]),

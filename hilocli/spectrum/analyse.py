@@ -182,8 +182,16 @@ def analyse_maps(
 @lru_cache(maxsize=64)
 def white_noise_reference(height: int, width: int, boundary: str, cutoff: float) -> float:
     """The hf fraction of white noise's expected power on this grid under the estimator, exactly:
-    the estimator (linear up to the square) applied to each of the H W unit impulses, powers
-    summed (that is E|F(f)|^2 for unit white noise); the ratio of expected powers."""
+    the ratio of expected powers (`expected_noise_power`)."""
+    expected = expected_noise_power(height, width, boundary)
+    high = high_weight(height, width, cutoff, "cpu", torch.float64)
+    return float((expected * high).sum() / expected.sum())
+
+
+@lru_cache(maxsize=16)
+def expected_noise_power(height: int, width: int, boundary: str) -> torch.Tensor:
+    """(H, W) E|F(f)|^2 of unit white noise under the estimator: the estimator (linear up to the
+    square) applied to each of the H W unit impulses, powers summed (cached, read-only)."""
     n = height * width
     eye = torch.eye(n, dtype=torch.float64).reshape(n, height, width)  # (N, H, W) impulses
     expected = torch.zeros(height, width, dtype=torch.float64)
@@ -191,8 +199,7 @@ def white_noise_reference(height: int, width: int, boundary: str, cutoff: float)
         chunk = eye[start : start + 1024].permute(1, 2, 0)[None]  # (1, H, W, k)
         spec = spectra(chunk, None, boundary)
         expected += spec.power[0] * spec.channels  # channel sums
-    high = high_weight(height, width, cutoff, "cpu", torch.float64)
-    return float((expected * high).sum() / expected.sum())
+    return expected
 
 
 def band_power(

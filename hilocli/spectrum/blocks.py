@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from hilocli.spectrum.estimator import high_band, tapered
 
-REFERENCE_DRAWS = 256  # white-noise maps behind block_reference (seed 0)
+REFERENCE_DRAWS = 2048  # white-noise maps behind block_reference (seed 0)
+NO_BLOCKS = 1e-12  # a window-mean map with less than this share of the map's power is none
 
 
 def window_means(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -52,7 +53,10 @@ def block_power(
     high_blocks = high_band(torch.fft.rfft2(xw), H, W, cutoff)  # (B, C, H, W)
     inner = (high * high_blocks).sum((-2, -1))  # (B, C)
     norm = high_blocks.square().sum((-2, -1))  # (B, C)
-    explained = torch.where(norm > 0, inner.square() / torch.where(norm > 0, norm, 1.0), 0.0)
+    # window means that are zero up to rounding are no block structure (a fit on rounding noise
+    # could explain anything): compared with the map's own power
+    some = norm > NO_BLOCKS * raw.square().sum((-2, -1)).clamp_min(torch.finfo(raw.dtype).tiny)
+    explained = torch.where(some, inner.square() / torch.where(some, norm, 1.0), 0.0)
     return explained.sum(1) / (H * W)  # Parseval: power per token
 
 

@@ -29,11 +29,8 @@ def per_image_rows(result: Any, weights_name: str = "model") -> Iterator[tuple[A
     """Rows in COLUMNS order for a SpectrumResult: image-major, then weights, layer, branch.
     `weights_name`: the `weights` cell of the model under test (hilo compare: its label)."""
     models = [(weights_name, result.layers)]
-    if result.control is not None:
-        models += [
-            (f"random:{w.seed}", layers)
-            for w, layers in zip(result.control.weights, result.control_layers, strict=True)
-        ]
+    seeds = result.request.seeds_of_control()
+    models += [(f"random:{s}", layers) for s, layers in zip(seeds, result.control_layers)]
     for i, path in enumerate(result.inputs.analysed):
         digest = result.sha256.get(path)
         for weights, layers in models:

@@ -111,6 +111,10 @@ class SpectrumRequest:
         self.weights.validate()
         return self
 
+    def seeds_of_control(self) -> list[int]:
+        """The random inits' seeds (none without --control random)."""
+        return control_seeds(self.seed, self.control_seeds) if self.control == "random" else []
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "resolution": self.resolution,
@@ -119,9 +123,7 @@ class SpectrumRequest:
             "limit": self.limit,
             "mode": self.mode,
             "control": self.control,
-            "control_seeds": control_seeds(self.seed, self.control_seeds)
-            if self.control == "random"
-            else [],
+            "control_seeds": self.seeds_of_control(),
             "seed": self.seed,
             "boundary": self.boundary,
             "groups": None if self.groups is None else str(self.groups),
@@ -449,8 +451,7 @@ def run(
         layers = choose_layers(loaded.model, request.layers)
         twins = []
         if request.control == "random":
-            seeds = control_seeds(request.seed, request.control_seeds)
-            twins = [random_twin(loaded, s, device) for s in seeds]
+            twins = [random_twin(loaded, s, device) for s in request.seeds_of_control()]
             for twin in twins:
                 compile_as(twin.model, compile_decision)
         # torch.compile compiles at the first forward: its failures as one HiloError line
