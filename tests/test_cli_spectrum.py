@@ -121,11 +121,11 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
         "paper_figure": str(out / "spectrum_paper.png"),
     }
     # figures built, not rasterised here (real PNGs: tests/test_scale.py's torchrun run)
-    assert (out / "spectrum_paper.png").exists() and (out / "manifest.json").exists()
+    assert (out / "spectrum_paper.png").exists() and (out / "spectrum.manifest.json").exists()
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json",
         "per_image.csv",
         "spectrum.json",
+        "spectrum.manifest.json",
         "spectrum.png",
         "spectrum_paper.png",
         "spectrum_summary.png",

@@ -127,7 +127,7 @@ def test_rows_equal_spectrum_alone(setup):
         assert row["estimate"] == v["estimate"] and row["p"] == v["p"]
         assert row["ci"] == v["ci"] == pytest.approx(rv["ci"], rel=1e-12)
         assert all(np.isfinite(row["ci"]))
-        rows_csv = per_image_csv(setup["out"] / "per_image.csv")
+        rows_csv = per_image_csv(setup["out"] / "compare_per_image.csv")
         got = np.array(
             [
                 rows_csv.values(row["label"], i, "hifi", "hf_fraction")
@@ -164,8 +164,8 @@ def test_record_names_weights_and_is_strict(setup):
     assert set(data) == set(RECORD_KEYS) and data["command"] == "compare"
     assert data == strict_json((out / "compare.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == [
-        "compare.json", "compare.png", "manifest.json", "per_image.csv", "spectrum_1.json",
-        "spectrum_2.json",
+        "compare.json", "compare.manifest.json", "compare.png", "compare_per_image.csv",
+        "compare_spectrum_1.json", "compare_spectrum_2.json",
     ]  # fmt: skip
     sets = data["weights"]["sets"]
     assert data["weights"]["count"] == 2

@@ -210,6 +210,7 @@ def spectrum(
     Hi-Fi holds more high-frequency energy than Lo-Fi (paired over images)."""
 
     from hilocli.errors import UsageError
+    from hilocli.outfolder import output_lock
     from hilocli.output import check_out_dir, emit_json
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.spectrum.render import report, write_outputs
@@ -245,11 +246,12 @@ def spectrum(
     ).validate()
     check_out_dir(out)
     con = console()
-    with progress_bar(con, "spectrum", "images") as progress:
-        result = run(request, progress)
-    if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
-        return
-    record = write_outputs(result, out, fmt.value)
+    with output_lock(out, "spectrum"):  # one run at a time in `out`, refused before any work
+        with progress_bar(con, "spectrum", "images") as progress:
+            result = run(request, progress)
+        if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
+            return
+        record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:
         emit_json(record)
