@@ -97,7 +97,9 @@ def to_jsonable(obj: Any, undefined: list[str] | None = None, path: str = "$") -
     if isinstance(obj, Path):
         return escaped_text(str(obj))
     if isinstance(obj, dict):
-        return {escaped_text(str(k)): to_jsonable(v, undefined, f"{path}.{k}") for k, v in obj.items()}
+        return {
+            escaped_text(str(k)): to_jsonable(v, undefined, f"{path}.{k}") for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v, undefined, f"{path}[{i}]") for i, v in enumerate(obj)]
     if hasattr(obj, "to_dict"):
@@ -150,13 +152,18 @@ class InputsRecord:
     analysed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     duplicates: list[dict[str, str]] = field(default_factory=list)  # {"path", "same_as"}
+    transparent: list[str] = field(default_factory=list)  # analysed images composited on white
 
     def to_dict(self) -> dict[str, Any]:
+        from hilocli.image_decode import ALPHA_BACKGROUND
+
         return {
             "n": len(self.analysed),
             "analysed": self.analysed,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
+            "transparent": self.transparent,
+            "transparent_background": list(ALPHA_BACKGROUND),
         }
 
 
@@ -369,7 +376,7 @@ class OutputSet:
                     "bytes": (self._staging / n).stat().st_size,
                 }
                 for n in self._names
-            }
+            },
         }
         (self._staging / self.manifest).write_text(dumps(manifest))
         with _signals_held():

@@ -48,6 +48,7 @@ class WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
         from hilocli.models import VARIANTS
 
+        check_seed(self.seed)
         if self.mean is not None or self.std is not None:
             if self.model_fn is None and self.hub is None:
                 raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")
@@ -109,6 +110,15 @@ class WeightsRequest:
         return loaded
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed, numpy and every int64 take 0..MAX_SEED
+
+
+def check_seed(seed: int, what: str = "--seed") -> None:
+    """UsageError unless 0 <= seed <= MAX_SEED."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{what} must lie in 0..{MAX_SEED} (2**63 - 1), got {seed}")
+
+
 def check_finite_weights(model, source: str = "the model") -> None:
     """HiloError naming the first parameter or buffer with a NaN or infinite value."""
     import torch
@@ -166,7 +176,8 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
         if not -num_layers <= idx < num_layers:
             raise UsageError(
                 f"--layer {idx} is out of range: this model has {num_layers} "
-                f"attention layers, indices 0..{num_layers - 1} (see `hilo info`)"
+                f"attention layers, indices 0..{num_layers - 1}, or -{num_layers}..-1 from the "
+                "end (see `hilo info`)"
             )
         out.append(idx % num_layers)
     if not out:

@@ -124,7 +124,11 @@ def test_sigint_during_the_moves_is_held_until_the_set_is_complete(tmp_path, mon
         with OutputSet(tmp_path, "demo") as files:
             files.json("a.json", {"v": 1})
             files.json("b.json", {"v": 2})
-    assert sent and {p.name for p in tmp_path.iterdir()} == {"a.json", "b.json", "demo.manifest.json"}
+    assert sent and {p.name for p in tmp_path.iterdir()} == {
+        "a.json",
+        "b.json",
+        "demo.manifest.json",
+    }
 
 
 def test_sigterm_while_staging_leaves_nothing(tmp_path):

@@ -64,8 +64,9 @@ LayerOpt = Annotated[
     typer.Option(
         "--layer",
         "-l",
-        help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: "
-        "every layer with both a Hi-Fi and a Lo-Fi branch.",
+        help="HiLo layer index (see `hilo info`), comma list, or 'all'; negative indices count "
+        "from the end as in Python (-1: the last HiLo layer). Default: every layer with both "
+        "a Hi-Fi and a Lo-Fi branch.",
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]

@@ -100,6 +100,10 @@ class SpectrumRequest:
             raise UsageError(f"--margin must lie in [0, 1), got {self.margin}")
         if not 1 <= self.control_seeds <= 100:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
+        if self.control == "random":  # seeds --seed+1 .. --seed+N must be seeds too
+            from hilocli.weights import check_seed
+
+            check_seed(self.seed + self.control_seeds, "--seed plus --control-seeds")
         self.settings()  # --cutoff and --boundary: SpectrumSettings' own checks, one wording
         check_dtype(self.dtype, self.device)
         check_compile(self.compile)
@@ -352,11 +356,27 @@ def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit:
     from hilocli.distributed import from_main
     from hilocli.images import collect_inputs
 
-    found = from_main(where, lambda: collect_inputs(inputs, exclude=(out,) if out else ()))
+    found = from_main(where, lambda: collect_inputs(inputs, (out,) if out else (), limit))
     paths = found.files[:limit]
     if not paths:
         raise HiloError("no image files found in " + ", ".join(map(str, inputs)))
     return found, paths
+
+
+def fit_inputs(found, paths, resolution: int, crop: bool, loaded, device):
+    """(paths the model can take, [(path, reason)] for the others), from the headers alone: no
+    image is decoded that the model cannot take (`hilocli.inputs.fit_to_model`)."""
+    from hilocli.images import resolve_preprocess
+    from hilocli.inputs import InputSet, fit_to_model
+
+    cfg = getattr(loaded.model, "cfg", None)
+    mode = resolve_preprocess(crop, None, None if cfg else loaded.preprocess).mode
+    smallest = loaded.model.min_input_size() if cfg else 1
+    refused = InputSet(sizes=found.sizes)
+    kept = fit_to_model(refused, list(paths), resolution, mode, cfg, smallest, device)
+    if not kept:
+        raise HiloError(f"no input fits the model: {refused.skipped[0][1]}")
+    return kept, refused.skipped
 
 
 def run(
@@ -372,7 +392,7 @@ def run(
     request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
     hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
-    from hilocli.distributed import agree, placement, process_group, rank_device
+    from hilocli.distributed import agree, from_main, placement, process_group, rank_device
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import (
         compile_as,
@@ -406,6 +426,9 @@ def run(
         cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
         resolution = request.resolution or (cfg.img_size if cfg else 224)
         check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
+        paths, too_big = from_main(  # rank 0's headers and memory decide for every rank
+            where, lambda: fit_inputs(found, paths, resolution, request.crop, loaded, device)
+        )
         layers = choose_layers(loaded.model, request.layers)
         twins = []
         if request.control == "random":
@@ -437,8 +460,11 @@ def run(
         control = judge_control(judged[1], done.spectra[1:], twins, request, loaded.provenance)
     inputs = InputsRecord(
         analysed=done.analysed,
-        skipped=[{"path": str(p), "reason": r} for p, r in [*found.skipped, *done.skipped]],
+        skipped=[
+            {"path": str(p), "reason": r} for p, r in [*found.skipped, *too_big, *done.skipped]
+        ],
         duplicates=[{"path": str(p), "same_as": str(q)} for p, q in found.duplicates],
+        transparent=[str(p) for p in found.transparent if str(p) in done.analysed],
     )
     return SpectrumResult(
         request=request,
