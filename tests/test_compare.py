@@ -145,18 +145,18 @@ def test_each_set_of_weights_is_loaded_once(setup):
     """The spectrum and the attention distance of a set share one loaded model."""
     assert setup["loads"] == [str(TINY_CKPT), str(setup["other"])]
     for k in (1, 2):  # eager (the distance pass reuses the model), and recorded so
-        record = strict_json((setup["out"] / f"spectrum_{k}.json").read_text())
+        record = strict_json((setup["out"] / f"compare_spectrum_{k}.json").read_text())
         assert record["settings"]["compile"]["used"] is False
 
 
 def test_per_checkpoint_spectrum_files_are_spectrum_records(setup):
     out, data = setup["out"], setup["data"]
     for k, ref in enumerate(setup["spectra"], 1):
-        rec = strict_json((out / f"spectrum_{k}.json").read_text())
+        rec = strict_json((out / f"compare_spectrum_{k}.json").read_text())
         assert rec["command"] == "spectrum" and set(rec) == set(RECORD_KEYS)
         assert rec["results"] == ref["results"]
         assert rec["weights"] == ref["weights"]
-        assert data["files"][f"spectrum_{k}"] == str(out / f"spectrum_{k}.json")
+        assert data["files"][f"spectrum_{k}"] == str(out / f"compare_spectrum_{k}.json")
 
 
 def test_record_names_weights_and_is_strict(setup):

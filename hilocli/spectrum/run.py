@@ -359,7 +359,8 @@ def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit:
     found = from_main(where, lambda: collect_inputs(inputs, (out,) if out else (), limit))
     paths = found.files[:limit]
     if not paths:
-        raise HiloError("no image files found in " + ", ".join(map(str, inputs)))
+        first = f" (first skipped: {found.skipped[0][1]})" if found.skipped else ""
+        raise HiloError("no image files found in " + ", ".join(map(str, inputs)) + first)
     return found, paths
 
 
