@@ -146,7 +146,8 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
 
     A terminal gets a transient bar with the rate and the time left; anything else (a batch job's
     log file, a pipe) gets a plain line every HILO_PROGRESS_EVERY seconds (default 30) and always
-    a final one when the work is done, so every run leaves a trace without flooding logs."""
+    a final one when the work is done (the block ends without an exception), so every run leaves a
+    trace without flooding logs."""
     import time
 
     from rich.progress import (
@@ -159,16 +160,17 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
 
     if not con.is_terminal:
         every, start = _progress_every(), time.monotonic()
-        last = [start, False]  # time of the last line, whether the final one was printed
+        last = [start, None]  # time of the last line, the last (done, total) reported
 
         def plain(done: int, total: int) -> None:
-            now = time.monotonic()
-            final = done >= total and not last[1]
-            if final or (now - last[0] >= every and done < total):
+            now, last[1] = time.monotonic(), (done, total)
+            if now - last[0] >= every and done < total:
                 say(con, progress_line(label, unit, done, total, now - start))
-                last[0], last[1] = now, last[1] or final
+                last[0] = now
 
-        yield plain
+        yield plain  # an exception passes through: no final line for work that failed
+        if last[1] is not None:
+            say(con, progress_line(label, unit, *last[1], time.monotonic() - start))
         return
     with Progress(
         TextColumn(f"[bold]{label}[/] {unit}"),
