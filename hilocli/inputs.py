@@ -226,3 +226,18 @@ def fit_to_model(
             continue
         kept.append(p)
     return kept
+
+
+def fit_inputs(found, paths, resolution: int, crop: bool, loaded, device):
+    """(paths the model can take, [(path, reason)] for the others), from the headers alone: no
+    image is decoded that the model cannot take (`fit_to_model`)."""
+    from hilocli.images import resolve_preprocess
+
+    cfg = getattr(loaded.model, "cfg", None)
+    mode = resolve_preprocess(crop, None, None if cfg else loaded.preprocess).mode
+    smallest = loaded.model.min_input_size() if cfg else 1
+    refused = InputSet(sizes=found.sizes)
+    kept = fit_to_model(refused, list(paths), resolution, mode, cfg, smallest, device)
+    if not kept:
+        raise HiloError(f"no input fits the model: {refused.skipped[0][1]}")
+    return kept, refused.skipped

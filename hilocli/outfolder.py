@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hilocli.errors import HiloError
+from hilocli.errors import HiloError, UsageError
 
 try:  # POSIX; elsewhere runs are not locked against each other
     import fcntl
@@ -36,6 +38,59 @@ LOCK_NAME = ".hilo.lock"
 STAGING_PREFIX = ".hilo-staging-"
 MANIFEST_SUFFIX = ".manifest.json"
 _HELD: dict[Path, list] = {}  # resolved folder -> [lock fd, nesting depth] held by this process
+
+
+def check_out_dir(out: Path) -> Path:
+    """Validate `--out` before any work: a folder that exists or can be created, writable.
+
+    Creates nothing; UsageError with the reason otherwise."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    probe = out
+    while not probe.exists():
+        parent = probe.parent
+        if parent == probe:
+            break
+        probe = parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out} cannot be created: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not writable (no write permission on {probe})")
+    return out
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while a few renames run; the first one arrived is acted on after.
+
+    Python-level handlers are swapped (signal masks would not do: a process-directed signal may
+    be delivered to another thread). Outside the main thread nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    pending: list[int] = []
+    old = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            signum, handler = pending[0], old[pending[0]]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def manifest_name(command: str) -> str:

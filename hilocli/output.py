@@ -23,10 +23,8 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from hilocli.errors import UsageError
 from hilocli.outfolder import (
     MANIFEST_SUFFIX,
     STAGING_PREFIX,
@@ -42,7 +39,10 @@ from hilocli.outfolder import (
     manifest_name,
     output_lock,
     remove_stale,
+    signals_held,
+    umask,
 )
+from hilocli.outfolder import check_out_dir as check_out_dir  # re-exported
 
 RECORD_KEYS = (
     "command",
@@ -205,65 +205,12 @@ class RunRecord:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_out_dir(out: Path) -> Path:
-    """Validate `--out` before any work: a folder that exists or can be created, writable.
-
-    Creates nothing; UsageError with the reason otherwise."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        parent = probe.parent
-        if parent == probe:
-            break
-        probe = parent
-    if not probe.is_dir():
-        raise UsageError(f"--out {out} cannot be created: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable (no write permission on {probe})")
-    return out
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM while a few renames run; the first one arrived is acted on after.
-
-    Python-level handlers are swapped (signal masks would not do: a process-directed signal may
-    be delivered to another thread). Outside the main thread nothing is deferred."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    pending: list[int] = []
-    old = {s: signal.getsignal(s) for s in sigs}
-    for s in sigs:
-        signal.signal(s, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if pending:
-            signum, handler = pending[0], old[pending[0]]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
 
 
 class OutputSet:
@@ -367,7 +314,7 @@ class OutputSet:
         of the command's previous set that this one does not have; signals held off."""
         assert self._staging is not None
         check_names(self.out, self.command, self._names)
-        mode = 0o666 & ~_umask()
+        mode = 0o666 & ~umask()
         manifest = {
             "command": self.command,
             "files": {
@@ -379,7 +326,7 @@ class OutputSet:
             },
         }
         (self._staging / self.manifest).write_text(dumps(manifest))
-        with _signals_held():
+        with signals_held():
             for n in self._names:
                 os.chmod(self._staging / n, mode)
                 os.replace(self._staging / n, self.out / n)

@@ -364,22 +364,6 @@ def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit:
     return found, paths
 
 
-def fit_inputs(found, paths, resolution: int, crop: bool, loaded, device):
-    """(paths the model can take, [(path, reason)] for the others), from the headers alone: no
-    image is decoded that the model cannot take (`hilocli.inputs.fit_to_model`)."""
-    from hilocli.images import resolve_preprocess
-    from hilocli.inputs import InputSet, fit_to_model
-
-    cfg = getattr(loaded.model, "cfg", None)
-    mode = resolve_preprocess(crop, None, None if cfg else loaded.preprocess).mode
-    smallest = loaded.model.min_input_size() if cfg else 1
-    refused = InputSet(sizes=found.sizes)
-    kept = fit_to_model(refused, list(paths), resolution, mode, cfg, smallest, device)
-    if not kept:
-        raise HiloError(f"no input fits the model: {refused.skipped[0][1]}")
-    return kept, refused.skipped
-
-
 def run(
     request: SpectrumRequest,
     progress: Progress | None = None,
@@ -394,6 +378,7 @@ def run(
     hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
     from hilocli.distributed import agree, from_main, placement, process_group, rank_device
+    from hilocli.inputs import fit_inputs
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import (
         compile_as,
