@@ -5,8 +5,8 @@
 - In a folder (recursively, sorted; hidden files and folders skipped silently): FIFOs, sockets
   and devices, broken symbolic links, symbolic link loops, unreadable folders and symbolic links
   to folders (not followed) are listed in `skipped` with the reason; nothing of theirs is opened.
-- The output folder (`--out`) may be an input folder: only the files hilo wrote there (listed in
-  its `<command>.manifest.json` files) are left out.
+- The files hilo wrote (listed in a `<command>.manifest.json` beside them) are never inputs,
+  wherever they are: so the output folder (`--out`) may be the image folder.
 - Each file counts once (by resolved path, then by content SHA-256); its header is read (size,
   transparency) without decoding pixels, and files PIL cannot read are skipped: so `limit` counts
   images, not READMEs.
@@ -103,17 +103,19 @@ def _file_sha256(path: Path) -> str | None:
         return None
 
 
-def _listed(paths: list[Path], exclude: tuple[Path, ...], found: InputSet) -> list[Path]:
-    """Regular files of `paths` in order, folders walked; hilo's own outputs in `exclude`
-    folders left out (counted in one `skipped` line per folder)."""
+def _listed(paths: list[Path], found: InputSet) -> list[Path]:
+    """Regular files of `paths` in order, folders walked; the files hilo wrote (listed in a
+    manifest beside them, `hilocli.outfolder`) left out, counted in one `skipped` line a folder."""
     from hilocli.outfolder import own_outputs
 
-    own = {e.resolve(): own_outputs(e) for e in map(Path, exclude) if e.is_dir()}
+    own: dict[Path, set[str]] = {}
     left_out: dict[Path, int] = {}
 
     def ours(p: Path) -> bool:
-        folder = p.parent.resolve()
-        if p.name in own.get(folder, ()):
+        folder = p.parent.absolute()
+        if folder not in own:
+            own[folder] = own_outputs(folder)
+        if p.name in own[folder]:
             left_out[folder] = left_out.get(folder, 0) + 1
             return True
         return False
@@ -138,7 +140,6 @@ def _listed(paths: list[Path], exclude: tuple[Path, ...], found: InputSet) -> li
 
 def collect_inputs(
     paths: list[Path],
-    exclude: tuple[Path, ...] = (),
     limit: int | None = None,
     *,
     probe: bool = True,
@@ -147,13 +148,13 @@ def collect_inputs(
     """The distinct images of `paths` (see the module docstring), at most `limit` of them.
 
     A later path to the same file (resolved) or with byte-identical content (SHA-256) is listed in
-    `duplicates` with the first. `exclude`: output folders whose hilo files are not read."""
+    `duplicates` with the first."""
     from hilocli.image_decode import probe_image
 
     found = InputSet()
     by_path: dict[Path, Path] = {}
     by_content: dict[str, Path] = {}
-    for p in _listed(paths, exclude, found):
+    for p in _listed(paths, found):
         if limit is not None and len(found.files) >= limit:
             break
         first = by_path.get(p.resolve()) if dedupe else None

@@ -98,6 +98,8 @@ def test_limit_counts_images_and_out_may_be_the_image_folder(tmp_path, blank_fig
     ]
     reasons = [s["reason"] for s in again["inputs"]["skipped"]]
     assert "5 file(s) hilo wrote here are not read as inputs" in reasons
+    elsewhere = _run(folder, "--out", tmp_path / "o")  # hilo's files are never inputs, anywhere
+    assert elsewhere["inputs"]["analysed"] == again["inputs"]["analysed"]
 
 
 def test_an_input_the_model_cannot_take_is_refused_before_decoding(tmp_path, blank_figures):

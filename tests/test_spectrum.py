@@ -387,9 +387,7 @@ def test_collect_inputs_counts_each_file_once_and_never_reads_hilo_outputs(tmp_p
     with OutputSet(out, "demo") as files:  # hilo's own files: listed in demo.manifest.json
         files.text("spectrum.png", "four")
     png(out / "mine.png", 4)  # the user's image in the --out folder: read
-    found = collect_inputs(
-        [tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"], exclude=(out,)
-    )
+    found = collect_inputs([tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"])
     assert found.files == [tmp_path / "a.png", tmp_path / "b" / "d.png", out / "mine.png"]
     assert found.duplicates == [
         (tmp_path / "b" / "c.png", tmp_path / "a.png"),

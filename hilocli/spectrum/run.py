@@ -42,7 +42,7 @@ class SpectrumRequest:
     batch_size: int = 16
     device: str = "auto"
     limit: int | None = None  # at most this many distinct files (after sorting)
-    out: Path | None = None  # never read inputs from here
+    out: Path | None = None  # where the files go (hilo's own files are never read as inputs)
     mode: str = "stats"  # "stats" | "paper" (also the authors' 8-channel figure)
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
     control_seeds: int = 5  # random inits in the control, seeds seed+1 .. seed+N
@@ -349,14 +349,14 @@ def measure(
     return Measured([col.finish() for col in cols], analysed, skipped, shown, depth)
 
 
-def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit: int | None):
+def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
     """(InputSet, files to analyse) of a run's inputs: listed and hashed on rank 0 alone and
     handed to every rank (`hilo spectrum`, `hilo compare`); none at all is a HiloError on every
-    rank together. `out` (the run's --out) is never read."""
+    rank together. The files hilo wrote (its own outputs, here or earlier) are never read."""
     from hilocli.distributed import from_main
     from hilocli.images import collect_inputs
 
-    found = from_main(where, lambda: collect_inputs(inputs, (out,) if out else (), limit))
+    found = from_main(where, lambda: collect_inputs(inputs, limit))
     paths = found.files[:limit]
     if not paths:
         first = f" (first skipped: {found.skipped[0][1]})" if found.skipped else ""
@@ -400,7 +400,7 @@ def run(
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     with process_group(where, device):
         if found is None:
-            found, paths = listed_inputs(where, request.inputs, request.out, request.limit)
+            found, paths = listed_inputs(where, request.inputs, request.limit)
         else:
             paths = found.files[: request.limit]
         if loaded is None:
