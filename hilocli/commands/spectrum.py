@@ -81,7 +81,11 @@ WorkersOpt = Annotated[
 ]
 LimitOpt = Annotated[
     Optional[int],
-    typer.Option("--limit", help="Use at most this many distinct images (after sorting)."),
+    typer.Option(
+        "--limit",
+        help="Use at most this many distinct images (after sorting; files that are not images "
+        "take no slot).",
+    ),
 ]
 ModeOpt = Annotated[
     SpectrumMode,
