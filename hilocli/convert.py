@@ -33,6 +33,9 @@ class ConvertRequest:
             raise UsageError(f"{self.source}: no such file")
         if self.source.is_dir():
             raise UsageError(f"{self.source} is a folder, not a file")
+        from hilocli.inputs import refuse_special
+
+        refuse_special(self.source, str(self.source))
         if self.dest.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"{self.dest}: the output must end in .pth or .safetensors (it picks the format)"

@@ -59,6 +59,14 @@ def _stat(path: Path) -> tuple[os.stat_result | None, str]:
         return None, f"cannot read ({exc.strerror})"
 
 
+def refuse_special(path: Path, what: str) -> None:
+    """UsageError when `path` is a FIFO, socket or device (never opened: reading one can block for
+    ever); `what` names it ('--checkpoint x.pth'). Missing paths are the caller's to report."""
+    st, _ = _stat(Path(path))
+    if st is not None and not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{what} is {_kind(st.st_mode)}, not a file; it is not opened")
+
+
 def find_images(paths: list[Path]) -> list[Path]:
     """Files as given; folders walked as `collect_inputs` does (regular files only), without
     de-duplication or headers: every file found, images or not. A missing path is a HiloError."""

@@ -46,9 +46,12 @@ class WeightsRequest:
 
     def validate(self) -> WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
+        from hilocli.inputs import refuse_special
         from hilocli.models import VARIANTS
 
         check_seed(self.seed)
+        if self.checkpoint is not None:  # a FIFO or device: never opened, also for --model-fn
+            refuse_special(Path(self.checkpoint), f"--checkpoint {self.checkpoint}")
         if self.mean is not None or self.std is not None:
             if self.model_fn is None and self.hub is None:
                 raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")

@@ -52,6 +52,18 @@ def test_special_files_are_refused_as_arguments_and_skipped_in_folders(tmp_path,
     }
 
 
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_a_fifo_as_checkpoint_is_refused_never_opened(tmp_path, command):
+    os.mkfifo(tmp_path / "w.pth")
+    args = (
+        ["-c", tmp_path / "w.pth"]
+        if command == "info"
+        else [tmp_path / "w.pth", tmp_path / "o.pth"]
+    )
+    res = hilo(command, *args)
+    assert_one_line_error(res, 2, "w.pth is a FIFO (named pipe), not a file; it is not opened")
+
+
 def test_an_unreadable_folder_is_listed_as_skipped(tmp_path, monkeypatch):
     from hilocli.inputs import collect_inputs
 
