@@ -36,6 +36,7 @@ from hilocli.commands._options import (
     WindowOpt,
     weights_request,
 )
+from hilocli.outfolder import output_lock  # light: no torch
 from hilocli.runtime import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
 
 
@@ -215,7 +216,6 @@ def spectrum(
     Hi-Fi holds more high-frequency energy than Lo-Fi (paired over images)."""
 
     from hilocli.errors import UsageError
-    from hilocli.outfolder import output_lock
     from hilocli.output import check_out_dir, emit_json
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.spectrum.render import report, write_outputs

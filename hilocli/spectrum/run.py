@@ -100,14 +100,14 @@ class SpectrumRequest:
             raise UsageError(f"--margin must lie in [0, 1), got {self.margin}")
         if not 1 <= self.control_seeds <= 100:
             raise UsageError(f"--control-seeds must lie in 1..100, got {self.control_seeds}")
-        if self.control == "random":  # seeds --seed+1 .. --seed+N must be seeds too
-            from hilocli.weights import check_seed
-
-            check_seed(self.seed + self.control_seeds, "--seed plus --control-seeds")
         self.settings()  # --cutoff and --boundary: SpectrumSettings' own checks, one wording
         check_dtype(self.dtype, self.device)
         check_compile(self.compile)
         self.weights.validate()
+        if self.control == "random":  # seeds --seed+1 .. --seed+N must be seeds too
+            from hilocli.weights import check_seed
+
+            check_seed(self.seed + self.control_seeds, "--seed plus --control-seeds")
         return self
 
     def to_dict(self) -> dict[str, Any]:
