@@ -11,11 +11,6 @@ line in hilo's words (`hilocli.checkpoint_files`).
 
 from __future__ import annotations
 
-import http.client
-import os
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +29,10 @@ from hilocli.checkpoint_files import (
 from hilocli.errors import HiloError, UsageError
 from hilocli.models.config import Preprocess
 from hilocli.output import sha256_file
+from hilocli.release import RELEASE_URL_ENV as RELEASE_URL_ENV  # re-exported
+from hilocli.release import ReleaseOrigin, fetch_released
+from hilocli.release import release_url as release_url
 
-RELEASE_URL_ENV = "HILO_RELEASE_URL"  # replaces the release base URL (mirrors, tests)
 DEFAULT_MODEL = "litv2_s"
 
 
@@ -52,19 +49,35 @@ class Provenance:
     format: str | None = None  # "torch zip" | "torch legacy" | "safetensors"
     layout: str | None = None  # key names of another library, mapped: "openmixup" | "birder"
     inferred: tuple = field(default=())  # InferredField, for settings the file did not state
+    release: ReleaseOrigin | None = None  # source "pretrained": where the cached file came from
 
     @property
     def trained(self) -> bool:
         return self.source != "random init"
 
+    @property
+    def trust(self) -> str | None:
+        """Released weights: the SHA-256 against the one recorded at their first download."""
+        return None if self.release is None else self.release.check(str(self.sha256))
+
     def describe(self) -> str:
         if not self.trained:
             return f"random init ({self.variant or 'custom'} architecture, seed {self.seed})"
-        what = f"{self.variant} released weights" if self.source == "pretrained" else "checkpoint"
-        return f"{what} {self.path} (sha256 {self.sha256})"
+        if self.source != "pretrained":
+            return f"checkpoint {self.path} (sha256 {self.sha256})"
+        origin = self.release.origin if self.release else "unknown"
+        if origin == "the authors' release":
+            what = f"{self.variant}: the authors' release ({self.release.url})"
+        elif origin == "mirror":
+            what = f"{self.variant} weights from mirror URL {self.release.url}"
+        else:
+            what = f"{self.variant} weights of unknown origin (no download record)"
+        return f"{what}, file {self.path} (sha256 {self.sha256}; {self.trust})"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "inferred"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("inferred", "release")}
+        if self.release is not None:
+            d["release"] = {**self.release.to_dict(), "trust": self.trust}
         return {
             **d,
             "inferred": {f.name: f.to_dict() for f in self.inferred},
@@ -158,82 +171,6 @@ def _read_safetensors(path: Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def release_url(variant) -> str:
-    base = os.environ.get(RELEASE_URL_ENV)
-    if not base:
-        return variant.url
-    tail = variant.url.split("/releases/download/", 1)[1]  # e.g. v1.0/litv2_s.pth
-    return f"{base.rstrip('/')}/{tail}"
-
-
-def cache_dir() -> Path:
-    """The standard torch hub checkpoint cache ($TORCH_HOME/hub/checkpoints)."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def download(url: str, dest: Path, progress: bool = True) -> Path:
-    """Fetch url (http, https or file) to dest with a progress bar; dest appears only when whole
-    (a temporary file beside it is renamed at the end, and removed on any failure)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    try:
-        response = urllib.request.urlopen(url, timeout=30)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise HiloError(
-            f"cannot download {url} ({reason}); offline? fetch it elsewhere and pass "
-            "--checkpoint PATH, or use --random-init"
-        ) from None
-    total = int(response.headers.get("Content-Length") or 0) or None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with (
-            response,
-            os.fdopen(fd, "wb") as out,
-            Progress(
-                TextColumn("[bold]download[/] {task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                disable=not progress,
-                transient=True,
-            ) as bar,
-        ):
-            task, got = bar.add_task(dest.name, total=total), 0
-            try:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    got += len(chunk)
-                    bar.advance(task, len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise HiloError(
-                    f"download of {url} broke off ({type(exc).__name__}); try again"
-                ) from None
-            if total is not None and got != total:
-                raise HiloError(
-                    f"download of {url} broke off after {got:,} of {total:,} bytes; try again"
-                )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
-def fetch_released(variant, progress: bool = True) -> Path:
-    """Path of the variant's released weights, downloading them into the hub cache once."""
-    url = release_url(variant)
-    dest = cache_dir() / url.rsplit("/", 1)[-1]
-    if variant.name.startswith("litv2_s_alpha"):  # alpha_0.9.pth would be ambiguous in the cache
-        dest = dest.with_name(f"litv2_s_{dest.name}")
-    if not dest.exists():
-        download(url, dest, progress=progress)
-    return dest
-
-
 # ----------------------------------------------------------------------------------------------
 # The entry point
 # ----------------------------------------------------------------------------------------------
@@ -308,7 +245,8 @@ def load_model(
         prov = Provenance(source="random init", variant=variant.name, seed=seed, inferred=inferred)
         return LoadedModel(net.eval().to(device), prov, variant.name, variant.preprocess)
 
-    path = Path(checkpoint) if checkpoint is not None else fetch_released(variant, progress)
+    release = None if checkpoint is not None else fetch_released(variant, progress)
+    path = Path(checkpoint) if checkpoint is not None else release[0]
     raw, fmt = _read(path)
     try:
         sd, layout = adopted_state_dict(raw, path)
@@ -327,16 +265,25 @@ def load_model(
         name = f"inferred from {path.name}"
     with torch.device("meta"):  # every weight comes from the file: skip the random init
         net = LITv2(cfg)
-    load_state_dict_strict(net, sd, str(path))
+    try:
+        load_state_dict_strict(net, sd, str(path))
+    except HiloError as exc:
+        if checkpoint is None or model is None:
+            raise
+        raise UsageError(  # the file is not that variant: two options that disagree
+            f"--model {model} conflicts with --checkpoint {path}, which does not hold "
+            f"{model}'s tensors ({exc}); drop --model to infer the architecture from the file"
+        ) from None
     prov = Provenance(
         source="file" if checkpoint is not None else "pretrained",
         variant=variant.name if variant else None,
         path=str(path),
         sha256=sha256_file(path),
-        url=None if checkpoint is not None else release_url(variant),
+        url=None if release is None else release[1].url,
         format=fmt,
         layout=layout,
         inferred=inferred,
+        release=None if release is None else release[1],
     )
     return LoadedModel(net.eval().to(device), prov, name, preprocess)
 

@@ -4,6 +4,8 @@
 - `UsageError`: one line, exit 2; `HiloError`: one line, exit 1.
 - Out of memory: one line with what to try, exit 1.
 - Anything else is a bug: one line naming its type and "set HILO_DEBUG=1 for the traceback", exit 1.
+- With `--json`, stdout carries the JSON alone: anything else printed (by a user's --model-fn,
+  say) goes to stderr (`hilocli.output.json_stdout`).
 - Ctrl-C: exit 130; SIGTERM: exit 143 (outputs of the run are not written, see `hilocli.output`).
 - Under torchrun/srun only rank 0 prints its line; a failure on another rank reaches rank 0
   (`hilocli.distributed.agree`), which names the rank.
@@ -101,9 +103,15 @@ def _fail(message: str, code: int) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` (default sys.argv[1:]) and return the exit code; never raises."""
+    import contextlib
+
+    from hilocli.output import json_stdout
+
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    try:
-        result = app(args=argv, prog_name="hilo", standalone_mode=False)
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:  # with --json, stdout carries the JSON alone: other prints (user code's) go to stderr
+        with json_stdout() if "--json" in args else contextlib.nullcontext():
+            result = app(args=args, prog_name="hilo", standalone_mode=False)
         if result == 130:  # Typer turns KeyboardInterrupt into a silent Exit(130)
             return _fail("interrupted", 130)
         return result if isinstance(result, int) else 0

@@ -6,8 +6,6 @@ same record as metadata). The file appears whole or not at all (temporary file, 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,9 @@ class ConvertRequest:
             raise UsageError(f"{self.source}: no such file")
         if self.source.is_dir():
             raise UsageError(f"{self.source} is a folder, not a file")
+        from hilocli.inputs import refuse_special
+
+        refuse_special(self.source, str(self.source))
         if self.dest.suffix.lower() not in FORMATS:
             raise UsageError(
                 f"{self.dest}: the output must end in .pth or .safetensors (it picks the format)"
@@ -79,22 +80,12 @@ class ConvertResult:
         )
 
 
-def atomic_write(dest: Path, write) -> None:
-    """`write(tmp_path)` then rename onto dest; nothing left behind on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def run(request: ConvertRequest) -> ConvertResult:
     """Load (strictly, into hilo's LITv2: proof the tensors compute a LITv2), then write."""
     import torch
 
     from hilocli.checkpoint import load_model
+    from hilocli.outfolder import atomic_write
     from hilocli.output import sha256_file
 
     loaded = load_model(

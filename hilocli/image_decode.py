@@ -3,7 +3,8 @@
 Loading (`load_image`): the whole file is decoded (a truncated file is an error, never grey-filled),
 EXIF orientation is applied, and every PIL mode becomes 8-bit RGB:
 - alpha (RGBA, LA, PA, premultiplied RGBa/La, palette or single-colour transparency) is composited
-  on a white background;
+  on a white background (255, 255, 255) (`ALPHA_BACKGROUND`; runs list such images under
+  `inputs.transparent` and say so on stderr);
 - 16-bit grey (I;16*) is scaled by 255/65535 (65535 -> 255, not clipped); 32-bit integer grey (I) is
   taken as 16-bit data (how Pillow decodes 16-bit PGM and, in older versions, 16-bit PNG) unless it
   has values outside 0..65535, when its own range is stretched to 0..255; float grey (F) is taken
@@ -19,10 +20,13 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from hilocli.errors import HiloError, UsageError
 
+ALPHA_BACKGROUND = (255, 255, 255)  # what transparent pixels are composited on: white
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 MAX_PIXELS = 89_478_485  # PIL's default bomb limit (~ 0.25 GiB of 24-bit RGB)
 MAX_PIXELS_ENV = "HILO_MAX_PIXELS"
 
@@ -67,9 +71,9 @@ def to_rgb(img):
         mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if mode in ALPHA_MODES:
         rgba = (img.convert("LA") if mode == "La" else img).convert("RGBA")  # La: no direct path
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")  # P, L, 1, CMYK, YCbCr, LAB, HSV, RGBX, ...
 
@@ -155,3 +159,43 @@ def load_image(path: Path, max_pixels: int | None = None):
         finally:
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_limit, old_truncated
     return rgb
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding its pixels."""
+
+    size: tuple[int, int]  # (w, h) after EXIF orientation
+    transparent: bool  # has alpha or a transparent colour: composited on ALPHA_BACKGROUND
+
+
+def probe_image(path: Path) -> ImageHeader:
+    """The header of a regular file (size, transparency), pixels not decoded; HiloError in the
+    loader's words when PIL cannot read it as an image or it is over the pixel limit. Callers make
+    sure `path` is a regular file: a FIFO or device is never opened."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_pixels_limit()
+    with _PIL_GLOBALS:
+        old_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as img:
+                    w, h = img.size
+                    turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation
+                    alpha = img.mode in ALPHA_MODES or "transparency" in img.info
+        except UnidentifiedImageError:
+            raise HiloError(f"{path} is not an image PIL can read") from None
+        except PermissionError as exc:
+            raise HiloError(f"{path}: cannot read ({_one_line(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - PIL plugins raise many types on bad data
+            raise HiloError(f"{path} is corrupt or truncated: {_one_line(exc)}") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = old_limit
+    if w * h > limit:
+        raise HiloError(
+            f"{path}: refusing to decode a possible decompression bomb ({w}x{h} = {w * h:,} "
+            f"pixels, over the limit of {limit:,} pixels; raise it with {MAX_PIXELS_ENV})"
+        )
+    return ImageHeader((h, w) if turned else (w, h), alpha)

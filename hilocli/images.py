@@ -27,7 +27,6 @@ which is exactly how PIL's resize maps pixel centres.
 from __future__ import annotations
 
 import operator
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +38,9 @@ from hilocli.image_decode import MAX_PIXELS_ENV as MAX_PIXELS_ENV
 from hilocli.image_decode import load_image as load_image
 from hilocli.image_decode import max_pixels_limit as max_pixels_limit
 from hilocli.image_decode import to_rgb
+from hilocli.inputs import InputSet as InputSet  # re-exported: listing a run's inputs
+from hilocli.inputs import collect_inputs as collect_inputs
+from hilocli.inputs import find_images as find_images
 from hilocli.models.config import IMAGENET_MEAN as IMAGENET_MEAN  # re-exported
 from hilocli.models.config import IMAGENET_STD as IMAGENET_STD
 from hilocli.models.config import PREPROCESS_MODES, Preprocess
@@ -168,6 +170,20 @@ def _short_side_size(w0: int, h0: int, short: int) -> tuple[int, int]:
     return max(1, int(short * w0 / h0)), short
 
 
+def resized_size(w0: int, h0: int, resolution: int, mode: str) -> tuple[int, int]:
+    """(w, h) of a w0 x h0 image after a mode's resize, before any crop."""
+    if mode == "crop":
+        return _short_side_size(w0, h0, int(256 / 224 * resolution))  # the released formula
+    if mode == "whole":
+        return _short_side_size(w0, h0, resolution)
+    return resolution, resolution
+
+
+def model_input_size(w0: int, h0: int, resolution: int, mode: str) -> tuple[int, int]:
+    """(w, h) of the model input a w0 x h0 image gives: known from its header, before decoding."""
+    return resized_size(w0, h0, resolution, mode) if mode == "whole" else (resolution, resolution)
+
+
 def prepare(
     img,
     resolution: int,
@@ -194,12 +210,7 @@ def prepare(
     if img.mode != "RGB":
         img = to_rgb(img)
     w0, h0 = img.size
-    if mode == "crop":
-        size = _short_side_size(w0, h0, int(256 / 224 * resolution))  # the released formula
-    elif mode == "whole":
-        size = _short_side_size(w0, h0, resolution)
-    else:
-        size = (resolution, resolution)
+    size = resized_size(w0, h0, resolution, mode)
     limit = max_pixels_limit() if max_pixels is None else max_pixels
     if size[0] * size[1] > limit:
         name = path if path is not None else "image"
@@ -242,27 +253,6 @@ def load_prepared(
     return prepare(load_image(path), resolution, crop, Path(path), mode=mode, preprocess=preprocess)
 
 
-def find_images(paths: list[Path]) -> list[Path]:
-    """Files as given; directories searched recursively (sorted, hidden files and folders skipped,
-    symbolic links to folders not followed).
-
-    Every file found is returned, images or not: the loader decides and reports what it skips.
-    A path that does not exist is a HiloError."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found: list[Path] = []
-            for root, dirs, files in os.walk(p):  # followlinks=False: no symlink loops
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.extend(Path(root) / f for f in files if not f.startswith("."))
-            out.extend(sorted(f for f in found if f.is_file()))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise HiloError(f"no such file or directory: {p}")
-    return out
-
-
 def load_many(
     paths: list[Path],
     resolution: int,
@@ -283,78 +273,3 @@ def load_many(
         except HiloError as exc:
             skipped.append((Path(p), str(exc)))
     return good, skipped
-
-
-# ----------------------------------------------------------------------------------------------
-# Inputs of a run: distinct files, never the run's own outputs
-# ----------------------------------------------------------------------------------------------
-
-OUT_DIR_REASON = "inside the output folder (--out): hilo's own files are not read"
-
-
-@dataclass
-class InputSet:
-    """Distinct input files in the order found, and what was left out (paths as given)."""
-
-    files: list[Path] = field(default_factory=list)
-    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (path, same as)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, reason)
-    sha256: dict[Path, str] = field(default_factory=dict)  # file -> content hash (readable ones)
-
-
-def _file_sha256(path: Path) -> str | None:
-    """SHA-256 of the content; None when it cannot be read (the loader reports why)."""
-    from hilocli.output import sha256_file
-
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
-
-
-def collect_inputs(paths: list[Path], exclude: tuple[Path, ...] = ()) -> InputSet:
-    """Expand files and folders as `find_images` does, without duplicates or excluded folders.
-
-    A file counts once: a later path to the same file (by resolved path) or with byte-identical
-    content (by SHA-256) is listed in `duplicates` with the first path. Nothing inside an
-    `exclude` folder (the run's --out) is read: a folder walk skips it (listed once in `skipped`),
-    a file given inside it is skipped. A path that does not exist is a HiloError."""
-    excluded = [Path(e).resolve() for e in exclude]
-
-    def inside(p: Path) -> bool:
-        r = p.resolve()
-        return any(r == e or e in r.parents for e in excluded)
-
-    found = InputSet()
-    candidates: list[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise HiloError(f"no such file or directory: {p}")
-        if inside(p):
-            found.skipped.append((p, OUT_DIR_REASON))
-        elif not p.is_dir():
-            candidates.append(p)
-        else:
-            files: list[Path] = []
-            for root, dirs, names in os.walk(p):  # followlinks=False: no symlink loops
-                for d in sorted(d for d in dirs if not d.startswith(".")):
-                    if inside(Path(root) / d):
-                        found.skipped.append((Path(root) / d, OUT_DIR_REASON))
-                dirs[:] = [d for d in dirs if not d.startswith(".") and not inside(Path(root) / d)]
-                files.extend(Path(root) / n for n in names if not n.startswith("."))
-            candidates.extend(sorted(f for f in files if f.is_file()))
-    by_path: dict[Path, Path] = {}
-    by_content: dict[str, Path] = {}
-    for p in candidates:
-        first = by_path.get(p.resolve())
-        digest = None if first is not None else _file_sha256(p)
-        first = first or (by_content.get(digest) if digest is not None else None)
-        if first is not None:
-            found.duplicates.append((p, first))
-            continue
-        by_path[p.resolve()] = p
-        if digest is not None:
-            by_content[digest] = p
-            found.sha256[p] = digest
-        found.files.append(p)
-    return found

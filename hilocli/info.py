@@ -288,28 +288,34 @@ def render(con, result: InfoResult) -> None:
 
 
 def render_variants(con, record: RunRecord) -> None:
+    """The variants table; URLs as their release file (the base once, in the caption), so the
+    names it exists to show fit an 80-column terminal whole."""
+    import os
+
     from hilocli.terminal import table
 
-    con.print(
-        table(
-            "Released LITv2 variants",
-            ["name", "dim", "depths", "alpha", "size", "preprocessing", "top-1", "url"],
-            [
-                (
-                    r["name"],
-                    r["embed_dim"],
-                    ",".join(map(str, r["depths"])),
-                    f"{r['alpha']:g}",
-                    r["img_size"],
-                    r["preprocess"]["mode"],
-                    r["top1"],
-                    r["url"],
-                )
-                for r in record.results["variants"]
-            ],
-            left=["name", "preprocessing", "url"],
-        )
+    urls = [r["url"] for r in record.results["variants"]]
+    base = os.path.commonprefix([u.rsplit("/", 2)[0] + "/" for u in urls])
+    shown = table(
+        "Released LITv2 variants",
+        ["name", "depths", "alpha", "size", "prep", "top-1", "file"],
+        [
+            (
+                r["name"],
+                ",".join(map(str, r["depths"])),
+                f"{r['alpha']:g}",
+                r["img_size"],
+                r["preprocess"]["mode"],
+                r["top1"],
+                r["url"][len(base) :],
+            )
+            for r in record.results["variants"]
+        ],
+        caption=f"file: under {base}; widths and full URLs: --json",
+        left=["name", "prep", "file"],
     )
+    shown.columns[0].min_width = max(len(r["name"]) for r in record.results["variants"])
+    con.print(shown)
 
 
 def _span(rng: list[int] | None) -> str:

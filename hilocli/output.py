@@ -6,10 +6,14 @@ A run record has the same top-level keys for every command (`RunRecord.to_dict`)
 (`analysed`, `skipped` with reasons, `duplicates`), `environment`, `files`, `results`, and
 `undefined` (JSON paths of values that are undefined: NaN or infinite numbers become `null`).
 
-Files: `OutputSet(out)` stages every file in a hidden folder inside `out`; `commit()` moves them
-into place together (signals held off meanwhile) beside a `manifest.json` listing them with their
-SHA-256. A failed or interrupted run (SIGINT, SIGTERM) removes the staging folder and leaves the
-previous set untouched.
+Files: `OutputSet(out, command)` stages every file in a hidden folder inside `out`; `commit()`
+moves them into place together (signals held off meanwhile) beside the command's own manifest
+`<command>.manifest.json` listing them with their SHA-256, and removes what the command's previous
+set had and this one does not (`hilocli.outfolder`: the folder layout and its lock). A failed or
+interrupted run (SIGINT, SIGTERM) removes the staging folder and leaves the previous set untouched.
+
+Text: file names the OS allows but that are not UTF-8 (`x\\xff.jpg`, which Python holds with
+surrogate escapes) are written in JSON and CSV with each such byte as `\\xNN` (`escaped_text`).
 """
 
 from __future__ import annotations
@@ -19,20 +23,27 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from hilocli.errors import UsageError
+from hilocli.outfolder import (
+    MANIFEST_SUFFIX,
+    STAGING_PREFIX,
+    check_names,
+    manifest_name,
+    output_lock,
+    remove_stale,
+    signals_held,
+    umask,
+)
+from hilocli.outfolder import check_out_dir as check_out_dir  # re-exported
 
-MANIFEST = "manifest.json"
 RECORD_KEYS = (
     "command",
     "version",
@@ -44,7 +55,6 @@ RECORD_KEYS = (
     "results",
     "undefined",
 )  # every record's top-level keys, in this order
-STAGING_PREFIX = ".hilo-staging-"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,10 +62,28 @@ STAGING_PREFIX = ".hilo-staging-"
 # ----------------------------------------------------------------------------------------------
 
 
+def escaped_text(text: str) -> str:
+    """`text` as valid UTF-8: each byte of a non-UTF-8 file name (held by Python as a surrogate
+    escape, as `os.fsdecode` gives it) becomes `\\xNN`; any other text is returned as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file system byte gave
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def to_jsonable(obj: Any, undefined: list[str] | None = None, path: str = "$") -> Any:
-    """Plain JSON types only. Non-finite floats become None; their paths go to `undefined`."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+    """Plain JSON types only. Non-finite floats become None; their paths go to `undefined`;
+    strings are `escaped_text`."""
+    if isinstance(obj, bool) or obj is None:
         return obj
+    if isinstance(obj, str):
+        return escaped_text(obj)
     if isinstance(obj, int):
         return obj
     if isinstance(obj, float):
@@ -67,9 +95,11 @@ def to_jsonable(obj: Any, undefined: list[str] | None = None, path: str = "$") -
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, Path):
-        return str(obj)
+        return escaped_text(str(obj))
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v, undefined, f"{path}.{k}") for k, v in obj.items()}
+        return {
+            escaped_text(str(k)): to_jsonable(v, undefined, f"{path}.{k}") for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v, undefined, f"{path}[{i}]") for i, v in enumerate(obj)]
     if hasattr(obj, "to_dict"):
@@ -86,10 +116,28 @@ def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
+_JSON_STREAM: list[Any] = []  # the real stdout while `json_stdout` holds it
+
+
+@contextmanager
+def json_stdout() -> Iterator[None]:
+    """Keep stdout for `emit_json` alone: anything else printed meanwhile (a user model's
+    prints, say) goes to stderr."""
+    import contextlib
+
+    _JSON_STREAM.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_STREAM.pop()
+
+
 def emit_json(obj: Any) -> None:
     """Machine-readable output on stdout (tables and progress go to stderr)."""
-    sys.stdout.write(dumps(obj))
-    sys.stdout.flush()
+    stream = _JSON_STREAM[-1] if _JSON_STREAM else sys.stdout
+    stream.write(dumps(obj))
+    stream.flush()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,13 +152,18 @@ class InputsRecord:
     analysed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     duplicates: list[dict[str, str]] = field(default_factory=list)  # {"path", "same_as"}
+    transparent: list[str] = field(default_factory=list)  # analysed images composited on white
 
     def to_dict(self) -> dict[str, Any]:
+        from hilocli.image_decode import ALPHA_BACKGROUND
+
         return {
             "n": len(self.analysed),
             "analysed": self.analysed,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
+            "transparent": self.transparent,
+            "transparent_background": list(ALPHA_BACKGROUND),
         }
 
 
@@ -152,26 +205,6 @@ class RunRecord:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_out_dir(out: Path) -> Path:
-    """Validate `--out` before any work: a folder that exists or can be created, writable.
-
-    Creates nothing; UsageError with the reason otherwise."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        parent = probe.parent
-        if parent == probe:
-            break
-        probe = parent
-    if not probe.is_dir():
-        raise UsageError(f"--out {out} cannot be created: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable (no write permission on {probe})")
-    return out
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -180,56 +213,31 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM while a few renames run; the first one arrived is acted on after.
-
-    Python-level handlers are swapped (signal masks would not do: a process-directed signal may
-    be delivered to another thread). Outside the main thread nothing is deferred."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    pending: list[int] = []
-    old = {s: signal.getsignal(s) for s in sigs}
-    for s in sigs:
-        signal.signal(s, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if pending:
-            signum, handler = pending[0], old[pending[0]]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-
-
 class OutputSet:
-    """Files of one run, staged and moved into `out` together.
+    """Files of one run of `command`, staged and moved into `out` together.
 
-    with OutputSet(out) as files:
+    with OutputSet(out, "spectrum") as files:
         files.json("spectrum.json", record)       # staged
         files.figure("spectrum.png", fig)
-    # all files and manifest.json now in `out`; on an exception none of them are
+    # all files and spectrum.manifest.json now in `out`, the previous spectrum set's other files
+    # removed; on an exception none of the new files are there and the previous set is intact
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, command: str):
         self.out = Path(out)
+        self.command = command
+        self.manifest = manifest_name(command)
         self._staging: Path | None = None
         self._names: list[str] = []
+        self._held = ExitStack()
 
     def __enter__(self) -> OutputSet:
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        self._held.enter_context(output_lock(self.out, self.command))
+        try:
+            self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        except BaseException:
+            self._held.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -240,6 +248,7 @@ class OutputSet:
             if self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
                 self._staging = None
+            self._held.close()
 
     def path(self, name: str) -> Path:
         """The final path a staged file will have (for records written before commit)."""
@@ -248,14 +257,14 @@ class OutputSet:
     def _stage(self, name: str) -> Path:
         if self._staging is None:
             raise RuntimeError("OutputSet used outside its `with` block")
-        if Path(name).name != name or name == MANIFEST:
+        if Path(name).name != name or name.endswith(MANIFEST_SUFFIX) or name[:1] == ".":
             raise ValueError(f"bad output file name {name!r}")
         if name not in self._names:
             self._names.append(name)
         return self._staging / name
 
     def text(self, name: str, text: str) -> Path:
-        self._stage(name).write_text(text)
+        self._stage(name).write_text(text, encoding="utf-8")
         return self.path(name)
 
     def json(self, name: str, obj: Any) -> Path:
@@ -270,9 +279,11 @@ class OutputSet:
         def cell(v: Any) -> Any:
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 return ""
+            if isinstance(v, str):
+                return escaped_text(v)
             return repr(v) if isinstance(v, float) else v
 
-        with self._stage(name).open("w", newline="") as fh:
+        with self._stage(name).open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(columns)
             writer.writerows([cell(v) for v in row] for row in rows)
@@ -299,21 +310,27 @@ class OutputSet:
         return self.path(name)
 
     def commit(self) -> list[Path]:
-        """Move every staged file into `out`, then write the manifest; signals held off."""
+        """Move every staged file into `out`, write the command's manifest, then remove the files
+        of the command's previous set that this one does not have; signals held off."""
         assert self._staging is not None
-        mode = 0o666 & ~_umask()
+        check_names(self.out, self.command, self._names)
+        mode = 0o666 & ~umask()
         manifest = {
+            "command": self.command,
             "files": {
                 n: {
                     "sha256": sha256_file(self._staging / n),
                     "bytes": (self._staging / n).stat().st_size,
                 }
                 for n in self._names
-            }
+            },
         }
-        (self._staging / MANIFEST).write_text(dumps(manifest))
-        with _signals_held():
-            for n in [*self._names, MANIFEST]:
+        (self._staging / self.manifest).write_text(dumps(manifest))
+        with signals_held():
+            for n in self._names:
                 os.chmod(self._staging / n, mode)
                 os.replace(self._staging / n, self.out / n)
+            remove_stale(self.out, self.command, self._names)  # the old manifest says what
+            os.chmod(self._staging / self.manifest, mode)
+            os.replace(self._staging / self.manifest, self.out / self.manifest)
         return [self.out / n for n in self._names]

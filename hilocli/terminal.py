@@ -71,6 +71,14 @@ def say_inputs(con, inputs) -> None:
         con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
         for d in inputs.duplicates:
             say(con, f"  {d['path']} = {d['same_as']}")
+    if getattr(inputs, "transparent", None):
+        say(
+            con,
+            f"note: {len(inputs.transparent)} image(s) with transparency composited on white "
+            "(255, 255, 255): "
+            + ", ".join(inputs.transparent[:3])
+            + (", ..." if len(inputs.transparent) > 3 else ""),
+        )
 
 
 def table(
@@ -137,8 +145,9 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
     """Progress on stderr; yields the `progress(done, total)` callback.
 
     A terminal gets a transient bar with the rate and the time left; anything else (a batch job's
-    log file, a pipe) gets a plain line every HILO_PROGRESS_EVERY seconds (default 30) and one at
-    the end if any was printed, so long runs leave a trace without flooding logs."""
+    log file, a pipe) gets a plain line every HILO_PROGRESS_EVERY seconds (default 30) and always
+    a final one when the work is done (the block ends without an exception), so every run leaves a
+    trace without flooding logs."""
     import time
 
     from rich.progress import (
@@ -151,15 +160,17 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
 
     if not con.is_terminal:
         every, start = _progress_every(), time.monotonic()
-        last = [start, False]  # time of the last line, whether one was printed
+        last = [start, None]  # time of the last line, the last (done, total) reported
 
         def plain(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= every or (last[1] and done >= total):
+            now, last[1] = time.monotonic(), (done, total)
+            if now - last[0] >= every and done < total:
                 say(con, progress_line(label, unit, done, total, now - start))
-                last[0], last[1] = now, True
+                last[0] = now
 
-        yield plain
+        yield plain  # an exception passes through: no final line for work that failed
+        if last[1] is not None:
+            say(con, progress_line(label, unit, *last[1], time.monotonic() - start))
         return
     with Progress(
         TextColumn(f"[bold]{label}[/] {unit}"),

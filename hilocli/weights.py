@@ -46,8 +46,12 @@ class WeightsRequest:
 
     def validate(self) -> WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
+        from hilocli.inputs import refuse_special
         from hilocli.models import VARIANTS
 
+        check_seed(self.seed)
+        if self.checkpoint is not None:  # a FIFO or device: never opened, also for --model-fn
+            refuse_special(Path(self.checkpoint), f"--checkpoint {self.checkpoint}")
         if self.mean is not None or self.std is not None:
             if self.model_fn is None and self.hub is None:
                 raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")
@@ -109,6 +113,15 @@ class WeightsRequest:
         return loaded
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed, numpy and every int64 take 0..MAX_SEED
+
+
+def check_seed(seed: int, what: str = "--seed") -> None:
+    """UsageError unless 0 <= seed <= MAX_SEED."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{what} must lie in 0..{MAX_SEED} (2**63 - 1), got {seed}")
+
+
 def check_finite_weights(model, source: str = "the model") -> None:
     """HiloError naming the first parameter or buffer with a NaN or infinite value."""
     import torch
@@ -166,7 +179,8 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
         if not -num_layers <= idx < num_layers:
             raise UsageError(
                 f"--layer {idx} is out of range: this model has {num_layers} "
-                f"attention layers, indices 0..{num_layers - 1} (see `hilo info`)"
+                f"attention layers, indices 0..{num_layers - 1}, or -{num_layers}..-1 from the "
+                "end (see `hilo info`)"
             )
         out.append(idx % num_layers)
     if not out:

@@ -114,8 +114,12 @@ def strict_json(text: str):
 
 
 def assert_one_line_error(proc, code: int, *fragments: str) -> None:
-    """Exit code `code`, exactly one line on stderr starting `hilo: error:`, no traceback."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    """Exit code `code`, exactly one line on stderr starting `hilo: error:`, no traceback (a
+    batch log's progress lines before it aside: `spectrum: 2/2 images (100%), ...`)."""
+    import re
+
+    progress = re.compile(r"^[a-z-]+: \d+/\d+ ")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not progress.match(ln)]
     assert proc.returncode == code, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("hilo: error:"), proc.stderr

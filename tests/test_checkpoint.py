@@ -4,6 +4,7 @@ Every failure class of a bad file is also checked end to end in tests/test_cli_i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import os
@@ -23,6 +24,7 @@ from hilocli.errors import HiloError, UsageError
 from hilocli.models import VARIANTS, LITv2Config, create_model
 from hilocli.models.inferred import alpha_interval
 from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config, trainer_config
+from hilocli.output import sha256_file
 from tests.conftest import TINY_CKPT
 
 
@@ -399,10 +401,42 @@ def test_pretrained_downloads_once_into_the_hub_cache(release_dir, tmp_path, mon
     assert loaded.provenance.source == "pretrained" and loaded.provenance.inferred == ()
     assert loaded.provenance.url == f"{root.as_uri()}/v1.0/litv2_s.pth"
     assert torch.equal(loaded.model.head.weight, weights["head.weight"])
-    assert [p.name for p in cached.parent.iterdir()] == ["litv2_s.pth"]  # no temporary left
-    # second use: the cached file, with the source unreachable
+    assert sorted(p.name for p in cached.parent.iterdir()) == [  # no temporary left
+        "litv2_s.pth",
+        "litv2_s.pth.hilo-download.json",  # the first download's URL and SHA-256
+    ]
+    # a mirror is never "the authors' release": its URL and the file's hash are what is known
+    prov = loaded.provenance
+    assert prov.release.origin == "mirror" and prov.trust == "same as at its first download"
+    assert prov.describe() == (
+        f"litv2_s weights from mirror URL {root.as_uri()}/v1.0/litv2_s.pth, file {cached} "
+        f"(sha256 {sha256_file(cached)}; same as at its first download)"
+    )
+    assert "authors" not in prov.describe()
+    # second use: the cached file, with the source unreachable; its origin is the recorded one
     monkeypatch.setenv("HILO_RELEASE_URL", (tmp_path / "gone").as_uri())
-    assert fetch_released(VARIANTS["litv2_s"], progress=False) == cached
+    path, origin = fetch_released(VARIANTS["litv2_s"], progress=False)
+    assert path == cached and origin.url == f"{root.as_uri()}/v1.0/litv2_s.pth"
+    # trust on first use: a cached file that changed since says so, in the record too
+    torch.save({"model": {**weights, "head.bias": torch.zeros(1000)}}, cached)
+    prov = load_model("litv2_s", pretrained=True, progress=False).provenance
+    assert prov.trust.startswith("DIFFERS from the sha256 ") and prov.trust in prov.describe()
+    assert prov.to_dict()["release"]["trust"] == prov.trust
+
+
+def test_released_weights_from_the_official_url_are_the_authors_release(release_dir, monkeypatch):
+    """Only a download from the variant's own URL is "the authors' release" (the official URL
+    is pointed at the local stand-in here: nothing leaves the machine)."""
+    root, _ = release_dir
+    official = f"{root.as_uri()}/v1.0/litv2_s.pth"
+    monkeypatch.delenv("HILO_RELEASE_URL", raising=False)
+    monkeypatch.setitem(VARIANTS, "litv2_s", dataclasses.replace(VARIANTS["litv2_s"], url=official))
+    prov = load_model("litv2_s", pretrained=True, progress=False).provenance
+    assert prov.release.origin == "the authors' release" and prov.url == official
+    assert prov.describe().startswith(f"litv2_s: the authors' release ({official}), file ")
+    (Path(prov.path).parent / "litv2_s.pth.hilo-download.json").unlink()  # placed by hand
+    prov = load_model("litv2_s", pretrained=True, progress=False).provenance
+    assert prov.release.origin == "unknown" and prov.trust == "no record of its first download"
 
 
 def _serve(directory: Path, handler_cls=http.server.SimpleHTTPRequestHandler):

@@ -73,7 +73,7 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     assert sorted(Path(p).name for p in record["files"].values()) == sorted(names)
     for name in names:
         assert (out / name).stat().st_size > 0
-    assert json.loads((out / "manifest.json").read_text())["files"].keys() == set(names)
+    assert json.loads((out / "attn-map.manifest.json").read_text())["files"].keys() == set(names)
     assert record["weights"]["source"] == "file" and record["weights"]["sha256"]
     assert record["environment"]["torch"]
     results = record["results"]

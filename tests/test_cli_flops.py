@@ -124,7 +124,7 @@ def test_sweep_writes_figure_and_record(tmp_path):
     assert rec["files"] == {"figure": str(fig), "json": str(tmp_path / "flops.json")}
     assert fig.stat().st_size > 10_000
     assert json.loads((tmp_path / "flops.json").read_text())["results"] == d
-    assert set(json.loads((tmp_path / "manifest.json").read_text())["files"]) == {
+    assert set(json.loads((tmp_path / "flops.manifest.json").read_text())["files"]) == {
         fig.name,
         "flops.json",
     }

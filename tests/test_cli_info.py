@@ -144,7 +144,8 @@ def test_offline_pretrained_names_url(tmp_path):
         "--pretrained",
         env={"TORCH_HOME": str(tmp_path), "HILO_RELEASE_URL": (tmp_path / "x").as_uri()},
     )
-    assert_one_line_error(res, 1, "/v1.0/litv2_b.pth", "--checkpoint PATH", "--random-init")
+    assert_one_line_error(res, 1, "/v1.0/litv2_b.pth", "--checkpoint PATH", "copy the file to")
+    assert "--random-init" not in res.stderr  # `hilo compare` refuses it: never suggested
 
 
 def test_pretrained_download_from_the_command_line(tmp_path, manifest):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -121,11 +122,11 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
         "paper_figure": str(out / "spectrum_paper.png"),
     }
     # figures built, not rasterised here (real PNGs: tests/test_scale.py's torchrun run)
-    assert (out / "spectrum_paper.png").exists() and (out / "manifest.json").exists()
+    assert (out / "spectrum_paper.png").exists() and (out / "spectrum.manifest.json").exists()
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json",
         "per_image.csv",
         "spectrum.json",
+        "spectrum.manifest.json",
         "spectrum.png",
         "spectrum_paper.png",
         "spectrum_summary.png",
@@ -323,6 +324,8 @@ def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path, blank_figures):
     (folder / "notes.txt").write_text("not an image at all")
     out = folder / "results"  # --out inside the input folder, holding an earlier run's PNGs
     make_images(out, count=2)
+    listed = {"command": "spectrum", "files": {"img0.png": {}, "img1.png": {}}}
+    (out / "spectrum.manifest.json").write_text(json.dumps(listed))  # hilo's: never read
     res = hilo("spectrum", folder, first, *TINY, "--out", out, "--json")
     assert res.returncode == 0, res.stderr
     inputs = strict_json(res.stdout)["inputs"]
@@ -338,7 +341,7 @@ def test_inputs_skipped_duplicates_and_the_out_folder(tmp_path, blank_figures):
     assert inputs["duplicates"] == [{"path": str(first), "same_as": copy}] * 2
     skipped = {Path(s["path"]).name: s["reason"] for s in inputs["skipped"]}
     assert set(skipped) == {"broken.jpg", "notes.txt", "results"}
-    assert "--out" in skipped["results"]
+    assert skipped["results"] == "3 file(s) hilo wrote here are not read as inputs"
     assert "broken.jpg" in res.stderr and "notes.txt" in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert any(ln.startswith("verdict: ") for ln in lines[-6:])

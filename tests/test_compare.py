@@ -146,7 +146,7 @@ def test_rows_equal_spectrum_alone(setup):
         assert row["estimate"] == v["estimate"] and row["p"] == v["p"]
         assert row["ci"] == v["ci"] == pytest.approx(rv["ci"], rel=1e-12)
         assert all(np.isfinite(row["ci"]))
-        rows_csv = per_image_csv(setup["out"] / "per_image.csv")
+        rows_csv = per_image_csv(setup["out"] / "compare_per_image.csv")
         got = np.array(
             [
                 rows_csv.values(row["label"], i, "hifi", "hf_fraction_deblocked")
@@ -164,18 +164,18 @@ def test_each_set_of_weights_is_loaded_once(setup):
     """The spectrum and the attention distance of a set share one loaded model."""
     assert setup["loads"] == [str(setup["tiny"]), str(setup["other"])]
     for k in (1, 2):  # eager (the distance pass reuses the model), and recorded so
-        record = strict_json((setup["out"] / f"spectrum_{k}.json").read_text())
+        record = strict_json((setup["out"] / f"compare_spectrum_{k}.json").read_text())
         assert record["settings"]["compile"]["used"] is False
 
 
 def test_per_checkpoint_spectrum_files_are_spectrum_records(setup):
     out, data = setup["out"], setup["data"]
     for k, ref in enumerate(setup["spectra"], 1):
-        rec = strict_json((out / f"spectrum_{k}.json").read_text())
+        rec = strict_json((out / f"compare_spectrum_{k}.json").read_text())
         assert rec["command"] == "spectrum" and set(rec) == set(RECORD_KEYS)
         assert rec["results"] == ref["results"]
         assert rec["weights"] == ref["weights"]
-        assert data["files"][f"spectrum_{k}"] == str(out / f"spectrum_{k}.json")
+        assert data["files"][f"spectrum_{k}"] == str(out / f"compare_spectrum_{k}.json")
 
 
 def test_record_names_weights_and_is_strict(setup):
@@ -183,8 +183,8 @@ def test_record_names_weights_and_is_strict(setup):
     assert set(data) == set(RECORD_KEYS) and data["command"] == "compare"
     assert data == strict_json((out / "compare.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == [
-        "compare.json", "compare.png", "manifest.json", "per_image.csv", "spectrum_1.json",
-        "spectrum_2.json",
+        "compare.json", "compare.manifest.json", "compare.png", "compare_per_image.csv",
+        "compare_spectrum_1.json", "compare_spectrum_2.json",
     ]  # fmt: skip
     sets = data["weights"]["sets"]
     assert data["weights"]["count"] == 2

@@ -15,7 +15,6 @@ import pytest
 
 from hilocli.errors import UsageError
 from hilocli.output import (
-    MANIFEST,
     STAGING_PREFIX,
     InputsRecord,
     OutputSet,
@@ -83,12 +82,12 @@ def test_check_out_dir(tmp_path):
 
 
 def test_files_appear_together_with_a_manifest(tmp_path):
-    with OutputSet(tmp_path) as files:
+    with OutputSet(tmp_path, "demo") as files:
         j = files.json("r.json", {"v": 1})
         t = files.text("notes.txt", "hello\n")
         assert not j.exists() and not t.exists()  # staged only
     assert strict_json(j.read_text()) == {"v": 1}
-    manifest = strict_json((tmp_path / MANIFEST).read_text())
+    manifest = strict_json((tmp_path / "demo.manifest.json").read_text())
     assert manifest["files"]["notes.txt"]["sha256"] == sha256_file(t)
     assert set(manifest["files"]) == {"r.json", "notes.txt"}
     assert not list(tmp_path.glob(f"{STAGING_PREFIX}*"))
@@ -97,12 +96,12 @@ def test_files_appear_together_with_a_manifest(tmp_path):
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_a_failed_run_leaves_the_previous_set(tmp_path, exc):
-    with OutputSet(tmp_path) as files:
+    with OutputSet(tmp_path, "demo") as files:
         files.json("r.json", {"v": 1})
         files.text("fig.svg", "<svg/>")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(exc):
-        with OutputSet(tmp_path) as files:
+        with OutputSet(tmp_path, "demo") as files:
             files.json("r.json", {"v": 2})
             raise exc()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
@@ -122,10 +121,14 @@ def test_sigint_during_the_moves_is_held_until_the_set_is_complete(tmp_path, mon
 
     monkeypatch.setattr(os, "replace", replace_and_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        with OutputSet(tmp_path) as files:
+        with OutputSet(tmp_path, "demo") as files:
             files.json("a.json", {"v": 1})
             files.json("b.json", {"v": 2})
-    assert sent and {p.name for p in tmp_path.iterdir()} == {"a.json", "b.json", MANIFEST}
+    assert sent and {p.name for p in tmp_path.iterdir()} == {
+        "a.json",
+        "b.json",
+        "demo.manifest.json",
+    }
 
 
 def test_sigterm_while_staging_leaves_nothing(tmp_path):
@@ -136,7 +139,7 @@ def test_sigterm_while_staging_leaves_nothing(tmp_path):
         from hilocli.errors import on_sigterm
         from hilocli.output import OutputSet
         signal.signal(signal.SIGTERM, on_sigterm)
-        with OutputSet(Path({str(tmp_path)!r})) as files:
+        with OutputSet(Path({str(tmp_path)!r}), "demo") as files:
             files.json("r.json", {{"new": True}})
             print("ready", flush=True)
             time.sleep(30)

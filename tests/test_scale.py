@@ -155,12 +155,13 @@ def test_a_rank_failure_is_one_line_not_a_hang(images, tmp_path):
 _FROM_MAIN = """
 import json, sys
 import hilocli.images as images
+import hilocli.inputs as inputs
 from hilocli.distributed import from_main, placement, process_group
 from hilocli.errors import HiloError
 
 hashed = []
-real = images._file_sha256
-images._file_sha256 = lambda p: hashed.append(p.name) or real(p)
+real = inputs._file_sha256
+inputs._file_sha256 = lambda p: hashed.append(p.name) or real(p)
 where = placement()
 with process_group(where, "cpu"):
     found = from_main(where, lambda: images.collect_inputs([sys.argv[1]]))

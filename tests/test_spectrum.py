@@ -374,27 +374,33 @@ def test_non_finite_activations_are_refused_naming_the_branch():
 # -- inputs ---------------------------------------------------------------------------------------
 
 
-def test_collect_inputs_counts_each_file_once_and_never_reads_the_out_folder(tmp_path):
+def test_collect_inputs_counts_each_file_once_and_never_reads_hilo_outputs(tmp_path):
+    from PIL import Image
+
     from hilocli.errors import HiloError
-    from hilocli.images import OUT_DIR_REASON, collect_inputs
+    from hilocli.images import collect_inputs
+    from hilocli.output import OutputSet
+
+    def png(path: Path, shade: int) -> None:
+        Image.new("L", (8, 6), shade).save(path)
 
     (tmp_path / "b").mkdir()
-    (tmp_path / "a.png").write_bytes(b"one")
-    (tmp_path / "b" / "c.png").write_bytes(b"one")  # same bytes as a.png
-    (tmp_path / "b" / "d.png").write_bytes(b"two")
-    (tmp_path / ".hidden.png").write_bytes(b"three")
+    png(tmp_path / "a.png", 1)
+    png(tmp_path / "b" / "c.png", 1)  # same bytes as a.png
+    png(tmp_path / "b" / "d.png", 2)
+    png(tmp_path / ".hidden.png", 3)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "spectrum.png").write_bytes(b"four")
-    found = collect_inputs(
-        [tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"], exclude=(out,)
-    )
-    assert found.files == [tmp_path / "a.png", tmp_path / "b" / "d.png"]
+    with OutputSet(out, "demo") as files:  # hilo's own files: listed in demo.manifest.json
+        files.text("spectrum.png", "four")
+    png(out / "mine.png", 4)  # the user's image in the --out folder: read
+    found = collect_inputs([tmp_path, tmp_path / "b" / "d.png", out / "spectrum.png"])
+    assert found.files == [tmp_path / "a.png", tmp_path / "b" / "d.png", out / "mine.png"]
     assert found.duplicates == [
         (tmp_path / "b" / "c.png", tmp_path / "a.png"),
         (tmp_path / "b" / "d.png", tmp_path / "b" / "d.png"),
     ]
-    assert found.skipped == [(out, OUT_DIR_REASON), (out / "spectrum.png", OUT_DIR_REASON)]
+    assert found.skipped == [(out.resolve(), "3 file(s) hilo wrote here are not read as inputs")]
+    assert found.sizes[tmp_path / "a.png"] == (8, 6)
     with pytest.raises(HiloError, match="no such file"):
         collect_inputs([tmp_path / "missing.png"])
 

@@ -93,7 +93,7 @@ def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
 
     from hilocli.attn_map.figures import distance_figure, layer_figure
 
-    with OutputSet(out) as files:
+    with OutputSet(out, "attn-map") as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         for lr in result.layers:
             fig, _ = layer_figure(result.image.display, lr, result.queries, layer_title(result, lr))

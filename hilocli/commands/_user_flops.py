@@ -26,7 +26,7 @@ def user_flops(
     con = console()
     result.render(con)
     record = result.to_record()
-    with OutputSet(out) as files:
+    with OutputSet(out, "flops") as files:
         record.files = {"record": str(files.path("flops.json"))}
         files.json("flops.json", record)
     say(con, f"wrote {out / 'flops.json'}")

@@ -117,6 +117,7 @@ def compare(
 
     from hilocli.compare import CompareRequest, run
     from hilocli.compare.render import report, write_outputs
+    from hilocli.outfolder import output_lock
     from hilocli.output import check_out_dir, emit_json
     from hilocli.terminal import console, progress_bar
 
@@ -142,11 +143,12 @@ def compare(
     ).validate()
     check_out_dir(out)
     con = console()
-    with progress_bar(con, "compare", "images x weights") as progress:
-        result = run(request, progress)
-    if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
-        return
-    record = write_outputs(result, out, fmt.value)
+    with output_lock(out, "compare"):  # one run at a time in `out`, refused before any work
+        with progress_bar(con, "compare", "images x weights") as progress:
+            result = run(request, progress)
+        if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
+            return
+        record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:
         emit_json(record)

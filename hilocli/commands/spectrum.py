@@ -36,6 +36,7 @@ from hilocli.commands._options import (
     WindowOpt,
     weights_request,
 )
+from hilocli.outfolder import output_lock  # light: no torch
 from hilocli.runtime import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
 
 
@@ -64,8 +65,9 @@ LayerOpt = Annotated[
     typer.Option(
         "--layer",
         "-l",
-        help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: "
-        "every layer with both a Hi-Fi and a Lo-Fi branch.",
+        help="HiLo layer index (see `hilo info`), comma list, or 'all'; negative indices count "
+        "from the end as in Python (-1: the last HiLo layer). Default: every layer with both "
+        "a Hi-Fi and a Lo-Fi branch.",
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]
@@ -80,7 +82,11 @@ WorkersOpt = Annotated[
 ]
 LimitOpt = Annotated[
     Optional[int],
-    typer.Option("--limit", help="Use at most this many distinct images (after sorting)."),
+    typer.Option(
+        "--limit",
+        help="Use at most this many distinct images (after sorting; files that are not images "
+        "take no slot).",
+    ),
 ]
 ModeOpt = Annotated[
     SpectrumMode,
@@ -255,11 +261,12 @@ def spectrum(
     ).validate()
     check_out_dir(out)
     con = console()
-    with progress_bar(con, "spectrum", "images") as progress:
-        result = run(request, progress)
-    if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
-        return
-    record = write_outputs(result, out, fmt.value)
+    with output_lock(out, "spectrum"):  # one run at a time in `out`, refused before any work
+        with progress_bar(con, "spectrum", "images") as progress:
+            result = run(request, progress)
+        if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
+            return
+        record = write_outputs(result, out, fmt.value)
     report(con, result, record)
     if as_json:
         emit_json(record)

@@ -1,8 +1,9 @@
 """Presenting a `CompareResult`: the output files (written together) and the terminal report.
 
-Files in `--out`: `compare.json` (the run record), `per_image.csv` (every set's per-image rows,
+Files in `--out` (every name starts with `compare`, so `hilo spectrum`'s set beside it stays
+whole): `compare.json` (the run record), `compare_per_image.csv` (every set's per-image rows,
 `weights` = the set's label), `compare.png` (or pdf/svg) and, per set of weights,
-`spectrum_<k>.json`: the full `hilo spectrum` record of that set (k = its position,
+`compare_spectrum_<k>.json`: the full `hilo spectrum` record of that set (k = its position,
 1-based), as `hilo spectrum --json` would print it."""
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ CAPTION = (
 
 def file_names(result: CompareResult, fmt: str = "png") -> dict[str, str]:
     """Role -> file name of every file a run writes into --out."""
-    names = {"record": "compare.json", "per_image": "per_image.csv", "figure": f"compare.{fmt}"}
+    names = {
+        "record": "compare.json",
+        "per_image": "compare_per_image.csv",
+        "figure": f"compare.{fmt}",
+    }
     for k in range(len(result.entries)):
-        names[f"spectrum_{k + 1}"] = f"spectrum_{k + 1}.json"
+        names[f"spectrum_{k + 1}"] = f"compare_spectrum_{k + 1}.json"
     return names
 
 
@@ -41,7 +46,7 @@ def write_outputs(result: CompareResult, out: Path, fmt: str = "png") -> RunReco
     from hilocli.compare.figures import compare_figure
 
     names = file_names(result, fmt)
-    with OutputSet(out) as files:
+    with OutputSet(out, "compare") as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
         files.figure(names["figure"], compare_figure(result)[0], dpi=110)
         rows = (row for e in result.entries for row in per_image_rows(e.spectrum, e.label))

@@ -4,8 +4,9 @@
     result = run(request)            # validates, then per weights: spectrum, distance, MACs
     record = result.to_record()      # the RunRecord written as compare.json
 
-The same distinct images (listed and de-duplicated once, `--out` excluded) go through every set of
-weights, in the order given: `--checkpoint` files first, then `--model` names. Per set of weights:
+The same distinct images (listed and de-duplicated once, hilo's own files excluded) go through
+every set of weights, in the order given: `--checkpoint` files first, then `--model` names. Per
+set of weights:
 - the spectrum measurement and verdict are `hilo spectrum`'s own (`hilocli.spectrum.run.run` on
   a `SpectrumRequest` built by `CompareRequest.spectrum_request`), at one common resolution;
 - Hi-Fi and Lo-Fi mean attention distance (`hilocli.compare.distance`) on the first
@@ -376,11 +377,12 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     decode_skipped: list[dict[str, str]] = []
     seen: list[tuple[str | None, str]] = []  # (sha256, label) of the sets loaded so far
     with process_group(where, device):  # one group for every set (torchrun/srun)
-        found, paths = listed_inputs(where, request.inputs, request.out, request.limit)
+        found, paths = listed_inputs(where, request.inputs, request.limit)
         paths = tuple(paths)
         from_main(where, lambda: _check_duplicate_files(request))  # before any set is loaded
         # every set's spectrum run gets these files, hashed once here
-        listed = InputSet(files=list(paths), sha256=found.sha256)
+        listed = InputSet(list(paths), sha256=found.sha256, sizes=found.sizes)
+        listed.transparent = found.transparent
         total = len(sets) * len(paths)
         for k, weights in enumerate(sets):
             loaded = agree(where, lambda weights=weights: weights.load(device))

@@ -234,7 +234,7 @@ def save(con, result: FlopsResult, out: Path, fmt: str) -> RunRecord:
 
     req = result.request
     fig_name = f"flops_sweep_{result.arch.name.replace(' ', '_')}.{fmt}"
-    with OutputSet(out) as files:
+    with OutputSet(out, "flops") as files:
         record = result.to_record(
             {"figure": str(files.path(fig_name)), "json": str(files.path("flops.json"))}
         )

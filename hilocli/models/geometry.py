@@ -92,6 +92,16 @@ def check_input_size(
         )
 
 
+def forward_bytes(cfg: LITv2Config, height: int, width: int) -> int:
+    """A rough peak memory of one image's float32 forward: the largest stage's tokens x channels
+    x (MLP ratio + 4 live copies) x 4 bytes (attention itself runs in fused kernels). Only to
+    refuse inputs that cannot fit before decoding them; measured peaks lie below it."""
+    return max(
+        int(h * w * cfg.stage_dim(i) * (cfg.mlp_ratio + 4) * 4)
+        for i, (h, w) in enumerate(grid_sizes(cfg, height, width))
+    )
+
+
 def pixel_to_token(
     x: float | Fraction, y: float | Fraction, stage: int, grid: tuple[int, int], patch_size: int = 4
 ) -> tuple[int, int]:

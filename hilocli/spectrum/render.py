@@ -60,7 +60,7 @@ def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRec
     from hilocli.spectrum import figures, summary
 
     names = file_names(result, fmt)
-    with OutputSet(out) as files:
+    with OutputSet(out, "spectrum") as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
         files.figure(names["summary_figure"], summary.summary_figure(result)[0], dpi=110)
         files.figure(names["figure"], figures.spectrum_figure(result)[0], dpi=110)

@@ -44,7 +44,7 @@ class SpectrumRequest:
     batch_size: int = 16
     device: str = "auto"
     limit: int | None = None  # at most this many distinct files (after sorting)
-    out: Path | None = None  # never read inputs from here
+    out: Path | None = None  # where the files go (hilo's own files are never read as inputs)
     mode: str = "stats"  # "stats" | "paper" (also the authors' 8-channel figure)
     control: str = "none"  # "none" | "random" (repeat on a random init: the architecture's prior)
     control_seeds: int = DEFAULT_CONTROL_SEEDS  # random inits in the control: seed+1 .. seed+N
@@ -109,6 +109,10 @@ class SpectrumRequest:
         check_dtype(self.dtype, self.device)
         check_compile(self.compile)
         self.weights.validate()
+        if self.control == "random":  # seeds --seed+1 .. --seed+N must be seeds too
+            from hilocli.weights import check_seed
+
+            check_seed(self.seed + self.control_seeds, "--seed plus --control-seeds")
         return self
 
     def seeds_of_control(self) -> list[int]:
@@ -385,17 +389,18 @@ def measure(
     return Measured([col.finish() for col in cols], analysed, skipped, shown, hashes, blank, depth)
 
 
-def listed_inputs(where: Any, inputs: tuple[Path, ...], out: Path | None, limit: int | None):
+def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
     """(InputSet, files to analyse) of a run's inputs: listed and hashed on rank 0 alone and
     handed to every rank (`hilo spectrum`, `hilo compare`); none at all is a HiloError on every
-    rank together. `out` (the run's --out) is never read."""
+    rank together. The files hilo wrote (its own outputs, here or earlier) are never read."""
     from hilocli.distributed import from_main
     from hilocli.images import collect_inputs
 
-    found = from_main(where, lambda: collect_inputs(inputs, exclude=(out,) if out else ()))
+    found = from_main(where, lambda: collect_inputs(inputs, limit))
     paths = found.files[:limit]
     if not paths:
-        raise HiloError("no image files found in " + ", ".join(map(str, inputs)))
+        first = f" (first skipped: {found.skipped[0][1]})" if found.skipped else ""
+        raise HiloError("no image files found in " + ", ".join(map(str, inputs)) + first)
     return found, paths
 
 
@@ -412,7 +417,8 @@ def run(
     request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
     hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
-    from hilocli.distributed import agree, placement, process_group, rank_device
+    from hilocli.distributed import agree, from_main, placement, process_group, rank_device
+    from hilocli.inputs import fit_inputs
     from hilocli.models.geometry import check_input_size
     from hilocli.runtime import (
         compile_as,
@@ -436,7 +442,7 @@ def run(
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")
     with process_group(where, device):
         if found is None:
-            found, paths = listed_inputs(where, request.inputs, request.out, request.limit)
+            found, paths = listed_inputs(where, request.inputs, request.limit)
         else:
             paths = found.files[: request.limit]
         if loaded is None:
@@ -448,6 +454,9 @@ def run(
         cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
         resolution = request.resolution or (cfg.img_size if cfg else 224)
         check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
+        paths, too_big = from_main(  # rank 0's headers and memory decide for every rank
+            where, lambda: fit_inputs(found, paths, resolution, request.crop, loaded, device)
+        )
         layers = choose_layers(loaded.model, request.layers)
         twins = []
         if request.control == "random":
@@ -485,8 +494,11 @@ def run(
         control = judge_control(judged, done.spectra[1:], twins, request, scenes.labels, done.blank)
     inputs = InputsRecord(
         analysed=done.analysed,
-        skipped=[{"path": str(p), "reason": r} for p, r in [*found.skipped, *done.skipped]],
+        skipped=[
+            {"path": str(p), "reason": r} for p, r in [*found.skipped, *too_big, *done.skipped]
+        ],
         duplicates=[{"path": str(p), "same_as": str(q)} for p, q in found.duplicates],
+        transparent=[str(p) for p in found.transparent if str(p) in done.analysed],
     )
     return SpectrumResult(
         request=request,
