@@ -221,7 +221,10 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
         for a, b in zip(eager_run.layers, compiled_result.layers, strict=True):
             for branch in ("hifi", "lofi", "control"):
                 x, y = a.branch(branch).per_image, b.branch(branch).per_image
-                np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], rtol=0, atol=atol)
+                # the tiny model's Lo-Fi is near silent (0.01% of the power): its share is the
+                # shape of a residue and moves with summation order 10x more (measured 1.3e-5)
+                tol = atol * (10 if branch == "lofi" else 1)
+                np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], rtol=0, atol=tol)
         np.testing.assert_allclose(compiled_result.deltas, eager_run.deltas, rtol=0, atol=atol)
 
 
