@@ -11,7 +11,7 @@ and batch size, median of `--repeats` runs after one warm-up:
   forward     model(x) on pre-decoded batches (fused attention path): the baseline
   fwd+anal.   SpectrumCollector.add_batch(x): forward + capture + FFT statistics, default layers
   + <option>  the same with one optional measure of SpectrumSettings switched on (each apart)
-  verdict     the statistics alone: exact sign-flip, Hodges-Lehmann, Westfall-Young on (n, layers)
+  verdict     the statistics alone: signed-rank test, Hodges-Lehmann, Westfall-Young on (n, layers)
   end to end  `hilocli.spectrum.run` on the folder (decode, forward, analysis, verdict) and
               `render.write_outputs` (figure and JSON); model construction excluded (timed apart)
 

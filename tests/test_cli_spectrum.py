@@ -267,6 +267,34 @@ def test_verdict_control_and_summary_figure_are_the_csv_numbers(tmp_path, monkey
     assert "n = 7 scenes from 7 images" in plotted["title"] and "SUPPORTED" in plotted["title"]
 
 
+def test_groups_file_sets_the_scenes_and_is_checked_before_decoding(tmp_path, blank_figures):
+    from tests.fixtures.known_images import distinct_photos
+
+    photos = distinct_photos(tmp_path / "photos", 6, size=96)
+    table = tmp_path / "groups.csv"
+    table.write_text("path,group\n" + "".join(f"{p},{'ab'[i % 2]}\n" for i, p in enumerate(photos)))
+    res = hilo("spectrum", tmp_path / "photos", *KNOWN, "-r", "64", "--groups", table,
+               "--out", tmp_path / "o", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    results = strict_json(res.stdout)["results"]
+    assert results["n_images"] == 6 and results["n_scenes"] == 2 and results["verdict"]["n"] == 2
+    assert results["scenes"]["source"] == f"--groups {table}"
+    assert results["verdict"]["word"] == "insufficient"  # 2 scenes, whatever the 6 images say
+    table.write_text("path,group\n" + "".join(f"{p},a\n" for p in photos[1:]))
+    decoded = []
+    import hilocli.batches
+
+    real = hilocli.batches.image_chunks
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            hilocli.batches, "image_chunks", lambda *a, **k: decoded.append(1) or real(*a, **k)
+        )
+        bad = hilo("spectrum", tmp_path / "photos", *KNOWN, "-r", "64", "--groups", table,
+                   "--out", tmp_path / "o2")  # fmt: skip
+    assert_one_line_error(bad, 1, "1 of 6 analysed images are not listed")
+    assert decoded == [] and not (tmp_path / "o2").exists()
+
+
 def test_one_image_given_twice_and_a_copy_gives_no_verdict(tmp_path, blank_figures):
     folder = tmp_path / "imgs"
     (first,) = make_images(folder, count=1)

@@ -23,7 +23,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from hilocli.errors import HiloError, UsageError
 from hilocli.image_decode import to_rgb
 from hilocli.images import load_image, prepare
-from hilocli.spectrum.scenes import (
+from hilocli.scenes import (
     HASH_THRESHOLD,
     SceneGroups,
     group_means,
@@ -300,7 +300,7 @@ def _planted(rng: np.random.Generator, n_scenes: int, copies: int) -> np.ndarray
 
 @pytest.mark.parametrize("threshold", [0, 6, 10, 14])
 def test_group_scenes_matches_brute_force(monkeypatch, threshold):
-    import hilocli.spectrum.scenes as scenes
+    import hilocli.scenes as scenes
 
     monkeypatch.setattr(scenes, "_BLOCK_ELEMENTS", 4096)  # many row blocks
     hashes = _planted(np.random.default_rng(threshold), n_scenes=40, copies=4)  # (200, 2)

@@ -416,7 +416,7 @@ def fake_result(n_layers: int, control: bool = True):
     from hilocli.output import InputsRecord
     from hilocli.spectrum import SpectrumRequest, SpectrumResult
     from hilocli.spectrum.control import ControlResult
-    from hilocli.spectrum.scenes import scenes_from_hashes
+    from hilocli.scenes import scenes_from_hashes
     from hilocli.spectrum.stats import Judged
 
     layers, _ = synthetic_verdicts(swap=False, images=6)

@@ -213,3 +213,17 @@ def test_statistics_scale_to_many_images_without_n_squared_memory(monkeypatch):
     np.testing.assert_allclose(flips.apply(d), whole, rtol=0, atol=1e-12 * np.abs(d).sum())
     assert whole.shape == (exact.MONTE_CARLO_DRAWS + 1, 3)
     np.testing.assert_allclose(whole[0], d.sum(0), rtol=1e-12)  # the identity first
+
+
+def test_random_control_rank_p_is_exact_for_exchangeable_seeds():
+    """The model among 19 random inits: with exchangeable values every position is equally
+    likely, and exactly one of the 20 (the largest) gets p <= 0.05: a random init is called
+    different in 5% of runs, never more (the old difference-in-differences test: 15-25%)."""
+    from hilocli.spectrum.control import rank_p, seeds_needed
+
+    values = np.random.default_rng(2).normal(size=20)
+    ps = [rank_p(values[k], list(np.delete(values, k))) for k in range(20)]
+    assert sorted(ps) == pytest.approx([(1 + j) / 20 for j in range(20)])
+    assert sum(p <= 0.05 for p in ps) == 1 and seeds_needed(0.05) == 19
+    assert math.isnan(rank_p(math.nan, [0.1, 0.2])) and math.isnan(rank_p(0.1, [math.nan]))
+    assert rank_p(0.5, [0.5, 0.1]) == pytest.approx(2 / 3)  # a tie counts as at least as large

@@ -362,8 +362,8 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     from hilocli.images import InputSet
     from hilocli.models.discover import hilo_layers
     from hilocli.runtime import environment, resolve_device, resolve_precision
-    from hilocli.spectrum.run import listed_inputs
     from hilocli.spectrum.run import run as spectrum_run
+    from hilocli.spectrum.sweep import listed_inputs
 
     request.validate()
     where = placement()

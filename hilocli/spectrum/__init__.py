@@ -7,7 +7,7 @@ Modules (the data flow of `hilo spectrum`, in order):
 - `measures`: settings, per-image field definitions, frequency axes, radial profile;
   `analyse` (`analyse_maps`; the Hann-windowed periodogram's pieces in `estimator`), `blocks`
   (the window-block part of the high band), `depth` (Park & Kim's block-output curve), pure
-  tensor functions; `scenes` (near-duplicate images grouped into source scenes).
+  tensor functions (source scenes: `hilocli.scenes`).
 - `stats`: the verdict over images (`verdict`), per-layer adjusted p, the summary line;
   `exact`: the exact sign-flip, Westfall-Young and Hodges-Lehmann machinery it uses.
 - `figures`: figures from a result; `render`: the output files and the terminal report.

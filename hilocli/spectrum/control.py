@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 import hilocli.spectrum.exact as exact
+from hilocli.scenes import group_means
 from hilocli.spectrum.measures import VERDICT_METRIC
-from hilocli.spectrum.scenes import group_means
 
 CONTROL_WORDS = ("exceeds", "not shown", "insufficient")
 DEFAULT_CONTROL_SEEDS = 19

@@ -88,8 +88,8 @@ def short_name(layer: HiLoLayerInfo) -> str:
 def figure_title(result: SpectrumResult) -> str:
     r = result.request
     return (
-        f"{result.model_name}: {result.weights.describe()}\nn = {result.n} distinct "
-        f"images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
+        f"{result.model_name}: {result.weights.describe()}\n{result.scenes.n_groups} scenes "
+        f"from {result.n} images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
         f"{r.cutoff:g} cycles/token; boundary {r.boundary}"
     )
 
@@ -172,7 +172,7 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
     ax.axvline(cutoff, color="k", ls=":", lw=1, label=f"cutoff {cutoff:g}")
     ax.axvline(0.5, color="k", ls="--", lw=0.8, label="Nyquist 0.5")
     if ws > 1:
-        ax.axvline(1.0 / ws, color="tab:orange", ls="-.", lw=0.8, label=f"window grid 1/{ws}")
+        ax.axvline(1.0 / ws, color="tab:orange", ls="-.", lw=0.8, label=f"window frequency 1/{ws}")
     ax.set_xlabel("radius (cycles/token); > 0.5: corners only", fontsize=7)
     ax.set_ylabel("power / non-DC total", fontsize=7)
     ax.set_title(f"radial profile ({spectra.grid[0]}x{spectra.grid[1]} grid)", fontsize=9)
@@ -230,7 +230,7 @@ def _hf_panel(
         )
     ax.set_xticks(xs, [f"{s.layer.index}\n{short_name(s.layer)}" for s in layers], fontsize=7)
     ax.set_xlabel("layer (index, stage.block)", fontsize=7)
-    ax.set_ylabel("hf fraction (content)", fontsize=8)
+    ax.set_ylabel("share above cutoff (window blocks out)", fontsize=8)
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="best")

@@ -10,28 +10,24 @@ listed and de-duplicated, the weights loaded, the layers chosen, and only then i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hilocli.errors import HiloError, UsageError
+from hilocli.errors import UsageError
 from hilocli.output import InputsRecord, RunRecord
+from hilocli.scenes import SceneGroups
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.control import DEFAULT_CONTROL_SEEDS, ControlResult
 from hilocli.spectrum.measures import SpectrumSettings
-from hilocli.spectrum.scenes import SceneGroups
 from hilocli.spectrum.stats import DEFAULT_ALPHA, DEFAULT_MARGIN, Judged, Verdict
+from hilocli.spectrum.sweep import Progress, listed_inputs, measure
 from hilocli.weights import WeightsRequest
 
 MODES = ("stats", "paper")
 CONTROLS = ("none", "random")
-MAX_SHOWN = 16  # images kept for the montage
-
-Progress = Callable[[int, int], None]  # (files done, files in total)
 
 
 @dataclass(frozen=True)
@@ -283,127 +279,6 @@ def random_twin(loaded, seed: int, device):
     return LoadedModel(model=net, provenance=prov, name=loaded.name)
 
 
-@dataclass
-class Measured:
-    """What one pass over the images gave: per model, the layers' spectra."""
-
-    spectra: list[list[LayerSpectra]]  # one list per model, in the order given
-    analysed: list[str]  # paths, in the order fed to the models
-    skipped: list[tuple[Path, str]]  # (path, the loader's reason)
-    shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
-    hashes: np.ndarray  # (n, 2) uint64 perceptual hashes of each input and its mirror image
-    blank: np.ndarray  # (n,) bool: inputs with no spatial content
-    depth: Any = None  # the first model's DepthCurve when settings.depth
-
-
-@dataclass
-class _Shard:
-    """What one process fed its collectors (keys order images as a single process would)."""
-
-    keys: list[tuple[int, int]] = field(default_factory=list)  # one per batch
-    analysed: list[tuple[tuple[int, int, int], str]] = field(default_factory=list)
-    skipped: list[tuple[tuple[int, int], tuple[Path, str]]] = field(default_factory=list)
-    shown: list[tuple[tuple[int, int, int], Any]] = field(default_factory=list)
-    looks: list[tuple[tuple[int, int, int], tuple]] = field(default_factory=list)  # hash, blank
-
-
-def measure(
-    models: list[Any],
-    layers: list[int],
-    settings: SpectrumSettings,
-    paths: list[Path],
-    resolution: int,
-    crop: bool,
-    batch_size: int,
-    device: Any,
-    progress: Progress | None = None,
-    preprocess=None,  # a user model's --mean/--std (None: the released preprocessing)
-    precision: Any = None,
-    workers: int = 0,
-    where: Any = None,  # hilocli.distributed.Placement; None: one process
-) -> Measured | None:
-    """Decode `paths` (hilocli.batches: `workers` processes) and feed every batch to each model's
-    collector. Several processes: each measures its chunks, rank 0 gathers and merges them and
-    returns the result; the other ranks return None."""
-    import torch
-
-    from hilocli.batches import image_chunks, shard_files
-    from hilocli.distributed import SINGLE, agree, gather, ordered
-    from hilocli.runtime import forward_context, resolve_precision, to_device
-    from hilocli.spectrum.collect import SpectrumCollector
-    from hilocli.spectrum.scenes import no_spatial_content, scene_hashes
-    from hilocli.spectrum.shards import collector_part, merge_parts
-
-    precision = precision or resolve_precision("float32", device)
-    where = where or SINGLE
-    norm = (None, None) if preprocess is None else (preprocess.mean, preprocess.std)
-    cuda = getattr(device, "type", None) == "cuda"
-    with ExitStack() as stack:
-        cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
-
-        def feed() -> _Shard:
-            mine, done = _Shard(), 0
-            chunks = image_chunks(
-                paths, resolution, crop, batch_size, preprocess, workers=workers,
-                pin_memory=cuda, where=where, keep_displays=MAX_SHOWN,
-            )  # fmt: skip
-            total = shard_files(len(paths), batch_size, where)  # this process's files
-            for chunk in chunks:
-                mine.skipped += [((chunk.index, j), s) for j, s in enumerate(chunk.skipped)]
-                for group in chunk.groups:
-                    x = to_device(group.x, device)  # (B, 3, H, W)
-                    with forward_context(precision), torch.no_grad():
-                        for col in cols:
-                            col.add_batch(x)
-                    mine.keys.append(group.key)
-                    mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
-                    looks = zip(scene_hashes(x, *norm), no_spatial_content(x, *norm), strict=True)
-                    mine.looks += [((*group.key, i), look) for i, look in enumerate(looks)]
-                    mine.shown += [
-                        ((*group.key, i), d) for i, d in enumerate(group.displays) if d is not None
-                    ]
-                done += chunk.files
-                if progress is not None:
-                    progress(done, total)
-            return mine
-
-        shards = [agree(where, feed)]
-        if where.distributed:
-            parts = gather(where, (shards[0], [collector_part(c, shards[0].keys) for c in cols]))
-            if parts is None:  # not rank 0: its share is sent
-                return None
-            for k, col in enumerate(cols):
-                merge_parts(col, [p[1][k] for p in parts])
-            shards = [p[0] for p in parts]
-        analysed = ordered([s.analysed for s in shards])
-        skipped = ordered([s.skipped for s in shards])
-        shown = ordered([s.shown for s in shards])[:MAX_SHOWN]
-        looks = ordered([s.looks for s in shards])
-        if not analysed:
-            raise HiloError(
-                f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
-            )
-        depth = cols[0].depth_curve() if settings.depth else None
-    hashes = np.array([h for h, _ in looks], dtype=np.uint64).reshape(-1, 2)
-    blank = np.array([b for _, b in looks], dtype=bool)
-    return Measured([col.finish() for col in cols], analysed, skipped, shown, hashes, blank, depth)
-
-
-def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
-    """(InputSet, files to analyse) of a run's inputs: listed and hashed on rank 0 alone and
-    handed to every rank (`hilo spectrum`, `hilo compare`); none at all is a HiloError on every
-    rank together. The files hilo wrote (its own outputs, here or earlier) are never read."""
-    from hilocli.distributed import from_main
-    from hilocli.images import collect_inputs
-
-    found = from_main(where, lambda: collect_inputs(inputs, limit))
-    paths = found.files[:limit]
-    if not paths:
-        first = f" (first skipped: {found.skipped[0][1]})" if found.skipped else ""
-        raise HiloError("no image files found in " + ", ".join(map(str, inputs)) + first)
-    return found, paths
-
-
 def run(
     request: SpectrumRequest,
     progress: Progress | None = None,
@@ -428,8 +303,8 @@ def run(
         resolve_device,
         resolve_precision,
     )
+    from hilocli.scenes import read_groups, scenes_from_file, scenes_from_hashes
     from hilocli.spectrum.control import judge_control
-    from hilocli.spectrum.scenes import scenes_from_file, scenes_from_hashes
     from hilocli.spectrum.stats import judge
 
     request.validate()
@@ -445,6 +320,8 @@ def run(
             found, paths = listed_inputs(where, request.inputs, request.limit)
         else:
             paths = found.files[: request.limit]
+        if request.groups is not None:  # a malformed or incomplete --groups file: before decoding
+            read_groups(request.groups, [str(p) for p in paths])
         if loaded is None:
             loaded = agree(where, lambda: request.weights.load(device))
         n_images, same_size = len(paths), request.crop  # --no-crop: each image keeps its size

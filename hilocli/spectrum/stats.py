@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import hilocli.spectrum.exact as exact
+from hilocli.scenes import group_means
 from hilocli.spectrum.measures import SENSITIVITY_METRIC, VERDICT_METRIC
-from hilocli.spectrum.scenes import group_means
 from hilocli.terminal import num
 
 if TYPE_CHECKING:
