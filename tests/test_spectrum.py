@@ -414,9 +414,9 @@ def fake_result(n_layers: int, control: bool = True):
 
     from hilocli.checkpoint import Provenance
     from hilocli.output import InputsRecord
+    from hilocli.scenes import scenes_from_hashes
     from hilocli.spectrum import SpectrumRequest, SpectrumResult
     from hilocli.spectrum.control import ControlResult
-    from hilocli.scenes import scenes_from_hashes
     from hilocli.spectrum.stats import Judged
 
     layers, _ = synthetic_verdicts(swap=False, images=6)
