@@ -490,7 +490,7 @@ def test_title_clears_the_top_panels(n_layers):
     np.testing.assert_allclose(data["layers"][0]["hifi"], [[1.0, 0.5, 0.0], [1.0, 0.75, 0.5]])
     fig, _ = spectrum_figure(result)
     # the top row: the montage and the hf panel, with their titles and p annotations
-    assert fig.axes[1].get_ylabel().startswith("hf fraction")
+    assert fig.axes[1].get_ylabel().startswith("share above cutoff")
     _title_clearance(fig, fig.axes[:2])
     fig, data = summary_figure(result)
     _title_clearance(fig, fig.axes)
