@@ -249,9 +249,9 @@ def show_mosaic(fig: Figure, m: Mosaic, y_top: float, dpi: int):
 
 
 def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[str, Any]]:
-    """Mean attention distance per head, one panel per layer (`LayerSummary` list): Hi-Fi and
-    Lo-Fi (or MSA) bars in two colours; dashed: what uniform weights over the same keys would give
-    (Lo-Fi); dotted: the largest distance a Hi-Fi head can reach, (s - 1) * sqrt(2) * stride.
+    """Mean attention distance per head, one panel per layer (`LayerSummary` list): Hi-Fi red,
+    Lo-Fi blue, MSA grey bars; dashed: what uniform weights over the same keys would give
+    (Lo-Fi or MSA); dotted: the largest distance a Hi-Fi head can reach, (s - 1) * sqrt(2) * stride.
     One legend for all panels, below them."""
     n = len(summaries)
     cols = min(4, n)
@@ -279,7 +279,7 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
             entry[b.branch] = np.asarray(b.mean_distance)
         if summ.lofi is not None:
             legend["uniform weights over the same keys"] = ax.axhline(
-                summ.lofi.uniform_distance, color=colour(info, "lofi"), linestyle="--", linewidth=1
+                summ.lofi.uniform_distance, color="k", linestyle="--", linewidth=1
             )
         if summ.hifi is not None:
             legend["farthest a Hi-Fi head can reach"] = ax.axhline(
@@ -290,7 +290,7 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
             f"{g.grid[0]}x{g.grid[1]} (rows x cols)",
             fontsize=8,
         )
-        ax.set_xlabel("head (Hi-Fi first)", fontsize=7)
+        ax.set_xlabel("head (Hi-Fi first)" if info.hifi_heads else "head", fontsize=7)
         ax.set_ylabel("mean attention\ndistance (input px)", fontsize=7)
         ax.set_xticks(range(0, info.num_heads, math.ceil(info.num_heads / 16)))
         ax.set_xlim(-0.6, info.num_heads - 0.4)

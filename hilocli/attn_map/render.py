@@ -116,7 +116,9 @@ def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> 
                 f"attn_map_layer{i}.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None
             )
         fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
-        paths["distance"] = files.figure(f"attn_distance.{fmt}", fig, dpi=PLOT_DPI)
+        paths["distance"] = files.figure(  # constrained layout: already inside the figure
+            f"attn_distance.{fmt}", fig, dpi=PLOT_DPI, bbox_inches=None
+        )
         if result.request.save_raw:
             arrays = {}
             for lr in result.layers:
