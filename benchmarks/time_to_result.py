@@ -7,7 +7,9 @@ seed), decodes the same image(s) with PIL (resize shorter side to 256, centre cr
 and forwards them (batches of 16, as `hilo spectrum`). Every hilo run is a fresh `python -m
 hilocli` with `--random-init` (time does not depend on the weights). Bare and hilo runs are
 interleaved, case by case, `--repeats` times; each time is the best (smallest) of its repeats, so a
-burst of load from other jobs on a shared machine hurts both sides alike. Cases:
+burst of load from other jobs on a shared machine hurts both sides alike. Wall time is the goal;
+CPU time (user + system of the process and its children, also best of the repeats) is printed
+beside it because it moves far less with the load of other jobs. Cases:
 
   spectrum, 1 image    hilo spectrum chelsea.jpg --random-init --layer 3      goal <= 1.5x
   attn-map, 1 image    hilo attn-map chelsea.jpg --random-init                goal <= 2.0x
@@ -85,13 +87,26 @@ def make_images(folder: Path, n: int = 48, side: int = 256) -> list[Path]:
     return paths
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the process and its children) of one run."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = proc.communicate()
     wall = time.perf_counter() - start
     if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()[-2000:]}")
-    return wall
+        sys.exit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
+    return wall, _children_cpu()
+
+
+_cpu_seen = [0.0]
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the children reaped since the last call (os.times counts them all)."""
+    t = os.times()
+    total = t.children_user + t.children_system
+    took, _cpu_seen[0] = total - _cpu_seen[0], total
+    return took
 
 
 def cases(tmp: Path, images: list[Path], workers_check: bool) -> list[tuple[str, list, list]]:
@@ -131,16 +146,25 @@ def cases(tmp: Path, images: list[Path], workers_check: bool) -> list[tuple[str,
 
 def ratios(tmp: Path, images: list[Path], repeats: int, workers_check: bool) -> None:
     runs = cases(tmp, images, workers_check)
-    best = {name: [float("inf"), float("inf")] for name, _, _ in runs}
+    inf = float("inf")
+    best = {name: [[inf, inf], [inf, inf]] for name, _, _ in runs}  # [bare, hilo] x [wall, cpu]
+    _children_cpu()
     for r in range(repeats):
         for name, bare, cmd in runs:  # interleaved: bare, hilo, next case, ...
-            best[name][0] = min(best[name][0], timed(bare))
-            best[name][1] = min(best[name][1], timed(cmd))
+            for side, argv in enumerate((bare, cmd)):
+                wall, cpu = timed(argv)
+                best[name][side] = [min(best[name][side][0], wall), min(best[name][side][1], cpu)]
         print(f"  repeat {r + 1}/{repeats} done", file=sys.stderr)
-    print("\n| run | bare work | hilo | ratio | goal |\n|---|---|---|---|---|")
-    for name, (b, h) in best.items():
+    print(
+        "\n| run | bare work | hilo | ratio | goal | CPU: bare | hilo | ratio |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
+    for name, ((bw, bc), (hw, hc)) in best.items():
         goal = f"<= {GOALS[name]:.2f}x" if name in GOALS else "-"
-        print(f"| {name} | {b:.2f} s | {h:.2f} s | {h / b:.2f}x | {goal} |")
+        print(
+            f"| {name} | {bw:.2f} s | {hw:.2f} s | {hw / bw:.2f}x | {goal} "
+            f"| {bc:.2f} s | {hc:.2f} s | {hc / bc:.2f}x |"
+        )
 
 
 def two_checkpoints(tmp: Path) -> list[str]:
