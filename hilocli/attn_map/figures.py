@@ -257,10 +257,29 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
     cols = min(4, n)
     rows = math.ceil(n / cols)
     max_heads = max(s.geometry.layer.num_heads for s in summaries)
-    panel_w = max(3.0, 1.1 + 0.15 * max_heads)
-    fig_w = panel_w * cols
-    fig = Figure(figsize=(fig_w, 2.7 * rows + 1.1), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
+    panel_w, panel_h = max(2.4, 0.4 + 0.15 * max_heads), 1.9  # inches: fixed margins, one draw
+    left, gap_x, right = 0.75, 0.7, 0.15
+    fig_w = left + cols * panel_w + (cols - 1) * gap_x + right
+    ncols = min(5, max(1, int(fig_w // 2.2)))  # legend columns (at most 5 entries)
+    title_text = wrap(title, fig_w * 100, 7.0)
+    top = 0.15 + 0.17 * (title_text.count("\n") + 1) + 0.4  # title, then two-line panel titles
+    below, gap_y = 0.45 + 0.2 * math.ceil(5 / ncols) + 0.1, 0.45 + 0.4  # ticks, xlabel, legend
+    fig_h = top + rows * panel_h + (rows - 1) * gap_y + below
+    fig = Figure(figsize=(fig_w, fig_h))
+    axes = [
+        [
+            fig.add_axes(
+                [
+                    (left + c * (panel_w + gap_x)) / fig_w,
+                    1 - (top + r * (panel_h + gap_y) + panel_h) / fig_h,
+                    panel_w / fig_w,
+                    panel_h / fig_h,
+                ]
+            )
+            for c in range(cols)
+        ]
+        for r in range(rows)
+    ]
     plotted: dict[str, Any] = {"layers": []}
     legend: dict[str, Any] = {}
     for k, summ in enumerate(summaries):
@@ -301,11 +320,12 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
     fig.legend(
         list(legend.values()),
         list(legend.keys()),
-        loc="outside lower center",
-        ncols=min(len(legend), max(1, int(fig_w // 2.2))),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05 / fig_h),
+        ncols=min(len(legend), ncols),
         fontsize=7,
         frameon=False,
     )
     plotted["legend"] = list(legend)
-    fig.suptitle(wrap(title, fig_w * 100, 7.0), fontsize=9)
+    fig.suptitle(title_text, fontsize=9, y=1 - 0.1 / fig_h, va="top")
     return fig, plotted
