@@ -52,7 +52,7 @@ def hf_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     title = figure_title(result)
     rotate = n > 8  # p values above the panel would run together
     title_in = 0.2 + 0.16 * (title.count("\n") + 1) + (0.55 if rotate else 0.25)
-    width, height = max(5.0, 2.0 + 0.55 * n), 2.6 + title_in + 0.6
+    width, height = max(5.0, 1.2 + 0.9 * min(n, 8) + 0.45 * max(0, n - 8)), 2.6 + title_in + 0.6
     fig = Figure(figsize=(width, height))
     ax = fig.add_axes([0.8 / width, 0.6 / height, 1 - 1.0 / width, 2.6 / height])
     data = {"hf_fraction": _hf_panel(ax, layers, result, rotate)}
@@ -75,6 +75,7 @@ def radial_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     fig = Figure(figsize=(width, height))
     data: dict[str, Any] = {"layers": {}}
     handles: dict[str, Any] = {}
+    axes = []
     for k, spectra in enumerate(layers):
         r, c = divmod(k, cols)
         left = 0.75 + c * (panel_w + 0.45)
@@ -85,6 +86,12 @@ def radial_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         data["layers"][spectra.layer.index] = {
             "radial": _radial_panel(ax, spectra, result.request.cutoff, handles)
         }
+        if c:  # the first column's label names the axis for its row
+            ax.set_ylabel("")
+        axes.append(ax)
+    lows, highs = zip(*(ax.get_ylim() for ax in axes))
+    for ax in axes:  # one y scale: panels compare at a glance
+        ax.set_ylim(min(lows), max(highs))
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncols=3, fontsize=6,
                frameon=False, bbox_to_anchor=(0.5, 0.02))  # fmt: skip
     title_figure(fig, title, height)
