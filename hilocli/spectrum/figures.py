@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.collect import LayerSpectra
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
+DECADES = FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else "0")
 
 
 def short_name(layer: HiLoLayerInfo) -> str:
@@ -118,6 +120,8 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float, handles: dict) -> di
     if ws > 1:
         handles["window grid 1/s"] = ax.axvline(1.0 / ws, color="0.45", ls="-.", lw=0.8)
     info = spectra.layer
+    ax.yaxis.set_major_formatter(DECADES)  # plain text: no mathtext parser (a tenth of a second)
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("radius (cycles/token)", fontsize=7)
     ax.set_ylabel("power / non-DC total", fontsize=7)
     ax.set_title(f"[{info.index}] {short_name(info)}: {spectra.grid[0]}x{spectra.grid[1]} grid"
