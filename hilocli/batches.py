@@ -122,11 +122,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(where: Placement = SINGLE) -> int:
-    """Decoding workers per process: the cores this process may use (its share when several
-    processes share the machine) less one for the forward, at most 8; 0 on one core."""
+def default_workers(where: Placement = SINGLE, device: Any = None) -> int:
+    """Decoding workers per process, at most 8, from the cores this process may use (its share
+    when several processes share the machine): on a GPU all but one; on the CPU only the cores
+    the forward's threads leave free, so usually 0 (decoding is a few percent of a CPU forward
+    that already uses every core: a worker beside it was measured no faster, docs/benchmarks.md)."""
     per_process = available_cores() // max(1, where.world_size if where.distributed else 1)
-    return max(0, min(MAX_DEFAULT_WORKERS, per_process - 1))
+    if getattr(device, "type", device) in ("cuda", "mps", "xpu"):
+        return max(0, min(MAX_DEFAULT_WORKERS, per_process - 1))
+    return max(0, min(MAX_DEFAULT_WORKERS, per_process - torch.get_num_threads()))
 
 
 def _one_thread(_worker_id: int) -> None:

@@ -297,7 +297,7 @@ class OutputSet:
         if fmt == "png":  # fast zlib level: the same pixels, written several times faster
             kwargs = {"pil_kwargs": {"compress_level": 1}, **kwargs}
         try:
-            fig.savefig(self._stage(name), format=fmt, bbox_inches="tight", **kwargs)
+            fig.savefig(self._stage(name), format=fmt, **{"bbox_inches": "tight", **kwargs})
         finally:
             plt.close(fig)
         return self.path(name)

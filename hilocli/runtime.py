@@ -71,9 +71,10 @@ def freed_memory_kept() -> bool:
 
 def environment(device=None) -> dict:
     """Versions and settings to store beside every result."""
+    from importlib.metadata import version
+
     import matplotlib
     import numpy
-    import scipy
     import torch
 
     from hilocli import __version__
@@ -84,7 +85,7 @@ def environment(device=None) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
+        "scipy": version("scipy"),  # not `import scipy`: a run pays only for what it uses
         "matplotlib": matplotlib.__version__,
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),

@@ -209,26 +209,49 @@ def load_user_model(
     (strict) or its own seeded init."""
     from hilocli.checkpoint import LoadedModel, _read
     from hilocli.models.adopters import unwrap
-    from hilocli.models.litv2_checkpoint import load_state_dict_strict
     from hilocli.output import sha256_file
 
-    model = build(source, seed)
     prov = UserProvenance(source, seed=seed)
-    if checkpoint is not None:
+    if checkpoint is None:
+        model = build(source, seed)
+    else:
         path = Path(checkpoint)
         raw, fmt = _read(path)
         sd = unwrap(raw)
         if sd is None:
             raise HiloError(f"{path}: the file holds no tensors")
-        own = model.state_dict()
-        if not any(k.startswith("module.") for k in own):
-            sd = {k.removeprefix("module."): v for k, v in sd.items()}
-        load_state_dict_strict(model, sd, str(path))
+        model = _filled(source, seed, sd, str(path))
         prov = UserProvenance(source, str(path), sha256_file(path), fmt)
     from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
     preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
     return LoadedModel(model.eval().to(device), prov, source.spec, preprocess)
+
+
+def _filled(source: ModelSource, seed: int, sd: dict, where: str):
+    """The user's model holding the checkpoint's tensors (strict). Built on the meta device
+    first, so no random init is computed and thrown away; built for real when that fails or
+    when the model has a tensor no file holds (a non-persistent buffer)."""
+    import torch
+
+    from hilocli.models.litv2_checkpoint import load_state_dict_strict
+
+    def load(model):
+        if not any(k.startswith("module.") for k in model.state_dict()):
+            state = {k.removeprefix("module."): v for k, v in sd.items()}
+        else:
+            state = sd
+        load_state_dict_strict(model, state, where)
+        return model
+
+    try:
+        with torch.device("meta"):
+            model = build(source, seed)
+    except HiloError:  # the user's code needs real tensors: the error, if any, comes below
+        model = None
+    if model is not None and {n for n, _ in model.named_buffers()} <= set(model.state_dict()):
+        return load(model)
+    return load(build(source, seed))
 
 
 def check_user_options(request) -> bool:

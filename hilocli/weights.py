@@ -108,7 +108,8 @@ class WeightsRequest:
             seed=self.seed,
             progress=progress,
         )
-        check_finite_weights(loaded.model, loaded.provenance.describe())
+        if self.checkpoint is not None or self.use_pretrained:  # hilo's own init is finite
+            check_finite_weights(loaded.model, loaded.provenance.describe())
         keep_weights_packed(loaded.model)
         return loaded
 

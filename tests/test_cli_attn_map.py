@@ -56,6 +56,9 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
         "--query",
         "95.5,20",
         "--save-raw",
+        "--layer",
+        "all",
+        "--detail",
     )
     assert res.returncode == 0, res.stderr
     record = strict_json(res.stdout)
@@ -63,6 +66,7 @@ def test_end_to_end_files_json_and_figure_data(photo, tmp_path, monkeypatch):
     assert set(record) >= set(RECORD_KEYS)
     assert record["command"] == "attn-map" and record["inputs"]["analysed"] == [str(photo)]
     names = (
+        "attn_map.png",
         "attn_map_layer0.png",
         "attn_map_layer1.png",
         "attn_map_layer2.png",
@@ -148,7 +152,8 @@ def test_defaults_no_crop_and_head_means(photo, tmp_path, unrasterised_figures):
     (entry,) = results["layers"]
     assert entry["grid"] == [2, 2]  # 85 x 64: stage 1 22 x 16 -> 11 x 8 -> 5 x 4 -> 2 x 2
     assert [c["heads"] for c in entry["columns"]] == [[0, 1, 2, 3]]
-    assert (out / "attn_map_layer2.svg").exists() and not (out / "attn_raw.npz").exists()
+    assert (out / "attn_map.svg").exists() and not (out / "attn_raw.npz").exists()
+    assert not (out / "attn_map_layer2.svg").exists()  # per-layer detail only with --detail
 
 
 def test_undefined_values_are_null_and_listed(photo, tmp_path, unrasterised_figures):
@@ -180,13 +185,13 @@ def test_undefined_values_are_null_and_listed(photo, tmp_path, unrasterised_figu
         (["--query", "500,10"], 2, "outside the 120x90 image"),
         (["--query", "nope"], 2, "--query must be X,Y"),
         (["--layer", "3"], 2, "--layer 3 is out of range"),
-        (["--heads", "3"], 2, "head 3 does not exist in layer 0"),
+        (["--heads", "3"], 2, "head 3 does not exist in layer 1"),  # default: 1 and 2
         (["--chunk-size", "0"], 2, "--chunk-size"),
         (["--resolution", "100000"], 2, "--resolution must be 1..8192"),
         (["--resolution", "8"], 2, "each side must be 32..8192 px"),
         (["--random-init"], 2, "conflict"),
         (
-            ["--save-raw", "--max-raw-mb", "1", "--resolution", "1024"],
+            ["--save-raw", "--max-raw-mb", "1", "--resolution", "1024", "--layer", "all"],
             1,
             "--resolution 384 would fit",
         ),

@@ -49,11 +49,13 @@ def blank_figures(monkeypatch):
     seconds to draw); a test that checks a figure puts its real function back."""
     from matplotlib.figure import Figure
 
-    from hilocli.spectrum import figures, summary
+    from hilocli.spectrum import figures, maps, summary
 
-    real = {name: getattr(figures, name) for name in ("spectrum_figure", "transfer_figure")}
+    real = {name: getattr(figures, name) for name in ("hf_figure", "transfer_figure")}
     for module, name in [
-        (figures, "spectrum_figure"),
+        (figures, "hf_figure"),
+        (figures, "radial_figure"),
+        (maps, "maps_figure"),
         (figures, "paper_figure"),
         (figures, "transfer_figure"),
         (summary, "summary_figure"),
@@ -79,17 +81,23 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
     from hilocli.spectrum import figures, summary
 
     seen: dict = {}
-    real, real_summary = figures.spectrum_figure, summary.summary_figure
+    real_hf, real_radial = figures.hf_figure, figures.radial_figure
+    real_summary = summary.summary_figure
 
     def spy(result):
-        seen["fig"], seen["data"] = real(result)
+        seen["hf_fig"], seen["hf"] = real_hf(result)
+        return seen["hf_fig"], seen["hf"]
+
+    def spy_radial(result):
+        seen["fig"], seen["data"] = real_radial(result)
         return seen["fig"], seen["data"]
 
     def spy_summary(result):
         seen["summary_fig"], seen["summary"] = real_summary(result)
         return seen["summary_fig"], seen["summary"]
 
-    monkeypatch.setattr(figures, "spectrum_figure", spy)
+    monkeypatch.setattr(figures, "hf_figure", spy)
+    monkeypatch.setattr(figures, "radial_figure", spy_radial)
     monkeypatch.setattr(summary, "summary_figure", spy_summary)
     out = tmp_path / "out"
     res = hilo(
@@ -119,6 +127,8 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
         "per_image": str(out / "per_image.csv"),
         "summary_figure": str(out / "spectrum_summary.png"),
         "figure": str(out / "spectrum.png"),
+        "radial_figure": str(out / "spectrum_radial.png"),
+        "maps_figure": str(out / "spectrum_maps.png"),
         "paper_figure": str(out / "spectrum_paper.png"),
     }
     # figures built, not rasterised here (real PNGs: tests/test_scale.py's torchrun run)
@@ -128,7 +138,9 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
         "spectrum.json",
         "spectrum.manifest.json",
         "spectrum.png",
+        "spectrum_maps.png",
         "spectrum_paper.png",
+        "spectrum_radial.png",
         "spectrum_summary.png",
     ]
     n = len(data["inputs"]["analysed"])
@@ -207,7 +219,7 @@ def test_record_files_and_figure_agree(image_dir, tmp_path, monkeypatch, unraste
             for i in (0, 1, 2)
             if layers[i]["branches"][b] is not None
         ]
-        assert plotted["hf_fraction"][b]["median"] == pytest.approx(medians)
+        assert seen["hf"]["hf_fraction"][b]["median"] == pytest.approx(medians)
     lines = [ln for ax in seen["fig"].axes for ln in ax.get_lines() if ln.get_label() == "Hi-Fi"]
     np.testing.assert_allclose(
         lines[1].get_ydata(), plotted["layers"][1]["radial"]["hifi"]["power_rel"]
@@ -435,7 +447,7 @@ def test_failures_leave_nothing_behind(tmp_path, monkeypatch):
     def boom(result):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(figures, "spectrum_figure", boom)
+    monkeypatch.setattr(figures, "hf_figure", boom)
     res = hilo("spectrum", folder, *TINY, "--out", out)
     assert_one_line_error(res, 1, "drawing failed")
     assert sorted(p.name for p in out.iterdir()) == ["spectrum.json"]

@@ -480,7 +480,8 @@ def _with_transfer(result):
 
 @pytest.mark.parametrize("n_layers", [1, 18])  # the extremes of the released models
 def test_title_clears_the_top_panels(n_layers):
-    from hilocli.spectrum.figures import spectrum_figure, transfer_figure
+    from hilocli.spectrum.figures import hf_figure, radial_figure, transfer_figure
+    from hilocli.spectrum.maps import maps_figure
     from hilocli.spectrum.summary import summary_figure
 
     result = fake_result(n_layers)
@@ -488,10 +489,14 @@ def test_title_clears_the_top_panels(n_layers):
     _title_clearance(fig, fig.axes[:2])
     assert len(data["layers"]) == n_layers
     np.testing.assert_allclose(data["layers"][0]["hifi"], [[1.0, 0.5, 0.0], [1.0, 0.75, 0.5]])
-    fig, _ = spectrum_figure(result)
-    # the top row: the montage and the hf panel, with their titles and p annotations
-    assert fig.axes[1].get_ylabel().startswith("share above cutoff")
-    _title_clearance(fig, fig.axes[:2])
+    fig, _ = hf_figure(result)
+    # the hf panel with its p annotations
+    assert fig.axes[0].get_ylabel().startswith("share above cutoff")
+    _title_clearance(fig, fig.axes)
+    for draw in (radial_figure, maps_figure):
+        fig, data = draw(result)
+        _title_clearance(fig, fig.axes[:3])
+        assert sorted(data["layers"]) == sorted(s.layer.index for s in result.layers)
     fig, data = summary_figure(result)
     _title_clearance(fig, fig.axes)
     assert len(data["columns"]) == n_layers + 1 and data["n"] == 6

@@ -18,7 +18,6 @@ CMAP = "inferno"
 PANEL = 170  # panel pixels along the input's longer side (about its size at 100 dpi)
 MIN_SIDE = 128  # ... and at least this many along the shorter side
 CYAN = np.array([0.0, 1.0, 1.0])
-CHAR_PX = 5.0  # width of a 6 pt digit at 100 dpi, pixels (a little over)
 
 
 def panel_size(input_size: tuple[int, int]) -> tuple[int, int]:
@@ -40,11 +39,12 @@ def background(display, size: tuple[int, int]) -> np.ndarray:
     return (0.35 * arr + 0.35 * grey + 0.15).astype(np.float32)  # dimmed: weights stand out
 
 
-def value_norm(maps: Sequence[np.ndarray]) -> Normalize:
-    """One colour scale from the smallest to the largest value of `maps` (not from 0)."""
-    vmin = min(float(a.min()) for a in maps)
+def weight_norm(maps: Sequence[np.ndarray]) -> Normalize:
+    """One colour scale from 0 to the largest weight of `maps`: a near-uniform map stays one
+    colour (a scale from its own smallest to largest value would make any ripple look like
+    structure)."""
     vmax = max(float(a.max()) for a in maps)
-    return Normalize(vmin, vmax if vmax > vmin else vmin + 1e-9)
+    return Normalize(0.0, vmax if vmax > 0 else 1e-9)
 
 
 def colours(values: np.ndarray, norm: Normalize) -> np.ndarray:
@@ -99,17 +99,29 @@ def outline(
 
 
 class Mosaic:
-    """rows x cols panels of ph x pw pixels, and a colour bar strip under the last row."""
+    """rows x cols panels of ph x pw pixels, and a colour bar strip under the last row.
+    `groups`: column counts of groups set apart by a wider gap (a layer's columns)."""
 
     BAR = 9  # colour-bar strip height, pixels
     BAR_SPACE = 30  # strip plus room for its numbers
+    GROUP_GAP = 24  # extra pixels between groups of columns
 
-    def __init__(self, rows: int, cols: int, ph: int, pw: int, gap_y: int = 6, gap_x: int = 10):
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        ph: int,
+        pw: int,
+        gap_y: int = 6,
+        gap_x: int = 10,
+        groups: Sequence[int] = (),
+    ):
         self.rows, self.ph, self.pw, self.gy, self.gx = rows, ph, pw, gap_y, gap_x
+        self.group_of = [g for g, n in enumerate(groups) for _ in range(n)] or [0] * cols
         self.image = np.ones(
             (
                 rows * ph + (rows - 1) * gap_y + 4 + self.BAR_SPACE,
-                cols * pw + (cols - 1) * gap_x,
+                cols * pw + (cols - 1) * gap_x + self.group_of[-1] * self.GROUP_GAP,
                 3,
             ),
             dtype=np.float32,
@@ -118,7 +130,8 @@ class Mosaic:
 
     def origin(self, ri: int, ci: int) -> tuple[int, int]:
         """(y, x) pixel of the panel's top-left corner."""
-        return ri * (self.ph + self.gy), ci * (self.pw + self.gx)
+        x = ci * (self.pw + self.gx) + self.group_of[ci] * self.GROUP_GAP
+        return ri * (self.ph + self.gy), x
 
     def put(self, ri: int, ci: int, panel: np.ndarray) -> None:
         y, x = self.origin(ri, ci)
@@ -128,12 +141,17 @@ class Mosaic:
         _, x = self.origin(0, ci)
         return x + int(0.06 * self.pw), x + int(0.94 * self.pw)
 
-    def colour_bar(self, ci: int, norm: Normalize) -> None:
-        """A horizontal colour bar under column ci (the norm's range, left to right)."""
+    def colour_bar(self, ci: int, norm: Normalize, uniform: float | None = None) -> None:
+        """A horizontal colour bar under column ci (the norm's range, left to right), with a
+        white tick where `uniform` (1 / number of keys: every key weighted alike) falls."""
         y = self.rows * (self.ph + self.gy) - self.gy + 4
         x0, x1 = self._bar_span(ci)
         ramp = matplotlib.colormaps[CMAP](np.linspace(0, 1, x1 - x0))[:, :3]  # (n, 3)
         self.image[y : y + self.BAR, x0:x1] = ramp[None]
+        if uniform is not None and norm.vmin <= uniform <= norm.vmax:
+            xu = x0 + min(x1 - x0 - 1, int(norm(uniform) * (x1 - x0)))
+            self.image[y - 2 : y + self.BAR + 2, max(x0, xu - 1) : xu + 1] = 1.0  # white tick
+            self.image[y - 3, max(x0, xu - 1) : xu + 1] = 0.0  # dark cap: visible on white
         outline(self.image, y, x0, self.BAR, x1 - x0, np.zeros(3))
         self.bars.append((ci, norm))
 
@@ -149,13 +167,7 @@ class Mosaic:
         y = self.rows * (self.ph + self.gy) - self.gy + 4 + self.BAR + 2
         for ci, norm in self.bars:
             x0, x1 = self._bar_span(ci)
-            labels = {
-                frac: f"{norm.vmin + frac * (norm.vmax - norm.vmin):.3g}"
-                for frac in (0.0, 0.5, 1.0)
-            }
-            if 3 * CHAR_PX * max(map(len, labels.values())) + 16 > x1 - x0:
-                del labels[0.5]  # no room for the middle value
-            for frac, text in labels.items():
-                ha = {0.0: "left", 0.5: "center", 1.0: "right"}[frac]
+            for frac, ha in ((0.0, "left"), (1.0, "right")):  # 0 and the largest weight
+                text = f"{norm.vmin + frac * (norm.vmax - norm.vmin):.3g}"
                 ax.text(x0 + frac * (x1 - x0), y, text, ha=ha, va="top", fontsize=6)
         return ax

@@ -87,20 +87,38 @@ def distance_title(result) -> str:
     )
 
 
-def write_outputs(result, out: Path, fmt: str = "png") -> RunRecord:
-    """Every figure, the raw matrices (when asked) and the run record, written together."""
+def overview_title(result) -> str:
+    return f"{result.model_name} ({result.weights.describe()}); {_where(result)}"
+
+
+MOSAIC_DPI = 100  # mosaic figures: 1:1 panel pixels (a panel is 1.7 in on its longer side);
+# fixed margins, so no tight bounding box (a second draw)
+PLOT_DPI = 150  # the distance plot
+
+
+def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> RunRecord:
+    """The overview figure, the distance figure, with `detail` one figure per layer (every
+    column of --heads), the raw matrices (when asked) and the run record, written together."""
     import numpy as np
 
     from hilocli.attn_map.figures import distance_figure, layer_figure
+    from hilocli.attn_map.overview import overview_figure
 
     with OutputSet(out, "attn-map") as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
-        for lr in result.layers:
-            fig, _ = layer_figure(result.image.display, lr, result.queries, layer_title(result, lr))
+        display, queries = result.image.display, result.queries
+        fig, _ = overview_figure(display, result.layers, queries, overview_title(result))
+        paths["overview"] = files.figure(f"attn_map.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None)
+        for lr in result.layers if detail else ():
+            fig, _ = layer_figure(display, lr, queries, layer_title(result, lr))
             i = lr.geometry.layer.index
-            paths[f"layer{i}"] = files.figure(f"attn_map_layer{i}.{fmt}", fig, dpi=100)
+            paths[f"layer{i}"] = files.figure(
+                f"attn_map_layer{i}.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None
+            )
         fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
-        paths["distance"] = files.figure(f"attn_distance.{fmt}", fig, dpi=110)
+        paths["distance"] = files.figure(  # constrained layout: already inside the figure
+            f"attn_distance.{fmt}", fig, dpi=PLOT_DPI, bbox_inches=None
+        )
         if result.request.save_raw:
             arrays = {}
             for lr in result.layers:

@@ -59,7 +59,7 @@ class AttnMapRequest:
 
     image: Path
     weights: WeightsRequest = field(default_factory=lambda: WeightsRequest(default_pretrained=True))
-    layers: str = "all"  # 'all', an index or a comma list (negative from the end)
+    layers: str | None = None  # 'all', an index or a comma list; None: `default_layers`
     queries: tuple[str, ...] = ()  # 'X,Y' in original-image pixels; () = the defaults
     heads: str = "all"  # 'all', 'mean' or head indices
     resolution: int | None = None  # None: the weights' training size
@@ -91,7 +91,12 @@ class AttnMapRequest:
             raise UsageError(f"--chunk-size must be >= 1, got {self.chunk_size}")
         if self.max_raw_mb < 1:
             raise UsageError(f"--max-raw-mb must be >= 1, got {self.max_raw_mb}")
-        if self.layers.strip().lower() != "all" and not parse_int_list(self.layers, "--layer"):
+        spec = self.layers
+        if (
+            spec is not None
+            and spec.strip().lower() != "all"
+            and not parse_int_list(spec, "--layer")
+        ):
             raise UsageError("--layer needs 'all' or at least one index")
         for text in self.queries:
             parse_query(text)
@@ -203,6 +208,15 @@ def _check_raw_budget(request: AttnMapRequest, infos, cfg, input_size, resolutio
 USER_MODEL_RESOLUTION = 224  # --model-fn / --hub without --resolution
 
 
+def default_layers(infos) -> list[int]:
+    """Positions in `infos` of the last attention layer of each stage (a model without stages:
+    its first and last layer): a compact overview; `--layer all` shows every layer."""
+    last = {info.stage: k for k, info in enumerate(infos)}  # later layers overwrite
+    if set(last) == {None}:
+        return sorted({0, len(infos) - 1})
+    return sorted(last.values())
+
+
 def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapResult:
     """Maps, summaries (and with save_raw the full matrices) of the chosen layers, one image."""
     from hilocli.capture import capture
@@ -222,7 +236,11 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     loaded = request.weights.load(dev)
     net, cfg = loaded.model, getattr(loaded.model, "cfg", None)  # cfg None: a user model
     all_infos = hilo_layers(net)
-    infos = [all_infos[i] for i in parse_layers(request.layers, len(all_infos))]
+    if request.layers is None:
+        chosen = default_layers(all_infos)
+    else:
+        chosen = parse_layers(request.layers, len(all_infos))
+    infos = [all_infos[i] for i in chosen]
     res = request.resolution or (cfg.img_size if cfg else USER_MODEL_RESOLUTION)
     check_input_size(res, res, min_input_size(cfg) if cfg else 1)
     prep = None if cfg else loaded.preprocess  # a user model's --mean/--std

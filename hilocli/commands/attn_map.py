@@ -39,11 +39,23 @@ from hilocli.commands._options import (
 def attn_map(
     image: Annotated[Path, typer.Argument(help="An image file.", show_default=False)],
     layer: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            "--layer", "-l", help="HiLo layer index (see `hilo info`), comma list, or 'all'."
+            "--layer",
+            "-l",
+            help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: the last "
+            "attention layer of each stage.",
+            show_default=False,
         ),
-    ] = "all",
+    ] = None,
+    detail: Annotated[
+        bool,
+        typer.Option(
+            "--detail",
+            help="Also one figure per layer with every --heads column "
+            "(attn_map_layer<i>.<format>); default: the overview attn_map.<format> only.",
+        ),
+    ] = False,
     query: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -57,8 +69,8 @@ def attn_map(
         str,
         typer.Option(
             "--heads",
-            help="'all' (every head, then branch means), 'mean' (branch means only) or "
-            "head indices like 0,3 (Hi-Fi heads first).",
+            help="Columns of the --detail figures and the JSON: 'all' (every head, then branch "
+            "means), 'mean' (branch means only) or head indices like 0,3 (Hi-Fi heads first).",
         ),
     ] = "all",
     model: ModelOpt = None,
@@ -124,7 +136,7 @@ def attn_map(
     con = console()
     with progress_bar(con, "attn-map", "layers") as progress:
         result = run(request, progress)
-    record = write_outputs(result, out, fmt.value)
+    record = write_outputs(result, out, fmt.value, detail=detail)
     con.print(summary_table(result))
     say(con, f"weights: {result.weights.describe()}")
     say(con, f"wrote {', '.join(record.files.values())}")

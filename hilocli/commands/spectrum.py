@@ -76,7 +76,8 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         help="Processes decoding images beside the forward (0: in the main process). "
-        "Default: the cores of this process less one, at most 8. Results do not depend on it.",
+        "Default, at most 8: on a GPU the cores of this process less one; on the CPU the cores "
+        "its forward threads leave free (usually 0). Results do not depend on it.",
         show_default=False,
     ),
 ]

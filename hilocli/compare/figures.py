@@ -17,15 +17,15 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from hilocli.compare.run import CompareResult
 
-WORD_COLOURS = {
+WORD_COLOURS = {  # never red or blue: those mean Hi-Fi and Lo-Fi in every hilo figure
     "supported": "tab:green",
-    "contradicted": "tab:red",
-    "equivalent": "tab:blue",
+    "contradicted": "tab:purple",
+    "equivalent": "tab:olive",
     "inconclusive": "0.4",
     "insufficient": "tab:orange",
     "not comparable": "0.6",
 }
-BRANCH_COLOURS = {"hifi": "tab:orange", "lofi": "tab:blue"}
+BRANCH_COLOURS = {"hifi": "tab:red", "lofi": "tab:blue"}
 BRANCH_NAMES = {"hifi": "Hi-Fi", "lofi": "Lo-Fi"}
 
 

@@ -163,8 +163,6 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
     """(k, attained coverage, null): k the largest with P(W+ <= k) <= alpha/2 (None: no such k),
     from the exact signed-rank null up to WILCOXON_EXACT_MAX images, else from its normal
     approximation with continuity correction (mean n(n+1)/4, variance n(n+1)(2n+1)/24)."""
-    from scipy.stats import norm
-
     if n <= WILCOXON_EXACT_MAX:
         cdf = wilcoxon_null_cdf(n)
         below = np.nonzero(cdf <= alpha / 2)[0]
@@ -172,6 +170,8 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
             return None, 1.0, "exact"
         k = int(below[-1])
         return k, float(1 - 2 * cdf[k]), "exact"
+    from scipy.stats import norm  # only here: importing scipy.stats takes about 2 s
+
     mean, sd = _normal_null(n)
     k = math.floor(mean + sd * norm.ppf(alpha / 2) - 0.5)
     return k, float(1 - 2 * norm.cdf((k + 0.5 - mean) / sd)), "normal"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.spectrum.branch import BranchSpectrum
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
 
@@ -24,60 +24,7 @@ if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
-
-
-def montage(images: Sequence[Any], max_images: int = 16, tile: int = 96) -> np.ndarray | None:
-    """Tile PIL images (what the model saw) into one uint8 array (rows x cols of tile x tile)."""
-    from PIL import Image
-
-    images = list(images)[:max_images]
-    if not images:
-        return None
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    canvas = np.full((rows * tile, cols * tile, 3), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        thumb = img.convert("RGB").copy()
-        thumb.thumbnail((tile, tile), Image.BICUBIC)
-        arr = np.asarray(thumb)
-        r, c = divmod(i, cols)
-        y0 = r * tile + (tile - arr.shape[0]) // 2
-        x0 = c * tile + (tile - arr.shape[1]) // 2
-        canvas[y0 : y0 + arr.shape[0], x0 : x0 + arr.shape[1]] = arr
-    return canvas
-
-
-def _extent(spec: BranchSpectrum) -> list[float]:
-    """Pixel-edge extent of a centred spectrum so each pixel sits on its true frequency."""
-    fy, fx = spec.freq_y, spec.freq_x
-    dy = 1.0 / len(fy)
-    dx = 1.0 / len(fx)
-    return [fx[0] - dx / 2, fx[-1] + dx / 2, fy[0] - dy / 2, fy[-1] + dy / 2]
-
-
-def _show_log_amplitude(ax, spec: BranchSpectrum, title: str) -> np.ndarray:
-    shown = spec.log_amplitude.copy()
-    cy, cx = len(spec.freq_y) // 2, len(spec.freq_x) // 2  # zero frequency after fftshift
-    shown[cy, cx] = np.nan  # mean removed: DC carries nothing (grey)
-    finite = shown[np.isfinite(shown)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")  # grey: DC, removed
-    im = ax.imshow(
-        shown,
-        extent=_extent(spec),
-        origin="lower",
-        cmap=cmap,
-        vmin=vmin,
-        vmax=vmax,
-        interpolation="nearest",
-    )  # fy grows upwards
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("fx (cycles/token)", fontsize=7)
-    ax.set_ylabel("fy", fontsize=7)
-    ax.tick_params(labelsize=6)
-    cax = ax.inset_axes([1.04, 0.0, 0.05, 1.0])  # beside the panel, in the column gap
-    ax.figure.colorbar(im, cax=cax).ax.tick_params(labelsize=6)
-    return shown
+DECADES = FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else "0")
 
 
 def short_name(layer: HiLoLayerInfo) -> str:
@@ -94,70 +41,66 @@ def figure_title(result: SpectrumResult) -> str:
     )
 
 
-def spectrum_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
-    """Stats figure: input montage and per-layer hf fractions on top; one row per layer with the
-    Hi-Fi, Lo-Fi and control log-amplitude spectra and their radial profiles on one axis.
+def title_figure(fig: Figure, text: str, height: float) -> None:
+    fig.suptitle(text, fontsize=8, y=1 - 0.08 / height, va="top")
 
-    Margins are fixed in inches (not figure fractions), so the title clears the top panels for
-    any number of layers."""
+
+def hf_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """spectrum.png: per layer the high-band share (window blocks out) of Hi-Fi, Lo-Fi and the
+    control, median and IQR over images (one dot per branch with one image), the adjusted p above
+    each tested layer. One panel: it goes into a paper as it is."""
     layers, n = result.layers, len(result.layers)
     title = figure_title(result)
-    row_in, title_in = 3.4, 0.25 + 0.2 * (title.count("\n") + 1)
-    rotate = n > 8  # verdict words above the hf panel would run together
-    top_in = title_in + (0.75 if rotate else 0.3)  # verdict words above the top panels
-    height = row_in * (n + 1) + top_in
-    fig = Figure(figsize=(16, height))  # fixed spacing: a layout engine doubles draw time
-    grid = fig.add_gridspec(
-        n + 1,
-        4,
-        left=0.05,
-        right=0.98,
-        bottom=0.5 / height,
-        top=1 - top_in / height,
-        hspace=0.45,
-        wspace=0.3,
-    )
-    data: dict[str, Any] = {"layers": {}, "hf_fraction": {}}
-
-    ax_img = fig.add_subplot(grid[0, 0])
-    ax_img.axis("off")
-    images = montage(result.shown)
-    if images is not None:
-        ax_img.imshow(images)
-        ax_img.set_title("input (what the model saw)", fontsize=9)
-
-    ax_hf = fig.add_subplot(grid[0, 1:])
-    data["hf_fraction"] = _hf_panel(ax_hf, layers, result, rotate)
-
-    for row, spectra in enumerate(layers, start=1):
-        info = spectra.layer
-        entry: dict[str, Any] = {"name": info.name, "grid": list(spectra.grid)}
-        for col, b in enumerate(BRANCHES):
-            ax = fig.add_subplot(grid[row, col])
-            spec = spectra.branch(b)
-            if spec is None:
-                ax.axis("off")
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"no {BRANCH_LABELS[b]} branch\n(window {info.window_size})",
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    transform=ax.transAxes,
-                )
-                continue
-            entry[f"{b}_log_amplitude"] = _show_log_amplitude(
-                ax, spec, f"[{info.index}] {info.name}: {BRANCH_LABELS[b]} log|F|"
-            )
-        ax = fig.add_subplot(grid[row, 3])
-        entry["radial"] = _radial_panel(ax, spectra, result.request.cutoff)
-        data["layers"][info.index] = entry
-    fig.suptitle(title, fontsize=10, y=1 - 0.15 / height, va="top")
+    rotate = n > 8  # p values above the panel would run together
+    title_in = 0.2 + 0.16 * (title.count("\n") + 1) + (0.55 if rotate else 0.25)
+    width, height = max(5.0, 1.2 + 0.9 * min(n, 8) + 0.45 * max(0, n - 8)), 2.6 + title_in + 0.6
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes([0.8 / width, 0.6 / height, 1 - 1.0 / width, 2.6 / height])
+    data = {"hf_fraction": _hf_panel(ax, layers, result, rotate)}
+    title_figure(fig, title, height)
     return fig, data
 
 
-def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
+def radial_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
+    """spectrum_radial.png: one panel per layer with the radial profiles of Hi-Fi, Lo-Fi and the
+    control (power per radius / non-DC total, log scale), the cutoff, Nyquist and the window
+    grid frequency; one legend for all panels, below them."""
+    layers = result.layers
+    cols = min(3, len(layers))
+    rows = math.ceil(len(layers) / cols)
+    title = figure_title(result)
+    title_in = 0.2 + 0.16 * (title.count("\n") + 1)
+    panel_w, panel_h, legend_in = (2.6, 2.1, 0.75) if cols > 1 else (4.6, 2.6, 0.75)
+    width = 0.75 + cols * panel_w + (cols - 1) * 0.45 + 0.15
+    height = title_in + rows * panel_h + (rows - 1) * 0.65 + 0.5 + legend_in
+    fig = Figure(figsize=(width, height))
+    data: dict[str, Any] = {"layers": {}}
+    handles: dict[str, Any] = {}
+    axes = []
+    for k, spectra in enumerate(layers):
+        r, c = divmod(k, cols)
+        left = 0.75 + c * (panel_w + 0.45)
+        top = title_in + r * (panel_h + 0.65) + 0.25
+        ax = fig.add_axes(
+            [left / width, 1 - (top + panel_h) / height, panel_w / width, panel_h / height]
+        )
+        data["layers"][spectra.layer.index] = {
+            "radial": _radial_panel(ax, spectra, result.request.cutoff, handles)
+        }
+        if c:  # the first column's label names the axis for its row
+            ax.set_ylabel("")
+        axes.append(ax)
+    lows, highs = zip(*(ax.get_ylim() for ax in axes))
+    for ax in axes:  # one y scale: panels compare at a glance
+        ax.set_ylim(min(lows), max(highs))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncols=3, fontsize=6,
+               frameon=False, bbox_to_anchor=(0.5, 0.02))  # fmt: skip
+    title_figure(fig, title, height)
+    return fig, data
+
+
+def _radial_panel(ax, spectra: LayerSpectra, cutoff: float, handles: dict) -> dict[str, Any]:
+    """One layer's radial profiles; the legend entries go into `handles` (one legend for all)."""
     plotted: dict[str, Any] = {}
     ws = spectra.layer.window_size
     for b in BRANCHES:
@@ -167,17 +110,22 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float) -> dict[str, Any]:
         x = spec.radial_freq[1:]  # bin 0 is zero frequency: removed with the mean
         y = spec.radial_power_rel[1:]
         keep = y > 0  # empty bins (non-square maps) and exact zeros cannot go on a log axis
-        ax.semilogy(x[keep], y[keep], "o-", ms=3, color=COLORS[b], label=BRANCH_LABELS[b])
+        (handles[BRANCH_LABELS[b]],) = ax.semilogy(
+            x[keep], y[keep], "o-", ms=2.5, lw=1, color=COLORS[b], label=BRANCH_LABELS[b]
+        )
         plotted[b] = {"freq": x[keep], "power_rel": y[keep]}
-    ax.axvline(cutoff, color="k", ls=":", lw=1, label=f"cutoff {cutoff:g}")
-    ax.axvline(0.5, color="k", ls="--", lw=0.8, label="Nyquist 0.5")
+    handles[f"cutoff {cutoff:g}"] = ax.axvline(cutoff, color="k", ls=":", lw=1)
+    handles["Nyquist 0.5 (beyond: corners only)"] = ax.axvline(0.5, color="k", ls="--", lw=0.8)
     if ws > 1:
-        ax.axvline(1.0 / ws, color="tab:orange", ls="-.", lw=0.8, label=f"window frequency 1/{ws}")
-    ax.set_xlabel("radius (cycles/token); > 0.5: corners only", fontsize=7)
+        handles["window frequency 1/s"] = ax.axvline(1.0 / ws, color="0.45", ls="-.", lw=0.8)
+    info = spectra.layer
+    ax.yaxis.set_major_formatter(DECADES)  # plain text: no mathtext parser (a tenth of a second)
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("radius (cycles/token)", fontsize=7)
     ax.set_ylabel("power / non-DC total", fontsize=7)
-    ax.set_title(f"radial profile ({spectra.grid[0]}x{spectra.grid[1]} grid)", fontsize=9)
+    ax.set_title(f"[{info.index}] {short_name(info)}: {spectra.grid[0]}x{spectra.grid[1]} grid"
+                 f"{f', s = {ws}' if ws > 1 else ''}", fontsize=8)  # fmt: skip
     ax.tick_params(labelsize=6)
-    ax.legend(fontsize=6)
     return plotted
 
 
@@ -203,14 +151,15 @@ def _hf_panel(
             q1, q2, q3 = np.percentile(v, [25, 50, 75])
             med.append(q2), lo.append(q2 - q1), hi.append(q3 - q2), pos.append(x + off)
         if med:
+            spread = result.n > 1  # one image: a dot, no interval to promise
             ax.errorbar(
                 pos,
                 med,
-                yerr=[lo, hi],
+                yerr=[lo, hi] if spread else None,
                 fmt="o",
                 color=COLORS[b],
                 capsize=3,
-                label=f"{BRANCH_LABELS[b]} (median, IQR)",
+                label=f"{BRANCH_LABELS[b]}{' (median, IQR over images)' if spread else ''}",
             )
         plotted[b] = {"x": pos, "median": med}
     v = result.verdict

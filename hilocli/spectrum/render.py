@@ -45,6 +45,8 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
         "per_image": export.FILE_NAME,
         "summary_figure": f"spectrum_summary.{fmt}",
         "figure": f"spectrum.{fmt}",
+        "radial_figure": f"spectrum_radial.{fmt}",
+        "maps_figure": f"spectrum_maps.{fmt}",
     }
     if result.depth is not None:
         names["depth_figure"] = f"spectrum_depth.{fmt}"
@@ -55,21 +57,30 @@ def file_names(result: SpectrumResult, fmt: str = "png") -> dict[str, str]:
     return names
 
 
+DPI = 150  # every figure; sized in inches for a paper column or page
+FIXED_MARGINS = {"summary_figure", "figure", "radial_figure", "maps_figure"}  # no second draw
+
+
 def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRecord:
     """Figures and the run record, moved into `out` together (nothing written on a failure)."""
-    from hilocli.spectrum import figures, summary
+    from hilocli.spectrum import figures, maps, summary
 
     names = file_names(result, fmt)
+    drawn = {
+        "summary_figure": summary.summary_figure,
+        "figure": figures.hf_figure,
+        "radial_figure": figures.radial_figure,
+        "maps_figure": maps.maps_figure,
+        "depth_figure": summary.depth_figure,
+        "paper_figure": figures.paper_figure,
+        "transfer_figure": figures.transfer_figure,
+    }
     with OutputSet(out, "spectrum") as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
-        files.figure(names["summary_figure"], summary.summary_figure(result)[0], dpi=110)
-        files.figure(names["figure"], figures.spectrum_figure(result)[0], dpi=110)
-        if "depth_figure" in names:
-            files.figure(names["depth_figure"], summary.depth_figure(result)[0], dpi=110)
-        if "paper_figure" in names:
-            files.figure(names["paper_figure"], figures.paper_figure(result)[0], dpi=110)
-        if "transfer_figure" in names:
-            files.figure(names["transfer_figure"], figures.transfer_figure(result)[0], dpi=110)
+        for role, draw in drawn.items():
+            if role in names:
+                tight = None if role in FIXED_MARGINS else "tight"
+                files.figure(names[role], draw(result)[0], dpi=DPI, bbox_inches=tight)
         files.csv(names["per_image"], export.COLUMNS, export.per_image_rows(result))
         files.json(names["record"], record)
     return record

@@ -311,7 +311,7 @@ def run(
     settings = request.settings()
     where = placement()
     device = rank_device(resolve_device(request.device), where)
-    workers = default_workers(where) if request.workers is None else request.workers
+    workers = default_workers(where, device) if request.workers is None else request.workers
     # auto = float32 on every device: bfloat16 rounding swamps the Lo-Fi output's small
     # non-DC power (measured in docs/benchmarks.md); bfloat16/float16 only when asked for
     precision = resolve_precision(request.dtype, device, request.tf32, auto="float32")

@@ -69,6 +69,7 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         defined = np.isfinite(deltas).all(axis=1)
         columns.append(deltas[defined].mean(axis=1))
     control = result.control
+    bounded = False  # is any interval drawn (finite at either end)?
     for k, col in enumerate(columns):
         vals = col[np.isfinite(col)]
         primary = k == len(columns) - 1
@@ -77,10 +78,10 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         hl = exact.hodges_lehmann(vals, v.alpha if v else 0.05)
         lo = hl.low if math.isfinite(hl.low) else np.nan
         hi = hl.high if math.isfinite(hl.high) else np.nan
-        color = "tab:red" if primary else "k"
+        bounded = bounded or bool(np.isfinite([lo, hi]).any())
         ax.errorbar(
             [x + 0.28], [hl.estimate], yerr=[[hl.estimate - lo], [hi - hl.estimate]],
-            fmt="s", color=color, capsize=4, ms=6, zorder=4,
+            fmt="D" if primary else "s", color="k", capsize=4, ms=7 if primary else 6, zorder=4,
         )  # fmt: skip
         entry = {"x": x, "deltas": vals, "estimate": hl.estimate, "ci": [hl.low, hl.high]}
         if control is not None and primary:
@@ -88,7 +89,7 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
             band = band[np.isfinite(band)]
             if band.size:
                 ax.fill_between(
-                    [x - 0.3, x + 0.38], band.min(), band.max(), color="tab:blue", alpha=0.2, lw=0
+                    [x - 0.3, x + 0.38], band.min(), band.max(), color="0.5", alpha=0.25, lw=0
                 )
                 entry["random_band"] = [float(band.min()), float(band.max())]
         data["columns"].append(entry)
@@ -109,12 +110,20 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     ax.tick_params(axis="y", labelsize=7)
     handles = [
         ax.plot([], [], "o", color="0.35", ms=4, label="one scene")[0],
-        ax.plot([], [], "s", color="k", label="Hodges-Lehmann estimate and interval")[0],
+        ax.plot(
+            [],
+            [],
+            "s",
+            color="k",
+            label="Hodges-Lehmann estimate and interval"
+            if bounded
+            else "Hodges-Lehmann estimate (no interval at this n)",
+        )[0],  # fmt: skip
         ax.plot([], [], ":", color="k", lw=0.6, label="equivalence margin")[0],
     ]
     if control is not None:
         handles.append(
-            ax.fill_between([], [], [], color="tab:blue", alpha=0.2, label=f"random inits, "
+            ax.fill_between([], [], [], color="0.5", alpha=0.25, label=f"random inits, "
                             f"{len(control.seeds)} seeds (range of estimates)")
         )  # fmt: skip
     ax.legend(handles=handles, fontsize=6, loc="best")
