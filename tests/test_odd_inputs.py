@@ -102,14 +102,16 @@ def test_limit_counts_images_and_out_may_be_the_image_folder(tmp_path, blank_fig
     data = _run(folder, "--limit", "2", "--out", folder)
     assert [Path(p).name for p in data["inputs"]["analysed"]] == ["img0.png", "img1.png"]
     assert (folder / "spectrum.json").exists()
-    again = _run(folder, "--out", folder)  # its own outputs (spectrum.png, ...) are not inputs
+    again = _run(
+        folder, "--out", folder
+    )  # its own outputs (spectrum.png, ...: 7 files) are not inputs
     assert [Path(p).name for p in again["inputs"]["analysed"]] == [
         "img0.png",
         "img1.png",
         "img2.png",
     ]
     reasons = [s["reason"] for s in again["inputs"]["skipped"]]
-    assert "5 file(s) hilo wrote here are not read as inputs" in reasons
+    assert "7 file(s) hilo wrote here are not read as inputs" in reasons
     elsewhere = _run(folder, "--out", tmp_path / "o")  # hilo's files are never inputs, anywhere
     assert elsewhere["inputs"]["analysed"] == again["inputs"]["analysed"]
 
