@@ -29,7 +29,6 @@ from hilocli.errors import UsageError
 from hilocli.spectrum.blocks import block_power, block_reference
 from hilocli.spectrum.estimator import (
     check_boundary,
-    high_band,
     high_weight,
     power2,
     radius_grid,
@@ -117,8 +116,7 @@ def block_part(
         return torch.full(
             (maps.shape[0],), torch.nan, device=maps.device, dtype=spectrum.real.dtype
         )
-    high = high_band(spectrum, H, W, cutoff)  # (B, C, H, W)
-    return block_power(maps, high, window_size, cutoff, boundary)
+    return block_power(maps, spectrum, window_size, cutoff, boundary)
 
 
 def nan_unless(ok: torch.Tensor, num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

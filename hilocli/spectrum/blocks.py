@@ -22,7 +22,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from hilocli.spectrum.estimator import high_band, tapered
+from hilocli.spectrum.estimator import high_band, high_weight, power2, tapered
+from hilocli.spectrum.halfplane import half_plane
 
 REFERENCE_DRAWS = 2048  # white-noise maps behind block_reference (seed 0)
 NO_BLOCKS = 1e-12  # a window-mean map with less than this share of the map's power is none
@@ -42,22 +43,29 @@ def window_means(x: torch.Tensor, window_size: int) -> torch.Tensor:
 
 
 def block_power(
-    maps: torch.Tensor, high: torch.Tensor, window_size: int, cutoff: float, boundary: str
+    maps: torch.Tensor, spectrum: torch.Tensor, window_size: int, cutoff: float, boundary: str
 ) -> torch.Tensor:
     """(B,) the block part of the high-band power, summed over channels. `maps` (B, H, W, C);
-    `high` (B, C, H, W) their high bands in space (`estimator.high_band`)."""
-    H, W = high.shape[-2:]
-    raw = maps.to(high.dtype).permute(0, 3, 1, 2)  # (B, C, H, W)
+    `spectrum` (B, C, H, W//2+1) the rfft2 of their tapered maps (`estimator.tapered`). The
+    inner products of the high bands are taken in frequency (Parseval): no inverse FFT."""
+    H, W = maps.shape[1:3]
+    dtype = spectrum.real.dtype
+    raw = maps.to(dtype).permute(0, 3, 1, 2)  # (B, C, H, W)
     blocks = window_means(raw, window_size).permute(0, 2, 3, 1)  # (B, H, W, C)
     xw, _ = tapered(blocks, boundary)
-    high_blocks = high_band(torch.fft.rfft2(xw), H, W, cutoff)  # (B, C, H, W)
-    inner = (high * high_blocks).sum((-2, -1))  # (B, C)
-    norm = high_blocks.square().sum((-2, -1))  # (B, C)
+    block_spectrum = torch.fft.rfft2(xw)  # (B, C, H, Wh)
+    half = half_plane(H, W, maps.device)
+    band = high_weight(H, W, cutoff, maps.device, dtype)[:, : half.columns]  # (H, Wh)
+    weight = band * half.weights.to(dtype)  # each stored column for itself and its mirror
+    cross = torch.view_as_real(spectrum.conj() * block_spectrum)[..., 0]  # Re(conj X B)
+    inner = (cross * weight).sum((-2, -1))  # (B, C) = H W <x_high, b_high>
+    norm = (power2(block_spectrum) * weight).sum((-2, -1))  # (B, C) = H W |b_high|^2
     # window means that are zero up to rounding are no block structure (a fit on rounding noise
     # could explain anything): compared with the map's own power
-    some = norm > NO_BLOCKS * raw.square().sum((-2, -1)).clamp_min(torch.finfo(raw.dtype).tiny)
+    energy = raw.square().sum((-2, -1)) * (H * W)  # (B, C) on the scale of `norm`
+    some = norm > NO_BLOCKS * energy.clamp_min(torch.finfo(dtype).tiny)
     explained = torch.where(some, inner.square() / torch.where(some, norm, 1.0), 0.0)
-    return explained.sum(1) / (H * W)  # Parseval: power per token
+    return explained.sum(1) / float(H * W) ** 2  # power per token
 
 
 @lru_cache(maxsize=32)
@@ -69,6 +77,7 @@ def block_reference(
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(1, height, width, REFERENCE_DRAWS, generator=gen, dtype=torch.float64)
     xw, _ = tapered(noise, boundary)
-    high = high_band(torch.fft.rfft2(xw), height, width, cutoff)  # (1, D, H, W)
-    explained = block_power(noise, high, window_size, cutoff, boundary)
+    spectrum = torch.fft.rfft2(xw)  # (1, D, H, Wh)
+    high = high_band(spectrum, height, width, cutoff)  # (1, D, H, W)
+    explained = block_power(noise, spectrum, window_size, cutoff, boundary)
     return float(explained / (high.square().sum() / (height * width)))
