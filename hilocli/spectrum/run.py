@@ -152,7 +152,6 @@ class SpectrumResult:
     blank: np.ndarray  # (n_images,) bool: no spatial content (excluded from the verdict)
     inputs: InputsRecord
     environment: dict[str, Any]
-    shown: list[Any] = field(default_factory=list)  # PIL images as the model saw them (<= 16)
     control: ControlResult | None = None
     depth: Any = None  # hilocli.spectrum.depth.DepthCurve with --depth
     precision: dict[str, Any] = field(default_factory=dict)  # Precision.to_dict()
@@ -390,7 +389,6 @@ def run(
         blank=done.blank,
         inputs=inputs,
         environment=environment(device),
-        shown=done.shown,
         control=control,
         depth=done.depth,
         precision=precision.to_dict(),

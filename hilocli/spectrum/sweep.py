@@ -16,8 +16,6 @@ from hilocli.errors import HiloError
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import SpectrumSettings
 
-MAX_SHOWN = 16  # images kept for the montage
-
 Progress = Callable[[int, int], None]  # (files done, files in total)
 
 
@@ -28,7 +26,6 @@ class Measured:
     spectra: list[list[LayerSpectra]]  # one list per model, in the order given
     analysed: list[str]  # paths, in the order fed to the models
     skipped: list[tuple[Path, str]]  # (path, the loader's reason)
-    shown: list[Any]  # up to MAX_SHOWN PIL images as the models saw them
     hashes: np.ndarray  # (n, 2) uint64 perceptual hashes of each input and its mirror image
     blank: np.ndarray  # (n,) bool: inputs with no spatial content
     depth: Any = None  # the first model's DepthCurve when settings.depth
@@ -41,7 +38,6 @@ class _Shard:
     keys: list[tuple[int, int]] = field(default_factory=list)  # one per batch
     analysed: list[tuple[tuple[int, int, int], str]] = field(default_factory=list)
     skipped: list[tuple[tuple[int, int], tuple[Path, str]]] = field(default_factory=list)
-    shown: list[tuple[tuple[int, int, int], Any]] = field(default_factory=list)
     looks: list[tuple[tuple[int, int, int], tuple]] = field(default_factory=list)  # hash, blank
 
 
@@ -83,7 +79,7 @@ def measure(
             mine, done = _Shard(), 0
             chunks = image_chunks(
                 paths, resolution, crop, batch_size, preprocess, workers=workers,
-                pin_memory=cuda, where=where, keep_displays=MAX_SHOWN,
+                pin_memory=cuda, where=where,
             )  # fmt: skip
             total = shard_files(len(paths), batch_size, where)  # this process's files
             for chunk in chunks:
@@ -97,9 +93,6 @@ def measure(
                     mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
                     looks = zip(scene_hashes(x, *norm), no_spatial_content(x, *norm), strict=True)
                     mine.looks += [((*group.key, i), look) for i, look in enumerate(looks)]
-                    mine.shown += [
-                        ((*group.key, i), d) for i, d in enumerate(group.displays) if d is not None
-                    ]
                 done += chunk.files
                 if progress is not None:
                     progress(done, total)
@@ -115,7 +108,6 @@ def measure(
             shards = [p[0] for p in parts]
         analysed = ordered([s.analysed for s in shards])
         skipped = ordered([s.skipped for s in shards])
-        shown = ordered([s.shown for s in shards])[:MAX_SHOWN]
         looks = ordered([s.looks for s in shards])
         if not analysed:
             raise HiloError(
@@ -124,7 +116,7 @@ def measure(
         depth = cols[0].depth_curve() if settings.depth else None
     hashes = np.array([h for h, _ in looks], dtype=np.uint64).reshape(-1, 2)
     blank = np.array([b for _, b in looks], dtype=bool)
-    return Measured([col.finish() for col in cols], analysed, skipped, shown, hashes, blank, depth)
+    return Measured([col.finish() for col in cols], analysed, skipped, hashes, blank, depth)
 
 
 def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
