@@ -19,6 +19,7 @@ from matplotlib.ticker import FuncFormatter, NullLocator
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
+from hilocli.spectrum.stats import plural
 
 if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
@@ -35,9 +36,10 @@ def short_name(layer: HiLoLayerInfo) -> str:
 def figure_title(result: SpectrumResult) -> str:
     r = result.request
     return (
-        f"{result.model_name}: {result.weights.describe()}\n{result.scenes.n_groups} scenes "
-        f"from {result.n} images at {result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff "
-        f"{r.cutoff:g} cycles/token; boundary {r.boundary}"
+        f"{result.model_name}: {result.weights.describe()}\n"
+        f"{plural(result.scenes.n_groups, 'scene')} from {plural(result.n, 'image')} at "
+        f"{result.resolution} px{'' if r.crop else ' (no crop)'}; cutoff {r.cutoff:g} "
+        f"cycles/token; boundary {r.boundary}"
     )
 
 

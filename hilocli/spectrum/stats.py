@@ -159,6 +159,10 @@ def not_comparable_line(layers: Sequence[LayerSpectra], weights: str) -> str:
     return f"verdict: not comparable: {'; '.join(reasons)} ({weights})"
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def summary_line(
     v: Verdict,
     weights: str,
@@ -177,7 +181,8 @@ def summary_line(
         same = "same word" if sensitivity.word == v.word else f"word {sensitivity.word}"
         blocks = f"; with window blocks left in: {num(sensitivity.estimate, '+.3f')}, {same}"
     return (
-        f"verdict: {CLAIM}: {v.word} (n = {v.n} scenes from {n_images} images{excl}; "
+        f"verdict: {CLAIM}: {v.word} (n = {plural(v.n, 'scene')} from "
+        f"{plural(n_images, 'image')}{excl}; "
         f"share difference, Hi-Fi minus Lo-Fi, pseudo-median {num(v.estimate, '+.3f')}, "
         f"{interval(v)}; p = {num(v.p, '.3g')}; {v.reason}{blocks}; {weights}){scope}"
     )

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import hilocli.spectrum.exact as exact
-from hilocli.spectrum.stats import CLAIM, interval
+from hilocli.spectrum.stats import CLAIM, interval, plural
 
 if TYPE_CHECKING:
     from hilocli.spectrum.run import SpectrumResult
@@ -40,7 +40,7 @@ def summary_title(result: SpectrumResult, chars: int = 100) -> str:
     enough = "enough" if v.n >= v.min_images else f"fewer than the {v.min_images} needed"
     return (
         f"{head}\n{CLAIM}: {v.word.upper()}\n"
-        f"n = {v.n} scenes from {n} images ({enough}"
+        f"n = {plural(v.n, 'scene')} from {plural(n, 'image')} ({enough}"
         f"{f', {v.n_excluded} excluded' if v.n_excluded else ''}); pseudo-median "
         f"{v.estimate:+.3f}, {interval(v)}\nsigned-rank p = {v.p:.3g} (alpha {v.alpha:g}; "
         f"equivalence margin +-{v.margin:g})"
