@@ -138,9 +138,8 @@ def summarise(spec: Spectra, cutoff: float, cutoffs: tuple[float, ...], boundary
     for k, c in enumerate(levels):
         hf = nan_unless(ok, sums[:, k], total)
         ref = torch.full_like(hf, white_noise_reference(H, W, boundary, c))
-        names = (["", *([f"_{cutoff_key(c)}"] if c in cutoffs else [])] if c == cutoff else
-                 [f"_{cutoff_key(c)}"])  # fmt: skip
-        for suffix in names:
+        suffixes = ([""] if c == cutoff else []) + ([f"_{cutoff_key(c)}"] if c in cutoffs else [])
+        for suffix in suffixes:
             out[f"hf_fraction{suffix}"], out[f"hf_reference{suffix}"] = hf, ref
     high = sums[:, levels.index(cutoff)]
     block = spec.block_power  # (B,) NaN without a window

@@ -94,19 +94,6 @@ class _GridSums:
         setattr(self, name, value if old is None else old + value)
 
 
-def add_together(
-    batch: list[tuple[BranchAccumulator, torch.Tensor, tuple | None, tuple | None]],
-) -> None:
-    """Feed each accumulator its maps (B, H, W, C_k), with its stream and matched band powers
-    (see `BranchAccumulator.add`)."""
-    for acc, maps, stream, matched in batch:
-        acc._check(maps)
-        s = acc.settings
-        channels = paper_channel_range(maps.shape[-1], s.paper_channels)
-        spec = spectra(maps, acc.window_size, s.boundary, s.cutoff, True, channels)
-        acc._record(spec, stream, matched)
-
-
 class BranchAccumulator:
     """Feeds batches of one branch's maps (B, H, W, C); `finish()` gives a BranchSpectrum.
 
@@ -132,7 +119,11 @@ class BranchAccumulator:
         band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
         `matched_bands` likewise for the branch's matched input (matched_ratio_*); fields never
         measured stay NaN."""
-        add_together([(self, maps, stream_bands, matched_bands)])
+        self._check(maps)
+        s = self.settings
+        channels = paper_channel_range(maps.shape[-1], s.paper_channels)
+        spec = spectra(maps, self.window_size, s.boundary, s.cutoff, True, channels)
+        self._record(spec, stream_bands, matched_bands)
 
     def _check(self, maps: torch.Tensor) -> None:
         C = maps.shape[-1]
@@ -147,7 +138,7 @@ class BranchAccumulator:
         stream_bands: tuple[torch.Tensor, torch.Tensor] | None,
         matched_bands: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> None:
-        """Accumulate one batch's spectra (`analyse.joint_spectra`)."""
+        """Accumulate one batch's spectra (`analyse.spectra`)."""
         B, H, W = spec.power.shape
         device = spec.power.device
         sums = self.sums.get((H, W))

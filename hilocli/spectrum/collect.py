@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum, add_together
+from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
 from hilocli.weights import check_finite
 
@@ -236,14 +236,11 @@ class SpectrumCollector:
                 matched = self._matched_bands(info, rec.control)
                 if self.settings.transfer:
                     self._add_transfer(info, rec)
-                batch = []  # the layer's branches, analysed together
                 for b in BRANCHES:
                     maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
-                    if maps is None:
-                        continue
-                    own = None if b == "control" else bands
-                    batch.append((self.accs[info.index][b], maps, own, matched.get(b)))
-                add_together(batch)  # maps (B, H, W, C_b)
+                    if maps is not None:  # (B, H, W, C_b)
+                        own = None if b == "control" else bands
+                        self.accs[info.index][b].add(maps, own, matched.get(b))
         self.images += x.shape[0]
         return out
 

@@ -21,7 +21,7 @@ import numpy as np
 
 import hilocli.spectrum.exact as exact
 from hilocli.scenes import group_means
-from hilocli.spectrum.measures import VERDICT_METRIC
+from hilocli.spectrum.stats import branch_deltas, primary_endpoint
 
 CONTROL_WORDS = ("exceeds", "not shown", "insufficient")
 DEFAULT_CONTROL_SEEDS = 19
@@ -72,14 +72,11 @@ def rank_p(statistic: float, seed_statistics: list[float]) -> float:
 
 
 def seed_statistic(layers: list, tested: list[int], labels: np.ndarray, blank, alpha: float):
-    """A random init's statistic on the model's tested layers, scenes and blank images."""
-    chosen = [s for s in layers if s.layer.index in tested]
-    m = VERDICT_METRIC
-    deltas = np.column_stack([np.asarray(s.hifi.per_image[m], float) - s.lofi.per_image[m]
-                              for s in chosen])  # fmt: skip
+    """A random init's statistic on the model's tested layers, scenes and blank images (its
+    layers are used whether or not their branches would be compared on their own)."""
+    deltas = branch_deltas([s for s in layers if s.layer.index in tested])
     deltas[blank] = np.nan
-    x = group_means(deltas, labels)
-    x = x[np.isfinite(x).all(axis=1)].mean(axis=1)
+    x = primary_endpoint(group_means(deltas, labels))
     return exact.hodges_lehmann(x, alpha).estimate
 
 

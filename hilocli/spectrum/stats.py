@@ -98,8 +98,7 @@ def verdict(
         raise ValueError(f"deltas must be (n_scenes, n_layers), got shape {d.shape}")
     if not 0 < alpha < 1 or margin < 0:
         raise ValueError(f"need 0 < alpha < 1 and margin >= 0, got {alpha}, {margin}")
-    defined = np.isfinite(d).all(axis=1)
-    x = d[defined].mean(axis=1)  # (n,) the primary endpoint
+    x = primary_endpoint(d)  # (n,)
     n = int(x.size)
     floor = exact.min_images(alpha)
     hl = exact.hodges_lehmann(x, alpha)
@@ -132,6 +131,18 @@ def verdict(
     )
 
 
+def primary_endpoint(d: np.ndarray) -> np.ndarray:
+    """(n_units, n_layers) deltas -> (n,) each unit's mean over layers, units with an undefined
+    delta in any layer left out."""
+    return d[np.isfinite(d).all(axis=1)].mean(axis=1)
+
+
+def branch_deltas(layers: Sequence[LayerSpectra], metric: str = VERDICT_METRIC) -> np.ndarray:
+    """(n_images, len(layers)) Hi-Fi minus Lo-Fi `metric` of layers that have both branches."""
+    cols = [np.asarray(s.hifi.per_image[metric], float) - s.lofi.per_image[metric] for s in layers]
+    return np.stack(cols, axis=1)
+
+
 def layer_deltas(
     layers: Sequence[LayerSpectra], metric: str = VERDICT_METRIC
 ) -> tuple[np.ndarray, list[LayerSpectra]]:
@@ -139,10 +150,7 @@ def layer_deltas(
     comparable = [s for s in layers if s.comparable]
     if not comparable:
         return np.zeros((0, 0)), []
-    cols = [
-        np.asarray(s.hifi.per_image[metric], float) - s.lofi.per_image[metric] for s in comparable
-    ]
-    return np.stack(cols, axis=1), comparable
+    return branch_deltas(comparable, metric), comparable
 
 
 def interval(v: Verdict) -> str:
