@@ -169,6 +169,8 @@ def _hf_panel(
         if v is None or spectra.layer.index not in result.tested:
             continue
         k = result.tested.index(spectra.layer.index)
+        if not math.isfinite(v.p_layers[k]):  # too few scenes for a per-layer test
+            continue
         ax.annotate(
             f"p adj {v.p_layers[k]:.2g}",
             (x, 1.0),

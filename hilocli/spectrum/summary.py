@@ -100,7 +100,9 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     if columns:
         ax.axvline(len(columns) - 1.3, color="0.6", lw=0.8)
     ticks = [
-        f"{i}\n{lab}\np adj {v.p_layers[k]:.2g}" if v else f"{i}\n{lab}"
+        f"{i}\n{lab}\np adj {v.p_layers[k]:.2g}"
+        if v and math.isfinite(v.p_layers[k])
+        else f"{i}\n{lab}"
         for k, (i, lab) in enumerate(zip(result.tested, labels))
     ]
     ticks.append("mean over\nlayers\n(verdict)")
