@@ -36,7 +36,6 @@ class Group:
     key: tuple[int, int]  # (chunk index, group index in the chunk): the single-process order
     x: torch.Tensor  # (B, 3, H, W) float32, normalised
     paths: list[Path]
-    displays: list[Any]  # PIL images as the model saw them; None where not kept
 
     def pin_memory(self) -> Group:
         self.x = self.x.pin_memory()
@@ -69,13 +68,11 @@ class ChunkDataset(torch.utils.data.Dataset):
         crop: bool,
         batch_size: int,
         preprocess=None,
-        keep_displays: int = 0,
     ):
         self.paths = list(paths)
         self.chunk_ids = list(chunk_ids)
         self.resolution, self.crop, self.batch_size = resolution, crop, batch_size
         self.preprocess = preprocess
-        self.keep_displays = keep_displays  # PIL images kept for the first N files only
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -87,7 +84,6 @@ class ChunkDataset(torch.utils.data.Dataset):
         start = index * self.batch_size
         files = self.paths[start : start + self.batch_size]
         prepared, skipped = load_many(files, self.resolution, self.crop, preprocess=self.preprocess)
-        keep = {p for p in files[: max(0, self.keep_displays - start)]}
         by_size: dict[tuple[int, ...], list] = {}
         for p in prepared:
             by_size.setdefault(tuple(p.tensor.shape), []).append(p)
@@ -96,7 +92,6 @@ class ChunkDataset(torch.utils.data.Dataset):
                 key=(index, g),
                 x=torch.stack([p.tensor for p in members]),  # (B, 3, H, W)
                 paths=[p.path for p in members],
-                displays=[p.display if p.path in keep else None for p in members],
             )
             for g, members in enumerate(by_size.values())
         ]
@@ -151,7 +146,6 @@ def image_chunks(
     workers: int = 0,
     pin_memory: bool = False,
     where: Placement = SINGLE,
-    keep_displays: int = 0,
 ) -> Iterator[Chunk]:
     """This process's chunks of `paths`, in order, decoded by `workers` processes (0: here).
     `pin_memory`: page-locked batches for fast host-to-GPU copies (CUDA runs)."""
@@ -159,7 +153,7 @@ def image_chunks(
 
     max_pixels_limit()  # a bad HILO_MAX_PIXELS is a usage error here, not inside a worker
     ids = shard(chunk_count(len(paths), batch_size), where)
-    data = ChunkDataset(paths, ids, resolution, crop, batch_size, preprocess, keep_displays)
+    data = ChunkDataset(paths, ids, resolution, crop, batch_size, preprocess)
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=None,  # a chunk is already a batch

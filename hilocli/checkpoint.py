@@ -29,9 +29,7 @@ from hilocli.checkpoint_files import (
 from hilocli.errors import HiloError, UsageError
 from hilocli.models.config import Preprocess
 from hilocli.output import sha256_file
-from hilocli.release import RELEASE_URL_ENV as RELEASE_URL_ENV  # re-exported
 from hilocli.release import ReleaseOrigin, fetch_released
-from hilocli.release import release_url as release_url
 
 DEFAULT_MODEL = "litv2_s"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import nullcontext
 
 import typer
 
@@ -103,14 +104,12 @@ def _fail(message: str, code: int) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` (default sys.argv[1:]) and return the exit code; never raises."""
-    import contextlib
-
     from hilocli.output import json_stdout
 
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = sys.argv[1:] if argv is None else list(argv)
     try:  # with --json, stdout carries the JSON alone: other prints (user code's) go to stderr
-        with json_stdout() if "--json" in args else contextlib.nullcontext():
+        with json_stdout() if "--json" in args else nullcontext():
             result = app(args=args, prog_name="hilo", standalone_mode=False)
         if result == 130:  # Typer turns KeyboardInterrupt into a silent Exit(130)
             return _fail("interrupted", 130)

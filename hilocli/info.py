@@ -189,7 +189,7 @@ def run(request: InfoRequest) -> InfoResult:
 
 def variants_record() -> RunRecord:
     from hilocli import __version__
-    from hilocli.checkpoint import release_url
+    from hilocli.release import release_url
 
     rows = [
         {

@@ -165,7 +165,8 @@ def collect_inputs(
     for p in _listed(paths, found):
         if limit is not None and len(found.files) >= limit:
             break
-        first = by_path.get(p.resolve()) if dedupe else None
+        key = p.resolve() if dedupe else None
+        first = by_path.get(key) if dedupe else None
         digest = None if first is not None or not dedupe else _file_sha256(p)
         first = first or (by_content.get(digest) if digest is not None else None)
         if first is not None:
@@ -180,7 +181,8 @@ def collect_inputs(
             found.sizes[p] = header.size
             if header.transparent:
                 found.transparent.append(p)
-        by_path[p.resolve()] = p
+        if key is not None:
+            by_path[key] = p
         if digest is not None:
             by_content[digest] = p
             found.sha256[p] = digest

@@ -115,10 +115,8 @@ def listed_files(folder: Path, command: str | None = None) -> dict[str, set[str]
 
 def own_outputs(folder: Path) -> set[str]:
     """Names in `folder` that hilo wrote: every manifest and the files they list."""
-    names = {manifest_name(c) for c in listed_files(folder)}
-    for listed in listed_files(folder).values():
-        names |= listed
-    return names
+    listed = listed_files(folder)
+    return {manifest_name(c) for c in listed}.union(*listed.values())
 
 
 def check_names(folder: Path, command: str, names: list[str]) -> None:

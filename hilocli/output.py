@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -123,11 +123,9 @@ _JSON_STREAM: list[Any] = []  # the real stdout while `json_stdout` holds it
 def json_stdout() -> Iterator[None]:
     """Keep stdout for `emit_json` alone: anything else printed meanwhile (a user model's
     prints, say) goes to stderr."""
-    import contextlib
-
     _JSON_STREAM.append(sys.stdout)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with redirect_stdout(sys.stderr):
             yield
     finally:
         _JSON_STREAM.pop()

@@ -12,11 +12,8 @@ and whether the file's SHA-256 still equals the one recorded at its first downlo
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,8 @@ def cache_dir() -> Path:
 
 
 def _stream(response, url: str, total: int | None, dest: Path, tmp: Path, progress: bool):
+    import http.client  # here, with urllib: about 25 ms that a cached load never pays
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with (
@@ -73,6 +72,9 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
     """Fetch url (http, https or file) to dest with a progress bar; dest appears only when whole
     (`hilocli.outfolder.atomic_write`: nothing is left on failure, a killed download's temporary
     is removed by the next one)."""
+    import urllib.error
+    import urllib.request
+
     from hilocli.outfolder import atomic_write
 
     try:

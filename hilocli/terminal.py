@@ -62,6 +62,8 @@ def human_bytes(n: float | None) -> str:
 
 def say_inputs(con, inputs) -> None:
     """Skipped files and duplicates of a run's `InputsRecord`, one line each (yellow headings)."""
+    from hilocli.image_decode import ALPHA_BACKGROUND
+
     if inputs.skipped:
         con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
         for s in inputs.skipped:  # the loader's reasons name the file already
@@ -71,11 +73,11 @@ def say_inputs(con, inputs) -> None:
         con.print(f"[yellow]counted once: {len(inputs.duplicates)} duplicate file(s):[/]")
         for d in inputs.duplicates:
             say(con, f"  {d['path']} = {d['same_as']}")
-    if getattr(inputs, "transparent", None):
+    if inputs.transparent:
         say(
             con,
             f"note: {len(inputs.transparent)} image(s) with transparency composited on white "
-            "(255, 255, 255): "
+            f"{ALPHA_BACKGROUND}: "
             + ", ".join(inputs.transparent[:3])
             + (", ..." if len(inputs.transparent) > 3 else ""),
         )

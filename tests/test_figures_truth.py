@@ -40,7 +40,7 @@ def test_branch_colours_are_the_same_in_every_figure():
     from hilocli.compare import figures as compare
     from hilocli.spectrum import figures as spectrum
 
-    for colours in (attn.COLORS, compare.BRANCH_COLOURS, spectrum.COLORS):
+    for colours in (attn.COLORS, compare.COLORS, spectrum.COLORS):
         assert (colours["hifi"], colours["lofi"]) == ("tab:red", "tab:blue")
     assert not {"tab:red", "tab:blue"} & set(compare.WORD_COLOURS.values())
     assert attn.COLORS["msa"] not in ("tab:red", "tab:blue")

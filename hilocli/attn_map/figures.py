@@ -114,8 +114,7 @@ def _received(layer, col: HeadColumn) -> np.ndarray | None:
     lofi = layer.summary.lofi if layer.summary is not None else None
     if lofi is None or col.branch != "lofi":
         return None
-    first = layer.geometry.layer.hifi_heads
-    return lofi.received[[h - first for h in col.heads]].mean(axis=0)
+    return col.select(layer.geometry.layer, None, lofi.received)
 
 
 def paint(bg, columns: Sequence[Column], queries, received: bool, groups=()) -> tuple:

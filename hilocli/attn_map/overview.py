@@ -59,7 +59,8 @@ def overview_figure(
     note = wrap(SCALE_NOTE, (fig_w - 0.2) * dpi, 6.0)
     head_in = 0.08 + LINE_IN * (title_text.count("\n") + note.count("\n") + 2) + 0.1
     labels = [wrap(c.head.label, tw, 6.2) for c in columns]
-    y_top = head_in + LINE_IN * (2 + max(lab.count("\n") + 1 for lab in labels)) + 0.12
+    lines = max(lab.count("\n") + 1 for lab in labels)  # the tallest column label
+    y_top = head_in + LINE_IN * (2 + lines) + 0.12
     fig_h = y_top + top.image.shape[0] / dpi + (GAP_IN + low.image.shape[0] / dpi if low else 0)
     fig = Figure(figsize=(fig_w, fig_h + BAND_GAP_IN), dpi=dpi)
     ax = show_mosaic(fig, top, y_top, dpi)
@@ -68,7 +69,6 @@ def overview_figure(
     for lr, n in zip(layers, groups):
         _, x0 = top.origin(0, first)
         _, x1 = top.origin(0, first + n - 1)
-        lines = max(lab.count("\n") + 1 for lab in labels)
         ax.text((x0 + x1 + tw) / 2, -4 - LINE_IN * dpi * lines - 4, layer_heading(lr),
                 ha="center", va="bottom", fontsize=8, clip_on=False)  # fmt: skip
         first += n

@@ -81,10 +81,7 @@ def layer_title(result, lr) -> str:
 
 
 def distance_title(result) -> str:
-    return (
-        f"mean attention distance per head: {result.model_name} "
-        f"({result.weights.describe()}); {_where(result)}"
-    )
+    return f"mean attention distance per head: {overview_title(result)}"
 
 
 def overview_title(result) -> str:
@@ -116,7 +113,7 @@ def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> 
                 f"attn_map_layer{i}.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None
             )
         fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
-        paths["distance"] = files.figure(  # constrained layout: already inside the figure
+        paths["distance"] = files.figure(  # fixed margins: no second draw
             f"attn_distance.{fmt}", fig, dpi=PLOT_DPI, bbox_inches=None
         )
         if result.request.save_raw:

@@ -36,7 +36,6 @@ from hilocli.commands._options import (
     WindowOpt,
     weights_request,
 )
-from hilocli.outfolder import output_lock  # light: no torch
 from hilocli.runtime import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
 
 
@@ -228,6 +227,7 @@ def spectrum(
     Hi-Fi has a larger share of its power at high frequencies than Lo-Fi (paired over source
     scenes)."""
 
+    from hilocli.outfolder import output_lock
     from hilocli.output import check_out_dir, emit_json
     from hilocli.spectrum import SpectrumRequest, run
     from hilocli.spectrum.render import report, write_outputs

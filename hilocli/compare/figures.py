@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from hilocli.spectrum.figures import COLORS
+from hilocli.spectrum.measures import BRANCH_LABELS
+
 if TYPE_CHECKING:
     from hilocli.compare.run import CompareResult
 
@@ -25,8 +28,6 @@ WORD_COLOURS = {  # never red or blue: those mean Hi-Fi and Lo-Fi in every hilo 
     "insufficient": "tab:orange",
     "not comparable": "0.6",
 }
-BRANCH_COLOURS = {"hifi": "tab:red", "lofi": "tab:blue"}
-BRANCH_NAMES = {"hifi": "Hi-Fi", "lofi": "Lo-Fi"}
 
 
 def tick_label(label: str, chars: int = 18) -> str:
@@ -125,11 +126,11 @@ def compare_figure(result: CompareResult) -> tuple[Figure, dict[str, Any]]:
         ys = np.array([e.distance.mean(branch) for e in entries])
         refs = np.array([e.distance.mean(branch, "uniform") for e in entries])
         data[f"{branch}_px"] = ys.tolist()
-        colour = BRANCH_COLOURS[branch]
-        ax_a.plot(x, ys, "o-", color=colour, ms=5, lw=1, label=f"{BRANCH_NAMES[branch]} heads")
+        colour = COLORS[branch]
+        ax_a.plot(x, ys, "o-", color=colour, ms=5, lw=1, label=f"{BRANCH_LABELS[branch]} heads")
         ax_a.plot(x, refs, "x", color=colour, ms=6, mew=1.2, alpha=0.7, ls="none")
         for k in np.flatnonzero(~np.isfinite(ys)):
-            ax_a.annotate(f"no {BRANCH_NAMES[branch]}", (k, 0), xycoords=("data", "axes fraction"),
+            ax_a.annotate(f"no {BRANCH_LABELS[branch]}", (k, 0), xycoords=("data", "axes fraction"),
                           xytext=(0, 4 if branch == "hifi" else 14), textcoords="offset points",
                           ha="center", fontsize=6, color=colour)  # fmt: skip
     ax_a.plot(

@@ -381,8 +381,9 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
         paths = tuple(paths)
         from_main(where, lambda: _check_duplicate_files(request))  # before any set is loaded
         # every set's spectrum run gets these files, hashed once here
-        listed = InputSet(list(paths), sha256=found.sha256, sizes=found.sizes)
-        listed.transparent = found.transparent
+        listed = InputSet(
+            list(paths), sha256=found.sha256, sizes=found.sizes, transparent=found.transparent
+        )
         total = len(sets) * len(paths)
         for k, weights in enumerate(sets):
             loaded = agree(where, lambda weights=weights: weights.load(device))

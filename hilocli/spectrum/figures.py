@@ -43,6 +43,11 @@ def figure_title(result: SpectrumResult) -> str:
     )
 
 
+def title_height(title: str) -> float:
+    """Inches the suptitle `title_figure` draws takes at the top."""
+    return 0.2 + 0.16 * (title.count("\n") + 1)
+
+
 def title_figure(fig: Figure, text: str, height: float) -> None:
     fig.suptitle(text, fontsize=8, y=1 - 0.08 / height, va="top")
 
@@ -54,7 +59,7 @@ def hf_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     layers, n = result.layers, len(result.layers)
     title = figure_title(result)
     rotate = n > 8  # p values above the panel would run together
-    title_in = 0.2 + 0.16 * (title.count("\n") + 1) + (0.55 if rotate else 0.25)
+    title_in = title_height(title) + (0.55 if rotate else 0.25)
     width, height = max(5.0, 1.2 + 0.9 * min(n, 8) + 0.45 * max(0, n - 8)), 2.6 + title_in + 0.6
     fig = Figure(figsize=(width, height))
     ax = fig.add_axes([0.8 / width, 0.6 / height, 1 - 1.0 / width, 2.6 / height])
@@ -71,7 +76,7 @@ def radial_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     cols = min(3, len(layers))
     rows = math.ceil(len(layers) / cols)
     title = figure_title(result)
-    title_in = 0.2 + 0.16 * (title.count("\n") + 1)
+    title_in = title_height(title)
     panel_w, panel_h, legend_in = (2.6, 2.1, 0.75) if cols > 1 else (4.6, 2.6, 0.75)
     width = 0.75 + cols * panel_w + (cols - 1) * 0.45 + 0.15
     height = title_in + rows * panel_h + (rows - 1) * 0.65 + 0.5 + legend_in

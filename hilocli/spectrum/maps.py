@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hilocli.spectrum.branch import BranchSpectrum
-from hilocli.spectrum.figures import COLORS, figure_title, short_name, title_figure
+from hilocli.spectrum.figures import COLORS, figure_title, short_name, title_figure, title_height
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def maps_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     maps share one colour bar: where in frequency a map's energy lies, 0 = its peak)."""
     layers = result.layers
     title = figure_title(result)
-    title_in = 0.2 + 0.16 * (title.count("\n") + 1) + 0.25
+    title_in = title_height(title) + 0.25
     side, gap, left = 1.6, 0.2, 1.0
     width = left + 3 * side + 2 * gap + 0.9
     height = title_in + len(layers) * (side + gap) + 0.45

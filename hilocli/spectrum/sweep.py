@@ -127,7 +127,7 @@ def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
     from hilocli.images import collect_inputs
 
     found = from_main(where, lambda: collect_inputs(inputs, limit))
-    paths = found.files[:limit]
+    paths = found.files  # collect_inputs stopped at `limit` images
     if not paths:
         first = f" (first skipped: {found.skipped[0][1]})" if found.skipped else ""
         raise HiloError("no image files found in " + ", ".join(map(str, inputs)) + first)
