@@ -27,6 +27,7 @@ from hilocli.checkpoint_files import (
     zip_problem,
 )
 from hilocli.errors import HiloError, UsageError
+from hilocli.loaded import LoadedModel, loaded_model
 from hilocli.models.config import Preprocess
 from hilocli.output import sha256_file
 from hilocli.release import ReleaseOrigin, fetch_released
@@ -82,14 +83,6 @@ class Provenance:
             "trained": self.trained,
             "description": self.describe(),
         }
-
-
-@dataclass
-class LoadedModel:
-    model: Any  # LITv2, in eval mode, on the requested device
-    provenance: Provenance
-    name: str  # variant name, or "inferred from <file>"
-    preprocess: Preprocess = field(default_factory=Preprocess)  # how its images are prepared
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,7 +234,7 @@ def load_model(
             torch.manual_seed(seed)
             net = LITv2(cfg)
         prov = Provenance(source="random init", variant=variant.name, seed=seed, inferred=inferred)
-        return LoadedModel(net.eval().to(device), prov, variant.name, variant.preprocess)
+        return loaded_model(net.eval().to(device), prov, variant.name, variant.preprocess, cfg)
 
     release = None if checkpoint is not None else fetch_released(variant, progress)
     path = Path(checkpoint) if checkpoint is not None else release[0]
@@ -283,7 +276,7 @@ def load_model(
         inferred=inferred,
         release=None if release is None else release[1],
     )
-    return LoadedModel(net.eval().to(device), prov, name, preprocess)
+    return loaded_model(net.eval().to(device), prov, name, preprocess, cfg)
 
 
 def adopted_state_dict(raw: Any, path: Path) -> tuple[dict, str | None]:

@@ -10,16 +10,13 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hilocli.checkpoint import DEFAULT_MODEL
-from hilocli.info_any import info_record
-from hilocli.models.config import VARIANTS, LITv2Config, Preprocess, split_heads
+from hilocli.models.config import VARIANTS, LITv2Config, Preprocess
 from hilocli.models.geometry import (
     LayerGeometry,
+    StageInfo,
     check_input_size,
-    grid_sizes,
-    layer_geometry,
-    min_input_size,
     requested_size,
+    stage_infos,
 )
 from hilocli.output import RunRecord
 from hilocli.weights import WeightsRequest
@@ -37,66 +34,14 @@ class InfoRequest:
         """Usage errors before any file is read or model built."""
         self.weights.validate()
         size = self.size
-        if size is not None:  # the architecture is known before loading unless a file is read
-            known = self.weights.checkpoint is None and self.weights.user_source is None
-            cfg = VARIANTS[self.weights.model or DEFAULT_MODEL].cfg if known else None
-            check_input_size(*size, min_input_size(cfg) if known else 1)
+        if size is not None:  # checked again against the model once it is loaded
+            check_input_size(*size, self.weights.known_min_input_size())
         return self
 
     @property
     def size(self) -> tuple[int, int] | None:
         """(height, width) asked for; None: the weights' training size."""
         return requested_size(self.resolution, self.height, self.width)
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    stage: int  # 1-based
-    grid: tuple[int, int]  # (H, W) tokens
-    tokens: int
-    dim: int
-    depth: int
-    attention: str  # "MLP only" | "MSA" | "HiLo"
-    window_size: int
-    num_heads: int
-    head_dim: int
-    hifi_heads: int
-    hifi_channels: int
-    lofi_heads: int
-    lofi_channels: int
-    token_merging_after: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "grid": list(self.grid)}
-
-
-def stage_infos(cfg: LITv2Config, height: int, width: int) -> list[StageInfo]:
-    """Per-stage facts of a config at a height x width input (torch-free)."""
-    out = []
-    for i, (H, W) in enumerate(grid_sizes(cfg, height, width)):
-        ws, dim = cfg.local_ws[i], cfg.stage_dim(i)
-        heads = cfg.num_heads[i] if ws else 0
-        head_dim = dim // heads if heads else 0
-        hifi, lofi = split_heads(heads, cfg.alpha, ws) if ws else (0, 0)
-        out.append(
-            StageInfo(
-                stage=i + 1,
-                grid=(H, W),
-                tokens=H * W,
-                dim=dim,
-                depth=cfg.depths[i],
-                attention="MLP only" if not ws else "MSA" if ws == 1 else "HiLo",
-                window_size=ws,
-                num_heads=heads,
-                head_dim=head_dim,
-                hifi_heads=hifi,
-                hifi_channels=hifi * head_dim,
-                lofi_heads=lofi,
-                lofi_channels=lofi * head_dim,
-                token_merging_after=i < cfg.num_stages - 1,
-            )
-        )
-    return out
 
 
 def layer_dict(geom: LayerGeometry) -> dict[str, Any]:
@@ -114,72 +59,80 @@ def layer_dict(geom: LayerGeometry) -> dict[str, Any]:
 @dataclass
 class InfoResult:
     name: str
-    cfg: LITv2Config
     num_params: int
     input_size: tuple[int, int]  # (height, width)
-    stages: list[StageInfo]
-    layers: list[LayerGeometry]
+    config: LITv2Config | None  # what the architecture states (LITv2), else None
+    stages: list[StageInfo]  # per stage, where a config states them
+    layers: list[LayerGeometry]  # every HiLo layer on the probe input
+    signatures: list[str | None]  # per layer: how the module took its input (None: not called)
+    rejected: list[dict[str, str]]  # look-alike modules skipped, with the reason
     weights: Any  # Provenance
     preprocess: Preprocess
     settings: dict[str, Any]
     environment: dict[str, Any]
 
     def to_record(self) -> RunRecord:
-        return info_record(
-            self,
-            {
-                "model": self.name,
-                "config": self.cfg.to_dict(),
-                "num_params": self.num_params,
-                "input_size": list(self.input_size),
-                "preprocess": self.preprocess.to_dict(),
-                "stages": [s.to_dict() for s in self.stages],
-                "hilo_layers": [layer_dict(g) for g in self.layers],
-            },
+        results = {
+            "model": self.name,
+            **({"config": self.config.to_dict()} if self.config is not None else {}),
+            "num_params": self.num_params,
+            "input_size": list(self.input_size),
+            "preprocess": self.preprocess.to_dict(),
+            "stages": [s.to_dict() for s in self.stages],
+            "hilo_layers": [
+                {**layer_dict(g), "path": g.layer.path, "signature": sig}
+                for g, sig in zip(self.layers, self.signatures)
+            ],
+            "rejected": self.rejected,
+        }
+        return RunRecord(
+            command="info",
+            settings=self.settings,
+            weights=self.weights.to_dict(),
+            environment=self.environment,
+            results=results,
         )
 
 
-def describe_model(model, height: int, width: int) -> tuple[list[StageInfo], list[LayerGeometry]]:
-    """Stages and HiLo layers of a LITv2 at a height x width input."""
-    cfg = model.cfg
-    layers = [layer_geometry(info, cfg, (width, height)) for info in model.hilo_layers()]
-    return stage_infos(cfg, height, width), layers
-
-
 def run(request: InfoRequest) -> InfoResult:
+    """Load the weights, probe one forward at the input size (no arithmetic: on the meta device
+    where the model allows) and describe every HiLo layer on the grid it ran."""
+    from hilocli.hilo.capture import probe
     from hilocli.runtime import environment, resolve_device
 
-    if request.weights.user_source is not None:  # --model-fn / --hub: HiLo found by structure
-        from hilocli.info_any import run_any
-
-        return run_any(request)
     device = resolve_device(request.device)
     loaded = request.weights.load(device)
-    net, cfg = loaded.model, loaded.model.cfg
-    h, w = request.size or (cfg.img_size, cfg.img_size)
-    check_input_size(h, w, min_input_size(cfg))
-    stages, layers = describe_model(net, h, w)
-    settings = {
-        "model": request.weights.model,
-        "checkpoint": request.weights.checkpoint,
-        "window_sizes": request.weights.window_sizes,
-        "head_dim": request.weights.head_dim,
-        "seed": request.weights.seed,
-        "input_size": [h, w],
-        "device": str(device),
-    }
+    h, w = request.size or (loaded.default_resolution, loaded.default_resolution)
+    check_input_size(h, w, loaded.min_input_size)
+    records = probe(loaded.model, loaded.layers, loaded.in_channels, h, w)
+    layers, signatures = [], []
+    for layer in loaded.layers:
+        rec = records[layer.index]
+        grid = rec.grid or (0, 0)  # a layer the forward never called
+        layers.append(layer.geometry(grid, (w, h), None) if rec.grid else _uncalled(layer, w, h))
+        signatures.append(rec.signature)
     return InfoResult(
         name=loaded.name,
-        cfg=cfg,
-        num_params=sum(p.numel() for p in net.parameters()),
+        num_params=loaded.num_params,
         input_size=(h, w),
-        stages=stages,
+        config=loaded.config,
+        stages=[] if loaded.config is None else stage_infos(loaded.config, h, w),
         layers=layers,
+        signatures=signatures,
+        rejected=[r.to_dict() for r in loaded.rejected],
         weights=loaded.provenance,
         preprocess=loaded.preprocess,
-        settings=settings,
+        settings={
+            **request.weights.settings(),
+            "input_size": [h, w],
+            "device": str(device),
+        },
         environment=environment(device),
     )
+
+
+def _uncalled(layer, w: int, h: int) -> LayerGeometry:
+    return LayerGeometry(layer.info, (0, 0), layer.stride or 0, (w, h), None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,65 +178,77 @@ def variants_record() -> RunRecord:
 
 
 def render(con, result: InfoResult) -> None:
-    from hilocli.terminal import say, table
+    from hilocli.terminal import say
 
-    if not isinstance(result, InfoResult):  # a user model's result renders itself
-        return result.render(con)
-    cfg = result.cfg
-    say(
-        con,
-        f"{result.name}  {result.num_params:,} parameters  (embed {cfg.embed_dim}, depths "
-        f"{list(cfg.depths)}, heads {list(cfg.num_heads)}, alpha {cfg.alpha:g}, windows "
-        f"{list(cfg.local_ws)}, classes {cfg.num_classes})",
+    cfg = result.config
+    arch = (
+        f"  (embed {cfg.embed_dim}, depths {list(cfg.depths)}, heads {list(cfg.num_heads)}, "
+        f"alpha {cfg.alpha:g}, windows {list(cfg.local_ws)}, classes {cfg.num_classes})"
+        if cfg is not None
+        else ""
     )
+    say(con, f"{result.name}  {result.num_params:,} parameters{arch}")
     say(con, f"weights: {result.weights.describe()}")
     say(con, f"preprocessing: {result.preprocess.describe()}")
-    if result.weights.inferred:
+    if getattr(result.weights, "inferred", ()):
         say(con, "settings the tensors do not state (setting = value [source]: what else fits):")
         for f in result.weights.inferred:
             note = f": {f.ambiguity}" if f.ambiguity else ""
             say(con, f"  {f.name} = {_value(f.value)} [{f.source}]{note}")
+    if result.stages:
+        con.print(_stage_table(result))
+    con.print(_layer_table(result))
+    for r in result.rejected:
+        say(con, f"skipped {r['path']}: {r['reason']}")
+
+
+def _stage_table(result: InfoResult):
+    from hilocli.terminal import table
+
     h, w = result.input_size
-    con.print(
-        table(
-            f"Stages at {h}x{w} input (height x width)",
-            ["stage", "grid", "dim", "depth", "attention", "window", "Hi-Fi h/ch", "Lo-Fi h/ch"],
-            [
-                (
-                    s.stage,
-                    f"{s.grid[0]}x{s.grid[1]}",
-                    s.dim,
-                    s.depth,
-                    s.attention,
-                    s.window_size or "-",
-                    f"{s.hifi_heads}/{s.hifi_channels}",
-                    f"{s.lofi_heads}/{s.lofi_channels}",
-                )
-                for s in result.stages
-            ],
-        )
+    return table(
+        f"Stages at {h}x{w} input (height x width)",
+        ["stage", "grid", "dim", "depth", "attention", "window", "Hi-Fi h/ch", "Lo-Fi h/ch"],
+        [
+            (
+                s.stage,
+                f"{s.grid[0]}x{s.grid[1]}",
+                s.dim,
+                s.depth,
+                s.attention,
+                s.window_size or "-",
+                f"{s.hifi_heads}/{s.hifi_channels}",
+                f"{s.lofi_heads}/{s.lofi_channels}",
+            )
+            for s in result.stages
+        ],
     )
+
+
+def _layer_table(result: InfoResult):
+    from hilocli.terminal import table
+
     rows = []
-    for g in result.layers:
+    for g, sig in zip(result.layers, result.signatures):
         d = layer_dict(g)
         rows.append(
             (
                 d["index"],
                 d["name"],
-                d["stage"],
-                f"{g.grid[0]}x{g.grid[1]}",
+                "-" if d["stage"] is None else d["stage"],
+                sig or "-",
+                f"{g.grid[0]}x{g.grid[1]}" if sig else "not called",
                 d["window_size"],
                 _span(d["hifi_channels"]),
                 _span(d["lofi_channels"]),
             )
         )
-    con.print(
-        table(
-            "Attention layers (--layer takes the index)",
-            ["--layer", "module", "stage", "grid", "window", "Hi-Fi ch", "Lo-Fi ch"],
-            rows,
-            left=["module"],
-        )
+    h, w = result.input_size
+    return table(
+        f"Attention layers (--layer takes the index; grid at {h}x{w} input)",
+        ["--layer", "module", "stage", "called as", "grid", "window", "Hi-Fi ch", "Lo-Fi ch"],
+        rows,
+        left=["module", "called as"],
     )
 
 

@@ -118,7 +118,7 @@ class Precision:
     """How the model forward runs: autocast to `dtype` (None: plain float32) and TF32.
 
     Analysis never runs at this precision: captured activations are cast to float32 first
-    (`hilocli.capture`), FFTs and statistics run in float32/float64.
+    (`hilocli.hilo.capture`), FFTs and statistics run in float32/float64.
     """
 
     requested: str  # what the user asked: auto | float32 | bfloat16 | float16

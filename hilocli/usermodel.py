@@ -207,7 +207,8 @@ def load_user_model(
 ):
     """A `LoadedModel` (eval mode, on device) of the user's model, weights from `checkpoint`
     (strict) or its own seeded init."""
-    from hilocli.checkpoint import LoadedModel, _read
+    from hilocli.checkpoint import _read
+    from hilocli.loaded import loaded_model
     from hilocli.models.adopters import unwrap
     from hilocli.output import sha256_file
 
@@ -225,7 +226,7 @@ def load_user_model(
     from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
     preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
-    return LoadedModel(model.eval().to(device), prov, source.spec, preprocess)
+    return loaded_model(model.eval().to(device), prov, source.spec, preprocess)
 
 
 def _filled(source: ModelSource, seed: int, sd: dict, where: str):

@@ -81,6 +81,24 @@ class WeightsRequest:
             variant_config(VARIANTS[self.model or DEFAULT_MODEL], self.window_sizes, self.head_dim)
         return self
 
+    def known_min_input_size(self) -> int:
+        """The smallest input side of the architecture asked for, where it is known before
+        loading (a released variant); 1 while a file or a user's code decides."""
+        if self.checkpoint is not None or self.user_source is not None:
+            return 1
+        from hilocli.checkpoint import DEFAULT_MODEL
+        from hilocli.models import VARIANTS, min_input_size
+
+        return min_input_size(VARIANTS[self.model or DEFAULT_MODEL].cfg)
+
+    def settings(self) -> dict[str, Any]:
+        """The weights options a run record's settings show."""
+        if self.model_fn is not None or self.hub is not None:
+            keys = ("model_fn", "hub", "model_kwargs", "checkpoint", "seed")
+        else:
+            keys = ("model", "checkpoint", "window_sizes", "head_dim", "seed")
+        return {k: getattr(self, k) for k in keys}
+
     def load(self, device: Any = "cpu", progress: bool = True):
         """The model (eval mode, on `device`) with its provenance: a `LoadedModel`. Its linear
         layers keep their weights packed for the CPU (`hilocli.models.onednn.keep_weights_packed`:
@@ -112,6 +130,27 @@ class WeightsRequest:
             check_finite_weights(loaded.model, loaded.provenance.describe())
         keep_weights_packed(loaded.model)
         return loaded
+
+
+def random_init_like(loaded, seed: int, device: Any = "cpu"):
+    """A seeded random init of `loaded`'s architecture (the random control): a LoadedModel."""
+    import torch
+
+    from hilocli.checkpoint import Provenance
+    from hilocli.loaded import loaded_model
+    from hilocli.models.litv2 import LITv2
+    from hilocli.usermodel import UserProvenance, build
+
+    source = getattr(loaded.provenance, "model_source", None)
+    if source is not None:  # a user model: its own function, seeded
+        net, prov = build(source, seed), UserProvenance(source, seed=seed)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = LITv2(loaded.config)
+        prov = Provenance(source="random init", variant=loaded.provenance.variant, seed=seed)
+    net = net.eval().to(device)
+    return loaded_model(net, prov, loaded.name, loaded.preprocess, loaded.config)
 
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed, numpy and every int64 take 0..MAX_SEED

@@ -174,3 +174,21 @@ def unrasterise_figures(monkeypatch) -> None:
 @pytest.fixture()
 def unrasterised_figures(monkeypatch):
     unrasterise_figures(monkeypatch)
+
+
+def hilo_layers(model):
+    """The HiLo layers (`hilocli.hilo.layer.HiLoLayer`) of a model, as the loader finds them: a
+    LITv2 with its config's metadata (stage, block name, stride), any other model by structure."""
+    from hilocli.hilo.discover import find_layers
+    from hilocli.loaded import layer_meta
+
+    cfg = getattr(model, "cfg", None)
+    return find_layers(model, None if cfg is None else layer_meta(cfg))[0]
+
+
+def capture_layers(model, indices, **kwargs):
+    """`hilocli.hilo.capture.capture` of the layers at `indices` (what --layer takes)."""
+    from hilocli.hilo.capture import capture
+
+    layers = hilo_layers(model)
+    return capture(model, [layers[i] for i in indices], **kwargs)

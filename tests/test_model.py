@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from hilocli.models import VARIANTS, LITv2Config, create_model, split_heads
-from hilocli.models.litv2 import HiLo, deform_conv2d
+from hilocli.models.dcn import deform_conv2d
+from hilocli.models.litv2 import HiLo
 from tests.conftest import TINY_EXPECTED
 
 

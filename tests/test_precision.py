@@ -138,7 +138,8 @@ def test_attention_measures_bfloat16_within_tolerance():
 def test_analysis_functions_return_tensors_on_the_given_device():
     """The 'meta' device: any tensor made on the host inside would fail to mix with them."""
     from hilocli.attn_map.summaries import _Sums
-    from hilocli.models.litv2 import attention_probs, deform_conv2d_tokens
+    from hilocli.hilo.core import attention_probs
+    from hilocli.models.dcn import deform_conv2d_tokens
     from hilocli.spectrum.analyse import spectra
     from hilocli.spectrum.measures import frequency_axes, radial_profile
 

@@ -14,7 +14,7 @@ import torch
 
 from hilocli.errors import HiloError
 from hilocli.models.geometry import LayerGeometry
-from hilocli.models.litv2 import attention_probs
+from hilocli.hilo.core import attention_probs
 from hilocli.weights import check_finite
 
 
@@ -26,13 +26,14 @@ class LayerQK:
     scale: float
     hifi_q: torch.Tensor | None  # (G, hifi_heads, s*s, d), windows row-major
     hifi_k: torch.Tensor | None  # (G, hifi_heads, s*s, d)
-    lofi_q: torch.Tensor | None  # (lofi_heads, Hp*Wp, d)
+    lofi_q: torch.Tensor | None  # (lofi_heads, Nq, d): Nq = Hp*Wp (pad) or H*W (floor)
     lofi_k: torch.Tensor | None  # (lofi_heads, M, d)
 
 
-def layer_qk(module, control: torch.Tensor, geometry: LayerGeometry) -> LayerQK:
-    """Project the layer input (norm1 output, (1, H, W, C) or (H, W, C), unpadded) to queries and
-    keys with the layer's own projections (`module` is its HiLo), exactly as its forward does."""
+def layer_qk(layer, control: torch.Tensor, geometry: LayerGeometry) -> LayerQK:
+    """Project the layer input ((1, H, W, C) or (H, W, C), unpadded) to queries and keys with the
+    layer's own projections (`layer` a `hilocli.hilo.layer.HiLoLayer`), under the pooling rule
+    the capture verified (`geometry.pooling`), exactly as its forward does."""
     if control.dim() == 3:
         control = control.unsqueeze(0)  # (1, H, W, C)
     if control.shape[0] != 1:
@@ -43,24 +44,22 @@ def layer_qk(module, control: torch.Tensor, geometry: LayerGeometry) -> LayerQK:
             f"geometry {geometry.grid}"
         )
     check_finite(control, f"the input of layer {geometry.layer.index} ({geometry.layer.name})")
+    info = geometry.layer
+    hq = hk = lq = lk = None
     with torch.no_grad():
-        padded = module.pad(control)  # (1, Hp, Wp, C)
-        hq = hk = lq = lk = None
-        if module.h_heads > 0:
-            q, k, _ = module.hifi_qkv(padded)  # each (1, G, h, s*s, d)
+        if info.hifi_heads > 0:
+            q, k, _ = layer.hifi_qkv(control)  # each (1, G, h, s*s, d)
             hq, hk = q[0], k[0]
-        if module.l_heads > 0:
-            q, k, _ = module.lofi_qkv(padded)  # q (1, h, N, d), k (1, h, M, d)
+        if info.lofi_heads > 0:
+            q, k, _ = layer.lofi_qkv(control, geometry.pooling)  # q (1, h, Nq, d), k (1, h, M, d)
             lq, lk = q[0], k[0]
-    return LayerQK(
-        geometry=geometry, scale=float(module.scale), hifi_q=hq, hifi_k=hk, lofi_q=lq, lofi_k=lk
-    )
+    return LayerQK(geometry=geometry, scale=layer.scale, hifi_q=hq, hifi_k=hk, lofi_q=lq, lofi_k=lk)
 
 
 def window_of(g: LayerGeometry, row: int, col: int) -> tuple[int, int]:
     """(window index, position inside the window), both row-major, of token (row, col)."""
     s = g.layer.window_size
-    return (row // s) * g.pooled[1] + col // s, (row % s) * s + col % s
+    return (row // s) * g.windows[1] + col // s, (row % s) * s + col % s
 
 
 def _check_token(g: LayerGeometry, row: int, col: int) -> None:
@@ -77,7 +76,7 @@ class QueryMap:
     centre: tuple[float, float]  # (x, y) of the token centre, input pixels
     hifi: np.ndarray | None  # (hifi_heads, s, s) weights over the query's window
     window_origin: tuple[int, int] | None  # (row, col) token of the window's top-left
-    lofi: np.ndarray | None  # (lofi_heads, Hp/s, Wp/s) weights over the pooled keys
+    lofi: np.ndarray | None  # (lofi_heads, *pooled) weights over the pooled keys
 
     def heads(self) -> list[np.ndarray]:
         """Per global head index (Hi-Fi first): (s, s) or (Hp/s, Wp/s) maps."""
@@ -108,7 +107,7 @@ def query_maps(qk: LayerQK, tokens: list[tuple[int, int]]) -> list[QueryMap]:
                 hifi = w[:, 0].reshape(-1, s, s).float().cpu().numpy()
                 origin = ((row // s) * s, (col // s) * s)
             if qk.lofi_q is not None:
-                idx = row * g.padded[1] + col
+                idx = row * g.lofi_queries[1] + col
                 q = qk.lofi_q[:, idx : idx + 1]  # (h, 1, d)
                 w = attention_probs(q, qk.lofi_k, qk.scale)  # (h, 1, M)
                 lofi = w[:, 0].reshape(-1, *g.pooled).float().cpu().numpy()

@@ -39,11 +39,9 @@ class Query:
     def input_xy(self) -> tuple[float, float]:
         return float(self.x_input), float(self.y_input)
 
-    def token(self, g: LayerGeometry, patch_size: int) -> tuple[int, int]:
+    def token(self, g: LayerGeometry) -> tuple[int, int]:
         """(row, col) of the layer's token that covers this point (clamped, see geometry)."""
-        if g.layer.stage is None:  # a user model: the layer's own stride (stage unknown)
-            return pixel_to_token(self.x_input, self.y_input, 0, g.grid, g.stride)
-        return pixel_to_token(self.x_input, self.y_input, g.layer.stage, g.grid, patch_size)
+        return pixel_to_token(self.x_input, self.y_input, 0, g.grid, g.stride)
 
     def to_dict(self) -> dict[str, Any]:
         return {

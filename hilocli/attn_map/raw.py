@@ -9,22 +9,16 @@ import torch
 
 from hilocli.attn_map.maps import LayerQK
 from hilocli.attn_map.summaries import DEFAULT_CHUNK_SIZE
-from hilocli.models.geometry import (
-    HiLoLayerInfo,
-    LayerGeometry,
-    layer_geometry,
-    min_input_size,
-)
-from hilocli.models.litv2 import attention_probs
+from hilocli.models.geometry import LayerGeometry
+from hilocli.hilo.core import attention_probs
 
 
 def raw_nbytes(g: LayerGeometry) -> int:
-    """Bytes (float32) of a layer's full attention matrices in the model's padded layout:
-    Hi-Fi (G, hifi_heads, s*s, s*s) and Lo-Fi (lofi_heads, Hp*Wp, M)."""
-    Hp, Wp = g.padded
-    G = g.pooled[0] * g.pooled[1]
+    """Bytes (float32) of a layer's full attention matrices in the model's layout: Hi-Fi
+    (G, hifi_heads, s*s, s*s) and Lo-Fi (lofi_heads, Nq, M), Nq the Lo-Fi query rows."""
+    G = g.windows[0] * g.windows[1]
     hifi = G * g.layer.hifi_heads * g.num_hifi_keys**2
-    lofi = g.layer.lofi_heads * Hp * Wp * g.num_lofi_keys
+    lofi = g.layer.lofi_heads * g.lofi_queries[0] * g.lofi_queries[1] * g.num_lofi_keys
     return 4 * (hifi + lofi)
 
 
@@ -70,30 +64,25 @@ class RawBudget:
 
 
 def raw_budget(
-    layers: list[HiLoLayerInfo],
-    cfg,
-    input_size: tuple[int, int],
+    geometries: list[LayerGeometry],
     budget: int,
     resolution: int,
+    smallest: int = 1,
     step: int = 32,
 ) -> RawBudget:
-    """Bytes the full matrices of `layers` need for an input of input_size = (w, h); when over
+    """Bytes the full matrices of the layers (their geometries on this input) need; when over
     `budget`, the largest resolution (multiple of `step`, same aspect ratio, the shorter side =
-    resolution) below `resolution` that fits."""
-
-    def needed_for(size: tuple[int, int]) -> int:
-        return sum(raw_nbytes(layer_geometry(info, cfg, size)) for info in layers)
-
-    needed = needed_for(input_size)
+    resolution) below `resolution` that fits (`LayerGeometry.at`)."""
+    needed = sum(raw_nbytes(g) for g in geometries)
     result = RawBudget(needed=needed, budget=budget)
-    if needed <= budget:
+    if needed <= budget or not geometries:
         return result
-    w, h = input_size
+    w, h = geometries[0].input_size
     short = min(w, h)
     r = (min(resolution, short) // step) * step
-    while r >= min_input_size(cfg):
+    while r >= max(smallest, 1):
         size = (max(r, int(w * r / short)), max(r, int(h * r / short)))
-        if needed_for(size) <= budget:
+        if sum(raw_nbytes(g.at(size)) for g in geometries) <= budget:
             result.fitting_resolution = r
             break
         r -= step

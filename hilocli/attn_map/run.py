@@ -20,16 +20,19 @@ from hilocli.attn_map.queries import Query, default_queries, parse_query, user_q
 from hilocli.attn_map.raw import full_matrices, raw_budget
 from hilocli.attn_map.summaries import DEFAULT_CHUNK_SIZE, LayerSummary, summarise_layer
 from hilocli.errors import HiloError, UsageError
-from hilocli.models.geometry import (
-    MAX_INPUT_SIDE,
-    LayerGeometry,
-    check_input_size,
-    layer_geometry,
-    min_input_size,
-)
+from hilocli.hilo.capture import capture
+from hilocli.images import load_prepared
+from hilocli.models.geometry import MAX_INPUT_SIDE, LayerGeometry, check_input_size
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.terminal import human_bytes
-from hilocli.weights import WeightsRequest, parse_int_list, parse_layers
+from hilocli.runtime import (
+    environment,
+    forward_context,
+    resolve_device,
+    resolve_precision,
+    to_device,
+)
+from hilocli.weights import WeightsRequest, parse_int_list
 
 DEFINITIONS = {
     "coordinates": "model-input pixels (the image as the model saw it, after resize/crop); "
@@ -187,8 +190,8 @@ class AttnMapResult:
         )
 
 
-def _check_raw_budget(request: AttnMapRequest, infos, cfg, input_size, resolution) -> None:
-    budget = raw_budget(infos, cfg, input_size, request.max_raw_mb * 2**20, resolution)
+def _check_raw_budget(request: AttnMapRequest, geoms, smallest: int, resolution: int) -> None:
+    budget = raw_budget(geoms, request.max_raw_mb * 2**20, resolution, smallest)
     if budget.fits:
         return
     hint = (
@@ -196,16 +199,13 @@ def _check_raw_budget(request: AttnMapRequest, infos, cfg, input_size, resolutio
         if budget.fitting_resolution
         else "no resolution fits"
     )
-    w, h = input_size
+    w, h = geoms[0].input_size
     raise HiloError(
         f"--save-raw needs {human_bytes(budget.needed)} for the full attention "
-        f"matrices of {len(infos)} layer(s) at {w}x{h} (budget "
+        f"matrices of {len(geoms)} layer(s) at {w}x{h} (budget "
         f"{human_bytes(budget.budget)}, --max-raw-mb); {hint}, or choose fewer "
         "--layer or raise --max-raw-mb"
     )
-
-
-USER_MODEL_RESOLUTION = 224  # --model-fn / --hub without --resolution
 
 
 def default_layers(infos) -> list[int]:
@@ -219,67 +219,47 @@ def default_layers(infos) -> list[int]:
 
 def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapResult:
     """Maps, summaries (and with save_raw the full matrices) of the chosen layers, one image."""
-    from hilocli.capture import capture
-    from hilocli.images import load_prepared
-    from hilocli.models.discover import captured_geometry, hilo_layers, hilo_view
-    from hilocli.runtime import (
-        environment,
-        forward_context,
-        resolve_device,
-        resolve_precision,
-        to_device,
-    )
-
     request.validate()
     dev = resolve_device(request.device)
     precision = resolve_precision(request.dtype, dev, request.tf32)
     loaded = request.weights.load(dev)
-    net, cfg = loaded.model, getattr(loaded.model, "cfg", None)  # cfg None: a user model
-    all_infos = hilo_layers(net)
-    if request.layers is None:
-        chosen = default_layers(all_infos)
-    else:
-        chosen = parse_layers(request.layers, len(all_infos))
-    infos = [all_infos[i] for i in chosen]
-    res = request.resolution or (cfg.img_size if cfg else USER_MODEL_RESOLUTION)
-    check_input_size(res, res, min_input_size(cfg) if cfg else 1)
-    prep = None if cfg else loaded.preprocess  # a user model's --mean/--std
-    prepared = load_prepared(Path(request.image), res, crop=request.crop, preprocess=prep)
+    layers = loaded.choose(request.layers, default_layers([x.info for x in loaded.layers]))
+    res = request.resolution or loaded.default_resolution
+    check_input_size(res, res, loaded.min_input_size)
+    prepared = load_prepared(
+        Path(request.image), res, crop=request.crop, preprocess=loaded.preprocess
+    )
     w_in, h_in = prepared.input_size
-    check_input_size(h_in, w_in, min_input_size(cfg) if cfg else 1)
+    check_input_size(h_in, w_in, loaded.min_input_size)
     points = request.query_points
     queries = user_queries(prepared, points) if points else default_queries(prepared)
-    geoms = [layer_geometry(info, cfg, prepared.input_size) for info in infos] if cfg else None
-    heads = request.head_spec
-    columns = [head_columns(info, heads) for info in infos]
-    if request.save_raw and cfg:
-        _check_raw_budget(request, infos, cfg, prepared.input_size, res)
+    columns = [head_columns(layer.info, request.head_spec) for layer in layers]
 
     x = to_device(prepared.tensor.unsqueeze(0), dev)  # (1, 3, H, W)
-    with forward_context(precision), capture(net, [i.index for i in infos], attn=False) as cap:
-        net(x)  # branch inputs captured in float32; q, k and summaries below run in float32
-    controls = {i.index: cap.records[i.index].control for i in infos}  # (1, H, W, C) each
-    if geoms is None:  # a user model: the grids it ran
-        size = prepared.input_size
-        geoms = [captured_geometry(i, cap.records[i.index].grid, size) for i in infos]
-    layers = []
+    with forward_context(precision), capture(loaded.model, layers, verify=True) as cap:
+        loaded.model(x)  # inputs captured in float32, pooling rule verified; q, k below in float32
+    recs = [cap.records[layer.index] for layer in layers]
+    geoms = [lay.geometry(r.grid, prepared.input_size, r.pooling) for lay, r in zip(layers, recs)]
+    if request.save_raw:
+        _check_raw_budget(request, geoms, loaded.min_input_size, res)
+    results = []
     if progress:
-        progress(0, len(infos))
-    for k, (info, g) in enumerate(zip(infos, geoms)):
-        qk = layer_qk(hilo_view(net, info), controls.pop(info.index), g)
-        maps = query_maps(qk, [q.token(g, cfg.patch_size if cfg else g.stride) for q in queries])
-        layers.append(
+        progress(0, len(layers))
+    for k, (layer, g, rec) in enumerate(zip(layers, geoms, recs)):
+        qk = layer_qk(layer, rec.control, g)
+        rec.control = None  # one layer's input at a time
+        results.append(
             LayerResult(
                 geometry=g,
                 columns=columns[k],
                 summary=summarise_layer(qk, request.chunk_size),
-                maps=maps,
+                maps=query_maps(qk, [q.token(g) for q in queries]),
                 raw=full_matrices(qk, request.chunk_size) if request.save_raw else None,
             )
         )
         del qk
         if progress:
-            progress(k + 1, len(infos))
+            progress(k + 1, len(layers))
     return AttnMapResult(
         request=request,
         model_name=loaded.name,
@@ -288,6 +268,6 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
         resolution=res,
         image=prepared,
         queries=queries,
-        layers=layers,
+        layers=results,
         precision=precision.to_dict(),
     )

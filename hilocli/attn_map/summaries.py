@@ -18,7 +18,7 @@ import torch
 from hilocli.attn_map.maps import LayerQK
 from hilocli.errors import HiloError
 from hilocli.models.geometry import LayerGeometry
-from hilocli.models.litv2 import attention_probs
+from hilocli.hilo.core import attention_probs
 
 DEFAULT_CHUNK_SIZE = 256  # query tokens per chunk
 
@@ -131,11 +131,12 @@ def _check_chunk(chunk_size: int) -> None:
 
 
 def real_query_index(g: LayerGeometry, device=None) -> torch.Tensor:
-    """Flat indices into the padded Hp*Wp grid of the real tokens, row-major."""
+    """Flat indices into the Lo-Fi query grid (`LayerGeometry.lofi_queries`) of the real
+    tokens, row-major."""
     H, W = g.grid
     rows = torch.arange(H, device=device).unsqueeze(1)
     cols = torch.arange(W, device=device).unsqueeze(0)
-    return (rows * g.padded[1] + cols).reshape(-1)  # (H*W,)
+    return (rows * g.lofi_queries[1] + cols).reshape(-1)  # (H*W,)
 
 
 def summarise_lofi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchSummary | None:
@@ -146,7 +147,7 @@ def summarise_lofi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchS
     g = qk.geometry
     dev = qk.lofi_q.device
     heads, M = qk.lofi_k.shape[0], qk.lofi_k.shape[1]
-    Wp = g.padded[1]
+    Wp = g.lofi_queries[1]
     t, s = g.stride, g.layer.window_size
     Hk, Wk = g.pooled
     ki = torch.arange(M, device=dev)
@@ -189,7 +190,7 @@ def summarise_hifi(qk: LayerQK, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BranchS
     G, heads, ss, _ = qk.hifi_q.shape
     s, t = g.layer.window_size, g.stride
     H, W = g.grid
-    Wg = g.pooled[1]
+    Wg = g.windows[1]
     pos = torch.arange(ss, device=dev)
     local_xy = torch.stack([(pos % s).double(), (pos // s).double()], -1) * t  # (s*s, 2)
     dist = torch.cdist(local_xy, local_xy)  # (s*s, s*s): the same in every window

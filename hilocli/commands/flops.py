@@ -193,10 +193,8 @@ def flops(
     from hilocli.weights import parse_int_list
 
     if model_fn is not None or hub is not None or model_kwargs is not None:  # HiLo in any model
-        from hilocli.commands._user_flops import user_flops
-
         weights = weights_request(locals(), default_pretrained=False)
-        return user_flops(weights, resolution, height, width, device.value, out, as_json)
+        return _model_flops(weights, resolution, height, width, device.value, out, as_json)
     request = FlopsRequest(
         model=model,
         checkpoint=checkpoint,
@@ -226,5 +224,34 @@ def flops(
     result = run_with_status(con, request)
     print_tables(con, result)
     record = save(con, result, out, fmt.value)
+    if as_json:
+        emit_json(record)
+
+
+def _model_flops(
+    weights,  # hilocli.weights.WeightsRequest (--model-fn / --hub, validated)
+    resolution: int | None,
+    height: int | None,
+    width: int | None,
+    device: str,
+    out: Path,
+    as_json: bool,
+) -> None:
+    from hilocli.flops.model import run_loaded
+    from hilocli.models.geometry import check_input_size, requested_size
+    from hilocli.output import OutputSet, check_out_dir, emit_json
+    from hilocli.terminal import console, say
+
+    h, w = requested_size(resolution, height, width) or (224, 224)
+    check_input_size(h, w)
+    check_out_dir(out)
+    result = run_loaded(weights, h, w, device)
+    con = console()
+    result.render(con)
+    record = result.to_record()
+    with OutputSet(out, "flops") as files:
+        record.files = {"record": str(files.path("flops.json"))}
+        files.json("flops.json", record)
+    say(con, f"wrote {out / 'flops.json'}")
     if as_json:
         emit_json(record)

@@ -96,32 +96,29 @@ def attention_distance(
 
     from hilocli.attn_map.maps import layer_qk
     from hilocli.attn_map.summaries import summarise_layer
-    from hilocli.capture import capture
+    from hilocli.hilo.capture import capture
     from hilocli.images import load_prepared
-    from hilocli.models.discover import captured_geometry, hilo_layers, hilo_view
-    from hilocli.models.geometry import layer_geometry
     from hilocli.runtime import forward_context, to_device
 
     if not paths:
         return empty_distance(layers)
-    net = loaded.model
-    cfg = getattr(net, "cfg", None)
-    infos = [hilo_layers(net)[i] for i in layers]
-    prep = None if cfg else loaded.preprocess
+    chosen = [loaded.layers[i] for i in layers]
+    infos = [layer.info for layer in chosen]
     values = {b: np.full((len(paths), len(layers)), np.nan) for b in BRANCHES}
     uniform = {b: np.full((len(paths), len(layers)), np.nan) for b in BRANCHES}
-    prepared = [load_prepared(Path(p), resolution, crop=crop, preprocess=prep) for p in paths]
+    prepared = [
+        load_prepared(Path(p), resolution, crop=crop, preprocess=loaded.preprocess) for p in paths
+    ]
     for rows in _groups([p.input_size for p in prepared], batch_size):
         x = to_device(torch.stack([prepared[r].tensor for r in rows]), device)  # (B, 3, H, W)
-        with forward_context(precision), capture(net, layers, attn=False) as cap:
-            net(x)
+        with forward_context(precision), capture(loaded.model, chosen, verify=True) as cap:
+            loaded.model(x)
         size = prepared[rows[0]].input_size
-        for col, info in enumerate(infos):
-            rec = cap.records[info.index]
-            g = layer_geometry(info, cfg, size) if cfg else captured_geometry(info, rec.grid, size)
-            view = hilo_view(net, info)
+        for col, layer in enumerate(chosen):
+            rec = cap.records[layer.index]
+            g = layer.geometry(rec.grid, size, rec.pooling)
             for b, row in enumerate(rows):
-                summary = summarise_layer(layer_qk(view, rec.control[b : b + 1], g))
+                summary = summarise_layer(layer_qk(layer, rec.control[b : b + 1], g))
                 for branch in BRANCHES:
                     s = getattr(summary, branch)
                     if s is not None:

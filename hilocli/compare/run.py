@@ -271,13 +271,11 @@ class CompareResult:
         )
 
 
-def default_layers(model) -> str | None:
+def default_layers(loaded) -> str | None:
     """None (spectrum's default: layers with both branches) when the model has such a layer;
     otherwise (alpha 0 or 1) its layers with windows (s > 1), where a split would be, so that the
     alpha series' end points are still measured, one branch each."""
-    from hilocli.models.discover import hilo_layers
-
-    infos = hilo_layers(model)
+    infos = [layer.info for layer in loaded.layers]
     if not infos or any(i.has_both for i in infos):
         return None
     windowed = [i.index for i in infos if i.window_size > 1] or [i.index for i in infos]
@@ -358,9 +356,7 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
     result, the other ranks None."""
     from hilocli.compare.distance import attention_distance
     from hilocli.distributed import agree, from_main, placement, process_group, rank_device
-    from hilocli.flops.analytic import model_cost
     from hilocli.images import InputSet
-    from hilocli.models.discover import hilo_layers
     from hilocli.runtime import environment, resolve_device, resolve_precision
     from hilocli.spectrum.run import run as spectrum_run
     from hilocli.spectrum.sweep import listed_inputs
@@ -396,9 +392,8 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                     "compare each set of weights once"
                 )
             seen.append((prov.sha256, label))
-            cfg = getattr(loaded.model, "cfg", None)
             if resolution is None:  # the first weights' training size, for every set
-                resolution = cfg.img_size if cfg else 224
+                resolution = loaded.default_resolution
             sub = None
             if progress is not None:
 
@@ -406,7 +401,7 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                     progress(k * len(paths) + done, total)
 
             layer_spec = (
-                request.layers if request.layers is not None else default_layers(loaded.model)
+                request.layers if request.layers is not None else default_layers(loaded)
             )
             spectrum = spectrum_run(
                 request.spectrum_request(weights, paths, layer_spec, resolution),
@@ -421,7 +416,7 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                 decode_skipped = [s for s in spectrum.inputs.skipped if s not in _skipped(found)]
             elif spectrum.inputs.analysed != analysed:  # the same decoder on the same files
                 raise HiloError(f"{prov.describe()} analysed other images than the first weights")
-            infos = hilo_layers(loaded.model)
+            infos = [layer.info for layer in loaded.layers]
             compared = spectrum.tested or [s.layer.index for s in spectrum.layers]
             distance = attention_distance(
                 loaded,
@@ -434,8 +429,8 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                 request.batch_size,
             )
             macs = params = reason = None
-            if cfg is not None:
-                cost = model_cost(cfg, resolution, resolution)
+            cost = loaded.analytic_cost(resolution, resolution)
+            if cost is not None:
                 macs, params = cost.macs, cost.params
             else:
                 reason = "not a LITv2: no analytic cost"
@@ -444,7 +439,7 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                     label=label,
                     weights=prov,
                     model_name=loaded.name,
-                    architecture=_architecture(cfg),
+                    architecture=_architecture(loaded.config),
                     spectrum=spectrum,
                     layers=[infos[i] for i in compared],
                     distance=distance,

@@ -162,7 +162,7 @@ def branch_rows(
 ) -> tuple[list[CostRow], list[CostRow]]:
     """The Hi-Fi and Lo-Fi rows of one HiLo layer whose branches have h_dim and l_dim channels
     (0: no such branch), on the padded Hp x Wp grid with window s: the one home of the formulas
-    (LITV2_FACTS section 4), for LITv2 (`hilo_cost`) and user models (`hilocli.flops_any`)."""
+    (LITV2_FACTS section 4), for LITv2 (`hilo_cost`) and any model (`hilocli.flops.model`)."""
     Hp, Wp = padded
     N = Hp * Wp
     M = N // (s * s)  # windows (Hi-Fi) == pooled tokens (Lo-Fi); N for s = 1

@@ -19,7 +19,7 @@ from hilocli.models.config import (
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
 if TYPE_CHECKING:
-    from hilocli.models.litv2 import HiLo, LITv2, attention_probs
+    from hilocli.models.litv2 import HiLo, LITv2
     from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "LITv2Config",
     "Preprocess",
     "Variant",
-    "attention_probs",
     "create_model",
     "get_variant",
     "filter_state_dict",
@@ -40,7 +39,7 @@ __all__ = [
     "split_heads",
 ]
 
-_TORCH_NAMES = ("HiLo", "LITv2", "attention_probs")
+_TORCH_NAMES = ("HiLo", "LITv2")
 _CHECKPOINT_NAMES = ("filter_state_dict", "infer_config")
 
 

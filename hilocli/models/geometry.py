@@ -13,14 +13,12 @@ Positions are in model-input pixels, x right, y down, pixel (0, 0) covering [0, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hilocli.errors import UsageError
-
-if TYPE_CHECKING:
-    from hilocli.models.config import LITv2Config
+from hilocli.models.config import LITv2Config, split_heads
 
 MAX_INPUT_SIDE = 8192  # pixels; larger inputs are refused as usage errors (memory, sanity)
 
@@ -125,7 +123,7 @@ def pixel_to_token(
 class HiLoLayerInfo:
     """Identity of one HiLo layer: what `--layer` indexes and every feature reports."""
 
-    index: int  # position in model.hilo_layers(): what --layer takes
+    index: int  # position among the model's HiLo layers: what --layer takes
     name: str  # block name, e.g. "layers.2.blocks.3"
     path: str  # module path of the HiLo module, e.g. "layers.2.blocks.3.attn"
     stage: int | None  # 0-based stage; None: unknown (a user model, not LITv2)
@@ -160,20 +158,38 @@ class HiLoLayerInfo:
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """Where a HiLo layer's tokens, windows and pooled keys sit on one model input."""
+    """Where a HiLo layer's tokens, windows and pooled keys sit on one model input.
+
+    Hi-Fi windows tile the padded grid. Lo-Fi queries and pools the padded grid under the
+    authors' rule ("pad"), the grid itself with a floor under birder's ("floor")."""
 
     layer: HiLoLayerInfo
     grid: tuple[int, int]  # (H, W) real tokens
     stride: int  # input pixels per token side
     input_size: tuple[int, int]  # (w, h) of the model input, pixels
+    pooling: str = "pad"  # the layer's Lo-Fi pooling rule
 
     @property
     def padded(self) -> tuple[int, int]:
         return padded_grid(self.grid, self.layer.window_size)
 
     @property
-    def pooled(self) -> tuple[int, int]:
+    def windows(self) -> tuple[int, int]:
+        """(Hp / s, Wp / s): the Hi-Fi window grid."""
         return pooled_grid(self.grid, self.layer.window_size)
+
+    @property
+    def lofi_queries(self) -> tuple[int, int]:
+        """The grid of Lo-Fi query rows: padded ("pad") or the real grid ("floor")."""
+        return self.padded if self.pooling == "pad" else self.grid
+
+    @property
+    def pooled(self) -> tuple[int, int]:
+        """The Lo-Fi key grid."""
+        if self.pooling == "pad":
+            return pooled_grid(self.grid, self.layer.window_size)
+        s = max(self.layer.window_size, 1)
+        return self.grid[0] // s, self.grid[1] // s
 
     @property
     def num_lofi_keys(self) -> int:
@@ -193,12 +209,20 @@ class LayerGeometry:
     def window_diagonal(self) -> float:
         return self.layer.window_size * math.sqrt(2) * self.stride
 
+    def at(self, input_size: tuple[int, int]) -> LayerGeometry:
+        """This layer on another (w, h) input: ceil(side / stride) tokens (exact for LITv2 where
+        the sides are multiples of its largest stride)."""
+        w, h = input_size
+        grid = (-(-h // self.stride), -(-w // self.stride))
+        return LayerGeometry(self.layer, grid, self.stride, (w, h), self.pooling)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.layer.to_dict(),
             "grid": list(self.grid),
             "padded_grid": list(self.padded),
             "pooled_grid": list(self.pooled),
+            "pooling": self.pooling,
             "token_stride_px": self.stride,
             "input_size": list(self.input_size),
         }
@@ -216,3 +240,53 @@ def layer_geometry(
         stride=token_stride(layer.stage, cfg.patch_size),
         input_size=(w, h),
     )
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    stage: int  # 1-based
+    grid: tuple[int, int]  # (H, W) tokens
+    tokens: int
+    dim: int
+    depth: int
+    attention: str  # "MLP only" | "MSA" | "HiLo"
+    window_size: int
+    num_heads: int
+    head_dim: int
+    hifi_heads: int
+    hifi_channels: int
+    lofi_heads: int
+    lofi_channels: int
+    token_merging_after: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "grid": list(self.grid)}
+
+
+def stage_infos(cfg: LITv2Config, height: int, width: int) -> list[StageInfo]:
+    """Per-stage facts of a config at a height x width input."""
+    out = []
+    for i, (H, W) in enumerate(grid_sizes(cfg, height, width)):
+        ws, dim = cfg.local_ws[i], cfg.stage_dim(i)
+        heads = cfg.num_heads[i] if ws else 0
+        head_dim = dim // heads if heads else 0
+        hifi, lofi = split_heads(heads, cfg.alpha, ws) if ws else (0, 0)
+        out.append(
+            StageInfo(
+                stage=i + 1,
+                grid=(H, W),
+                tokens=H * W,
+                dim=dim,
+                depth=cfg.depths[i],
+                attention="MLP only" if not ws else "MSA" if ws == 1 else "HiLo",
+                window_size=ws,
+                num_heads=heads,
+                head_dim=head_dim,
+                hifi_heads=hifi,
+                hifi_channels=hifi * head_dim,
+                lofi_heads=lofi,
+                lofi_channels=lofi * head_dim,
+                token_merging_after=i < cfg.num_stages - 1,
+            )
+        )
+    return out

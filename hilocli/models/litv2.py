@@ -9,11 +9,9 @@ Tensor shape comments use B (batch), H x W (token grid), C (channels), G (window
 s (window size), h (heads), d (head dim), N (tokens), M (pooled tokens).
 
 The state-dict names and shapes equal those of the authors' released checkpoints, so those load
-strictly. Hi-Fi and Lo-Fi are separately addressable: each HiLo layer has identity "taps"
-(`hifi_out`, `lofi_out`) that forward hooks listen on, and methods that return a branch's queries,
-keys and values for analyses that recompute attention. Attention probabilities have one home,
-`attention_probs`, used by the explicit path, by capture and by attn-map (the torchvision
-pattern: a function plus a thin module).
+strictly. HiLo is a thin module around the functional core `hilocli.hilo.core` (the torchvision
+pattern: functions plus a thin module); analyses see this model's HiLo layers as they see any
+model's, found by structure (`hilocli.hilo`).
 """
 
 from __future__ import annotations
@@ -24,20 +22,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hilocli.hilo.core import (
+    attend,
+    merge_windows,
+    pad_grid,
+    pooled_qkv,
+    window_qkv,
+)
 from hilocli.models.config import LITv2Config, split_heads
-from hilocli.models.dcn import DeformTokenMerge, deform_conv2d, deform_conv2d_tokens
-from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
+from hilocli.models.dcn import DeformTokenMerge
+from hilocli.models.geometry import grid_sizes, min_input_size
 from hilocli.models.layout import grid_view
 from hilocli.models.onednn import Linear, conv2d_gelu
 
-__all__ = [
-    "LITv2",
-    "HiLo",
-    "DeformTokenMerge",
-    "attention_probs",
-    "deform_conv2d",
-    "deform_conv2d_tokens",
-]
+__all__ = ["LITv2", "HiLo", "DeformTokenMerge"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,66 +99,14 @@ class ConvFFN(nn.Module):
         return self.fc2(x)  # (B, N, dim)
 
 
-def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(q k^T * scale) over the keys: q (..., Nq, d), k (..., Nk, d) -> (..., Nq, Nk)."""
-    return ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)  # (..., Nq, Nk)
-
-
-# The pieces of HiLo's maths, through given projections: hilo's `HiLo` and any model's HiLo
-# module (`hilocli.models.hilo_any`) share them.
-
-
-def pad_grid(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Zero-pad a (B, H, W, C) grid at the bottom/right to multiples of the window size s."""
-    H, W = x.shape[1:3]
-    if s > 1 and (H % s or W % s):
-        x = F.pad(x, (0, 0, 0, (-W) % s, 0, (-H) % s))
-    return x
-
-
-def window_qkv(h_qkv: nn.Module, x: torch.Tensor, s: int, heads: int, head_dim: int):
-    """Padded grid (B, Hp, Wp, C) -> q, k, v, each (B, G, h, s*s, d), windows row-major
-    (h_qkv output order q, k, v then heads)."""
-    B, Hp, Wp, C = x.shape
-    G = (Hp // s) * (Wp // s)
-    x = x.reshape(B, Hp // s, s, Wp // s, s, C).transpose(2, 3)  # (B, Hg, Wg, s, s, C)
-    x = x.reshape(B, G, s * s, C)  # (B, G, s*s, C)
-    qkv = h_qkv(x).reshape(B, G, s * s, 3, heads, head_dim)
-    q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, G, h, s*s, d)
-    return q, k, v
-
-
-def merge_windows(out: torch.Tensor, Hp: int, Wp: int, s: int) -> torch.Tensor:
-    """Windowed attention output (B, G, h, s*s, d) -> (B, Hp, Wp, h*d) back on the grid."""
-    B = out.shape[0]
-    out = out.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, -1)
-    return out.transpose(2, 3).reshape(B, Hp, Wp, -1)
-
-
-def pooled_qkv(l_q: nn.Module, l_kv: nn.Module, x: torch.Tensor, s: int, heads: int, head_dim: int):
-    """Grid (B, Hq, Wq, C) -> q (B, h, Hq*Wq, d), k and v (B, h, M, d) from s x s average-pooled
-    tokens (l_kv output order k, v then heads)."""
-    B, Hq, Wq, C = x.shape
-    q = l_q(x).reshape(B, Hq * Wq, heads, head_dim).transpose(1, 2)
-    if s > 1:
-        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), s, s)  # (B, C, Hq/s, Wq/s)
-        pooled = pooled.flatten(2).transpose(1, 2)  # (B, M, C)
-    else:
-        pooled = x.reshape(B, Hq * Wq, C)  # (B, M=N, C)
-    kv = l_kv(pooled).reshape(B, -1, 2, heads, head_dim)
-    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, M, d)
-    return q, k, v
-
-
 class HiLo(nn.Module):
     """HiLo attention. Hi-Fi heads attend inside s x s windows; Lo-Fi heads attend to s x s
     average-pooled keys and values. With window_size 1 it is plain multi-head self-attention
     (all heads Lo-Fi, no pooling). Output channels: Hi-Fi first, then Lo-Fi.
 
-    Taps (nn.Identity, listen with forward hooks):
-      hifi_out  (B, H, W, h_dim)  Hi-Fi output after h_proj, padding cropped
-      lofi_out  (B, H, W, l_dim)  Lo-Fi output after l_proj, padding cropped
-    need_weights=True computes attention explicitly with `attention_probs` (else fused SDPA).
+    The maths is `hilocli.hilo.core`'s (pad-then-pool, as the authors' code); analyses find this
+    module by structure like any model's HiLo (`hilocli.hilo`). need_weights=True computes
+    attention explicitly with `attention_probs` (else fused SDPA).
     """
 
     def __init__(
@@ -193,8 +139,6 @@ class HiLo(nn.Module):
         if self.h_heads > 0:
             self.h_qkv = Linear(dim, 3 * self.h_dim, bias=qkv_bias)
             self.h_proj = Linear(self.h_dim, self.h_dim)
-        self.hifi_out = nn.Identity()
-        self.lofi_out = nn.Identity()
 
     # -- the pieces -------------------------------------------------------------------------
     def pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,16 +154,7 @@ class HiLo(nn.Module):
         return pooled_qkv(self.l_q, self.l_kv, x, self.window_size, self.l_heads, self.head_dim)
 
     def _attend(self, q, k, v) -> torch.Tensor:
-        if self.need_weights:
-            return attention_probs(q, k, self.scale) @ v  # (..., Nq, d)
-        if q.ndim == 5:  # Hi-Fi windows: the fused kernels take (batch, heads, tokens, d) only;
-            # on 5-D tensors SDPA falls back to its math path (on CPU and CUDA alike)
-            B, G = q.shape[:2]
-            out = F.scaled_dot_product_attention(
-                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale=self.scale
-            )  # (B*G, h, s*s, d)
-            return out.unflatten(0, (B, G))  # (B, G, h, s*s, d)
-        return F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return attend(q, k, v, self.scale, explicit=self.need_weights)
 
     def hifi(self, x: torch.Tensor) -> torch.Tensor:
         """Hi-Fi branch on a padded grid (B, Hp, Wp, C) -> (B, Hp, Wp, h_dim)."""
@@ -239,9 +174,9 @@ class HiLo(nn.Module):
         grid = self.pad(x.reshape(B, H, W, C))  # (B, Hp, Wp, C)
         outs = []
         if self.h_heads > 0:
-            outs.append(self.hifi_out(self.hifi(grid)[:, :H, :W]))  # (B, H, W, h_dim)
+            outs.append(self.hifi(grid)[:, :H, :W])  # (B, H, W, h_dim)
         if self.l_heads > 0:
-            outs.append(self.lofi_out(self.lofi(grid)[:, :H, :W]))  # (B, H, W, l_dim)
+            outs.append(self.lofi(grid)[:, :H, :W])  # (B, H, W, l_dim)
         return torch.cat(outs, dim=-1).reshape(B, N, C)
 
 
@@ -321,39 +256,7 @@ class LITv2(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    # -- introspection ----------------------------------------------------------------------
-    def hilo_layers(self) -> list[HiLoLayerInfo]:
-        """Every attention layer in forward order, named like `layers.2.blocks.3`.
-
-        The position in this list is the index `--layer` takes on the command line; the module
-        itself is `model.get_submodule(info.path)` (or `model.hilo_module(index)`).
-        """
-        out = []
-        for i, stage in enumerate(self.layers):
-            for j, blk in enumerate(stage.blocks):
-                if blk.attn is None:
-                    continue
-                a = blk.attn
-                out.append(
-                    HiLoLayerInfo(
-                        index=len(out),
-                        name=f"layers.{i}.blocks.{j}",
-                        path=f"layers.{i}.blocks.{j}.attn",
-                        stage=i,
-                        window_size=a.window_size,
-                        num_heads=a.num_heads,
-                        hifi_heads=a.h_heads,
-                        lofi_heads=a.l_heads,
-                        head_dim=a.head_dim,
-                    )
-                )
-        return out
-
-    def hilo_module(self, layer: int | HiLoLayerInfo) -> HiLo:
-        """The HiLo module of a layer index (as `--layer` takes) or a HiLoLayerInfo."""
-        info = self.hilo_layers()[layer] if isinstance(layer, int) else layer
-        return self.get_submodule(info.path)
-
+    # -- geometry ------------------------------------------------------------------------
     def grid_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Token-grid (H, W) each stage runs at for an input of height x width pixels."""
         return grid_sizes(self.cfg, height, width)
@@ -363,8 +266,9 @@ class LITv2(nn.Module):
         return min_input_size(self.cfg)
 
     def set_need_weights(self, flag: bool) -> None:
-        for info in self.hilo_layers():
-            self.hilo_module(info).need_weights = flag
+        for module in self.modules():
+            if isinstance(module, HiLo):
+                module.need_weights = flag
 
     # -- forward ----------------------------------------------------------------------------
     def _stages(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int, int]]:

@@ -1,5 +1,5 @@
 """Running a model over images and measuring its HiLo layers: decoding in chunks, and the
-collector that hooks the model (`hilocli.capture`) and feeds each branch's accumulator."""
+collector that hooks the model (`hilocli.hilo.capture`) and feeds each branch's accumulator."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hilocli.errors import HiloError
+from hilocli.hilo.capture import capture
+from hilocli.hilo.layer import HiLoLayer
 from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
@@ -92,15 +95,10 @@ class SpectrumCollector:
     the model's device. Batches may differ in size. Non-finite maps are refused (HiloError).
     """
 
-    def __init__(self, model: torch.nn.Module, layers: Sequence[int], settings: SpectrumSettings):
-        from hilocli.models.discover import hilo_layers
-
-        infos = hilo_layers(model)
-        for i in layers:
-            if not 0 <= i < len(infos):
-                raise ValueError(f"layer index {i} out of range 0..{len(infos) - 1}")
+    def __init__(self, model: torch.nn.Module, layers: Sequence[HiLoLayer], settings: SpectrumSettings):
         self.model = model
-        self.layers: list[HiLoLayerInfo] = [infos[i] for i in layers]
+        self.views = {layer.index: layer for layer in layers}
+        self.layers: list[HiLoLayerInfo] = [layer.info for layer in layers]
         self.accs = {
             info.index: {b: BranchAccumulator(b, settings, info.window_size) for b in BRANCHES}
             for info in self.layers
@@ -114,11 +112,9 @@ class SpectrumCollector:
         self._gains: dict[int, dict[str, torch.Tensor]] = {}  # transfer gains summed over images
 
     def __enter__(self) -> SpectrumCollector:
-        from hilocli.capture import capture
-
-        indices = [info.index for info in self.layers]
+        views = list(self.views.values())
         self._cap = self._stack.enter_context(
-            capture(self.model, indices, attn=self.settings.transfer, keep_on_device=True)
+            capture(self.model, views, attn=self.settings.transfer, keep_on_device=True)
         )
         if self.settings.residual:
             for info in self.layers:
@@ -163,13 +159,18 @@ class SpectrumCollector:
         from hilocli.spectrum.analyse import band_power
         from hilocli.spectrum.transfer import matched_outputs
 
-        outs = matched_outputs(self.model.hilo_module(info), control)
+        outs = matched_outputs(self.views[info.index], control)
         cut, bnd = self.settings.cutoff, self.settings.boundary
         return {b: band_power(m, cut, bnd) for b, m in outs.items()}
 
     def _add_transfer(self, info: HiLoLayerInfo, rec) -> None:
         from hilocli.spectrum.transfer import hifi_gain, lofi_gain, transfer_frequencies
 
+        if rec.pooling != "pad":
+            raise HiloError(
+                f"layer {info.index} ({info.path}) pools its Lo-Fi keys with a floor: the "
+                "transfer curves (--transfer) assume the authors' pad-then-pool"
+            )
         _, freqs = transfer_frequencies()
         gains = {}
         if rec.hifi_attn is not None:

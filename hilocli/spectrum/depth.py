@@ -52,7 +52,7 @@ class BlockCurve:
     name: str  # layers.i.blocks.j
     stage: int
     grid: tuple[int, int]
-    hilo_index: int | None  # its attention layer's index in hilo_layers(), None: no attention
+    hilo_index: int | None  # its attention layer's index (what --layer takes), None: no attention
     freq: np.ndarray  # (K,)
     curve_sum: torch.Tensor | None = None  # (K,) sum over images
     highest: list[torch.Tensor] = field(default_factory=list)  # per batch (B,)
@@ -97,7 +97,13 @@ class DepthCurve:
 def block_outputs(model: torch.nn.Module) -> Iterator[list[BlockCurve]]:
     """Forward hooks on every block of every stage of a LITv2 (`model.layers[i].blocks[j]`);
     each forward adds its images to the curves. Hooks are removed on exit."""
-    attn_index = {info.name: info.index for info in model.hilo_layers()}
+    attn_blocks = [
+        f"layers.{i}.blocks.{j}"
+        for i, stage in enumerate(model.layers)
+        for j, blk in enumerate(stage.blocks)
+        if blk.attn is not None
+    ]
+    attn_index = {name: k for k, name in enumerate(attn_blocks)}  # as --layer indexes them
     curves: list[BlockCurve] = []
     handles = []
 

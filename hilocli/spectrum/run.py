@@ -238,16 +238,14 @@ def transfer_curves(layers: list[LayerSpectra]) -> list[dict[str, Any]]:
     ]
 
 
-def choose_layers(model, spec: str | None) -> list[int]:
+def choose_layers(loaded, spec: str | None) -> list[int]:
     """`--layer` indices; by default every HiLo layer with both a Hi-Fi and a Lo-Fi branch (all of
     stage 3 in released models): the only layers where the claim can be tested."""
-    from hilocli.models.discover import hilo_layers
     from hilocli.weights import parse_layers
 
-    infos = hilo_layers(model)
     if spec is not None:
-        return parse_layers(spec, len(infos))
-    layers = [info.index for info in infos if info.has_both]
+        return parse_layers(spec, len(loaded.layers))
+    layers = [layer.index for layer in loaded.layers if layer.info.has_both]
     if not layers:
         raise UsageError(
             "this model has no HiLo layer with both a Hi-Fi and a Lo-Fi branch "
@@ -255,27 +253,6 @@ def choose_layers(model, spec: str | None) -> list[int]:
             "the branches it has"
         )
     return layers
-
-
-def random_twin(loaded, seed: int, device):
-    """A seeded random init of `loaded`'s architecture (the control): a LoadedModel."""
-    import torch
-
-    from hilocli.checkpoint import LoadedModel, Provenance
-    from hilocli.models import create_model
-    from hilocli.models.onednn import keep_weights_packed
-
-    source = getattr(loaded.provenance, "model_source", None)
-    if source is not None:  # a user model: its own function, seeded
-        from hilocli.usermodel import UserProvenance, build
-
-        net = build(source, seed).eval().to(device)
-        return LoadedModel(net, UserProvenance(source, seed=seed), loaded.name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = keep_weights_packed(create_model(loaded.model.cfg).to(device))  # as `load` does
-    prov = Provenance(source="random init", variant=loaded.provenance.variant, seed=seed)
-    return LoadedModel(model=net, provenance=prov, name=loaded.name)
 
 
 def run(
@@ -305,6 +282,7 @@ def run(
     from hilocli.scenes import read_groups, scenes_from_file, scenes_from_hashes
     from hilocli.spectrum.control import judge_control
     from hilocli.spectrum.stats import judge
+    from hilocli.weights import random_init_like
 
     request.validate()
     settings = request.settings()
@@ -327,21 +305,20 @@ def run(
         _, compile_decision = maybe_compile(
             loaded.model, request.compile, n_images, device, same_size
         )
-        cfg = getattr(loaded.model, "cfg", None)  # None: a user model (--model-fn / --hub)
-        resolution = request.resolution or (cfg.img_size if cfg else 224)
-        check_input_size(resolution, resolution, loaded.model.min_input_size() if cfg else 1)
+        resolution = request.resolution or loaded.default_resolution
+        check_input_size(resolution, resolution, loaded.min_input_size)
         paths, too_big = from_main(  # rank 0's headers and memory decide for every rank
             where, lambda: fit_inputs(found, paths, resolution, request.crop, loaded, device)
         )
-        layers = choose_layers(loaded.model, request.layers)
+        layers = choose_layers(loaded, request.layers)
         twins = []
         if request.control == "random":
-            twins = [random_twin(loaded, s, device) for s in request.seeds_of_control()]
+            twins = [random_init_like(loaded, s, device) for s in request.seeds_of_control()]
             for twin in twins:
                 compile_as(twin.model, compile_decision)
         # torch.compile compiles at the first forward: its failures as one HiloError line
         done = compile_errors(compile_decision)(measure)(
-            [loaded.model, *(t.model for t in twins)],
+            [loaded, *twins],
             layers,
             settings,
             paths,
@@ -351,7 +328,7 @@ def run(
             device,
             progress,
             precision=precision,
-            preprocess=None if cfg else loaded.preprocess,
+            preprocess=loaded.preprocess,
             workers=workers,
             where=where,
         )

@@ -42,8 +42,8 @@ class _Shard:
 
 
 def measure(
-    models: list[Any],
-    layers: list[int],
+    models: list[Any],  # LoadedModel: the model, then its random-init twins
+    layers: list[int],  # indices into each model's layers
     settings: SpectrumSettings,
     paths: list[Path],
     resolution: int,
@@ -73,7 +73,10 @@ def measure(
     norm = (None, None) if preprocess is None else (preprocess.mean, preprocess.std)
     cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
-        cols = [stack.enter_context(SpectrumCollector(m, layers, settings)) for m in models]
+        cols = [
+            stack.enter_context(SpectrumCollector(m.model, [m.layers[i] for i in layers], settings))
+            for m in models
+        ]
 
         def feed() -> _Shard:
             mine, done = _Shard(), 0

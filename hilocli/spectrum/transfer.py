@@ -96,22 +96,22 @@ def box_gain(freqs: torch.Tensor, s: int) -> torch.Tensor:
 
 def matched_outputs(layer, grid: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each branch with its attention replaced by identity over its own values, through its own
-    projection, on the layer input grid (B, H, W, C) (norm1 output) -> {"hifi", "lofi"}
-    (B, H, W, branch channels). Hi-Fi: each query takes its own value, h_proj(v_self). Lo-Fi:
-    each query takes the pooled value of the s x s window containing it, l_proj(v_pooled[win])."""
+    projection, on the layer input grid (B, H, W, C) -> {"hifi", "lofi"} (B, H, W, branch
+    channels); `layer` is a `hilocli.hilo.layer.HiLoLayer` (pad-then-pool). Hi-Fi: each query
+    takes its own value, h_proj(v_self). Lo-Fi: each query takes the pooled value of the s x s
+    window containing it, l_proj(v_pooled[win])."""
     B, H, W, _ = grid.shape
-    padded = layer.pad(grid)  # (B, Hp, Wp, C)
-    Hp, Wp = padded.shape[1:3]
-    s = layer.window_size
+    s, info, module = layer.window_size, layer.info, layer.module
+    Hp, Wp = padded_grid((H, W), s)
     out: dict[str, torch.Tensor] = {}
-    if layer.h_heads > 0:
-        _, _, v = layer.hifi_qkv(padded)  # (B, G, h, s*s, d)
-        v = v.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, layer.h_dim)
-        v = v.transpose(2, 3).reshape(B, Hp, Wp, layer.h_dim)  # back on the grid
-        out["hifi"] = layer.h_proj(v)[:, :H, :W]
-    if layer.l_heads > 0:
-        _, _, v = layer.lofi_qkv(padded)  # (B, h, M, d)
-        v = v.transpose(1, 2).reshape(B, Hp // s, Wp // s, layer.l_dim)  # (B, Hp/s, Wp/s, l)
+    if info.hifi_heads > 0:
+        _, _, v = layer.hifi_qkv(grid)  # (B, G, h, s*s, d)
+        v = v.transpose(2, 3).reshape(B, Hp // s, Wp // s, s, s, -1)
+        v = v.transpose(2, 3).reshape(B, Hp, Wp, -1)  # (B, Hp, Wp, h_dim) back on the grid
+        out["hifi"] = module.h_proj(v)[:, :H, :W]
+    if info.lofi_heads > 0:
+        _, _, v = layer.lofi_qkv(grid, "pad")  # (B, h, M, d)
+        v = v.transpose(1, 2).reshape(B, Hp // s, Wp // s, -1)  # (B, Hp/s, Wp/s, l_dim)
         v = v.repeat_interleave(s, 1).repeat_interleave(s, 2)  # (B, Hp, Wp, l_dim)
-        out["lofi"] = layer.l_proj(v)[:, :H, :W]
+        out["lofi"] = module.l_proj(v)[:, :H, :W]
     return out

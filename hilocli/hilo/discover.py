@@ -7,17 +7,18 @@ from `ws` / `window_size` (an int or an equal pair), else from an `nn.AvgPool2d`
 a Lo-Fi-only layer; its head dimension from `head_dim`, else `dim // num_heads`, else
 `h_dim // h_heads` / `l_dim // l_heads`. Modules with the names but another structure (1x1
 convolutions, other channel counts, rectangular windows) are reported as rejected, with the
-reason, never analysed. LITv2 keeps its own listing (`LITv2.hilo_layers`, stages known); other
-models get `stage=None`.
+reason, never analysed. LITv2 is found the same way; its config adds, as metadata, each layer's
+stage, block name and token stride (`LayerMeta`); other models get `stage=None`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch.nn as nn
 
 from hilocli.errors import HiloError
+from hilocli.hilo.layer import HiLoLayer
 from hilocli.models.geometry import HiLoLayerInfo
 
 HIFI = ("h_qkv", "h_proj")
@@ -35,22 +36,20 @@ class Rejected:
         return {"path": self.path, "reason": self.reason}
 
 
-def hilo_layers(model: nn.Module) -> list[HiLoLayerInfo]:
-    """Every HiLo layer of `model` in registration order; the position is what `--layer` takes."""
-    own = getattr(model, "hilo_layers", None)
-    if callable(own):
-        return own()
-    return find_hilo(model)[0]
+@dataclass(frozen=True)
+class LayerMeta:
+    """What a config says of a found layer (LITv2): its stage, block name and token stride."""
+
+    stage: int
+    name: str
+    stride: int
 
 
-def hilo_module(model: nn.Module, layer: int | HiLoLayerInfo) -> nn.Module:
-    """The module of a layer index (as `--layer` takes) or a HiLoLayerInfo."""
-    info = hilo_layers(model)[layer] if isinstance(layer, int) else layer
-    return model.get_submodule(info.path)
-
-
-def find_hilo(model: nn.Module) -> tuple[list[HiLoLayerInfo], list[Rejected]]:
-    """(HiLo layers, look-alikes rejected with a reason) of any model."""
+def find_layers(
+    model: nn.Module, meta: list[LayerMeta] | None = None
+) -> tuple[list[HiLoLayer], list[Rejected]]:
+    """(HiLo layers in registration order, look-alikes rejected with a reason) of any model; the
+    position in the list is what `--layer` takes. `meta`, one entry per layer, annotates them."""
     found, rejected = [], []
     for path, module in model.named_modules():
         if not any(isinstance(getattr(module, n, None), nn.Module) for n in HIFI + LOFI):
@@ -59,8 +58,34 @@ def find_hilo(model: nn.Module) -> tuple[list[HiLoLayerInfo], list[Rejected]]:
         if isinstance(info, str):
             rejected.append(Rejected(path or "(the model)", info))
         else:
-            found.append(info)
+            found.append(_layer(module, info))
+    if meta is not None:
+        if len(meta) != len(found):
+            raise HiloError(
+                f"the model's config has {len(meta)} attention layers, its structure {len(found)}"
+            )
+        found = [
+            HiLoLayer(replace(f.info, stage=m.stage, name=m.name), f.module, f.channels, f.scale,
+                      m.stride)
+            for f, m in zip(found, meta)
+        ]  # fmt: skip
     return found, rejected
+
+
+def _layer(module: nn.Module, info: HiLoLayerInfo) -> HiLoLayer:
+    channels = (getattr(module, "h_qkv", None) or module.l_q).in_features
+    scale = getattr(module, "scale", None)
+    scale = float(scale) if isinstance(scale, (int, float)) else info.head_dim**-0.5
+    return HiLoLayer(info, module, channels, scale)
+
+
+def no_layers_error(rejected: list[Rejected]) -> HiloError:
+    """The one error for a model without HiLo layers, naming the first look-alike's reason."""
+    why = f" ({rejected[0].path}: {rejected[0].reason})" if rejected else ""
+    return HiloError(
+        "no HiLo layer found in the model: no sub-module with nn.Linear h_qkv/h_proj or "
+        f"l_q/l_kv/l_proj projections{why}"
+    )
 
 
 def _int_attr(module: nn.Module, *names: str) -> int | None:
@@ -155,64 +180,3 @@ def _head_dim(module: nn.Module, h_dim: int, l_dim: int) -> int | None:
         if n and channels and channels % n == 0:
             return channels // n
     return None
-
-
-def require_layers(model: nn.Module) -> list[HiLoLayerInfo]:
-    """hilo_layers(model), or one HiloError saying why none was found."""
-    layers = hilo_layers(model)
-    if layers:
-        return layers
-    _, rejected = find_hilo(model)
-    why = f" ({rejected[0].path}: {rejected[0].reason})" if rejected else ""
-    raise HiloError(
-        "no HiLo layer found in the model: no sub-module with nn.Linear h_qkv/h_proj or "
-        f"l_q/l_kv/l_proj projections{why}"
-    )
-
-
-class HiLoView:
-    """A HiLo layer of any model behind the interface of hilo's own `HiLo` (pad, hifi_qkv,
-    lofi_qkv on padded grids, h_heads, l_heads, scale, window_size), computed through the
-    module's own projections (`hilocli.models.hilo_any`)."""
-
-    def __init__(self, module: nn.Module, info: HiLoLayerInfo):
-        from hilocli.models.hilo_any import scale_of
-
-        self.module, self.info = module, info
-        self.h_heads, self.l_heads = info.hifi_heads, info.lofi_heads
-        self.window_size, self.head_dim = info.window_size, info.head_dim
-        self.scale = scale_of(module, info)
-
-    def pad(self, grid):
-        from hilocli.models.litv2 import pad_grid
-
-        return pad_grid(grid, self.window_size)  # (B, Hp, Wp, C)
-
-    def hifi_qkv(self, padded):
-        from hilocli.models.hilo_any import hifi_qkv
-
-        return hifi_qkv(self.module, self.info, padded)  # each (B, G, h, s*s, d)
-
-    def lofi_qkv(self, padded):
-        from hilocli.models.hilo_any import lofi_qkv
-
-        return lofi_qkv(self.module, self.info, padded)  # q (B, h, N, d), k, v (B, h, M, d)
-
-
-def hilo_view(model: nn.Module, layer: int | HiLoLayerInfo):
-    """hilo's `HiLo` module for LITv2, a `HiLoView` of the module for any other model."""
-    module = hilo_module(model, layer)
-    if hasattr(module, "hifi_qkv") and hasattr(module, "pad"):
-        return module
-    info = hilo_layers(model)[layer] if isinstance(layer, int) else layer
-    return HiLoView(module, info)
-
-
-def captured_geometry(info: HiLoLayerInfo, grid: tuple[int, int], input_size: tuple[int, int]):
-    """LayerGeometry of a user model's layer from its captured grid (H, W) and the model input
-    (w, h) pixels: stride = input height / grid height, rounded (the grid is what ran)."""
-    from hilocli.models.geometry import LayerGeometry
-
-    w, h = input_size
-    stride = max(1, round(h / grid[0]))
-    return LayerGeometry(layer=info, grid=tuple(grid), stride=stride, input_size=(w, h))

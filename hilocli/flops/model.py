@@ -1,6 +1,6 @@
-"""`hilo flops` for a user model (`--model-fn` / `--hub`): FLOPs of the whole model counted by
-torch's FlopCounterMode on one forward at the input size, and per HiLo layer (found by structure,
-grid as captured) the analytic MACs of the authors' convention beside the counted FLOPs of that
+"""`hilo flops` for a loaded model whose architecture no config states (`--model-fn` / `--hub`):
+FLOPs of the whole model counted by torch's FlopCounterMode on one forward at the input size, and
+per HiLo layer (found by structure, grid as it ran) the analytic MACs of the authors' convention beside the counted FLOPs of that
 module (matrix products only: 2 FLOPs per MAC, so counted = 2 x analytic when the module computes
 HiLo's products and nothing else; a fused attention kernel may not be counted, see docs/flops.md).
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import torch
 
 from hilocli.flops.analytic import branch_rows
 from hilocli.models.geometry import padded_grid
@@ -44,7 +46,7 @@ class LayerFlops:
 
 
 @dataclass
-class AnyFlopsResult:
+class ModelFlopsResult:
     name: str
     input_size: tuple[int, int]  # (height, width)
     num_params: int
@@ -104,60 +106,40 @@ class AnyFlopsResult:
         )
 
 
-def run_any(weights, height: int, width: int, device: str = "cpu") -> AnyFlopsResult:
-    import torch
-
-    from hilocli.capture import capture
+def run_loaded(weights, height: int, width: int, device: str = "cpu") -> ModelFlopsResult:
     from hilocli.flops.counted import counted_flops
-    from hilocli.info_any import in_channels
-    from hilocli.models.discover import require_layers
+    from hilocli.hilo.capture import probe
     from hilocli.runtime import environment, resolve_device
 
     dev = resolve_device(device)
     loaded = weights.load(dev)
-    net = loaded.model
-    infos = require_layers(net)
-    x = torch.zeros(1, in_channels(net), height, width, device=dev)  # (1, C, H, W)
-    with torch.no_grad(), capture(net, [i.index for i in infos]) as cap:
-        net(x)
-    counts = counted_flops(lambda: net(x))
-    layers = []
-    for info in infos:
-        rec = cap.records[info.index]
+    layers = loaded.require_layers()
+    records = probe(loaded.model, layers, loaded.in_channels, height, width)
+    x = torch.zeros(1, loaded.in_channels, height, width, device="meta")  # (1, C, H, W)
+    meta = {n: t.to("meta") for n, t in loaded.model.state_dict(keep_vars=True).items()}
+    counts = counted_flops(lambda: torch.func.functional_call(loaded.model, meta, (x,)))
+    rows = []
+    for layer in layers:
+        rec, info = records[layer.index], layer.info
         if rec.grid is None:
             continue  # not called by the forward
         d = info.head_dim
         hifi, lofi = hilo_layer_macs(
-            rec.control.shape[-1],
-            info.hifi_heads * d,
-            info.lofi_heads * d,
-            info.window_size,
-            rec.grid,
+            layer.channels, info.hifi_heads * d, info.lofi_heads * d, info.window_size, rec.grid
         )
-        layers.append(
+        rows.append(
             LayerFlops(
-                info.index,
-                info.path,
-                rec.grid,
-                info.window_size,
-                hifi,
-                lofi,
+                info.index, info.path, rec.grid, info.window_size, hifi, lofi,
                 counts.get(info.path, 0),
             )
-        )
-    return AnyFlopsResult(
+        )  # fmt: skip
+    return ModelFlopsResult(
         name=loaded.name,
         input_size=(height, width),
-        num_params=sum(p.numel() for p in net.parameters()),
+        num_params=loaded.num_params,
         total_counted_flops=counts.get("", 0),
-        layers=layers,
+        layers=rows,
         weights=loaded.provenance,
-        settings={
-            "model_fn": weights.model_fn,
-            "hub": weights.hub,
-            "model_kwargs": weights.model_kwargs,
-            "checkpoint": weights.checkpoint,
-            "input_size": [height, width],
-        },
+        settings={**weights.settings(), "input_size": [height, width]},
         environment=environment(dev),
     )

@@ -1,0 +1,100 @@
+"""What the loader gives every feature: a `LoadedModel`. `WeightsRequest.load` turns a request (a
+released variant, a checkpoint, `--model-fn`, `--hub`, or a random init) into one; the loader
+(`hilocli.weights`, `hilocli.checkpoint`, `hilocli.usermodel`) is the only code that knows where a
+model came from.
+
+A LoadedModel carries the network (eval mode, on its device), its provenance, how its images are
+prepared, its default resolution and minimum input size, and its HiLo layers found by structure
+(`hilocli.hilo.discover`; a LITv2 config adds each layer's stage, block name and token stride as
+metadata). Features take a LoadedModel and never ask which kind of model they hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from hilocli.errors import UsageError
+from hilocli.flops.analytic import model_cost
+from hilocli.hilo.discover import LayerMeta, Rejected, find_layers, no_layers_error
+from hilocli.hilo.layer import HiLoLayer
+from hilocli.models.config import LITv2Config, Preprocess
+from hilocli.models.geometry import min_input_size, token_stride
+
+DEFAULT_RESOLUTION = 224  # a model whose config does not say its training size
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # eval mode, on the requested device
+    provenance: Any  # hilocli.checkpoint.Provenance | hilocli.usermodel.UserProvenance
+    name: str  # variant name, "inferred from <file>", or the --model-fn / --hub spec
+    preprocess: Preprocess  # how its images are prepared
+    layers: list[HiLoLayer]  # every HiLo layer, in the order --layer indexes them
+    rejected: list[Rejected]  # look-alike modules skipped, with the reason
+    default_resolution: int  # the training size, else DEFAULT_RESOLUTION
+    min_input_size: int  # smallest input side (px) every stage can take; 1 when unknown
+    config: LITv2Config | None = None  # what the architecture states (LITv2), else None
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the model: the first Conv2d's, else 3."""
+        conv = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
+        return conv.in_channels if conv is not None else 3
+
+    def analytic_cost(self, height: int, width: int):
+        """Parameters and MACs in the authors' convention (`hilocli.flops.analytic.ModelCost`)
+        where the architecture is stated by a config; None for any other model."""
+        if self.config is None:
+            return None
+        return model_cost(self.config, height, width)
+
+    def require_layers(self) -> list[HiLoLayer]:
+        """The layers, or one HiloError saying why none was found."""
+        if not self.layers:
+            raise no_layers_error(self.rejected)
+        return self.layers
+
+    def choose(self, spec: str | None, default: list[int] | None = None) -> list[HiLoLayer]:
+        """The layers `--layer` names ('all', an index or a comma list; None: `default`)."""
+        from hilocli.weights import parse_layers
+
+        if spec is None and default is not None:
+            return [self.layers[i] for i in default]
+        if spec is None:
+            raise UsageError("--layer is needed")
+        return [self.layers[i] for i in parse_layers(spec, len(self.layers))]
+
+
+def loaded_model(
+    model: nn.Module, provenance: Any, name: str, preprocess: Preprocess, config=None
+) -> LoadedModel:
+    """A LoadedModel of a built, filled network; its HiLo layers found by structure."""
+    layers, rejected = find_layers(model, None if config is None else layer_meta(config))
+    return LoadedModel(
+        model=model,
+        provenance=provenance,
+        name=name,
+        preprocess=preprocess,
+        layers=layers,
+        rejected=rejected,
+        default_resolution=DEFAULT_RESOLUTION if config is None else config.img_size,
+        min_input_size=1 if config is None else min_input_size(config),
+        config=config,
+    )
+
+
+def layer_meta(cfg: LITv2Config) -> list[LayerMeta]:
+    """What a LITv2 config says of its attention layers, in forward order."""
+    return [
+        LayerMeta(stage=i, name=f"layers.{i}.blocks.{j}", stride=token_stride(i, cfg.patch_size))
+        for i in range(cfg.num_stages)
+        if cfg.local_ws[i] > 0
+        for j in range(cfg.depths[i])
+    ]
