@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hilocli.capture import capture
+from tests.conftest import capture_layers, hilo_layers
 
 
 def test_capture_does_not_change_outputs_and_records_branches(tiny_model):
     x = torch.randn(2, 3, 72, 88)
     with torch.no_grad():
         plain = tiny_model(x)
-        with capture(tiny_model, layers=[0, 1, 2], attn=True) as cap:
+        with capture_layers(tiny_model, [0, 1, 2], attn=True) as cap:
             captured = tiny_model(x)
     assert torch.equal(plain, captured)  # bit-identical
     rec = cap.records[0]
@@ -35,7 +35,7 @@ def test_branch_outputs_are_the_layer_output_channels(tiny_model):
     attn = tiny_model.layers[2].blocks[1].attn
     seen = {}
     attn.register_forward_hook(lambda _m, args, out: seen.update(out=out, H=args[1], W=args[2]))
-    with torch.no_grad(), capture(tiny_model, layers=[1]) as cap:
+    with torch.no_grad(), capture_layers(tiny_model, [1]) as cap:
         tiny_model(torch.randn(1, 3, 64, 64))
     rec = cap.records[1]
     joined = torch.cat([rec.hifi_out, rec.lofi_out], -1).reshape(1, -1, 64)
@@ -49,16 +49,42 @@ def test_hooks_are_removed_even_after_an_error(tiny_model):
     )
     before = count()
     with pytest.raises(RuntimeError):
-        with capture(tiny_model, layers=[0, 1]):
+        with capture_layers(tiny_model, [0, 1]):
             assert count() > before
             raise RuntimeError("boom")
     assert count() == before
 
 
 def test_records_can_move_to_cpu_and_bad_index_is_rejected(tiny_model):
-    with torch.no_grad(), capture(tiny_model, layers=[2], keep_on_device=False) as cap:
+    from hilocli.weights import parse_layers
+
+    with torch.no_grad(), capture_layers(tiny_model, [2], keep_on_device=False) as cap:
         tiny_model(torch.randn(1, 3, 64, 64))
     assert cap.records[2].lofi_out.device.type == "cpu"
+    # the index --layer takes is checked where layers are chosen, before any capture
     with pytest.raises(ValueError, match="out of range"):
-        with capture(tiny_model, layers=[3]):
-            pass
+        parse_layers("3", len(hilo_layers(tiny_model)))
+
+
+def test_litv2_branches_and_attention_are_the_modules_own(tiny_model):
+    """What the removed `hifi_out`/`lofi_out` taps recorded: each branch as the module's own
+    `hifi()`/`lofi()` on the padded grid, cropped; attention as an explicit recomputation from
+    the module's projections on the captured input (odd grid, so padding is exercised)."""
+    x = torch.randn(2, 3, 72, 88)
+    with torch.no_grad(), capture_layers(tiny_model, [0, 2], attn=True) as cap:
+        tiny_model(x)
+    for i in (0, 2):
+        rec, attn = cap.records[i], hilo_layers(tiny_model)[i].module
+        H, W = rec.grid
+        with torch.no_grad():
+            grid = attn.pad(rec.control)  # (B, Hp, Wp, C)
+            if attn.h_heads:
+                torch.testing.assert_close(rec.hifi_out, attn.hifi(grid)[:, :H, :W])
+                q, k, _ = attn.hifi_qkv(grid)  # (B, G, h, s*s, d)
+                want = ((q @ k.transpose(-2, -1)) * attn.scale).softmax(-1)
+                torch.testing.assert_close(rec.hifi_attn, want)
+            torch.testing.assert_close(rec.lofi_out, attn.lofi(grid)[:, :H, :W])
+            q, k, _ = attn.lofi_qkv(grid)  # q (B, h, Hp*Wp, d), k (B, h, M, d)
+            want = ((q @ k.transpose(-2, -1)) * attn.scale).softmax(-1)
+            torch.testing.assert_close(rec.lofi_attn, want)
+        assert rec.pooling == "pad"  # the authors' rule
