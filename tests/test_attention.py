@@ -14,9 +14,14 @@ from hilocli.attn_map.heads import HeadColumn, head_columns
 from hilocli.attn_map.maps import layer_qk, query_map_distances, query_maps
 from hilocli.attn_map.raw import full_matrices, raw_budget, raw_nbytes
 from hilocli.attn_map.summaries import summarise_layer
-from hilocli.capture import capture
 from hilocli.errors import UsageError
-from hilocli.models.geometry import layer_geometry, pixel_to_token, token_stride
+from hilocli.models.geometry import (
+    layer_geometry,
+    min_input_size,
+    pixel_to_token,
+    token_stride,
+)
+from tests.conftest import capture_layers, hilo_layers
 
 SIZES = [(64, 64), (88, 72), (70, 50)]  # (w, h): square; odd stage-3 width; partial patches
 
@@ -26,17 +31,17 @@ def _run(model, size, layers=(0, 1, 2), attn=False, seed=0):
     w, h = size
     torch.manual_seed(seed)
     x = torch.randn(1, 3, h, w)
-    with torch.no_grad(), capture(model, list(layers), attn=attn) as cap:
+    with torch.no_grad(), capture_layers(model, list(layers), attn=attn) as cap:
         model(x)
     return cap.records
 
 
 def _geometry(model, index, size):
-    return layer_geometry(model.hilo_layers()[index], model.cfg, size)
+    return layer_geometry(hilo_layers(model)[index].info, model.cfg, size)
 
 
 def _qk(model, size, index, rec):
-    return layer_qk(model.hilo_module(index), rec.control, _geometry(model, index, size))
+    return layer_qk(hilo_layers(model)[index], rec.control, _geometry(model, index, size))
 
 
 # -- query pixel -> token ----------------------------------------------------------------------
@@ -152,7 +157,7 @@ def test_weights_times_values_reproduce_the_branch_outputs(tiny_model, size):
     the model computed on its fused (SDPA) path: the maps are the real attention."""
     recs = _run(tiny_model, size, attn=False)  # the fast path, as the command runs it
     for i, rec in recs.items():
-        layer = tiny_model.hilo_module(i)
+        layer = hilo_layers(tiny_model)[i].module
         qk = _qk(tiny_model, size, i, rec)
         full = full_matrices(qk, chunk_size=4)
         g = qk.geometry
@@ -315,20 +320,20 @@ def test_non_finite_activations_are_refused(tiny_model):
     control = rec.control.clone()
     control[0, 1, 2, 3] = float("nan")
     with pytest.raises(HiloError, match=r"non-finite values .* layer 0 \(layers.2.blocks.0\)"):
-        layer_qk(tiny_model.hilo_module(0), control, _geometry(tiny_model, 0, (64, 64)))
+        layer_qk(hilo_layers(tiny_model)[0], control, _geometry(tiny_model, 0, (64, 64)))
 
 
 # -- heads and budgets --------------------------------------------------------------------------
 
 
 def test_head_columns(tiny_model):
-    g = tiny_model.hilo_layers()[0]  # 1 Hi-Fi + 1 Lo-Fi head
+    g = hilo_layers(tiny_model)[0].info  # 1 Hi-Fi + 1 Lo-Fi head
     assert [c.heads for c in head_columns(g, "all")] == [(0,), (1,)]
     assert [(c.branch, c.heads) for c in head_columns(g, "mean")] == [
         ("hifi", (0,)),
         ("lofi", (1,)),
     ]
-    msa = tiny_model.hilo_layers()[2]  # 4 MSA heads
+    msa = hilo_layers(tiny_model)[2].info  # 4 MSA heads
     cols = head_columns(msa, "all")
     assert [c.heads for c in cols] == [(0,), (1,), (2,), (3,), (0, 1, 2, 3)]
     assert cols[-1].label.startswith("MSA mean")
@@ -350,9 +355,11 @@ def test_raw_budget_counts_the_full_matrices(tiny_model):
         full = full_matrices(qk)
         assert raw_nbytes(qk.geometry) == sum(a.nbytes for a in full.values())
         total += raw_nbytes(qk.geometry)
-    infos, cfg = tiny_model.hilo_layers(), tiny_model.cfg
-    assert raw_budget(infos, cfg, size, total, 72).fits
-    tight = raw_budget(infos, cfg, (512, 512), 20_000, 512)
+    smallest = min_input_size(tiny_model.cfg)
+    geoms = [_geometry(tiny_model, i, size) for i in range(3)]
+    assert raw_budget(geoms, total, 72, smallest).fits
+    big = [_geometry(tiny_model, i, (512, 512)) for i in range(3)]
+    tight = raw_budget(big, 20_000, 512, smallest)
     assert not tight.fits and tight.needed > 20_000
     r = tight.fitting_resolution
     assert r is not None and r % 32 == 0
