@@ -172,8 +172,9 @@ def test_attn_map_default_layers_are_the_last_of_each_stage():
 
     from hilocli.attn_map.run import default_layers
     from hilocli.models import create_model
+    from tests.conftest import hilo_layers
 
     with torch.device("meta"):
-        infos = create_model("litv2_s").hilo_layers()
+        infos = [layer.info for layer in hilo_layers(create_model("litv2_s"))]
     assert [i.stage for i in infos] == [2] * 6 + [3] * 2
     assert default_layers(infos) == [5, 7]
