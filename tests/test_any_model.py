@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import SAMPLES, assert_one_line_error, hilo
+from tests.conftest import SAMPLES, assert_one_line_error, capture_layers, hilo, hilo_layers
 from tests.fixtures import user_models as um
 
 SPEC = "tests/fixtures/user_models.py"
@@ -22,9 +22,10 @@ NETS = {
 
 
 def test_discovery_reads_heads_and_window_and_rejects_look_alikes():
-    from hilocli.models.discover import find_hilo
+    from hilocli.hilo.discover import find_layers
 
-    infos, rejected = find_hilo(um.backbone())
+    layers, rejected = find_layers(um.backbone())
+    infos = [layer.info for layer in layers]
     assert [i.path for i in infos] == ["layers.0", "layers.1", "layers.3", "layers.4"]
     assert [i.index for i in infos] == [0, 1, 2, 3]
     # dim 32: 4 heads of 8 (alpha 0.5 -> 2 + 2); layers.3 has 2 heads of 16 (1 + 1)
@@ -39,12 +40,33 @@ def test_discovery_reads_heads_and_window_and_rejects_look_alikes():
 
 
 def test_litv2_listing_is_unchanged(tiny_model):
-    from hilocli.models.discover import find_hilo, hilo_layers
+    from hilocli.hilo.discover import find_layers
+    from hilocli.models.geometry import HiLoLayerInfo
 
-    own = tiny_model.hilo_layers()
-    assert hilo_layers(tiny_model) == own
-    found, _ = find_hilo(tiny_model)  # structure alone finds the same modules and head splits
-    assert [(f.path, f.hifi_heads, f.lofi_heads, f.window_size) for f in found] == [
+    own = [  # the listing LITv2 stated itself: every block with attention, in forward order
+        HiLoLayerInfo(
+            index=k,
+            name=name,
+            path=f"{name}.attn",
+            stage=i,
+            window_size=a.window_size,
+            num_heads=a.num_heads,
+            hifi_heads=a.h_heads,
+            lofi_heads=a.l_heads,
+            head_dim=a.head_dim,
+        )
+        for k, (i, name, a) in enumerate(
+            (i, f"layers.{i}.blocks.{j}", blk.attn)
+            for i, stage in enumerate(tiny_model.layers)
+            for j, blk in enumerate(stage.blocks)
+            if blk.attn is not None
+        )
+    ]
+    layers = hilo_layers(tiny_model)  # with the config's metadata, as the loader finds them
+    assert [layer.info for layer in layers] == own
+    assert all(layer.module is tiny_model.get_submodule(o.path) for layer, o in zip(layers, own))
+    found, _ = find_layers(tiny_model)  # structure alone finds the same modules and head splits
+    assert [(f.info.path, f.info.hifi_heads, f.info.lofi_heads, f.window_size) for f in found] == [
         (o.path, o.hifi_heads, o.lofi_heads, o.window_size) for o in own
     ]
 
@@ -52,15 +74,12 @@ def test_litv2_listing_is_unchanged(tiny_model):
 @pytest.mark.parametrize("size", [64, 76])  # 16x16 grid; 19x19 (padded to 20x20)
 @pytest.mark.parametrize("signature", list(NETS))
 def test_capture_equals_module_outputs_and_attention_reproduces_them(signature, size):
-    from hilocli.capture import capture
-    from hilocli.models.hilo_any import recompute
-
     net = NETS[signature]()
     module = net.layers[0]
     seen = {}
     handle = module.register_forward_hook(lambda m, a, o: seen.update(out=o))
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad(), capture(net, [0], attn=True) as cap:
+    with torch.no_grad(), capture_layers(net, [0], attn=True) as cap:
         net(x)
     handle.remove()
     rec = cap.records[0]
@@ -75,9 +94,11 @@ def test_capture_equals_module_outputs_and_attention_reproduces_them(signature, 
         again = module.grid(rec.control)  # (B, H, W, C)
     torch.testing.assert_close(again, grid_out, rtol=0, atol=0)
     # probabilities @ v through h_proj / l_proj == the branch outputs
-    hifi, lofi, hp, lp = recompute(module, rec.layer, rec.control)
-    torch.testing.assert_close(hifi, rec.hifi_out, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(lofi, rec.lofi_out, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        got = hilo_layers(net)[0].recompute(rec.control, "pad")  # the authors' rule
+    torch.testing.assert_close(got.hifi_out, rec.hifi_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.lofi_out, rec.lofi_out, rtol=1e-5, atol=1e-6)
+    assert rec.pooling == "pad"
     pg = -(-g // 2)  # pooled side
     assert rec.hifi_attn.shape == (2, pg * pg, 2, 4, 4)
     assert rec.lofi_attn.shape == (2, 2, (2 * pg) ** 2, pg * pg)
@@ -86,21 +107,20 @@ def test_capture_equals_module_outputs_and_attention_reproduces_them(signature, 
 
 def test_recompute_refuses_other_maths():
     """A module with HiLo's projections but another computation is not passed off as HiLo."""
-    from hilocli.capture import capture
     from hilocli.errors import HiloError
 
     net = um.tokens_hw_net()
     net.layers[0].scale = 0.123456  # another softmax scale, stated as `scale`: still HiLo
-    with torch.no_grad(), capture(net, [0], attn=True):
+    with torch.no_grad(), capture_layers(net, [0], attn=True):
         net(torch.zeros(1, 3, 32, 32))
     net.layers[0].sr = torch.nn.MaxPool2d(2, 2)  # keys from max-pooling: not HiLo's maths
     with pytest.raises(HiloError, match="does not reproduce"):
-        with torch.no_grad(), capture(net, [0], attn=True):
+        with torch.no_grad(), capture_layers(net, [0], attn=True):
             net(torch.randn(1, 3, 32, 32))
 
 
 def test_analytic_hilo_macs_match_the_published_reference():
-    from hilocli.flops_any import hilo_layer_macs
+    from hilocli.flops.model import hilo_layer_macs
 
     # HiLo(dim=384, heads=12, s=2, alpha=0.5) on 14x14: 50,878,464 + 32,589,312 (LITV2_FACTS 4)
     assert hilo_layer_macs(384, 192, 192, 2, (14, 14)) == (50_878_464, 32_589_312)
