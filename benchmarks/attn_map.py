@@ -38,7 +38,8 @@ from rich.table import Table
 IDLE = """
 import torch
 from hilocli.weights import WeightsRequest
-m = WeightsRequest(model={model!r}, pretrained=False).load({device!r}, progress=False).model
+loaded = WeightsRequest(model={model!r}, pretrained=False).load({device!r}, progress=False)
+m = loaded.model
 """
 FORWARD = (
     IDLE
@@ -52,14 +53,13 @@ ANALYSIS = FORWARD.replace(
     "    m(x)\n",
     """    from hilocli.attn_map.maps import layer_qk
     from hilocli.attn_map.summaries import summarise_layer
-    from hilocli.capture import capture
-    from hilocli.models.geometry import layer_geometry
-    infos = m.hilo_layers()
-    with capture(m, [i.index for i in infos]) as cap:
+    from hilocli.hilo.capture import capture
+    with capture(m, loaded.layers, verify=True) as cap:
         m(x)
-    for info in infos:
-        g = layer_geometry(info, m.cfg, ({size}, {size}))
-        qk = layer_qk(m.hilo_module(info), cap.records[info.index].control, g)
+    for layer in loaded.layers:
+        rec = cap.records[layer.index]
+        g = layer.geometry(rec.grid, ({size}, {size}), rec.pooling)
+        qk = layer_qk(layer, rec.control, g)
         summarise_layer(qk, {chunk})
         del qk
 """,
@@ -105,11 +105,11 @@ def main() -> None:
 
     import torch
 
-    from hilocli.models import create_model
+    from hilocli.models import get_variant, grid_sizes, split_heads
 
-    cfg_model = create_model(args.model)
-    stage3 = [cfg_model.grid_sizes(s, s)[2] for s in sizes]
-    lofi_heads = max((i.lofi_heads for i in cfg_model.hilo_layers() if i.stage == 2), default=0)
+    cfg = get_variant(args.model).cfg
+    stage3 = [grid_sizes(cfg, s, s)[2] for s in sizes]
+    lofi_heads = split_heads(cfg.num_heads[2], cfg.alpha, cfg.local_ws[2])[1]
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ from hilocli.models.geometry import (
     StageInfo,
     check_input_size,
     requested_size,
-    stage_infos,
 )
 from hilocli.output import RunRecord
 from hilocli.weights import WeightsRequest
@@ -116,7 +115,7 @@ def run(request: InfoRequest) -> InfoResult:
         num_params=loaded.num_params,
         input_size=(h, w),
         config=loaded.config,
-        stages=[] if loaded.config is None else stage_infos(loaded.config, h, w),
+        stages=loaded.stages(h, w),
         layers=layers,
         signatures=signatures,
         rejected=[r.to_dict() for r in loaded.rejected],

@@ -207,29 +207,29 @@ def available_bytes(device) -> int | None:
 
 
 def fit_to_model(
-    found: InputSet, paths: list[Path], resolution: int, mode: str, cfg, smallest: int, device
+    found: InputSet, paths: list[Path], resolution: int, mode: str, loaded, device
 ) -> list[Path]:
     """`paths` whose model input, known from the header, the model can take: each side within
-    `check_input_size`'s range and (LITv2, `cfg`) the forward's estimated memory
-    (`forward_bytes`) within what the device has. The others go to `found.skipped` with one line
-    naming the limit, before any pixel is decoded."""
+    `check_input_size`'s range and, where the loader can estimate it
+    (`LoadedModel.forward_bytes`), the forward's memory within what the device has. The others go
+    to `found.skipped` with one line naming the limit, before any pixel is decoded."""
     from hilocli.images import model_input_size
-    from hilocli.models.geometry import check_input_size, forward_bytes
+    from hilocli.models.geometry import check_input_size
     from hilocli.terminal import human_bytes
 
-    free = available_bytes(device) if cfg is not None else None
+    free = available_bytes(device)
     kept = []
     for p in paths:
         w0, h0 = found.sizes.get(p, (resolution, resolution))
         w, h = model_input_size(w0, h0, resolution, mode)
         why = f"{p}: a {w0}x{h0} image becomes a {w}x{h} model input ({mode} mode)"
         try:
-            check_input_size(h, w, smallest)
+            check_input_size(h, w, loaded.min_input_size)
         except UsageError as exc:
             found.skipped.append((p, f"{why}; {str(exc).split(': ', 1)[-1]}"))
             continue
-        need = forward_bytes(cfg, h, w) if cfg is not None else 0
-        if free is not None and need > free:
+        need = loaded.forward_bytes(h, w)
+        if free is not None and need is not None and need > free:
             found.skipped.append(
                 (p, f"{why}, about {human_bytes(need)} for the forward, over the "
                  f"{human_bytes(free)} available; use a smaller --resolution or the crop")
@@ -244,11 +244,9 @@ def fit_inputs(found, paths, resolution: int, crop: bool, loaded, device):
     image is decoded that the model cannot take (`fit_to_model`)."""
     from hilocli.images import resolve_preprocess
 
-    cfg = getattr(loaded.model, "cfg", None)
-    mode = resolve_preprocess(crop, None, None if cfg else loaded.preprocess).mode
-    smallest = loaded.model.min_input_size() if cfg else 1
+    mode = resolve_preprocess(crop, None, loaded.preprocess).mode
     refused = InputSet(sizes=found.sizes)
-    kept = fit_to_model(refused, list(paths), resolution, mode, cfg, smallest, device)
+    kept = fit_to_model(refused, list(paths), resolution, mode, loaded, device)
     if not kept:
         raise HiloError(f"no input fits the model: {refused.skipped[0][1]}")
     return kept, refused.skipped

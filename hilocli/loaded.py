@@ -21,7 +21,13 @@ from hilocli.flops.analytic import model_cost
 from hilocli.hilo.discover import LayerMeta, Rejected, find_layers, no_layers_error
 from hilocli.hilo.layer import HiLoLayer
 from hilocli.models.config import LITv2Config, Preprocess
-from hilocli.models.geometry import min_input_size, token_stride
+from hilocli.models.geometry import (
+    StageInfo,
+    forward_bytes,
+    min_input_size,
+    stage_infos,
+    token_stride,
+)
 
 DEFAULT_RESOLUTION = 224  # a model whose config does not say its training size
 
@@ -54,6 +60,15 @@ class LoadedModel:
         if self.config is None:
             return None
         return model_cost(self.config, height, width)
+
+    def forward_bytes(self, height: int, width: int) -> int | None:
+        """A rough peak memory of one image's forward (`hilocli.models.geometry.forward_bytes`)
+        where a config states the architecture; None (no estimate) for any other model."""
+        return None if self.config is None else forward_bytes(self.config, height, width)
+
+    def stages(self, height: int, width: int) -> list[StageInfo]:
+        """Per-stage facts at a height x width input where a config states them, else []."""
+        return [] if self.config is None else stage_infos(self.config, height, width)
 
     def require_layers(self) -> list[HiLoLayer]:
         """The layers, or one HiloError saying why none was found."""
