@@ -48,7 +48,7 @@ def test_tiny_checkpoint_infers_its_architecture_and_says_what_it_guessed(tiny_s
         10,
     )
     assert cfg.num_heads[2:] == tiny_cfg.num_heads[2:]
-    assert [(i.hifi_heads, i.lofi_heads) for i in loaded.model.hilo_layers()] == [
+    assert [(i.hifi_heads, i.lofi_heads) for i in (layer.info for layer in loaded.layers)] == [
         (1, 1),
         (1, 1),
         (0, 4),

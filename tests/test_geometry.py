@@ -18,6 +18,7 @@ from hilocli.models.geometry import (
     pixel_to_token,
     pooled_grid,
 )
+from tests.conftest import hilo_layers
 
 
 def test_grids_against_the_model_run(tiny_model):
@@ -67,14 +68,15 @@ def test_one_wording_for_input_sizes():
 
 def test_layer_info_and_geometry_of_litv2_s():
     model = create_model(get_variant("litv2_s").cfg)
-    layers = model.hilo_layers()
+    found = hilo_layers(model)
+    layers = [layer.info for layer in found]
     assert len(layers) == 8  # stage 3 (6 HiLo blocks) and stage 4 (2 MSA blocks)
     first, last = layers[0], layers[-1]
     # Published split at alpha 0.9: stage 3 has 12 heads -> 10 Lo-Fi, 2 Hi-Fi; stage 4 is MSA.
     assert (first.name, first.stage, first.window_size) == ("layers.2.blocks.0", 2, 2)
     assert (first.hifi_heads, first.lofi_heads, first.head_dim) == (2, 10, 32)
     assert (last.window_size, last.hifi_heads, last.lofi_heads) == (1, 0, 24)
-    assert model.hilo_module(first) is model.layers[2].blocks[0].attn
+    assert found[0].module is model.layers[2].blocks[0].attn
     g = layer_geometry(first, model.cfg, (224, 224))
     assert (g.grid, g.padded, g.pooled, g.stride) == ((14, 14), (14, 14), (7, 7), 16)
     assert g.num_lofi_keys == 49 and g.num_hifi_keys == 4

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hilocli.models import VARIANTS, LITv2Config, create_model, split_heads
 from hilocli.models.dcn import deform_conv2d
 from hilocli.models.litv2 import HiLo
-from tests.conftest import TINY_EXPECTED
+from tests.conftest import TINY_EXPECTED, hilo_layers
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -219,9 +219,10 @@ def test_custom_config_builds_and_validates():
     model = create_model(cfg)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 96, 80)).shape == (1, 7)
-    layer = model.hilo_layers()[0]
+    found = hilo_layers(model)[0]
+    layer = found.info
     assert (layer.window_size, layer.hifi_heads, layer.lofi_heads, layer.head_dim) == (4, 2, 2, 32)
-    assert model.hilo_module(layer).window_size == 4
+    assert found.module.window_size == 4
     with pytest.raises(ValueError, match="divisible"):
         LITv2Config(embed_dim=32, num_heads=(1, 2, 5, 8))
     with pytest.raises(ValueError, match="alpha"):

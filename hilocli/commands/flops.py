@@ -242,10 +242,11 @@ def _model_flops(
     from hilocli.output import OutputSet, check_out_dir, emit_json
     from hilocli.terminal import console, say
 
-    h, w = requested_size(resolution, height, width) or (224, 224)
-    check_input_size(h, w)
+    size = requested_size(resolution, height, width)  # None: the model's default resolution
+    if size is not None:
+        check_input_size(*size)
     check_out_dir(out)
-    result = run_loaded(weights, h, w, device)
+    result = run_loaded(weights, size, device)
     con = console()
     result.render(con)
     record = result.to_record()

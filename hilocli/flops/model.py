@@ -106,13 +106,15 @@ class ModelFlopsResult:
         )
 
 
-def run_loaded(weights, height: int, width: int, device: str = "cpu") -> ModelFlopsResult:
+def run_loaded(weights, size: tuple[int, int] | None, device: str = "cpu") -> ModelFlopsResult:
+    """FLOPs of the model `weights` loads at size = (height, width) (None: its default)."""
     from hilocli.flops.counted import counted_flops
     from hilocli.hilo.capture import probe
     from hilocli.runtime import environment, resolve_device
 
     dev = resolve_device(device)
     loaded = weights.load(dev)
+    height, width = size or (loaded.default_resolution, loaded.default_resolution)
     layers = loaded.require_layers()
     records = probe(loaded.model, layers, loaded.in_channels, height, width)
     x = torch.zeros(1, loaded.in_channels, height, width, device="meta")  # (1, C, H, W)
