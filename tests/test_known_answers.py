@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import hilo, unrasterise_figures
+from tests.conftest import capture_layers, hilo, unrasterise_figures
 from tests.fixtures import known_answers as ka
 from tests.fixtures import known_images as ki
 
@@ -144,10 +144,11 @@ def _info_layers(name: str, *args: str) -> list[dict]:
 
 
 def test_hilo_finds_every_known_answer_layer():
-    from hilocli.models.discover import find_hilo
+    from hilocli.hilo.discover import find_layers
 
     for name in MODELS:
-        (info,), rejected = find_hilo(getattr(ka, name)(seed=0))
+        (layer,), rejected = find_layers(getattr(ka, name)(seed=0))
+        info = layer.info
         assert rejected == [] and info.path == "layer"
         assert (info.window_size, info.hifi_heads, info.lofi_heads, info.head_dim) == (2, 2, 2, 8)
     # through --model-fn (random imports its sibling user_models), grid and signature found
@@ -200,10 +201,8 @@ def _photos(n: int = 2) -> torch.Tensor:
 
 
 def _captured(name: str, photos: torch.Tensor, attn: bool = False, **kwargs):
-    from hilocli.capture import capture
-
     net = getattr(ka, name)(seed=0, **kwargs)
-    with torch.no_grad(), capture(net, [0], attn=attn) as cap:
+    with torch.no_grad(), capture_layers(net, [0], attn=attn) as cap:
         net(photos)
     return cap.records[0]
 
