@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum import (
     BranchAccumulator,
     SpectrumCollector,
@@ -24,6 +23,7 @@ from hilocli.spectrum import (
     summary_line,
     verdict,
 )
+from tests.conftest import capture_layers, hilo_layers
 
 SETTINGS = SpectrumSettings()
 # the closed-form checks below use the plain FFT (boundary "none"): the default Hann-windowed
@@ -225,14 +225,26 @@ def test_layer_deltas_are_hifi_minus_lofi_of_the_content_fraction():
 # -- a synthetic model: Hi-Fi a high-pass, Lo-Fi a low-pass of the input ------------------------
 
 
-class SyntheticHiLo(nn.Module):
-    """Looks like a HiLo layer to `capture`: input hook (x, H, W) and hifi_out/lofi_out taps."""
+def _identity(dim: int) -> nn.Linear:
+    lin = nn.Linear(dim, dim)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(dim))
+        lin.bias.zero_()
+    return lin
 
-    def __init__(self, swap: bool = False, hifi: bool = True):
+
+class SyntheticHiLo(nn.Module):
+    """A HiLo layer to discovery and capture (HiLo's projections, window size and head size),
+    whose Hi-Fi branch is a high-pass and Lo-Fi a low-pass of its input: no attention, the
+    output projections (what capture hooks) are identities on the filtered maps."""
+
+    def __init__(self, swap: bool = False, hifi: bool = True, dim: int = 6):
         super().__init__()
-        self.window_size, self.swap = 2, swap
-        self.h_heads, self.l_heads = (1 if hifi else 0), 1
-        self.hifi_out, self.lofi_out = nn.Identity(), nn.Identity()
+        self.window_size, self.head_dim, self.swap = 2, dim, swap
+        self.l_q, self.l_kv = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim)  # read by no one
+        self.l_proj = _identity(dim)
+        if hifi:
+            self.h_qkv, self.h_proj = nn.Linear(dim, 3 * dim), _identity(dim)  # h_qkv unused
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
@@ -240,39 +252,20 @@ class SyntheticHiLo(nn.Module):
         low = F.avg_pool2d(F.pad(grid, (1, 1, 1, 1), mode="circular"), 3, 1)  # 3x3 box blur
         high = grid - low
         hi, lo = (low, high) if self.swap else (high, low)
-        outs = [self.lofi_out(lo.permute(0, 2, 3, 1))]  # (B, H, W, C)
-        if self.h_heads:
-            outs.insert(0, self.hifi_out(hi.permute(0, 2, 3, 1)))
+        outs = [self.l_proj(lo.permute(0, 2, 3, 1))]  # (B, H, W, C)
+        if hasattr(self, "h_proj"):
+            outs.insert(0, self.h_proj(hi.permute(0, 2, 3, 1)))
         return torch.cat(outs, -1).reshape(B, N, -1)
 
 
 class SyntheticModel(nn.Module):
     def __init__(self, swap: bool = False, hifi: bool = True):
         super().__init__()
-        self.attn = SyntheticHiLo(swap, hifi)
-
-    def hilo_layers(self) -> list[HiLoLayerInfo]:
-        a = self.attn
-        return [
-            HiLoLayerInfo(
-                index=0,
-                name="synthetic.0",
-                path="attn",
-                stage=0,
-                window_size=a.window_size,
-                num_heads=a.h_heads + a.l_heads,
-                hifi_heads=a.h_heads,
-                lofi_heads=a.l_heads,
-                head_dim=6,
-            )
-        ]
-
-    def hilo_module(self, info: HiLoLayerInfo) -> nn.Module:
-        return self.get_submodule(info.path)
+        self.synthetic = SyntheticHiLo(swap, hifi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        return self.attn(x.permute(0, 2, 3, 1).reshape(B, H * W, C), H, W)
+        return self.synthetic(x.permute(0, 2, 3, 1).reshape(B, H * W, C), H, W)
 
 
 def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
@@ -283,7 +276,8 @@ def synthetic_verdicts(swap: bool, images: int, hifi: bool = True):
         if images > 4
         else [torch.randn(images, 6, 14, 14)]
     )
-    with SpectrumCollector(SyntheticModel(swap, hifi), [0], SETTINGS) as col:
+    model = SyntheticModel(swap, hifi)
+    with SpectrumCollector(model, hilo_layers(model), SETTINGS) as col:
         for x in batches:
             col.add_batch(x)
     layers = col.finish()
@@ -336,15 +330,14 @@ def test_summary_line_names_random_weights():
 
 
 def test_collector_on_tiny_model_matches_direct_fft(tiny_model):
-    from hilocli.capture import capture
-
     torch.manual_seed(0)
     x = torch.randn(3, 3, 64, 80)
-    with SpectrumCollector(tiny_model, [0, 2], PLAIN) as col:
+    layers = hilo_layers(tiny_model)
+    with SpectrumCollector(tiny_model, [layers[0], layers[2]], PLAIN) as col:
         logits = col.add_batch(x)
     with torch.no_grad():
         assert torch.equal(logits, tiny_model(x))  # measuring does not change the model
-        with capture(tiny_model, [0]) as cap:
+        with capture_layers(tiny_model, [0]) as cap:
             tiny_model(x)
     layers = col.finish()
     hifi = cap.records[0].hifi_out  # (3, 4, 5, 32)
@@ -366,7 +359,8 @@ def test_non_finite_activations_are_refused_naming_the_branch():
 
     x = torch.randn(2, 6, 14, 14)
     x[1, 0, 3, 3] = float("nan")
-    with SpectrumCollector(SyntheticModel(), [0], SETTINGS) as col:
+    model = SyntheticModel()
+    with SpectrumCollector(model, hilo_layers(model), SETTINGS) as col:
         with pytest.raises(HiloError, match=r"non-finite .* Hi-Fi output of layer 0 \(synth"):
             col.add_batch(x)
 
