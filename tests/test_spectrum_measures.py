@@ -16,6 +16,7 @@ import torch
 from hilocli.spectrum import analyse_maps, white_noise_reference
 from hilocli.spectrum.analyse import band_power
 from hilocli.spectrum.depth import parkkim_curves, parkkim_diagonal
+from tests.conftest import capture_layers, hilo_layers
 
 CUT = 0.25
 ONE = ()  # analyse_maps(cutoffs=ONE): the main cutoff only (the sweeps need nothing else)
@@ -406,7 +407,8 @@ def test_depth_curve_hooks_every_block(tiny_model):
     outputs = {}
     blk = tiny_model.layers[2].blocks[1]
     handle = blk.register_forward_hook(lambda m, a, o: outputs.update(out=(o, a[1], a[2])))
-    with SpectrumCollector(tiny_model, [0], SpectrumSettings(depth=True)) as col:
+    first = hilo_layers(tiny_model)[:1]
+    with SpectrumCollector(tiny_model, first, SpectrumSettings(depth=True)) as col:
         col.add_batch(x)
         depth = col.depth_curve()
     handle.remove()
@@ -416,7 +418,7 @@ def test_depth_curve_hooks_every_block(tiny_model):
         for j in range(len(s.blocks))
     ]
     assert depth.blocks == names
-    attn = {info.name: info.index for info in tiny_model.hilo_layers()}
+    attn = {layer.info.name: layer.index for layer in hilo_layers(tiny_model)}
     assert depth.hilo_index == [attn.get(n) for n in names]
     out, H, W = outputs["out"]
     f = torch.fft.fft2(out.reshape(2, H, W, -1).permute(0, 3, 1, 2).double()).abs()
@@ -431,20 +433,20 @@ def test_depth_curve_hooks_every_block(tiny_model):
 
 
 def test_residual_ratio_is_branch_band_power_over_the_stream(tiny_model):
-    from hilocli.capture import capture
     from hilocli.spectrum import SpectrumCollector, SpectrumSettings
 
     torch.manual_seed(1)
     x = torch.randn(2, 3, 64, 64)
-    info = tiny_model.hilo_layers()[0]
+    first = hilo_layers(tiny_model)[:1]
+    info = first[0].info
     block = tiny_model.get_submodule(info.path.rpartition(".")[0])
     seen = {}
     handle = block.register_forward_pre_hook(lambda m, a: seen.update(x=a))
     settings = SpectrumSettings(boundary="none")
-    with capture(tiny_model, [0]) as cap, torch.no_grad():
+    with capture_layers(tiny_model, [0]) as cap, torch.no_grad():
         tiny_model(x)
     handle.remove()
-    with SpectrumCollector(tiny_model, [0], settings) as col:
+    with SpectrumCollector(tiny_model, first, settings) as col:
         col.add_batch(x)
     (layer,) = col.finish()
     stream, H, W = seen["x"]
@@ -495,11 +497,12 @@ def test_matched_inputs_and_collector_transfer(tiny_model):
     from hilocli.spectrum import SpectrumCollector, SpectrumSettings
     from hilocli.spectrum.transfer import matched_outputs
 
-    layer = tiny_model.hilo_module(0)
+    view = hilo_layers(tiny_model)[0]
+    layer = view.module  # LITv2's own HiLo: the reference below reads its projections
     torch.manual_seed(2)
     grid = torch.randn(2, 4, 4, layer.dim)  # (B, H, W, C)
     with torch.no_grad():
-        got = matched_outputs(layer, grid)
+        got = matched_outputs(view, grid)
         hd, ld, s = layer.h_dim, layer.l_dim, layer.window_size
         v_self = layer.h_qkv(grid)[..., 2 * hd : 3 * hd]  # each token's own Hi-Fi value
         torch.testing.assert_close(got["hifi"], layer.h_proj(v_self))
@@ -508,7 +511,7 @@ def test_matched_inputs_and_collector_transfer(tiny_model):
         up = v_pool.repeat_interleave(s, 1).repeat_interleave(s, 2)  # (2, 4, 4, l_dim)
         torch.testing.assert_close(got["lofi"], layer.l_proj(up))
     settings = SpectrumSettings(matched=True, transfer=True)
-    with SpectrumCollector(tiny_model, [0], settings) as col:
+    with SpectrumCollector(tiny_model, [view], settings) as col:
         col.add_batch(torch.randn(2, 3, 64, 64))
     (spectra,) = col.finish()
     curves = col.transfer_curves()[0]
