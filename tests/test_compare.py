@@ -282,13 +282,14 @@ def test_alpha_end_points_are_measured_not_judged(tmp_path):
     import torch
 
     from hilocli.compare.run import default_layers
-    from hilocli.models import LITv2Config, create_model
+    from hilocli.loaded import loaded_model
+    from hilocli.models import LITv2Config, Preprocess, create_model
 
     cfg = LITv2Config(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 4], alpha=0.0,
                       local_ws=[0, 0, 2, 1], num_classes=10, img_size=64)  # fmt: skip
     torch.manual_seed(0)
     model = create_model(cfg)
-    assert default_layers(model) == "0,1"
+    assert default_layers(loaded_model(model, None, "alpha0", Preprocess(), cfg)) == "0,1"
     torch.save({"model": model.state_dict()}, tmp_path / "alpha0.pth")
     images = make_images(tmp_path / "images", 2)
     from hilocli.compare import CompareRequest, run
