@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilocli.checkpoint_files import (
     DATA_ONLY_GLOBALS,
@@ -27,10 +27,11 @@ from hilocli.checkpoint_files import (
     zip_problem,
 )
 from hilocli.errors import HiloError, UsageError
-from hilocli.loaded import LoadedModel, loaded_model
-from hilocli.models.config import Preprocess
 from hilocli.output import sha256_file
 from hilocli.release import ReleaseOrigin, fetch_released
+
+if TYPE_CHECKING:  # hilocli.loaded imports torch: `hilo flops` validates a variant without it
+    from hilocli.loaded import LoadedModel
 
 DEFAULT_MODEL = "litv2_s"
 
@@ -210,6 +211,7 @@ def load_model(
     """
     import torch
 
+    from hilocli.loaded import loaded_model
     from hilocli.models import LITv2, get_variant
     from hilocli.models.litv2_checkpoint import (
         InferredField,
