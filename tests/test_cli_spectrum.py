@@ -335,8 +335,8 @@ def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
     import torch
 
     from hilocli.spectrum import SpectrumRequest
-    from hilocli.spectrum.run import control_seeds, random_twin
-    from hilocli.weights import WeightsRequest
+    from hilocli.spectrum.run import control_seeds
+    from hilocli.weights import WeightsRequest, random_init_like
 
     for seed in (0, 3, -1, 2**31):
         assert seed not in control_seeds(seed, 5) and len(set(control_seeds(seed, 5))) == 5
@@ -348,11 +348,11 @@ def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
     ).validate()
     assert request.to_dict()["control_seeds"] == [4, 5, 6]
     loaded = WeightsRequest(checkpoint=TINY_CKPT).load(torch.device("cpu"))
-    twins = [random_twin(loaded, s, "cpu") for s in (0, *control_seeds(0, 2))]
+    twins = [random_init_like(loaded, s, "cpu") for s in (0, *control_seeds(0, 2))]
     assert [t.provenance.seed for t in twins] == [0, 1, 2]
     params = [torch.cat([p.flatten() for p in t.model.parameters()]) for t in twins]
     assert not torch.equal(params[0], params[1]) and not torch.equal(params[1], params[2])
-    again = random_twin(loaded, 1, "cpu")  # a seed gives the same network every time
+    again = random_init_like(loaded, 1, "cpu")  # a seed gives the same network every time
     assert torch.equal(params[1], torch.cat([p.flatten() for p in again.model.parameters()]))
 
 

@@ -131,7 +131,8 @@ def test_an_input_the_model_cannot_take_is_refused_before_decoding(tmp_path, bla
 
 def test_memory_estimate_refuses_what_the_device_cannot_hold(tmp_path, monkeypatch):
     from hilocli.inputs import InputSet, fit_to_model
-    from hilocli.models import LITv2Config
+    from hilocli.loaded import loaded_model
+    from hilocli.models import LITv2Config, Preprocess, create_model
     from hilocli.models.geometry import forward_bytes
     from hilocli.models.litv2 import LITv2  # noqa: F401 - the config class is LITv2Config
 
@@ -140,7 +141,9 @@ def test_memory_estimate_refuses_what_the_device_cannot_hold(tmp_path, monkeypat
     assert forward_bytes(cfg, 64, 64) == 16 * 16 * 16 * 8 * 4
     found = InputSet(sizes={Path("a.png"): (64, 64), Path("b.png"): (640, 64)})
     monkeypatch.setattr("hilocli.inputs.available_bytes", lambda device: 200_000)
-    kept = fit_to_model(found, [Path("a.png"), Path("b.png")], 64, "whole", cfg, 32, "cpu")
+    loaded = loaded_model(create_model(cfg), None, "tiny", Preprocess(), cfg)
+    assert loaded.min_input_size == 32
+    kept = fit_to_model(found, [Path("a.png"), Path("b.png")], 64, "whole", loaded, "cpu")
     assert kept == [Path("a.png")]
     assert found.skipped == [
         (
