@@ -7,7 +7,7 @@ indexes), where its weights came from, and which settings were inferred rather t
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from hilocli.models.config import VARIANTS, LITv2Config, Preprocess

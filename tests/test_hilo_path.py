@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from tests.conftest import hilo
-from tests.fixtures import user_models as um
 
 SPEC = "tests/fixtures/user_models.py"
 SAME_MATHS = ["tokens_hw_net", "square_tokens_net", "tokens_h_net"]  # one HiLoCore, same weights

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from hilocli.errors import HiloError
-from hilocli.models.geometry import LayerGeometry
 from hilocli.hilo.core import attention_probs
+from hilocli.models.geometry import LayerGeometry
 from hilocli.weights import check_finite
 
 

@@ -9,8 +9,8 @@ import torch
 
 from hilocli.attn_map.maps import LayerQK
 from hilocli.attn_map.summaries import DEFAULT_CHUNK_SIZE
-from hilocli.models.geometry import LayerGeometry
 from hilocli.hilo.core import attention_probs
+from hilocli.models.geometry import LayerGeometry
 
 
 def raw_nbytes(g: LayerGeometry) -> int:

@@ -24,7 +24,6 @@ from hilocli.hilo.capture import capture
 from hilocli.images import load_prepared
 from hilocli.models.geometry import MAX_INPUT_SIDE, LayerGeometry, check_input_size
 from hilocli.output import InputsRecord, RunRecord
-from hilocli.terminal import human_bytes
 from hilocli.runtime import (
     environment,
     forward_context,
@@ -32,6 +31,7 @@ from hilocli.runtime import (
     resolve_precision,
     to_device,
 )
+from hilocli.terminal import human_bytes
 from hilocli.weights import WeightsRequest, parse_int_list
 
 DEFINITIONS = {

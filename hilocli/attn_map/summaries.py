@@ -17,8 +17,8 @@ import torch
 
 from hilocli.attn_map.maps import LayerQK
 from hilocli.errors import HiloError
-from hilocli.models.geometry import LayerGeometry
 from hilocli.hilo.core import attention_probs
+from hilocli.models.geometry import LayerGeometry
 
 DEFAULT_CHUNK_SIZE = 256  # query tokens per chunk
 

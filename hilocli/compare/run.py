@@ -400,9 +400,7 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
                 def sub(done: int, _n: int, k: int = k) -> None:
                     progress(k * len(paths) + done, total)
 
-            layer_spec = (
-                request.layers if request.layers is not None else default_layers(loaded)
-            )
+            layer_spec = request.layers if request.layers is not None else default_layers(loaded)
             spectrum = spectrum_run(
                 request.spectrum_request(weights, paths, layer_spec, resolution),
                 sub,

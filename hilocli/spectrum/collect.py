@@ -95,7 +95,9 @@ class SpectrumCollector:
     the model's device. Batches may differ in size. Non-finite maps are refused (HiloError).
     """
 
-    def __init__(self, model: torch.nn.Module, layers: Sequence[HiLoLayer], settings: SpectrumSettings):
+    def __init__(
+        self, model: torch.nn.Module, layers: Sequence[HiLoLayer], settings: SpectrumSettings
+    ):
         self.model = model
         self.views = {layer.index: layer for layer in layers}
         self.layers: list[HiLoLayerInfo] = [layer.info for layer in layers]
