@@ -1,8 +1,9 @@
 """`hilo flops` for a loaded model whose architecture no config states (`--model-fn` / `--hub`):
 FLOPs of the whole model counted by torch's FlopCounterMode on one forward at the input size, and
 per HiLo layer (found by structure, grid as it ran) the analytic MACs of the authors' convention
-beside the counted FLOPs of that module (matrix products only: 2 FLOPs per MAC, so counted = 2 x analytic when the module computes
-HiLo's products and nothing else; a fused attention kernel may not be counted, see docs/flops.md).
+beside the counted FLOPs of that module (matrix products only: 2 FLOPs per MAC, so counted =
+2 x analytic when the module computes HiLo's products and nothing else; a fused attention kernel
+may not be counted, see docs/flops.md).
 """
 
 from __future__ import annotations
