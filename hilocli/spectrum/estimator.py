@@ -71,15 +71,6 @@ def tapered(x: torch.Tensor, boundary: str) -> torch.Tensor:
     return (x - weighted_mean) * w
 
 
-def channels_first(maps: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, C) maps -> (B, C, H, W) in the estimator's precision (float64 stays float64,
-    anything else becomes float32), one contiguous copy."""
-    if maps.ndim != 4:
-        raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(maps.shape)}")
-    dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
-    return maps.permute(0, 3, 1, 2).to(dtype, memory_format=torch.contiguous_format)
-
-
 def high_band(spectrum: torch.Tensor, height: int, width: int, cutoff: float) -> torch.Tensor:
     """Half-plane spectra (..., H, W//2+1) -> the high band of each map in space (..., H, W)."""
     amp = high_weight(height, width, cutoff, spectrum.device, spectrum.real.dtype).sqrt()
