@@ -114,9 +114,6 @@ def group_scenes(hashes: np.ndarray, threshold: int = HASH_THRESHOLD) -> np.ndar
     Hamming distance); scenes are the connected components of the links. Exact, by blocks of
     rows: O(n^2) comparisons in O(n) memory; a block's links inside a scene already found are
     dropped, so many near-duplicates of one scene cost no more than distinct images."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     hashes = np.asarray(hashes, dtype=np.uint64)
     if hashes.ndim != 2 or hashes.shape[1] != 2:
         raise ValueError(f"group_scenes wants (n, 2) hashes, got shape {hashes.shape}")
@@ -137,6 +134,9 @@ def group_scenes(hashes: np.ndarray, threshold: int = HASH_THRESHOLD) -> np.ndar
         i, j = np.nonzero(link)
         if i.size == 0:
             continue
+        from scipy.sparse import coo_matrix  # only when images link (distinct ones: no import)
+        from scipy.sparse.csgraph import connected_components
+
         edges = coo_matrix((np.ones(i.size, bool), (root[i + start], root[j + start])), (m, m))
         _, merged = connected_components(edges, directed=False)
         root = merged[root]

@@ -57,8 +57,19 @@ class Spectra:
     channels: int
     block_reference: float  # the block share of white noise on this grid (NaN: no window)
     log_amplitude: torch.Tensor | None = None  # (B, H, W) log(|F| + EPS) of the tapered map
-    raw_log_amplitude: torch.Tensor | None = None  # (B, H, W) plain FFT WITHOUT mean removal
-    paper_log_amplitude: torch.Tensor | None = None  # (B, k, H, W) the same for paper channels
+    raw_log_diagonal: torch.Tensor | None = None  # (B, K) the same of the plain FFT WITHOUT
+    # mean removal, on Park & Kim's diagonal (`depth.parkkim_diagonal`) only
+    paper_log_amplitude: torch.Tensor | None = None  # (B, k, H, W) plain, for paper channels
+
+
+@dataclass(frozen=True)
+class Part:
+    """One set of maps (B, H, W, C) for `joint_spectra`, with what to measure on it."""
+
+    maps: torch.Tensor
+    window_size: int | None = None  # the block part's s (None or 1: none, NaN)
+    amplitudes: bool = False  # also the log-amplitude maps and the plain diagonal
+    paper_channels: tuple[int, ...] = ()  # those channels' plain log-amplitude maps
 
 
 def spectra(
@@ -69,54 +80,112 @@ def spectra(
     amplitudes: bool = False,
     paper_channels: list[int] | None = None,
 ) -> Spectra:
-    """The estimator on (B, H, W, C) maps; with `amplitudes` the log-amplitude maps, with
-    `paper_channels` those channels' plain log-amplitude maps (Park & Kim, the authors)."""
+    """The estimator on (B, H, W, C) maps; with `amplitudes` the log-amplitude maps and the
+    plain diagonal, with `paper_channels` those channels' plain log-amplitude maps."""
+    part = Part(maps, window_size, amplitudes, tuple(paper_channels or ()))
+    return joint_spectra([part], boundary, cutoff)[0]
+
+
+def joint_spectra(parts: list[Part], boundary: str = "hann", cutoff: float = 0.25) -> list:
+    """The estimator on several sets of maps of one grid (a layer's branches and its stream) in
+    one transform: the channels of all parts stacked, tapered and FFT'd together, then each
+    part's channel means taken on its own channels. One Spectra per part, in order."""
     check_boundary(boundary)
-    xw, mean = tapered(maps, boundary)  # (B, C, H, W), (B, C)
-    B, C, H, W = xw.shape
-    norm = float(H * W) ** 2
-    half = half_plane(H, W, xw.device)
-    spectrum = torch.fft.rfft2(xw)  # (B, C, H, Wh)
-    power = power2(spectrum)  # (B, C, H, Wh)
+    x = stacked([p.maps for p in parts])  # (B, C_total, H, W)
+    B, _, H, W = x.shape
+    mean = x.mean((-2, -1))  # (B, C_total); torch.var_mean is several times slower here
+    var = (x - mean[..., None, None]).square().mean((-2, -1))  # (B, C_total) spatial variance
+    spectrum = torch.fft.rfft2(tapered(x, boundary))  # (B, C_total, H, Wh)
+    power = power2(spectrum)  # (B, C_total, H, Wh)
     power[..., 0, 0] = 0
-    raw = maps.to(xw.dtype).permute(0, 3, 1, 2)  # (B, C, H, W)
-    out = Spectra(
-        power=half.expand(power.mean(1) / norm),  # (B, H, W)
-        nondc_power=(raw - mean[..., None, None]).square().mean((-2, -1)).mean(1),
-        dc_power=mean.square().mean(1),
-        block_power=block_part(maps, spectrum, window_size, cutoff, boundary) / C,
-        radius=radius_grid(H, W, xw.device, xw.dtype),
-        channels=C,
-        block_reference=math.nan
-        if (window_size or 1) < 2
-        else block_reference(H, W, window_size, cutoff, boundary),
-    )
-    if amplitudes:
-        out.log_amplitude = half.expand(power.sqrt().add(EPS).log().mean(1))
-        plain = torch.fft.rfft2(raw)  # (B, C, H, Wh) without mean removal: DC from the mean
-        raw_log = power2(plain).sqrt_().add_(EPS).log_()
-        out.raw_log_amplitude = half.expand(raw_log.mean(1))
-        if paper_channels:
-            out.paper_log_amplitude = half.expand(
-                raw_log[:, paper_channels[0] : paper_channels[-1] + 1]
-            )
+    sizes = {p.window_size for p in parts if (p.window_size or 1) >= 2}
+    energy = (var + mean.square()) * (H * W)  # (B, C_total) each map's sum of squares
+    blocks = {s: block_power(x, spectrum, energy, s, cutoff, boundary) for s in sizes}
+    diagonal = plain_diagonal(x) if any(p.amplitudes for p in parts) else None  # (B, C_t, K)
+    out, start = [], 0
+    for part in parts:
+        own = slice(start, start + part.maps.shape[-1])
+        start = own.stop
+        spec = Spectra(
+            power=half_plane(H, W, x.device).expand(power[:, own].mean(1) / float(H * W) ** 2),
+            nondc_power=var[:, own].mean(1),
+            dc_power=mean[:, own].square().mean(1),
+            block_power=blocks[part.window_size][:, own].mean(1)
+            if part.window_size in blocks
+            else torch.full((B,), torch.nan, device=x.device, dtype=x.dtype),
+            radius=radius_grid(H, W, x.device, x.dtype),
+            channels=part.maps.shape[-1],
+            block_reference=block_reference(H, W, part.window_size, cutoff, boundary)
+            if part.window_size in blocks
+            else math.nan,
+        )
+        if part.amplitudes:
+            amplitudes(spec, x[:, own], power[:, own], diagonal[:, own], part.paper_channels)
+        out.append(spec)
     return out
 
 
-def block_part(
-    maps: torch.Tensor,
-    spectrum: torch.Tensor,
-    window_size: int | None,
-    cutoff: float,
-    boundary: str,
-) -> torch.Tensor:
-    """(B,) the window-block part of the high-band power (`blocks`), NaN without a window."""
-    H, W = maps.shape[1:3]
-    if (window_size or 1) < 2:
-        return torch.full(
-            (maps.shape[0],), torch.nan, device=maps.device, dtype=spectrum.real.dtype
-        )
-    return block_power(maps, spectrum, window_size, cutoff, boundary)
+def stacked(maps: list[torch.Tensor]) -> torch.Tensor:
+    """(B, H, W, C_k) maps of one grid -> (B, sum C_k, H, W) in the estimator's precision
+    (float64 when any part is, else float32): one copy, channels last in memory (the layout the
+    maps come in; the sums over a map then add in the same order as for one part alone)."""
+    B, H, W = maps[0].shape[:3]
+    for m in maps:
+        if m.ndim != 4 or tuple(m.shape[:3]) != (B, H, W):
+            raise ValueError(f"maps must be (B, H, W, C) of one grid, got {tuple(m.shape)}")
+    wide = any(m.dtype == torch.float64 for m in maps)
+    dtype = torch.float64 if wide else torch.float32
+    x = torch.empty(B, H, W, sum(m.shape[-1] for m in maps), dtype=dtype, device=maps[0].device)
+    start = 0
+    for m in maps:
+        x[..., start : start + m.shape[-1]].copy_(m)
+        start += m.shape[-1]
+    return x.permute(0, 3, 1, 2)
+
+
+def amplitudes(
+    spec: Spectra,
+    x: torch.Tensor,
+    power: torch.Tensor,
+    diagonal: torch.Tensor,
+    paper_channels: tuple[int, ...],
+) -> None:
+    """Fill spec's log-amplitude fields from its channels: x (B, C, H, W), their tapered power
+    (B, C, H, Wh), their plain diagonal (B, C, K), and the paper channels' plain maps."""
+    H, W = x.shape[-2:]
+    half = half_plane(H, W, x.device)
+    spec.log_amplitude = half.expand(power.sqrt().add_(EPS).log_().mean(1))  # (B, H, W)
+    spec.raw_log_diagonal = diagonal.mean(1)  # (B, K)
+    if paper_channels:
+        first, last = paper_channels[0], paper_channels[-1]
+        paper = x[:, first : last + 1].contiguous()  # (B, k, H, W); a strided FFT is slow
+        plain = power2(torch.fft.rfft2(paper)).sqrt_().add_(EPS).log_()
+        spec.paper_log_amplitude = half.expand(plain)
+
+
+@lru_cache(maxsize=32)
+def diagonal_dft(height: int, width: int, device, dtype) -> torch.Tensor:
+    """(H W, 2 K): x (.., H W) @ this = the (re, im) of the plain 2D DFT of x at the K points
+    of Park & Kim's diagonal (`depth.parkkim_diagonal`), for each map (cached, read-only)."""
+    from hilocli.spectrum.depth import parkkim_diagonal
+
+    _, rows, cols = parkkim_diagonal(height, width)
+    y = torch.arange(height, dtype=torch.float64)[:, None] / height  # (H, 1)
+    x = torch.arange(width, dtype=torch.float64)[None, :] / width  # (1, W)
+    fy, fx = (torch.as_tensor(k, dtype=torch.float64)[:, None, None] for k in (rows, cols))
+    phase = -2 * math.pi * (fy * y + fx * x)  # (K, H, W)
+    dft = torch.stack([phase.cos(), phase.sin()], -1).flatten(1, 2)  # (K, H W, 2)
+    return dft.permute(1, 0, 2).reshape(height * width, -1).to(device, dtype)
+
+
+def plain_diagonal(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) maps -> (B, C, K) log(|F| + EPS) of their plain FFT (no mean removal, no
+    window) on Park & Kim's diagonal: a DFT at K points, not a full FFT."""
+    B, C, H, W = x.shape
+    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view of channels-last maps
+    values = diagonal_dft(H, W, x.device, x.dtype).T @ tokens  # (B, 2 K, C)
+    values = values.view(B, -1, 2, C).square().sum(2).sqrt_().add_(EPS).log_()  # (B, K, C)
+    return values.transpose(1, 2)  # (B, C, K)
 
 
 def nan_unless(ok: torch.Tensor, num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -204,10 +273,13 @@ def band_power(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(low, high) power of maps (B, H, W, C) summed over channels, each (B,): what the map adds
     per band under the estimator, window blocks included."""
-    spec = spectra(maps, None, boundary, cutoff)
+    return bands(spectra(maps, None, boundary, cutoff), cutoff)
+
+
+def bands(spec: Spectra, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) band power (B,) of `spec`, summed over its channels (`band_power`)."""
     H, W = spec.power.shape[-2:]
-    high = (spec.power * high_weight(H, W, cutoff, spec.power.device, spec.power.dtype)).sum(
-        (-2, -1)
-    )
+    weight = high_weight(H, W, cutoff, spec.power.device, spec.power.dtype)
+    high = (spec.power * weight).sum((-2, -1))
     total = spec.power.sum((-2, -1))
     return (total - high) * spec.channels, high * spec.channels

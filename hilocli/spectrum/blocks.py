@@ -17,55 +17,87 @@ cannot make a branch look high-frequency.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 
-from hilocli.spectrum.estimator import high_band, high_weight, power2, tapered
+from hilocli.spectrum.estimator import high_band, high_weight, taper, tapered
 from hilocli.spectrum.halfplane import half_plane
 
 REFERENCE_DRAWS = 2048  # white-noise maps behind block_reference (seed 0)
 NO_BLOCKS = 1e-12  # a window-mean map with less than this share of the map's power is none
 
 
-def window_means(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, C, H, W) -> the same maps with every s x s window (partial at the bottom and right
-    edges) replaced by its mean."""
-    H, W = x.shape[-2:]
+@dataclass(frozen=True)
+class WindowOperators:
+    """The fixed linear maps of the block part on one grid (cached per grid, read-only). With b
+    the block map of the window means m (B, C, n), less its window-weighted mean, and X a
+    map's tapered half-plane spectrum as (re, im) pairs (B, C, 2F):
+    H W <x_high, b_high> = ((X @ against) * m).sum(-1) and
+    H W |b_high|^2 = ((m @ gram) * m).sum(-1)."""
+
+    pool: torch.Tensor  # (H W, n): x (.., H W) @ pool = the n window means
+    share: torch.Tensor  # (n,): window means @ share = the block map's window-weighted mean
+    against: torch.Tensor  # (2F, n): high band x half-plane weight x spectrum of tapered window j
+    gram: torch.Tensor  # (n, n): the same weighted inner products between the windows
+
+
+def window_indicators(height: int, width: int, window_size: int) -> torch.Tensor:
+    """(H W, n) float64 0/1: which s x s window (anchored at (0, 0), partial at the bottom and
+    right edges) each token lies in."""
     s = window_size
-    pad = (0, (-W) % s, 0, (-H) % s)
-    sums = F.avg_pool2d(F.pad(x, pad), s) * s * s  # (B, C, H/s, W/s) window sums
-    ones = F.pad(torch.ones(1, 1, H, W, device=x.device, dtype=x.dtype), pad)
-    counts = F.avg_pool2d(ones, s) * s * s  # (1, 1, H/s, W/s) tokens per window
-    means = (sums / counts).repeat_interleave(s, -2).repeat_interleave(s, -1)
-    return means[..., :H, :W]  # (B, C, H, W)
+    cols = -(-width // s)
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    window = ((y // s) * cols + x // s).flatten()  # (H W,)
+    n = -(-height // s) * cols
+    return torch.nn.functional.one_hot(window, n).to(torch.float64)
+
+
+@lru_cache(maxsize=32)
+def window_operators(
+    height: int, width: int, window_size: int, cutoff: float, boundary: str, device, dtype
+) -> WindowOperators:
+    """The block part's linear maps on an H x W grid (see `WindowOperators`), built in float64."""
+    ind = window_indicators(height, width, window_size)  # (H W, n)
+    w = taper(height, width, boundary, "cpu", torch.float64).flatten()  # (H W,)
+    maps = (ind * w[:, None]).T.reshape(-1, height, width)  # (n, H, W) tapered windows
+    spectra = torch.view_as_real(torch.fft.rfft2(maps)).flatten(1)  # (n, 2F)
+    half = half_plane(height, width, "cpu")
+    band = high_weight(height, width, cutoff, "cpu", torch.float64)[:, : half.columns]
+    weight = (band * half.weights).flatten().repeat_interleave(2)  # (2F,) per (re, im) value
+    against = (spectra * weight).T  # (2F, n)
+    ops = (ind / ind.sum(0), (w @ ind) / w.sum(), against, spectra @ against)
+    return WindowOperators(*(t.to(device, dtype) for t in ops))
 
 
 def block_power(
-    maps: torch.Tensor, spectrum: torch.Tensor, window_size: int, cutoff: float, boundary: str
+    x: torch.Tensor,
+    spectrum: torch.Tensor,
+    energy: torch.Tensor,
+    window_size: int,
+    cutoff: float,
+    boundary: str,
 ) -> torch.Tensor:
-    """(B,) the block part of the high-band power, summed over channels. `maps` (B, H, W, C);
-    `spectrum` (B, C, H, W//2+1) the rfft2 of their tapered maps (`estimator.tapered`). The
-    inner products of the high bands are taken in frequency (Parseval): no inverse FFT."""
-    H, W = maps.shape[1:3]
-    dtype = spectrum.real.dtype
-    raw = maps.to(dtype).permute(0, 3, 1, 2)  # (B, C, H, W)
-    blocks = window_means(raw, window_size).permute(0, 2, 3, 1)  # (B, H, W, C)
-    xw, _ = tapered(blocks, boundary)
-    block_spectrum = torch.fft.rfft2(xw)  # (B, C, H, Wh)
-    half = half_plane(H, W, maps.device)
-    band = high_weight(H, W, cutoff, maps.device, dtype)[:, : half.columns]  # (H, Wh)
-    weight = band * half.weights.to(dtype)  # each stored column for itself and its mirror
-    cross = torch.view_as_real(spectrum.conj() * block_spectrum)[..., 0]  # Re(conj X B)
-    inner = (cross * weight).sum((-2, -1))  # (B, C) = H W <x_high, b_high>
-    norm = (power2(block_spectrum) * weight).sum((-2, -1))  # (B, C) = H W |b_high|^2
+    """(B, C) the block part of each map's high-band power. `x` (B, C, H, W) the maps;
+    `spectrum` (B, C, H, W//2+1) the rfft2 of their tapered maps (`estimator.tapered`);
+    `energy` (B, C) each map's sum of squares. The block map is never formed: its tapered
+    spectrum is linear in the window means less their window-weighted mean, so the high bands'
+    inner products (Parseval, in frequency) are small matrix products (`WindowOperators`)."""
+    B, C, H, W = x.shape
+    ops = window_operators(H, W, window_size, cutoff, boundary, x.device, x.dtype)
+    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view of channels-last maps
+    means = (ops.pool.T @ tokens).transpose(1, 2).reshape(B * C, -1)  # (B C, n) window means
+    means -= (means @ ops.share)[:, None]  # less the block map's window-weighted mean
+    pairs = torch.view_as_real(spectrum).reshape(B * C, -1)  # (B C, 2F)
+    inner = ((pairs @ ops.against) * means).sum(-1).view(B, C)  # H W <x_high, b_high>
+    norm = ((means @ ops.gram) * means).sum(-1).view(B, C)  # H W |b_high|^2
     # window means that are zero up to rounding are no block structure (a fit on rounding noise
     # could explain anything): compared with the map's own power
-    energy = raw.square().sum((-2, -1)) * (H * W)  # (B, C) on the scale of `norm`
-    some = norm > NO_BLOCKS * energy.clamp_min(torch.finfo(dtype).tiny)
+    energy = energy * (H * W)  # (B, C) on the scale of `norm`
+    some = norm > NO_BLOCKS * energy.clamp_min(torch.finfo(x.dtype).tiny)
     explained = torch.where(some, inner.square() / torch.where(some, norm, 1.0), 0.0)
-    return explained.sum(1) / float(H * W) ** 2  # power per token
+    return explained / float(H * W) ** 2  # power per token
 
 
 @lru_cache(maxsize=32)
@@ -76,8 +108,9 @@ def block_reference(
     noise maps of the block part over the mean high-band power."""
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(1, height, width, REFERENCE_DRAWS, generator=gen, dtype=torch.float64)
-    xw, _ = tapered(noise, boundary)
-    spectrum = torch.fft.rfft2(xw)  # (1, D, H, Wh)
+    x = noise.permute(0, 3, 1, 2)  # (1, D, H, W)
+    spectrum = torch.fft.rfft2(tapered(x, boundary))  # (1, D, H, Wh)
     high = high_band(spectrum, height, width, cutoff)  # (1, D, H, W)
-    explained = block_power(noise, spectrum, window_size, cutoff, boundary)
+    energy = x.square().sum((-2, -1))  # (1, D)
+    explained = block_power(x, spectrum, energy, window_size, cutoff, boundary).sum()
     return float(explained / (high.square().sum() / (height * width)))

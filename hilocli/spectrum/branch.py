@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hilocli.spectrum.analyse import CUTOFFS, Spectra, spectra, summarise
+from hilocli.spectrum.analyse import CUTOFFS, Part, Spectra, joint_spectra, summarise
 from hilocli.spectrum.measures import (
     PER_IMAGE_FIELDS,
     FrequencyAxes,
@@ -84,7 +84,7 @@ class _GridSums:
     axes: FrequencyAxes
     count: int = 0
     log_amp: torch.Tensor | None = None  # (H, W)
-    raw_log_amp: torch.Tensor | None = None  # (H, W)
+    raw_log_diag: torch.Tensor | None = None  # (K,) on Park & Kim's diagonal
     radial: torch.Tensor | None = None  # (nbins,)
     radial_rel: torch.Tensor | None = None  # (nbins,)
     paper: torch.Tensor | None = None  # (k, H, W)
@@ -119,26 +119,31 @@ class BranchAccumulator:
         band power (B,) at the block input (`analyse.band_power`): gives residual_ratio_*;
         `matched_bands` likewise for the branch's matched input (matched_ratio_*); fields never
         measured stay NaN."""
-        self._check(maps)
         s = self.settings
-        channels = paper_channel_range(maps.shape[-1], s.paper_channels)
-        spec = spectra(maps, self.window_size, s.boundary, s.cutoff, True, channels)
-        self._record(spec, stream_bands, matched_bands)
+        spec = joint_spectra([self.part(maps)], s.boundary, s.cutoff)[0]
+        self.add_spectra(spec, stream_bands, matched_bands)
 
-    def _check(self, maps: torch.Tensor) -> None:
-        C = maps.shape[-1]
+    def part(self, maps: torch.Tensor) -> Part:
+        """This branch's maps (B, H, W, C) as a `joint_spectra` part (a layer's branches are
+        transformed together: `SpectrumCollector`)."""
+        self._check(maps.shape[-1])
+        channels = paper_channel_range(maps.shape[-1], self.settings.paper_channels)
+        return Part(maps, self.window_size, True, tuple(channels))
+
+    def _check(self, C: int) -> None:
         if self.channels is None:
             self.channels = C
         elif C != self.channels:
             raise ValueError(f"{self.branch}: channel count changed from {self.channels} to {C}")
 
-    def _record(
+    def add_spectra(
         self,
         spec: Spectra,
         stream_bands: tuple[torch.Tensor, torch.Tensor] | None,
         matched_bands: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> None:
-        """Accumulate one batch's spectra (`analyse.spectra`)."""
+        """Accumulate one batch's spectra (`analyse.joint_spectra` of `part(maps)`); the band
+        powers as in `add`."""
         B, H, W = spec.power.shape
         device = spec.power.device
         sums = self.sums.get((H, W))
@@ -156,9 +161,7 @@ class BranchAccumulator:
                 ok = total > 0
                 ratio = torch.where(ok, own / torch.where(ok, total, 1.0), torch.nan)
                 fields[f"{prefix}_{name}"] = ratio
-        raw_log = spec.raw_log_amplitude.float()  # (B, H, W) log|F| without mean removal
-        rows, cols = axes.diag
-        diag = raw_log[:, rows, cols]  # (B, K) Park & Kim's diagonal, per image
+        diag = spec.raw_log_diagonal.float()  # (B, K) log|F| without mean removal, per image
         silent = spec.nondc_power + spec.dc_power <= 0  # a zero map: no amplitude to compare
         parkkim = (diag[:, -1] - diag[:, 0]).to(fields["hf_fraction"].dtype)
         fields["parkkim_hf"] = torch.where(silent, torch.nan, parkkim)
@@ -168,17 +171,21 @@ class BranchAccumulator:
                 torch.full((B,), torch.nan, device=device) if v is None else v.float()
             )
         # maps and profiles average the images with a defined spectrum only (never a 0 for one)
-        has = torch.isfinite(fields["hf_fraction"])  # (B,)
-        mean_power = spec.power.float()[has]  # (b, H, W)
+        keep = torch.isfinite(fields["hf_fraction"]).nonzero().flatten()  # (b,) image indices
+
+        def kept(t: torch.Tensor) -> torch.Tensor:
+            return t.float().index_select(0, keep)  # a mask index is several times slower
+
+        mean_power = kept(spec.power)  # (b, H, W)
         total = mean_power.flatten(1).sum(1)  # (b,)
         rel = mean_power / total[:, None, None]
         profiles = radial_profile(torch.stack([mean_power, rel]).flatten(0, 1), axes)  # (2b, n)
-        b = int(has.sum())
+        b = len(keep)
         sums.add("radial", profiles[:b].sum(0))
         sums.add("radial_rel", profiles[b:].sum(0))
-        sums.add("log_amp", spec.log_amplitude.float()[has].sum(0))  # (H, W)
-        sums.add("raw_log_amp", raw_log[has].sum(0))
-        sums.add("paper", spec.paper_log_amplitude.float()[has].sum(0))  # (k, H, W)
+        sums.add("log_amp", kept(spec.log_amplitude).sum(0))  # (H, W)
+        sums.add("raw_log_diag", kept(diag).sum(0))  # (K,)
+        sums.add("paper", kept(spec.paper_log_amplitude).sum(0))  # (k, H, W)
         sums.count += b
 
     def finish(self) -> BranchSpectrum:
@@ -192,9 +199,7 @@ class BranchAccumulator:
         def centred(t: torch.Tensor) -> np.ndarray:
             return torch.fft.fftshift(t / n, dim=(-2, -1)).double().cpu().numpy()
 
-        raw_log = (s.raw_log_amp / n).double().cpu()  # (H, W) torch order
-        rows, cols = ax.diag
-        diag = raw_log[rows.cpu(), cols.cpu()]  # (K,)
+        diag = (s.raw_log_diag / n).double().cpu()  # (K,) Park & Kim's diagonal
         return BranchSpectrum(
             branch=self.branch,
             channels=int(self.channels),

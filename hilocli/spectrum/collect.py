@@ -145,14 +145,12 @@ class SpectrumCollector:
             raise ValueError("the depth curve needs SpectrumSettings(depth=True)")
         return finish_depth(self._depth)
 
-    def _stream_bands(self, index: int, grid: tuple[int, ...]):
-        """(low, high) band power (B,) of the residual stream entering the block, or None."""
-        from hilocli.spectrum.analyse import band_power
-
+    def _stream_at(self, index: int, grid: tuple[int, ...]) -> torch.Tensor | None:
+        """The residual stream (B, H, W, C) entering the block, or None (none, or another grid)."""
         stream = self._stream.get(index)
         if stream is None or tuple(stream.shape[:3]) != tuple(grid):
             return None
-        return band_power(stream, self.settings.cutoff, self.settings.boundary)
+        return stream
 
     def _matched_bands(self, info: HiLoLayerInfo, control: torch.Tensor) -> dict:
         """Per branch the (low, high) band power (B,) of its matched input (transfer.py)."""
@@ -234,18 +232,32 @@ class SpectrumCollector:
             out = self.model(x)
             self._check_finite()
             for info in self.layers:
-                rec = self._cap.records[info.index]
-                bands = self._stream_bands(info.index, rec.control.shape[:3])
-                matched = self._matched_bands(info, rec.control)
-                if self.settings.transfer:
-                    self._add_transfer(info, rec)
-                for b in BRANCHES:
-                    maps = rec.control if b == "control" else getattr(rec, f"{b}_out")
-                    if maps is not None:  # (B, H, W, C_b)
-                        own = None if b == "control" else bands
-                        self.accs[info.index][b].add(maps, own, matched.get(b))
+                self._measure_layer(info)
         self.images += x.shape[0]
         return out
+
+    def _measure_layer(self, info: HiLoLayerInfo) -> None:
+        """One layer of this batch: its branches and the residual stream in one transform
+        (`analyse.joint_spectra`), each branch's spectra into its accumulator."""
+        from hilocli.spectrum.analyse import Part, bands, joint_spectra
+
+        rec, accs, cut = self._cap.records[info.index], self.accs[info.index], self.settings.cutoff
+        present = [
+            (b, rec.control if b == "control" else getattr(rec, f"{b}_out")) for b in BRANCHES
+        ]
+        present = [(b, m) for b, m in present if m is not None]  # (B, H, W, C_b) each
+        parts = [accs[b].part(m) for b, m in present]
+        stream = self._stream_at(info.index, rec.control.shape[:3])
+        if stream is not None:
+            parts.append(Part(stream))
+        done = joint_spectra(parts, self.settings.boundary, cut)
+        stream_bands = bands(done[-1], cut) if stream is not None else None
+        matched = self._matched_bands(info, rec.control)
+        if self.settings.transfer:
+            self._add_transfer(info, rec)
+        for (b, _), spec in zip(present, done):
+            own = None if b == "control" else stream_bands
+            accs[b].add_spectra(spec, own, matched.get(b))
 
     def finish(self) -> list[LayerSpectra]:
         if self.images == 0:

@@ -63,16 +63,12 @@ def power2(z: torch.Tensor) -> torch.Tensor:
     return squares[..., 0] + squares[..., 1]
 
 
-def tapered(maps: torch.Tensor, boundary: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W, C) maps -> (the estimator's input w * (x - m) as (B, C, H, W), the plain channel
-    means (B, C)); m is the window-weighted mean, so the tapered map has no DC."""
-    if maps.ndim != 4:
-        raise ValueError(f"maps must be (B, H, W, C), got shape {tuple(maps.shape)}")
-    dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
-    x = maps.to(dtype).permute(0, 3, 1, 2)  # (B, C, H, W)
-    w = taper(x.shape[-2], x.shape[-1], boundary, x.device, dtype)  # (H, W)
+def tapered(x: torch.Tensor, boundary: str) -> torch.Tensor:
+    """(B, C, H, W) float maps -> the estimator's input w * (x - m), m the window-weighted mean
+    of each map, so the tapered map has no DC."""
+    w = taper(x.shape[-2], x.shape[-1], boundary, x.device, x.dtype)  # (H, W)
     weighted_mean = (x * w).sum((-2, -1), keepdim=True) / w.sum()  # (B, C, 1, 1)
-    return (x - weighted_mean) * w, x.mean((-2, -1))
+    return (x - weighted_mean) * w
 
 
 def high_band(spectrum: torch.Tensor, height: int, width: int, cutoff: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ listed and de-duplicated, the weights loaded, the layers chosen, and only then i
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,10 @@ def run(
     from hilocli.weights import random_init_like
 
     request.validate()
+    # what is alive now (torch's and hilo's modules, hundreds of thousands of objects) stays:
+    # frozen, Python's full collections (during matplotlib's import, the figures and at exit)
+    # no longer walk it; reference counting still frees anything of it that is dropped
+    gc.freeze()
     settings = request.settings()
     where = placement()
     device = rank_device(resolve_device(request.device), where)

@@ -42,7 +42,7 @@ class CollectorPart:
     depth: list[dict[str, Any]] | None = None  # per block: curve_sum, highest, count, grid, freq
 
 
-SUM_FIELDS = ("log_amp", "raw_log_amp", "radial", "radial_rel", "paper")
+SUM_FIELDS = ("log_amp", "raw_log_diag", "radial", "radial_rel", "paper")
 
 
 def collector_part(col: Any, keys: list[Key]) -> CollectorPart:

@@ -27,6 +27,7 @@ class Measured:
     analysed: list[str]  # paths, in the order fed to the models
     skipped: list[tuple[Path, str]]  # (path, the loader's reason)
     hashes: np.ndarray  # (n, 2) uint64 perceptual hashes of each input and its mirror image
+    # (zeros for a run of one file: one image is one scene, nothing to compare it with)
     blank: np.ndarray  # (n,) bool: inputs with no spatial content
     depth: Any = None  # the first model's DepthCurve when settings.depth
 
@@ -72,6 +73,7 @@ def measure(
     where = where or SINGLE
     norm = (None, None) if preprocess is None else (preprocess.mean, preprocess.std)
     cuda = getattr(device, "type", None) == "cuda"
+    hashing = len(paths) > 1  # one image is one scene: no hash to compare (and no scipy.fft)
     with ExitStack() as stack:
         cols = [
             stack.enter_context(SpectrumCollector(m.model, [m.layers[i] for i in layers], settings))
@@ -94,7 +96,8 @@ def measure(
                             col.add_batch(x)
                     mine.keys.append(group.key)
                     mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
-                    looks = zip(scene_hashes(x, *norm), no_spatial_content(x, *norm), strict=True)
+                    hashes = scene_hashes(x, *norm) if hashing else np.zeros((len(x), 2), np.uint64)
+                    looks = zip(hashes, no_spatial_content(x, *norm), strict=True)
                     mine.looks += [((*group.key, i), look) for i, look in enumerate(looks)]
                 done += chunk.files
                 if progress is not None:
