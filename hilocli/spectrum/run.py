@@ -263,7 +263,6 @@ def random_twin(loaded, seed: int, device):
 
     from hilocli.checkpoint import LoadedModel, Provenance
     from hilocli.models import create_model
-    from hilocli.models.onednn import keep_weights_packed
 
     source = getattr(loaded.provenance, "model_source", None)
     if source is not None:  # a user model: its own function, seeded
@@ -273,7 +272,7 @@ def random_twin(loaded, seed: int, device):
         return LoadedModel(net, UserProvenance(source, seed=seed), loaded.name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = keep_weights_packed(create_model(loaded.model.cfg).to(device))  # as `load` does
+        net = create_model(loaded.model.cfg).to(device)
     prov = Provenance(source="random init", variant=loaded.provenance.variant, seed=seed)
     return LoadedModel(model=net, provenance=prov, name=loaded.name)
 
