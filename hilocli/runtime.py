@@ -43,9 +43,10 @@ def keep_freed_memory() -> bool:
     free, so each forward pass faults in and zeroes all its large activations again (the CPU
     forward's cost of that: docs/benchmarks.md). With mmap off and trimming at its limit, freed
     blocks are reused: the results are the same bits, the process's resident memory stays at its
-    peak until it exits. Process-wide, so only the CLI entry calls it (`hilocli.cli`), and the
-    environment record says whether it was applied (`host_allocator`). No-op elsewhere (macOS,
-    Windows, musl); True when applied (now or before)."""
+    peak until it exits. Process-wide, so only process entries call it (`hilocli.cli.main`, an
+    isolated benchmark case's process), and the environment record says whether it was applied
+    (`host_allocator`). No-op elsewhere (macOS, Windows, musl); True when applied (now or
+    before)."""
     global _kept
     if _kept:
         return True
