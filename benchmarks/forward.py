@@ -4,8 +4,7 @@ the authors' own model in the same run.
 
     python benchmarks/forward.py [--model litv2_s] [--batch 8] [--resolution 224] [--rounds 7]
                                  [--compile] [--dtypes float32,bfloat16] [--baseline DIR]
-                                 [--authors DIR] [--default-allocator] [--torch-kernels]
-                                 [--unpacked]
+                                 [--authors DIR] [--default-allocator]
 
 Eval mode, no_grad, random-init weights (speed does not depend on the values). Every path is
 warmed up as `hilo flops --benchmark` warms up (hilocli.flops.bench.warm_up: until the last 3 runs
@@ -20,38 +19,34 @@ analytic MACs (hilocli.flops, the authors' convention) x img/s: what the model n
 kernels execute (the Hi-Fi softmax, GELU, norms' arithmetic are not counted). CUDA rows (when a
 GPU is present) are timed with CUDA events.
 
-The process keeps freed host memory (hilocli.runtime.keep_freed_memory, as every hilo command
+The process keeps freed host memory (hilocli.runtime.keep_freed_memory, as the `hilo` command
 does; it applies to every model in the process alike); `--default-allocator` leaves glibc's
-default, which returns large blocks to the kernel on every free. hilo's model keeps its linear
-weights packed for oneDNN (hilocli.models.onednn.keep_weights_packed), as in every command.
+default, which returns large blocks to the kernel on every free.
 
-`--torch-kernels` (CPU) adds hilo's model once more with `hilocli.models.onednn.disabled()`: float32
-linear layers through torch's F.linear (MKL) and GELU apart from the depthwise conv, as before
-2026-12-05; the same weights, so the row shows what those kernels give in the same rounds.
-`--unpacked` (CPU) adds it with `hilocli.models.onednn.unpacked()`: oneDNN's float32 GEMM given
-the plain weights, which it reorders on every call, and under bfloat16 autocast torch's own
-F.linear, both as before 2026-12-06.
-
-`--compile` adds torch.compile rows and prints the compile time (first call) apart. `--baseline
-DIR` (a hilocli tree, e.g. from `git archive 3ed431e hilocli | tar -x -C DIR`) adds that tree's
-model. `--authors DIR` adds the authors' LITv2 (DIR: the `classification` folder of a clone of
-ziplab/LITv2; needs `timm` and `torchvision` installed, which hilo itself never imports): their
-deformable convolution is a compiled CUDA extension behind NVIDIA apex, so on the CPU two
-stand-ins take its place, `apex.amp.float_function` (run in float32, as apex does) and
-`DCN.deform_conv2d_forward` as `torchvision.ops.deform_conv2d` (DCNv1, the same semantics:
+`--compile` adds a row compiled as `hilo spectrum --compile on` compiles it
+(hilocli.runtime.compile_as: inductor with freezing) and prints the compile time (first call)
+apart. `--baseline DIR` (the `hilocli` folder of another tree, e.g. from `git archive 3ed431e
+hilocli | tar -x -C /tmp/b`: DIR is /tmp/b/hilocli) adds that tree's model, imported as that
+tree's own package and prepared as that tree's commands load it (its `keep_weights_packed`
+where it has one). `--authors DIR` adds the authors' LITv2 (DIR: the `classification` folder of
+a clone of ziplab/LITv2; needs `timm` and `torchvision` installed, which hilo itself never
+imports): their deformable convolution is a compiled CUDA extension behind NVIDIA apex, so on
+the CPU two stand-ins take its place, `apex.amp.float_function` (run in float32, as apex does)
+and `DCN.deform_conv2d_forward` as `torchvision.ops.deform_conv2d` (DCNv1, the same semantics:
 docs/benchmarks.md). The authors' model gets hilo's weights (strict load) and its logits are
-compared with hilo's before timing; with `--authors`, "vs" is against it.
+compared with hilo's before timing. The "vs" columns: per round, a path's speed over the
+authors' code's and the baseline tree's, where given (else over hilo's fused path); medians.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import copy
+import importlib
 import statistics
 import sys
 import time
 import types
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -60,17 +55,37 @@ from rich.table import Table
 
 from hilocli.flops.analytic import model_cost
 from hilocli.flops.bench import warm_up
-from hilocli.flops.kernels import matmul_peak, seconds_of
-from hilocli.models import create_model, onednn
-from hilocli.runtime import environment, forward_context, keep_freed_memory, resolve_precision
+from hilocli.flops.kernels import matmul_peak, seconds_of, set_explicit
+from hilocli.models import create_model
+from hilocli.runtime import (
+    CompileDecision,
+    compile_as,
+    environment,
+    forward_context,
+    keep_freed_memory,
+    resolve_precision,
+)
 
 
 def load_baseline(tree: Path, cfg):
-    """The LITv2 class of another hilocli tree (for a same-run comparison)."""
-    spec = importlib.util.spec_from_file_location("baseline_litv2", tree / "models" / "litv2.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.LITv2(cfg).eval()
+    """The LITv2 of another hilocli tree (for a same-run comparison), imported as that tree's own
+    `hilocli` package (this one's modules set aside meanwhile, then restored), with its weights
+    kept packed where that tree's commands kept them (`keep_weights_packed`)."""
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] == "hilocli"}
+    sys.path.insert(0, str(tree.resolve().parent))
+    try:
+        litv2 = importlib.import_module("hilocli.models.litv2")
+        model = litv2.LITv2(litv2.LITv2Config(**vars(cfg))).eval()
+        try:
+            model = importlib.import_module("hilocli.models.onednn").keep_weights_packed(model)
+        except ModuleNotFoundError:
+            pass
+    finally:
+        sys.path.pop(0)
+        for k in [k for k in sys.modules if k.split(".")[0] == "hilocli"]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+    return model
 
 
 def install_authors_stand_ins() -> None:
@@ -138,17 +153,6 @@ def main() -> None:
     ap.add_argument("--authors", type=Path, help="ziplab/LITv2's classification folder")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: both when present)")
     ap.add_argument("--default-allocator", action="store_true", help="do not keep freed memory")
-    ap.add_argument(
-        "--torch-kernels",
-        action="store_true",
-        help="also time hilo's model with torch's plain kernels (hilocli.models.onednn.disabled)",
-    )
-    ap.add_argument(
-        "--unpacked",
-        action="store_true",
-        help="also time hilo's model with its linear weights reordered on every call "
-        "(hilocli.models.onednn.unpacked)",
-    )
     args = ap.parse_args()
     if not args.default_allocator:
         keep_freed_memory()
@@ -166,7 +170,7 @@ def run_device(device: torch.device, args, con: Console) -> None:
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     torch.manual_seed(0)
-    model = onednn.keep_weights_packed(create_model(args.model).eval().to(device))
+    model = create_model(args.model).eval().to(device)
     res = args.resolution
     gflop_per_img = model_cost(model.cfg, res).flops / 1e9
     x = torch.randn(args.batch, 3, res, res, device=device)
@@ -181,34 +185,32 @@ def run_device(device: torch.device, args, con: Console) -> None:
         with torch.no_grad():
             diff = (net(x) - model(x)).abs().max().item()
         con.print(f"{label}: logits vs hilo (float32), max |diff| {diff:.2e}")
-    reference = "authors' code" if args.authors else "fused"
+    # "vs" columns: the authors' code and the baseline tree where given, else hilo's fused path
+    references = [label for label, _ in reversed(extra)] or ["fused"]
     for dtype in args.dtypes.split(","):
         prec = resolve_precision(dtype, device)
-        # (label, module, explicit attention, the CPU kernels it runs under)
-        paths = [("fused", model, False, nullcontext), ("explicit", model, True, nullcontext)]
-        if args.torch_kernels and device.type == "cpu":
-            paths.append(("fused, torch kernels", model, False, onednn.disabled))
-        if args.unpacked and device.type == "cpu":
-            paths.append(("fused, unpacked weights", model, False, onednn.unpacked))
-        paths += [(label, net, False, nullcontext) for label, net in extra]
+        # (label, module, explicit attention: hilo's models switch, the others have one path)
+        paths = [("fused", model, False), ("explicit", model, True)]
+        paths += [(label, net, None) for label, net in extra]
         if args.compile:
-            paths.append(("compiled (fused)", torch.compile(model), False, nullcontext))
+            frozen = copy.deepcopy(model)  # compiled in place; `model` stays eager
+            set_explicit(frozen, False)
+            compile_as(frozen, CompileDecision("on", True, "benchmark", "inductor"))
+            paths.append(("compiled (inductor, freezing)", frozen, None))
         calls = {}
-        for label, net, explicit, kernels in paths:
-            # hilo's models (the compiled wrapper passes the call on) switch their attention
-            # path; the authors' has one path and leaves hilo's model as it is
-            switch = getattr(net, "set_need_weights", lambda explicit: None)
+        for label, net, explicit in paths:
 
-            def call(net=net, switch=switch, explicit=explicit, kernels=kernels):
-                switch(explicit)
-                with kernels():
-                    return net(x)
+            def call(net=net, explicit=explicit):
+                if explicit is not None:
+                    set_explicit(net, explicit)
+                return net(x)
 
             with forward_context(prec):
                 if label.startswith("compiled"):
                     t0 = time.perf_counter()
                     out = call()
                     con.print(f"{dtype}: compile + first call {time.perf_counter() - t0:.1f} s")
+                    set_explicit(model, False)
                     diff = (out.float() - model(x).float()).abs().max().item()
                     con.print(f"{dtype}: compiled vs eager logits, max |diff| {diff:.2e}")
                 warm_up(lambda call=call: (call(), cuda and torch.cuda.synchronize()), 2)
@@ -219,36 +221,36 @@ def run_device(device: torch.device, args, con: Console) -> None:
             for label, call in calls.items():
                 with forward_context(prec):
                     times[label].append(seconds_of(call, cuda))
-        model.set_need_weights(False)
-        con.print(result_table(args, name, dtype, gflop_per_img, peaks, times, reference))
+        set_explicit(model, False)
+        con.print(result_table(args, name, dtype, gflop_per_img, peaks, times, references))
 
 
-def result_table(args, name, dtype, gflop_per_img, peaks, times, reference) -> Table:
+def result_table(args, name, dtype, gflop_per_img, peaks, times, references) -> Table:
     med = statistics.median
     env = environment()
     table = Table(
         title=f"{args.model} forward, batch {args.batch} at {args.resolution}x{args.resolution}"
         f" on {name}, {dtype} (torch {torch.__version__}, {torch.get_num_threads()} threads); "
         f"{gflop_per_img:.2f} GFLOP/img analytic; host allocator: "
-        f"{env['host_allocator']}; CPU kernels: {env['cpu_kernels']}; {args.rounds} interleaved "
+        f"{env['host_allocator']}; {args.rounds} interleaved "
         f"rounds; {dtype} "
         f"matmul peak per round {min(peaks):.0f}..{max(peaks):.0f} GFLOP/s (median "
         f"{med(peaks):.0f})"
     )
-    for col in ("path", "img/s", "spread", "GFLOP/s", "share of peak", f"vs {reference}"):
+    columns = ("path", "img/s", "spread", "GFLOP/s", "share of peak")
+    for col in (*columns, *(f"vs {r}" for r in references)):
         table.add_column(col, justify="right")
-    ref = times.get(reference)
     for label, seconds in times.items():
         rate = args.batch / med(seconds)
         share = med(args.batch / s * gflop_per_img / p for s, p in zip(seconds, peaks))
-        vs = "-" if ref is None else f"{med(r / s for s, r in zip(seconds, ref)):.2f}x"
+        vs = [f"{med(r / s for s, r in zip(seconds, times[ref])):.2f}x" for ref in references]
         table.add_row(
             label,
             f"{rate:.2f}",
             f"{args.batch / max(seconds):.2f}-{args.batch / min(seconds):.2f}",
             f"{rate * gflop_per_img:.0f}",
             f"{share:.0%}",
-            vs,
+            *vs,
         )
     return table
 

@@ -67,7 +67,6 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
 def main() -> None:
     from hilocli.images import find_images, load_many
     from hilocli.models import create_model
-    from hilocli.models.onednn import keep_weights_packed
     from hilocli.runtime import resolve_device
     from hilocli.spectrum import SpectrumCollector, SpectrumRequest, SpectrumSettings, run, verdict
     from hilocli.spectrum.render import write_outputs
@@ -92,7 +91,7 @@ def main() -> None:
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = keep_weights_packed(create_model(args.model).to(device))  # as `load` does
+            model = create_model(args.model).to(device)
         build_s = time.perf_counter() - t0
         layers = choose_layers(model, None)
         settings = SpectrumSettings()

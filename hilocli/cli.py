@@ -12,6 +12,7 @@
 With HILO_DEBUG=1 every failure also prints its traceback.
 
 Heavy imports (torch, matplotlib) happen inside the commands so `hilo --help` stays instant.
+`main` (the console entry) keeps freed host memory for the process (`hilocli.runtime`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import typer
 
 from hilocli import __version__
 from hilocli.errors import HiloError, Terminated, on_sigterm
+from hilocli.runtime import keep_freed_memory
 
 DEBUG_ENV = "HILO_DEBUG"
 
@@ -158,8 +160,11 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. The one process-wide setting hilo makes is made here, once: freed
+    host memory kept for reuse (`keep_freed_memory`; every result's environment records it as
+    `host_allocator`)."""
     signal.signal(signal.SIGTERM, on_sigterm)
+    keep_freed_memory()
     raise SystemExit(run())
 
 

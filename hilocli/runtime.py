@@ -12,12 +12,9 @@ from hilocli.errors import HiloError, UsageError
 
 
 def resolve_device(choice: str = "auto"):
-    """'auto' -> cuda when available else cpu; 'cuda' without CUDA is an error, not a fallback.
-    Every command that runs a model resolves its device here, so this is also where the process
-    is set to keep freed host memory (`keep_freed_memory`)."""
+    """'auto' -> cuda when available else cpu; 'cuda' without CUDA is an error, not a fallback."""
     import torch
 
-    keep_freed_memory()
     choice = getattr(choice, "value", choice)
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -43,11 +40,13 @@ def keep_freed_memory() -> bool:
     """Keep freed host memory in the process instead of returning it to the kernel (glibc).
 
     By default glibc serves every block above 128 KiB-32 MiB with a fresh mmap and unmaps it on
-    free, so each forward pass faults in and zeroes all its large activations again: LITv2-S at
-    224 px, batch 8, on 2 CPU cores took 96,000 page faults per forward and ran 25% slower for it
-    (docs/benchmarks.md). With mmap off and trimming at its limit, freed blocks are reused: the
-    results are the same bits, the process's resident memory stays at its peak until it exits.
-    No-op elsewhere (macOS, Windows, musl); True when applied (now or before)."""
+    free, so each forward pass faults in and zeroes all its large activations again (the CPU
+    forward's cost of that: docs/benchmarks.md). With mmap off and trimming at its limit, freed
+    blocks are reused: the results are the same bits, the process's resident memory stays at its
+    peak until it exits. Process-wide, so only process entries call it (`hilocli.cli.main`, an
+    isolated benchmark case's process), and the environment record says whether it was applied
+    (`host_allocator`). No-op elsewhere (macOS, Windows, musl); True when applied (now or
+    before)."""
     global _kept
     if _kept:
         return True
@@ -78,7 +77,6 @@ def environment(device=None) -> dict:
     import torch
 
     from hilocli import __version__
-    from hilocli.models import onednn
 
     env = {
         "hilo": __version__,
@@ -91,7 +89,6 @@ def environment(device=None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "host_allocator": KEPT if _kept else "default allocator",
-        "cpu_kernels": onednn.in_use(),
         **precision_environment(),
     }
     if device is not None:
@@ -217,25 +214,21 @@ def to_device(x, device):
 # ----------------------------------------------------------------------------------------------
 
 COMPILE_CHOICES = ("off", "on", "auto")
-# CPU, measured (docs/benchmarks.md; LITv2-S 224, batch 8, 2 loaded cores): compile + first call
-# 393 s, then 14.5 -> 10.7 s per batch: 0.475 s saved per image, so one compile pays after 827
-# images. A run may compile twice (a last, smaller batch recompiles with a dynamic batch size):
-# 1655 images; rounded up to 2000: spectrum's capture hooks keep intermediate outputs (less
-# fusion than the bare forward measured), other CPUs and larger models (longer compiles).
-# That gain was the allocator's: with freed memory kept (keep_freed_memory, every command on
-# glibc) the eager forward runs 20.1 img/s and the compiled one 20.2 (AVX-512 CPU, 2026-12-05),
-# so on such a CPU `auto` never compiles; the rule above stays for CPUs where memory is not kept.
+# The least images for which `auto` compiles: a compile (or two: a last, smaller batch recompiles
+# with a dynamic batch size) against the time it saves per image. CPU: from the measured compile
+# time and per-batch gain, rounded up (docs/benchmarks.md); CUDA: estimated, not measured.
 CPU_COMPILE_MIN_IMAGES = 2000
-# CUDA, NOT measured (no GPU on the development machine): assumed about 60 s per compile, two
-# compiles, and at most about 1 ms saved per image (an eager batch of 16 spends ~10 ms launching
-# ~1000 kernels; compile fuses them): 120 s / 1 ms = 120,000 images.
 CUDA_COMPILE_MIN_IMAGES = 120_000
 COMPILE_BACKEND = "inductor"  # torch's default; tests swap in "eager" (seconds, not minutes)
-# torch's default mode on CUDA too: "max-autotune*" spends minutes more compiling (benchmarking
-# matmul configurations) for a few percent that would only move the break-even further out, and
+# torch's default mode on CUDA too: "max-autotune*" spends much longer compiling for little, and
 # the CUDA-graph modes ("reduce-overhead", "max-autotune") replay into the same output buffers,
 # which would overwrite the branch maps the capture hooks keep between batches.
 COMPILE_MODE = None
+# Inductor's freezing: the weights become constants of the compiled inference graph, so inductor
+# prepacks them for the CPU's GEMMs and folds and fuses around them (convolution + GELU, say).
+# Inference only (it applies under no_grad, as every command's forward runs), and a model whose
+# weights change afterwards must be compiled again.
+INDUCTOR_OPTIONS = {"freezing": True}
 
 
 @dataclass(frozen=True)
@@ -255,7 +248,13 @@ class CompileDecision:
             "reason": self.reason,
             "backend": self.backend,
             "mode": self.mode or ("default" if self.used else None),
+            "freezing": self.freezing,
         }
+
+    @property
+    def freezing(self) -> bool:
+        """Does the compiled forward use inductor's freezing (`INDUCTOR_OPTIONS`)?"""
+        return self.used and self.backend == "inductor"
 
 
 def check_compile(choice: str) -> None:
@@ -382,6 +381,11 @@ def _from_compiler(exc: BaseException) -> bool:
 
 
 def compile_as(model, decision: CompileDecision) -> None:
-    """Compile another model's forward as `decision` says (the random-init controls)."""
-    if decision.used:
+    """Compile `model`'s forward in place as `decision` says (also the random-init controls);
+    with inductor, frozen (`INDUCTOR_OPTIONS`: for inference under no_grad)."""
+    if not decision.used:
+        return
+    if decision.freezing:  # torch.compile takes a mode or options, never both
+        model.compile(backend=decision.backend, options=INDUCTOR_OPTIONS)
+    else:
         model.compile(backend=decision.backend, mode=decision.mode)

@@ -100,11 +100,8 @@ class WeightsRequest:
         return {k: getattr(self, k) for k in keys}
 
     def load(self, device: Any = "cpu", progress: bool = True):
-        """The model (eval mode, on `device`) with its provenance: a `LoadedModel`. Its linear
-        layers keep their weights packed for the CPU (`hilocli.models.onednn.keep_weights_packed`:
-        the commands never change a loaded model's weights)."""
+        """The model (eval mode, on `device`) with its provenance: a `LoadedModel`."""
         from hilocli.checkpoint import load_model
-        from hilocli.models.onednn import keep_weights_packed
 
         self.validate()
         source = self.user_source
@@ -128,7 +125,6 @@ class WeightsRequest:
         )
         if self.checkpoint is not None or self.use_pretrained:  # hilo's own init is finite
             check_finite_weights(loaded.model, loaded.provenance.describe())
-        keep_weights_packed(loaded.model)
         return loaded
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hilocli.flops.kernels import set_explicit
 from hilocli.models import VARIANTS, LITv2Config, create_model, split_heads
 from hilocli.models.dcn import deform_conv2d
 from hilocli.models.litv2 import HiLo
@@ -70,7 +71,7 @@ def test_explicit_and_fused_attention_agree(tiny_model):
     x = torch.randn(2, 3, 72, 56)
     with torch.no_grad():
         fused = tiny_model(x)
-        tiny_model.set_need_weights(True)
+        assert set_explicit(tiny_model, True)  # the one switch (hilocli.flops.kernels)
         explicit = tiny_model(x)
     assert (fused - explicit).abs().max() <= 1e-5
 

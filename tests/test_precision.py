@@ -1,9 +1,10 @@
 """--dtype / --tf32 (hilocli.runtime.Precision): resolution rules, autocast numerics against
 float32 within the tolerances measured in docs/benchmarks.md, what the record says, and that
 analysis functions keep tensors on the device they were given. --compile: the auto rule, the
-record, failures as one line, and a compiled spectrum equal to eager (torch.compile's "eager"
-backend: dynamo traces the model and its capture hooks in seconds; inductor takes minutes and is
-checked by benchmarks/forward.py --compile)."""
+record, failures as one line, a compiled spectrum equal to eager (torch.compile's "eager"
+backend: dynamo traces the model and its capture hooks in seconds) and inductor's frozen forward
+of a tiny model equal to eager (the whole model is timed by benchmarks/forward.py --compile).
+The host allocator: kept only where asked, never as a side effect of choosing a device."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import torch
 
 from hilocli import runtime
 from hilocli.errors import HiloError, UsageError
-from hilocli.models import onednn
 from hilocli.runtime import compile_decision, forward_context, resolve_precision
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
 
@@ -182,8 +182,10 @@ def test_compile_auto_rule():
         "reason": short["reason"],
         "backend": None,
         "mode": None,
+        "freezing": False,
     }
     assert f"2 images < {cpu}" in short["reason"]
+    assert compile_decision("on", 1, "cpu").to_dict()["freezing"]  # inductor: frozen
     with pytest.raises(UsageError, match="--compile must be one of"):
         compile_decision("always", 1, "cpu")
 
@@ -212,21 +214,39 @@ def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
         "reason": "--compile on",
         "backend": "eager",
         "mode": "default",
+        "freezing": False,
     }
-    # compiled code runs torch's own kernels (hilocli.models.onednn stays out of traced code):
-    # against eager with the same kernels the numbers agree to 1e-6; against the default eager
-    # forward (oneDNN GEMMs: other summation order) to float rounding, measured 3.2e-6
-    with onednn.disabled():
-        _, torch_kernels_result = _spectrum_record.__wrapped__("auto")
-    for eager_run, atol in ((torch_kernels_result, 1e-6), (eager_result, 1e-5)):
-        for a, b in zip(eager_run.layers, compiled_result.layers, strict=True):
-            for branch in ("hifi", "lofi", "control"):
-                x, y = a.branch(branch).per_image, b.branch(branch).per_image
-                # the tiny model's Lo-Fi is near silent (0.01% of the power): its share is the
-                # shape of a residue and moves with summation order 10x more (measured 1.3e-5)
-                tol = atol * (10 if branch == "lofi" else 1)
-                np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], rtol=0, atol=tol)
-        np.testing.assert_allclose(compiled_result.deltas, eager_run.deltas, rtol=0, atol=atol)
+    atol = 1e-6  # the same torch ops, traced
+    for a, b in zip(eager_result.layers, compiled_result.layers, strict=True):
+        for branch in ("hifi", "lofi", "control"):
+            x, y = a.branch(branch).per_image, b.branch(branch).per_image
+            # the tiny model's Lo-Fi is near silent (0.01% of the power): its share is the shape
+            # of a residue and moves with summation order 10x more
+            tol = atol * (10 if branch == "lofi" else 1)
+            np.testing.assert_allclose(y["hf_fraction"], x["hf_fraction"], rtol=0, atol=tol)
+    np.testing.assert_allclose(compiled_result.deltas, eager_result.deltas, rtol=0, atol=atol)
+
+
+def test_inductor_freezing_forward_equals_eager():
+    """`compile_as` with inductor freezes the weights into the compiled inference graph: on a
+    tiny ConvFFN (linear, depthwise conv, GELU, linear) the output equals eager's to float
+    rounding."""
+    decision = runtime.CompileDecision("on", True, "--compile on", "inductor")
+    problem = runtime.compile_toolchain_problem("cpu", "inductor")
+    if problem is not None:
+        pytest.skip(problem)
+    from hilocli.models.litv2 import ConvFFN
+
+    torch.manual_seed(0)
+    model = ConvFFN(8, 16).eval()
+    x = torch.randn(2, 36, 8)  # (B, N, C) on a 6 x 6 grid
+    with torch.no_grad():
+        eager = model(x, 6, 6)
+        runtime.compile_as(model, decision)
+        with runtime.compile_errors(decision):
+            frozen = model(x, 6, 6)
+    assert decision.freezing and decision.to_dict()["freezing"] is True
+    torch.testing.assert_close(frozen, eager, rtol=1e-5, atol=1e-5)
 
 
 def test_compile_failure_reads_as_one_error_line():
@@ -242,8 +262,12 @@ def test_compile_failure_reads_as_one_error_line():
 
 _FAULTS_SCRIPT = """
 import ctypes, resource, sys
-from hilocli.runtime import keep_freed_memory
-applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+from hilocli.runtime import freed_memory_kept, keep_freed_memory, resolve_device
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+else:
+    resolve_device("cpu")  # choosing a device leaves the allocator alone
+applied = freed_memory_kept()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
@@ -261,8 +285,8 @@ print(applied, faults[-1])
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
 def test_kept_memory_is_reused_without_page_faults():
     """A freed 64 MB block: by default glibc unmaps it and the next one faults in all 16,384 of
-    its pages again; after keep_freed_memory (what every command sets) it is reused. Each in a
-    fresh process (the setting is process-wide)."""
+    its pages again, also after resolve_device; after keep_freed_memory (what the `hilo` entry
+    sets) it is reused. Each in a fresh process (the setting is process-wide)."""
     import subprocess
     import sys
 
@@ -272,8 +296,9 @@ def test_kept_memory_is_reused_without_page_faults():
         ).stdout.split()
         return out[0], int(out[1])
 
-    assert last_faults("default")[1] > 15_000  # 64 MB / 4 KiB pages = 16,384
+    applied, faults = last_faults("device")
+    assert applied == "False" and faults > 15_000  # 64 MB / 4 KiB pages = 16,384
     applied, faults = last_faults("keep")
     assert applied == "True" and faults < 500
-    assert runtime.keep_freed_memory()  # as resolve_device does in every command; recorded:
+    assert runtime.keep_freed_memory()  # as the `hilo` entry does (hilocli.cli.main); recorded:
     assert runtime.environment()["host_allocator"].startswith("glibc, freed memory kept")

@@ -212,11 +212,8 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _build(case: BenchCase):
-    """(module, input) of a case, on CPU in float32; linear weights kept packed, as in the
-    models the commands load."""
+    """(module, input) of a case, on CPU in float32."""
     import torch
-
-    from hilocli.models.onednn import keep_weights_packed
 
     torch.manual_seed(0)
     if case.kind == "attention":
@@ -232,12 +229,12 @@ def _build(case: BenchCase):
             case.local_window,
         )
         x = torch.randn(case.batch_size, case.height * case.width, case.dim)  # (B, N, C)
-        return keep_weights_packed(module), x
+        return module, x
     from hilocli.models.litv2 import LITv2, LITv2Config
 
     cfg = LITv2Config(**case.cfg)
     x = torch.randn(case.batch_size, cfg.in_chans, case.height, case.width)  # (B, 3, H, W)
-    return keep_weights_packed(LITv2(cfg).eval()), x
+    return LITv2(cfg).eval(), x
 
 
 def run_case(case: BenchCase) -> BenchResult:
@@ -245,9 +242,7 @@ def run_case(case: BenchCase) -> BenchResult:
     import torch
 
     from hilocli.flops.kernels import forced, kernels_used, seconds_of, set_explicit
-    from hilocli.runtime import Precision, forward_context, keep_freed_memory
-
-    keep_freed_memory()  # as in every command's process (also an isolated case's own)
+    from hilocli.runtime import Precision, forward_context
 
     if case.dtype not in BYTES_PER_ELEMENT:
         raise ValueError(f"dtype must be one of {', '.join(BYTES_PER_ELEMENT)}, got {case.dtype!r}")
@@ -374,6 +369,10 @@ def benchmark(
 
 
 def _child(argv: list[str]) -> int:
+    """An isolated case's process: its allocator set as the `hilo` process's (`hilocli.cli`)."""
+    from hilocli.runtime import keep_freed_memory
+
+    keep_freed_memory()
     res = run_case(BenchCase(**json.loads(argv[0])))
     sys.stdout.write(json.dumps(res.to_dict()) + "\n")
     return 0

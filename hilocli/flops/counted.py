@@ -14,6 +14,7 @@ from typing import Any
 
 from hilocli.flops.analytic import CostRow, model_cost
 from hilocli.flops.conventions import AS_RUN
+from hilocli.flops.kernels import set_explicit
 from hilocli.models.config import LITv2Config
 
 NOT_COUNTED = (
@@ -77,14 +78,11 @@ class CountedCost:
 
 def counted_flops(fn: Callable[[], Any]) -> dict[str, int]:
     """Run fn() under FlopCounterMode; {module name without the root: inclusive FLOPs}, the
-    whole count under "". With torch's own kernels: the counter has no formulas for oneDNN's
-    fused CPU ops (`hilocli.models.onednn`)."""
+    whole count under ""."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hilocli.models.onednn import disabled
-
-    with FlopCounterMode(display=False, depth=None) as counter, torch.no_grad(), disabled():
+    with FlopCounterMode(display=False, depth=None) as counter, torch.no_grad():
         fn()
     out = {}
     for name, ops in counter.get_flop_counts().items():
@@ -104,7 +102,7 @@ def sdpa_counted(device: str) -> bool:
         x = torch.zeros(1, 16, 32)  # (B, N, C) on a 4 x 4 grid
     totals = []
     for flag in (False, True):
-        layer.need_weights = flag
+        set_explicit(layer, flag)
         totals.append(counted_flops(lambda: layer(x, 4, 4))[""])
     return totals[0] == totals[1]
 
@@ -128,7 +126,7 @@ def count_flops(cfg: LITv2Config, height: int, width: int) -> CountedCost:
     analytic = model_cost(cfg, height, width, AS_RUN)
     with torch.device("meta"):
         model = LITv2(cfg).eval()
-    model.set_need_weights(True)  # explicit q @ k^T and attn @ v, visible to the counter everywhere
+    set_explicit(model, True)  # explicit q @ k^T and attn @ v, visible to the counter everywhere
     x = torch.empty(1, cfg.in_chans, height, width, device="meta")  # (B, C, H, W)
     counts = counted_flops(lambda: model(x))
 

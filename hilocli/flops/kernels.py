@@ -7,12 +7,10 @@ ran as matmul + softmax. `forced(backend)` restricts SDPA to one backend
 `matmul_peak(device, dtype)` is the GFLOP/s of large square matmuls: the denominator of model
 FLOP utilisation (MFU = 2 x analytic MACs x images/s / peak).
 
-A peak measured once can read low when other processes take the cores at that moment (seen here:
-72 GFLOP/s on a machine whose sgemm reaches 160), and then a model reads above 100% of it. So the
-peak is the best of two sizes and of the matmul libraries the forward uses (their median each:
-MKL and oneDNN for float32 on the CPU), and callers measure it more than once around
-their timed runs (`PeakRuns`) and divide by the highest: a peak is what the machine showed it can
-do, and MFU against it errs low, never high.
+A peak measured once can read low when other processes take the cores at that moment, and then a
+model reads above 100% of it. So the peak is the best of two sizes (their median each), and
+callers measure it more than once around their timed runs (`PeakRuns`) and divide by the
+highest: a peak is what the machine showed it can do, and MFU against it errs low, never high.
 """
 
 from __future__ import annotations
@@ -52,7 +50,9 @@ def forced(backend: str) -> AbstractContextManager:
 
 
 def set_explicit(module: Any, flag: bool) -> bool:
-    """Switch every attention layer with an explicit path; False when the module has none."""
+    """Switch every attention layer in `module` with an explicit path (matmul + softmax, seen by
+    the FLOP counter and the profiler) to it, or back to fused SDPA; False when it has none.
+    The one switch for this: the FLOP count, the benchmarks and the tests all go through it."""
     found = False
     for m in module.modules():
         if hasattr(m, "need_weights"):
@@ -72,8 +72,8 @@ def label_kernels(op_names: set[str]) -> list[str]:
 def ops_that_ran(call) -> set[str]:
     """The names of the ops one call of `call` dispatched (aten::..., mkldnn::...; dispatched on
     the host, also for CUDA tensors). torch.autograd.profiler records the same op names as
-    torch.profiler, whose first use imports dynamo and inductor: about 4 s in every benchmark
-    case's fresh process on this machine, against 5 ms."""
+    torch.profiler, whose first use imports dynamo and inductor (seconds in every benchmark
+    case's fresh process)."""
     from torch.autograd.profiler import profile
 
     with profile() as prof:
@@ -112,40 +112,24 @@ PEAK_SLOW_S = 0.5  # a product slower than this (no matmul units for the dtype):
 
 
 def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
-    """GFLOP/s of n x n @ n x n matmuls: per size in PEAK_SIZES and per matmul library the
-    model's forward uses, the median of `repeats` (>= 3) timed products after two warm-ups; the
-    best of these. A size whose products take longer than PEAK_SLOW_S is the last (bfloat16 on a
-    CPU without bfloat16 units: seconds per product). The libraries: torch's `@` (MKL for float32
-    on the CPU, oneDNN for bfloat16, cuBLAS on CUDA) and, where the forward's float32 linear
-    layers use it (`hilocli.models.onednn`), oneDNN's GEMM with the weight packed as the layers
-    keep theirs (an unpacked weight runs the same kernel after a reorder, so it is not faster): a
-    peak below a kernel the model runs would put the model above 100%. In bfloat16 `@` is the
-    oneDNN GEMM the layers run with their packed weights (398 against 396 GFLOP/s at 1024 on the
-    EPYC of 2026-12-06)."""
+    """GFLOP/s of n x n @ n x n matmuls: per size in PEAK_SIZES the median of `repeats` (>= 3)
+    timed products after two warm-ups; the best of these. A size whose products take longer than
+    PEAK_SLOW_S is the last (bfloat16 on a CPU without bfloat16 units: seconds per product)."""
     import torch
-
-    from hilocli.models.onednn import applies, linear
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     best = 0.0
-    with torch.no_grad():  # not inference_mode: its tensors are never packed
+    with torch.no_grad():
         for n in PEAK_SIZES["cuda" if cuda else "cpu"]:
             a = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
             b = torch.randn(n, n, device=dev).to(getattr(torch, dtype))
-            products = [lambda a=a, b=b: a @ b]  # (n, n)
-            if applies(a):
-                products.append(lambda a=a, b=b: linear(a, b, None, keep_packed=True))  # a @ b.T
-            slowest = 0.0
-            for product in products:
-                for _ in range(2):
-                    seconds_of(product, cuda)
-                seconds = statistics.median(
-                    seconds_of(product, cuda) for _ in range(max(repeats, 3))
-                )
-                best = max(best, 2 * n**3 / seconds / 1e9)
-                slowest = max(slowest, seconds)
-            if slowest > PEAK_SLOW_S:
+            product = lambda a=a, b=b: a @ b  # noqa: E731 - (n, n)
+            for _ in range(2):
+                seconds_of(product, cuda)
+            seconds = statistics.median(seconds_of(product, cuda) for _ in range(max(repeats, 3)))
+            best = max(best, 2 * n**3 / seconds / 1e9)
+            if seconds > PEAK_SLOW_S:
                 break
     return best
 

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from hilocli.models.geometry import padded_grid
 from hilocli.models.layout import grid_view
-from hilocli.models.onednn import Linear
 
 __all__ = ["MSA", "SpatialReductionAttention", "WindowAttention", "build_attention"]
 
@@ -28,8 +27,8 @@ class MSA(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
@@ -48,9 +47,9 @@ class SpatialReductionAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.head_dim, self.sr_ratio = num_heads, dim // num_heads, sr_ratio
-        self.q = Linear(dim, dim, bias=qkv_bias)
-        self.kv = Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio)
             self.norm = nn.LayerNorm(dim)
@@ -78,8 +77,8 @@ class WindowAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.head_dim, self.window = num_heads, dim // num_heads, window
-        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window - 1) ** 2, num_heads)
         )

@@ -10,7 +10,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hilocli.models.layout import grid_view
-from hilocli.models.onednn import linear
 
 __all__ = ["DeformConv2d", "DeformTokenMerge", "deform_conv2d", "deform_conv2d_tokens"]
 
@@ -81,7 +80,7 @@ def deform_conv2d_tokens(
     )  # (B*Ho*Wo*K, C)
     col = col.reshape(B, Ho * Wo, K * C)  # (B, No, K*C), kernel position major
     w = weight.permute(0, 2, 3, 1).reshape(c_out, K * C)  # (Cout, K*C) same order
-    return linear(col, w, bias)  # (B, No, Cout)
+    return F.linear(col, w, bias)  # (B, No, Cout)
 
 
 def deform_conv2d(

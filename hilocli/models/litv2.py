@@ -33,7 +33,6 @@ from hilocli.models.config import LITv2Config, split_heads
 from hilocli.models.dcn import DeformTokenMerge
 from hilocli.models.geometry import grid_sizes, min_input_size
 from hilocli.models.layout import grid_view
-from hilocli.models.onednn import Linear, conv2d_gelu
 
 __all__ = ["LITv2", "HiLo", "DeformTokenMerge"]
 
@@ -66,36 +65,30 @@ class DWConv(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
-    def forward(self, x: torch.Tensor, H: int, W: int, gelu: bool = False) -> torch.Tensor:
-        """Depthwise 3x3 conv on tokens (B, N, C) laid on the H x W grid; with gelu=True,
-        GELU(conv) in one kernel where that applies (`conv2d_gelu`)."""
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """Depthwise 3x3 conv on tokens (B, N, C) laid on the H x W grid."""
         grid = grid_view(x, H, W)  # (B, C, H, W), channels-last view
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # CPU autocast would run this depthwise conv in bfloat16 through a per-channel
-            # fallback (10x slower than float32 here): keep it in float32
+            # CPU autocast would run this depthwise conv in bfloat16 through a slow per-channel
+            # fallback: keep it in float32
             with torch.autocast("cpu", enabled=False):
-                return self._conv(grid.float(), gelu)
-        return self._conv(grid, gelu)
-
-    def _conv(self, grid: torch.Tensor, gelu: bool) -> torch.Tensor:
-        out = conv2d_gelu(grid, self.dwconv) if gelu else self.dwconv(grid)  # (B, C, H, W)
-        return out.flatten(2).transpose(1, 2)  # (B, N, C)
+                grid = self.dwconv(grid.float())  # (B, C, H, W)
+        else:
+            grid = self.dwconv(grid)  # (B, C, H, W)
+        return grid.flatten(2).transpose(1, 2)  # (B, N, C)
 
 
 class ConvFFN(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden)
         self.dwconv = DWConv(hidden)
         self.act = nn.GELU()
-        self.fc2 = Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         x = self.fc1(x)  # (B, N, hidden)
-        if self.act._forward_hooks or self.act._forward_pre_hooks:  # a hook listens on act
-            x = self.act(self.dwconv(x, H, W))
-        else:
-            x = self.dwconv(x, H, W, gelu=True)  # GELU(dwconv(x)), fused where it can be
+        x = self.act(self.dwconv(x, H, W))  # (B, N, hidden)
         return self.fc2(x)  # (B, N, dim)
 
 
@@ -133,12 +126,12 @@ class HiLo(nn.Module):
         self.need_weights = False  # True: explicit softmax path (attention_probs), no SDPA
 
         if self.l_heads > 0:
-            self.l_q = Linear(dim, self.l_dim, bias=qkv_bias)
-            self.l_kv = Linear(dim, 2 * self.l_dim, bias=qkv_bias)
-            self.l_proj = Linear(self.l_dim, self.l_dim)
+            self.l_q = nn.Linear(dim, self.l_dim, bias=qkv_bias)
+            self.l_kv = nn.Linear(dim, 2 * self.l_dim, bias=qkv_bias)
+            self.l_proj = nn.Linear(self.l_dim, self.l_dim)
         if self.h_heads > 0:
-            self.h_qkv = Linear(dim, 3 * self.h_dim, bias=qkv_bias)
-            self.h_proj = Linear(self.h_dim, self.h_dim)
+            self.h_qkv = nn.Linear(dim, 3 * self.h_dim, bias=qkv_bias)
+            self.h_proj = nn.Linear(self.h_dim, self.h_dim)
 
     # -- the pieces -------------------------------------------------------------------------
     def pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,7 +236,7 @@ class LITv2(nn.Module):
             for i in range(1, cfg.num_stages):
                 self.add_module(f"norm{i}", nn.LayerNorm(cfg.stage_dim(i)))
         self.norm = nn.LayerNorm(cfg.num_features) if cfg.final_norm else None
-        self.head = Linear(cfg.num_features, cfg.num_classes) if cfg.num_classes > 0 else None
+        self.head = nn.Linear(cfg.num_features, cfg.num_classes) if cfg.num_classes > 0 else None
         self.apply(self._init_weights)
 
     @staticmethod
@@ -264,11 +257,6 @@ class LITv2(nn.Module):
     def min_input_size(self) -> int:
         """Smallest side (pixels) for which every stage still has at least one token."""
         return min_input_size(self.cfg)
-
-    def set_need_weights(self, flag: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, HiLo):
-                module.need_weights = flag
 
     # -- forward ----------------------------------------------------------------------------
     def _stages(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int, int]]:
