@@ -2,7 +2,8 @@
 
 Modules (torch-free unless marked):
 - `conventions`: what each operation costs (authors / as-run / fvcore) and the per-op rules;
-- `analytic`: the whole model and one HiLo layer, per component;
+- `layer`: one HiLo layer, per operation (the one home of its formulas);
+- `analytic`: the whole model, per component;
 - `attention`: MSA, SRA, window and HiLo on one token grid; the sweep over resolutions;
 - `counted` (torch): torch's FLOP counter on the meta device, checked against `analytic`;
 - `bench` (torch in the child): timed cases, warm-up until settled, stability verdict, OOM;

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hilocli.flops.analytic import CostRow, model_cost
+from hilocli.flops.analytic import model_cost
 from hilocli.flops.conventions import AS_RUN
 from hilocli.flops.kernels import set_explicit
+from hilocli.flops.layer import CostRow
 from hilocli.models.config import LITv2Config
 
 NOT_COUNTED = (

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from hilocli.flops.analytic import branch_rows
+from hilocli.flops.layer import branch_rows
 from hilocli.models.geometry import padded_grid
 from hilocli.output import RunRecord
 
