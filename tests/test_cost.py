@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hilocli.errors import UsageError
-from hilocli.flops import analytic, attention, bench
+from hilocli.flops import analytic, attention, bench, runner
 from hilocli.flops.conventions import AS_RUN, AUTHORS, FVCORE, get_convention
 from hilocli.flops.layer import hilo_cost
 from hilocli.models import get_variant
@@ -271,7 +271,7 @@ def test_warm_up_until_settled():
 
 
 def test_benchmark_case_and_oom():
-    ok = bench.run_case(
+    ok = runner.run_case(
         bench.BenchCase(
             "attention", "HiLo", 8, 8, dim=32, num_heads=2, warmup=1, repeats=5, threads=1
         )
@@ -283,7 +283,7 @@ def test_benchmark_case_and_oom():
     assert 1 <= ok.warmup_runs <= bench.MAX_WARMUP_RUNS
     assert ok.peak_memory_bytes is not None and ok.threads == 1
     # a batch no address space can hold: the allocation fails at once -> recorded, not raised
-    oom = bench.run_case(
+    oom = runner.run_case(
         bench.BenchCase(
             "attention",
             "MSA",
@@ -298,5 +298,5 @@ def test_benchmark_case_and_oom():
         )
     )
     assert oom.status == "OOM" and oom.img_per_s is None and oom.label == "OOM"
-    assert bench.classify_failure(-9, "") == "OOM"
-    assert bench.classify_failure(1, "boom\nValueError: bad") == "error: ValueError: bad"
+    assert runner.classify_failure(-9, "") == "OOM"
+    assert runner.classify_failure(1, "boom\nValueError: bad") == "error: ValueError: bad"

@@ -10,7 +10,8 @@ from hilocli.flops.attention import ATTENTION_TYPES
 from hilocli.flops.bench import UNSTABLE_SPREAD
 from hilocli.flops.conventions import FVCORE
 from hilocli.flops.kernels import mfu
-from hilocli.flops.run import FlopsRequest, FlopsResult, run
+from hilocli.flops.request import FlopsRequest
+from hilocli.flops.run import FlopsResult, run
 from hilocli.output import RunRecord
 from hilocli.terminal import human, human_bytes, num, say, table
 
