@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hilocli import runtime
+from hilocli import compilation
 from hilocli.spectrum import SpectrumRequest, run
 from hilocli.weights import WeightsRequest
 
@@ -34,9 +34,9 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--limit", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backend", default=runtime.COMPILE_BACKEND)
+    ap.add_argument("--backend", default=compilation.COMPILE_BACKEND)
     args = ap.parse_args()
-    runtime.COMPILE_BACKEND = args.backend
+    compilation.COMPILE_BACKEND = args.backend
     weights = WeightsRequest(checkpoint=args.checkpoint, default_pretrained=True)
     results = {}
     for choice in ("off", "on"):

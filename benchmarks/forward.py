@@ -24,7 +24,7 @@ does; it applies to every model in the process alike); `--default-allocator` lea
 default, which returns large blocks to the kernel on every free.
 
 `--compile` adds a row compiled as `hilo spectrum --compile on` compiles it
-(hilocli.runtime.compile_as: inductor with freezing) and prints the compile time (first call)
+(hilocli.compilation.compile_as: inductor with freezing) and prints the compile time (first call)
 apart. `--baseline DIR` (the `hilocli` folder of another tree, e.g. from `git archive 3ed431e
 hilocli | tar -x -C /tmp/b`: DIR is /tmp/b/hilocli) adds that tree's model, imported as that
 tree's own package and prepared as that tree's commands load it (its `keep_weights_packed`
@@ -53,18 +53,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hilocli.compilation import CompileDecision, compile_as
 from hilocli.flops.analytic import model_cost
 from hilocli.flops.bench import warm_up
 from hilocli.flops.kernels import matmul_peak, seconds_of, set_explicit
 from hilocli.models import create_model
-from hilocli.runtime import (
-    CompileDecision,
-    compile_as,
-    environment,
-    forward_context,
-    keep_freed_memory,
-    resolve_precision,
-)
+from hilocli.runtime import environment, forward_context, keep_freed_memory, resolve_precision
 
 
 def load_baseline(tree: Path, cfg):

@@ -202,7 +202,8 @@ def test_benchmark_in_process_through_run(tiny_ckpt_path, monkeypatch):
 def test_a_case_runs_isolated_in_its_own_process():
     """The isolation --benchmark uses on CPU: one case in a fresh Python process, its result
     parsed back (one small HiLo layer keeps this to one interpreter start)."""
-    from hilocli.flops.bench import BenchCase, run_case_isolated
+    from hilocli.flops.bench import BenchCase
+    from hilocli.flops.runner import run_case_isolated
 
     case = BenchCase(
         kind="attention",

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from hilocli.errors import UsageError
-from hilocli.flops import analytic, attention, bench
+from hilocli.flops import analytic, attention, bench, runner
 from hilocli.flops.conventions import AS_RUN, AUTHORS, FVCORE, get_convention
+from hilocli.flops.layer import hilo_cost
 from hilocli.models import get_variant
 from hilocli.models.geometry import grid_sizes
 
@@ -41,7 +42,7 @@ def test_litv2_s_headline():
 
 
 def test_hilo_layer_reference():
-    hc = analytic.hilo_cost(384, 12, 14, 14, window_size=2, alpha=0.5)
+    hc = hilo_cost(384, 12, 14, 14, window_size=2, alpha=0.5)
     assert (hc.macs, hc.hifi_macs, hc.lofi_macs) == (83_467_776, 50_878_464, 32_589_312)
     assert (hc.hifi_heads, hc.lofi_heads) == (6, 6)
 
@@ -83,11 +84,11 @@ def test_attention_memory_counts():
 
 
 def test_hilo_pads_to_window_multiples():
-    odd = analytic.hilo_cost(64, 4, 15, 13, window_size=2, alpha=0.5)
-    even = analytic.hilo_cost(64, 4, 16, 14, window_size=2, alpha=0.5)
+    odd = hilo_cost(64, 4, 15, 13, window_size=2, alpha=0.5)
+    even = hilo_cost(64, 4, 16, 14, window_size=2, alpha=0.5)
     assert odd.padded_grid == (16, 14)
     assert odd.macs == even.macs
-    msa = analytic.hilo_cost(64, 4, 15, 13, window_size=1)
+    msa = hilo_cost(64, 4, 15, 13, window_size=1)
     assert msa.padded_grid == (15, 13) and msa.hifi_heads == 0 and msa.hifi_rows == ()
 
 
@@ -270,7 +271,7 @@ def test_warm_up_until_settled():
 
 
 def test_benchmark_case_and_oom():
-    ok = bench.run_case(
+    ok = runner.run_case(
         bench.BenchCase(
             "attention", "HiLo", 8, 8, dim=32, num_heads=2, warmup=1, repeats=5, threads=1
         )
@@ -282,7 +283,7 @@ def test_benchmark_case_and_oom():
     assert 1 <= ok.warmup_runs <= bench.MAX_WARMUP_RUNS
     assert ok.peak_memory_bytes is not None and ok.threads == 1
     # a batch no address space can hold: the allocation fails at once -> recorded, not raised
-    oom = bench.run_case(
+    oom = runner.run_case(
         bench.BenchCase(
             "attention",
             "MSA",
@@ -297,5 +298,5 @@ def test_benchmark_case_and_oom():
         )
     )
     assert oom.status == "OOM" and oom.img_per_s is None and oom.label == "OOM"
-    assert bench.classify_failure(-9, "") == "OOM"
-    assert bench.classify_failure(1, "boom\nValueError: bad") == "error: ValueError: bad"
+    assert runner.classify_failure(-9, "") == "OOM"
+    assert runner.classify_failure(1, "boom\nValueError: bad") == "error: ValueError: bad"

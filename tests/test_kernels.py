@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hilocli.flops.bench import BenchCase, run_case
+from hilocli.flops.bench import BenchCase
 from hilocli.flops.kernels import PEAK_SIZES, PeakRuns, forced, label_kernels, matmul_peak
+from hilocli.flops.runner import run_case
 
 
 def test_kernel_labels_from_aten_op_names():

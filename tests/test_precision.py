@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from hilocli import runtime
+from hilocli import compilation, runtime
+from hilocli.compilation import compile_decision
 from hilocli.errors import HiloError, UsageError
-from hilocli.runtime import compile_decision, forward_context, resolve_precision
+from hilocli.runtime import forward_context, resolve_precision
 from tests.conftest import SAMPLES, TINY_CKPT, assert_one_line_error, hilo
 
 TINY = ("--checkpoint", str(TINY_CKPT), "--resolution", "64", "--device", "cpu")
@@ -161,7 +162,7 @@ def test_analysis_functions_return_tensors_on_the_given_device():
 
 
 def test_compile_auto_rule():
-    cpu, cuda = runtime.CPU_COMPILE_MIN_IMAGES, runtime.CUDA_COMPILE_MIN_IMAGES
+    cpu, cuda = compilation.CPU_COMPILE_MIN_IMAGES, compilation.CUDA_COMPILE_MIN_IMAGES
     assert not compile_decision("off", 10**9, "cpu").used
     assert compile_decision("on", 1, "cpu").used
     assert not compile_decision("auto", cpu - 1, "cpu").used
@@ -191,18 +192,18 @@ def test_compile_auto_rule():
 
 
 def test_missing_toolchain_is_an_error_with_on_and_eager_with_auto(monkeypatch):
-    monkeypatch.setattr(runtime, "compile_toolchain_problem", lambda *a: "no C++ compiler")
-    monkeypatch.setattr(runtime, "freed_memory_kept", lambda: False)  # else auto never compiles
+    monkeypatch.setattr(compilation, "compile_toolchain_problem", lambda *a: "no C++ compiler")
+    monkeypatch.setattr(compilation, "freed_memory_kept", lambda: False)  # else auto never compiles
     model = torch.nn.Linear(2, 2)
     with pytest.raises(HiloError, match="--compile on: no C\\+\\+ compiler; use --compile off"):
-        runtime.maybe_compile(model, "on", 1, torch.device("cpu"))
-    same, decision = runtime.maybe_compile(model, "auto", 10**9, torch.device("cpu"))
+        compilation.maybe_compile(model, "on", 1, torch.device("cpu"))
+    same, decision = compilation.maybe_compile(model, "auto", 10**9, torch.device("cpu"))
     assert same is model and not decision.used and "no C++ compiler" in decision.reason
 
 
 def test_compiled_spectrum_equals_eager_and_is_recorded(monkeypatch):
     """Dynamo traces the forward with the capture hooks in it: per-image numbers as eager."""
-    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(compilation, "COMPILE_BACKEND", "eager")
     eager, eager_result = _spectrum_record("auto")
     compiled, compiled_result = _spectrum_record("auto", compile="on")
     assert eager["settings"]["compile"]["used"] is False
@@ -231,8 +232,8 @@ def test_inductor_freezing_forward_equals_eager():
     """`compile_as` with inductor freezes the weights into the compiled inference graph: on a
     tiny ConvFFN (linear, depthwise conv, GELU, linear) the output equals eager's to float
     rounding."""
-    decision = runtime.CompileDecision("on", True, "--compile on", "inductor")
-    problem = runtime.compile_toolchain_problem("cpu", "inductor")
+    decision = compilation.CompileDecision("on", True, "--compile on", "inductor")
+    problem = compilation.compile_toolchain_problem("cpu", "inductor")
     if problem is not None:
         pytest.skip(problem)
     from hilocli.models.litv2 import ConvFFN
@@ -242,8 +243,8 @@ def test_inductor_freezing_forward_equals_eager():
     x = torch.randn(2, 36, 8)  # (B, N, C) on a 6 x 6 grid
     with torch.no_grad():
         eager = model(x, 6, 6)
-        runtime.compile_as(model, decision)
-        with runtime.compile_errors(decision):
+        compilation.compile_as(model, decision)
+        with compilation.compile_errors(decision):
             frozen = model(x, 6, 6)
     assert decision.freezing and decision.to_dict()["freezing"] is True
     torch.testing.assert_close(frozen, eager, rtol=1e-5, atol=1e-5)
@@ -253,10 +254,10 @@ def test_compile_failure_reads_as_one_error_line():
     def broken_backend(graph, inputs):
         raise RuntimeError("no working C++ compiler")
 
-    decision = runtime.CompileDecision("on", True, "--compile on", "broken")
+    decision = compilation.CompileDecision("on", True, "--compile on", "broken")
     double = torch.compile(lambda x: 2 * x, backend=broken_backend)
     with pytest.raises(HiloError, match="torch.compile \\(broken\\) failed: .*use --compile off"):
-        with runtime.compile_errors(decision):
+        with compilation.compile_errors(decision):
             double(torch.ones(2))
 
 

@@ -187,7 +187,7 @@ def flops(
     reproduce the published numbers to the digit. See docs/flops.md for what is counted.
     """
     from hilocli.flops.render import print_tables, run_with_status, save
-    from hilocli.flops.run import FlopsRequest, parse_tokens
+    from hilocli.flops.request import FlopsRequest, parse_tokens
     from hilocli.output import check_out_dir, emit_json
     from hilocli.terminal import console
     from hilocli.weights import parse_int_list

@@ -36,7 +36,7 @@ from hilocli.commands._options import (
     WindowOpt,
     weights_request,
 )
-from hilocli.runtime import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
+from hilocli.compilation import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
 
 
 class SpectrumMode(str, Enum):

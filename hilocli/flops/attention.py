@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hilocli.errors import UsageError
-from hilocli.flops.analytic import check_layer, hilo_cost, model_cost
+from hilocli.flops.analytic import model_cost
 from hilocli.flops.conventions import (
     AUTHORS,
     FVCORE,
@@ -22,6 +22,7 @@ from hilocli.flops.conventions import (
     get_convention,
     norm_cost,
 )
+from hilocli.flops.layer import HiLoCost, check_layer, hilo_cost
 from hilocli.models.config import LITv2Config
 from hilocli.models.geometry import grid_sizes, padded_grid
 
@@ -182,53 +183,33 @@ def attention_comparison(
     check_layer(dim, num_heads, height, width)
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    common = dict(
+    grid = (height, width)
+    layer = dict(
         dim=dim,
         num_heads=num_heads,
-        grid=(height, width),
+        grid=grid,
         batch_size=batch_size,
         bytes_per_element=bytes_per_element,
     )
-
-    def row(name: str, label: str, c: LayerMacs, grid, notes: str, **extra) -> AttentionCost:
-        return AttentionCost(
-            name,
-            label,
-            padded_grid=grid,
-            params=c.params,
-            product_macs=c.product_macs,
-            other_macs=c.other_macs,
-            attn_matrix_elements=c.attn_matrix_elements,
-            notes=notes,
-            extra=extra,
-            **common,
-        )
-
     msa = msa_cost(dim, num_heads, height, width, qkv_bias, conv)
     sra = sra_cost(dim, num_heads, height, width, sr_ratio, qkv_bias, conv)
     win = window_cost(dim, num_heads, height, width, local_window, qkv_bias, conv)
     hc = hilo_cost(dim, num_heads, height, width, window_size, alpha, qkv_bias, conv)
-    hilo_rows = hc.hifi_rows + hc.lofi_rows
-    hilo = LayerMacs(
-        sum(r.product_macs for r in hilo_rows),
-        sum(r.other_macs for r in hilo_rows),
-        hc.params,
-        hc.attn_matrix_elements,
-        hc.padded_grid,
-    )
     red = sra.grid
     return [
-        row("MSA", "MSA", msa, (height, width), "global, every token pair"),
-        row(
+        _row(layer, "MSA", "MSA", msa, grid, "global, every token pair"),
+        _row(
+            layer,
             "SRA",
             f"SRA (r={sr_ratio})",
             sra,
-            (height, width),
+            grid,
             f"keys/values from a {red[0]}x{red[1]} conv-reduced grid + LayerNorm",
             reduced_grid=red,
             sr_ratio=sr_ratio,
         ),
-        row(
+        _row(
+            layer,
             "Window",
             f"Window ({local_window}x{local_window})",
             win,
@@ -236,20 +217,58 @@ def attention_comparison(
             "no shift; padded to window multiples; params include the relative-position bias table",
             window=local_window,
         ),
-        row(
-            "HiLo",
-            f"HiLo (alpha={alpha:g}, s={window_size})",
-            hilo,
-            hc.padded_grid,
-            f"{hc.hifi_heads} Hi-Fi + {hc.lofi_heads} Lo-Fi heads",
-            hifi_macs=hc.hifi_macs,
-            lofi_macs=hc.lofi_macs,
-            hifi_heads=hc.hifi_heads,
-            lofi_heads=hc.lofi_heads,
-            alpha=alpha,
-            window_size=window_size,
-        ),
+        _hilo_row(layer, hc),
     ]
+
+
+def _row(
+    layer: dict[str, Any],
+    name: str,
+    label: str,
+    cost: LayerMacs,
+    grid: tuple[int, int],
+    notes: str,
+    **extra: Any,
+) -> AttentionCost:
+    """One row of the comparison; `layer`: dim, heads, grid, batch size and bytes per element."""
+    return AttentionCost(
+        name,
+        label,
+        padded_grid=grid,
+        params=cost.params,
+        product_macs=cost.product_macs,
+        other_macs=cost.other_macs,
+        attn_matrix_elements=cost.attn_matrix_elements,
+        notes=notes,
+        extra=extra,
+        **layer,
+    )
+
+
+def _hilo_row(layer: dict[str, Any], hc: HiLoCost) -> AttentionCost:
+    """HiLo's row: both branches summed, each branch's MACs and heads kept in `extra`."""
+    rows = hc.hifi_rows + hc.lofi_rows
+    cost = LayerMacs(
+        sum(r.product_macs for r in rows),
+        sum(r.other_macs for r in rows),
+        hc.params,
+        hc.attn_matrix_elements,
+        hc.padded_grid,
+    )
+    return _row(
+        layer,
+        "HiLo",
+        f"HiLo (alpha={hc.alpha:g}, s={hc.window_size})",
+        cost,
+        hc.padded_grid,
+        f"{hc.hifi_heads} Hi-Fi + {hc.lofi_heads} Lo-Fi heads",
+        hifi_macs=hc.hifi_macs,
+        lofi_macs=hc.lofi_macs,
+        hifi_heads=hc.hifi_heads,
+        lofi_heads=hc.lofi_heads,
+        alpha=hc.alpha,
+        window_size=hc.window_size,
+    )
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,11 @@ whole model, per forced SDPA backend and per sweep resolution."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hilocli.flops.analytic import model_cost
 from hilocli.flops.attention import ATTENTION_TYPES, attention_comparison, attention_site
 from hilocli.flops.bench import BenchCase
+from hilocli.flops.request import FlopsRequest
 from hilocli.models.config import LITv2Config
-
-if TYPE_CHECKING:
-    from hilocli.flops.run import FlopsRequest
 
 
 def benchmark_cases(

@@ -3,7 +3,7 @@
 Counting runs the model on the meta device: shapes only, no memory, no arithmetic, so any
 resolution takes well under a second. torch's counter sees matrix products and convolutions only
 (2 FLOPs per multiply-add, bias not included); everything else is listed in `NOT_COUNTED`.
-Imports torch (on call), unlike the analytic modules.
+Imports torch, unlike the analytic modules: `hilocli.flops.run` loads it only for `--count`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hilocli.flops.analytic import CostRow, model_cost
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hilocli.flops.analytic import model_cost
 from hilocli.flops.conventions import AS_RUN
 from hilocli.flops.kernels import set_explicit
+from hilocli.flops.layer import CostRow
 from hilocli.models.config import LITv2Config
+from hilocli.models.litv2 import HiLo, LITv2
 
 NOT_COUNTED = (
     "LayerNorm and BatchNorm (the analytic count adds 1 MAC per element)",
@@ -79,9 +84,6 @@ class CountedCost:
 def counted_flops(fn: Callable[[], Any]) -> dict[str, int]:
     """Run fn() under FlopCounterMode; {module name without the root: inclusive FLOPs}, the
     whole count under ""."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False, depth=None) as counter, torch.no_grad():
         fn()
     out = {}
@@ -93,10 +95,6 @@ def counted_flops(fn: Callable[[], Any]) -> dict[str, int]:
 
 def sdpa_counted(device: str) -> bool:
     """Does the counter see F.scaled_dot_product_attention on `device`? (tiny HiLo, both paths)"""
-    import torch
-
-    from hilocli.models.litv2 import HiLo
-
     with torch.device(device):
         layer = HiLo(32, 2, 2, 0.5).eval()
         x = torch.zeros(1, 16, 32)  # (B, N, C) on a 4 x 4 grid
@@ -119,10 +117,6 @@ def _label(rows: list[CostRow]) -> str:
 def count_flops(cfg: LITv2Config, height: int, width: int) -> CountedCost:
     """Count FLOPs of a LITv2 forward at height x width on the meta device and check every analytic
     product row (linear layers, convs, attention products) against them."""
-    import torch
-
-    from hilocli.models.litv2 import LITv2
-
     analytic = model_cost(cfg, height, width, AS_RUN)
     with torch.device("meta"):
         model = LITv2(cfg).eval()

@@ -11,6 +11,9 @@ A peak measured once can read low when other processes take the cores at that mo
 model reads above 100% of it. So the peak is the best of two sizes (their median each), and
 callers measure it more than once around their timed runs (`PeakRuns`) and divide by the
 highest: a peak is what the machine showed it can do, and MFU against it errs low, never high.
+
+Torch is imported inside the functions that use it: the analytic `hilo flops` run imports this
+module (`BACKENDS`, `PeakRuns`, `mfu`) and never runs a model.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def forced(backend: str) -> AbstractContextManager:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend in ("default", "explicit"):
         return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend, sdpa_kernel  # lazy: see the module docstring
 
     return sdpa_kernel(getattr(SDPBackend, _SDPA_ENUM[backend]))
 
@@ -74,7 +77,7 @@ def ops_that_ran(call) -> set[str]:
     the host, also for CUDA tensors). torch.autograd.profiler records the same op names as
     torch.profiler, whose first use imports dynamo and inductor (seconds in every benchmark
     case's fresh process)."""
-    from torch.autograd.profiler import profile
+    from torch.autograd.profiler import profile  # lazy: see the module docstring
 
     with profile() as prof:
         call()
@@ -88,7 +91,7 @@ def kernels_used(call) -> list[str]:
 
 def cuda_seconds(call) -> float:
     """One call timed with CUDA events (device time, no host-side overhead)."""
-    import torch
+    import torch  # lazy: see the module docstring
 
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -115,7 +118,7 @@ def matmul_peak(device: Any, dtype: str = "float32", repeats: int = 5) -> float:
     """GFLOP/s of n x n @ n x n matmuls: per size in PEAK_SIZES the median of `repeats` (>= 3)
     timed products after two warm-ups; the best of these. A size whose products take longer than
     PEAK_SLOW_S is the last (bfloat16 on a CPU without bfloat16 units: seconds per product)."""
-    import torch
+    import torch  # lazy: see the module docstring
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
@@ -163,7 +166,7 @@ def mfu(peak: PeakRuns | None, gflop_per_s: float | None, dtype: str) -> float |
 
 def matmul_peak_at(device: Any, dtype: str, threads: int | None) -> float:
     """The matmul peak at the benchmark's thread count (the MFU denominator)."""
-    import torch
+    import torch  # lazy: see the module docstring
 
     before = torch.get_num_threads()
     if threads:

@@ -13,9 +13,13 @@ from typing import Any
 
 import torch
 
-from hilocli.flops.analytic import branch_rows
+from hilocli.flops.counted import counted_flops
+from hilocli.flops.layer import branch_rows
+from hilocli.hilo.capture import probe
 from hilocli.models.geometry import padded_grid
 from hilocli.output import RunRecord
+from hilocli.runtime import environment, resolve_device
+from hilocli.terminal import human, say, table
 
 
 def hilo_layer_macs(
@@ -75,8 +79,6 @@ class ModelFlopsResult:
         )
 
     def render(self, con) -> None:
-        from hilocli.terminal import human, say, table
-
         h, w = self.input_size
         say(
             con,
@@ -109,10 +111,6 @@ class ModelFlopsResult:
 
 def run_loaded(weights, size: tuple[int, int] | None, device: str = "cpu") -> ModelFlopsResult:
     """FLOPs of the model `weights` loads at size = (height, width) (None: its default)."""
-    from hilocli.flops.counted import counted_flops
-    from hilocli.hilo.capture import probe
-    from hilocli.runtime import environment, resolve_device
-
     dev = resolve_device(device)
     loaded = weights.load(dev)
     height, width = size or (loaded.default_resolution, loaded.default_resolution)

@@ -10,8 +10,9 @@ from hilocli.flops.attention import ATTENTION_TYPES
 from hilocli.flops.bench import UNSTABLE_SPREAD
 from hilocli.flops.conventions import FVCORE
 from hilocli.flops.kernels import mfu
-from hilocli.flops.run import FlopsRequest, FlopsResult, run
-from hilocli.output import RunRecord
+from hilocli.flops.request import FlopsRequest
+from hilocli.flops.run import FlopsResult, run
+from hilocli.output import OutputSet, RunRecord
 from hilocli.terminal import human, human_bytes, num, say, table
 
 _COMPONENTS = {
@@ -229,8 +230,7 @@ def save(con, result: FlopsResult, out: Path, fmt: str) -> RunRecord:
     """The run record; with a sweep, the figure and flops.json written together into `out`."""
     if result.points is None:
         return result.to_record()
-    from hilocli.flops.figures import sweep_figure
-    from hilocli.output import OutputSet
+    from hilocli.flops.figures import sweep_figure  # matplotlib: only a sweep draws
 
     req = result.request
     fig_name = f"flops_sweep_{result.arch.name.replace(' ', '_')}.{fmt}"

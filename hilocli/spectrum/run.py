@@ -75,8 +75,9 @@ class SpectrumRequest:
 
     def validate(self) -> SpectrumRequest:
         """UsageError for a bad option, before any file is read or model built."""
+        from hilocli.compilation import check_compile
         from hilocli.models.geometry import check_input_size
-        from hilocli.runtime import check_compile, check_dtype
+        from hilocli.runtime import check_dtype
 
         if not self.inputs:
             raise UsageError("give at least one image file or folder")
@@ -269,17 +270,11 @@ def run(
     request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
     hashing on rank 0 alone)."""
     from hilocli.batches import default_workers
+    from hilocli.compilation import compile_as, compile_errors, maybe_compile
     from hilocli.distributed import agree, from_main, placement, process_group, rank_device
     from hilocli.inputs import fit_inputs
     from hilocli.models.geometry import check_input_size
-    from hilocli.runtime import (
-        compile_as,
-        compile_errors,
-        environment,
-        maybe_compile,
-        resolve_device,
-        resolve_precision,
-    )
+    from hilocli.runtime import environment, resolve_device, resolve_precision
     from hilocli.scenes import read_groups, scenes_from_file, scenes_from_hashes
     from hilocli.spectrum.control import judge_control
     from hilocli.spectrum.stats import judge
