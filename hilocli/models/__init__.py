@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hilocli.models.config import (
+    DEFAULT_MODEL,
     VARIANTS,
     LITv2Config,
     Preprocess,
     Variant,
     get_variant,
     split_heads,
+    variant_config,
 )
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config
 
 __all__ = [
+    "DEFAULT_MODEL",
     "VARIANTS",
     "HiLo",
     "HiLoLayerInfo",
@@ -37,6 +40,7 @@ __all__ = [
     "infer_config",
     "min_input_size",
     "split_heads",
+    "variant_config",
 ]
 
 _TORCH_NAMES = ("HiLo", "LITv2")
