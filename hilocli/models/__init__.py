@@ -61,7 +61,7 @@ def __getattr__(name: str):
 
 def create_model(name_or_cfg: str | LITv2Config, **overrides) -> LITv2:
     """A randomly initialised LITv2 of a registered variant or a custom config, in eval mode."""
-    from hilocli.models.litv2 import LITv2
+    from hilocli.models.litv2 import LITv2  # torch: on first use (see the module docstring)
 
     cfg = get_variant(name_or_cfg).cfg if isinstance(name_or_cfg, str) else name_or_cfg
     return LITv2(cfg, **overrides).eval()
