@@ -11,10 +11,14 @@ line in hilo's words (`hilocli.checkpoint_files`).
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
 
 from hilocli.checkpoint_files import (
     DATA_ONLY_GLOBALS,
@@ -27,13 +31,19 @@ from hilocli.checkpoint_files import (
     zip_problem,
 )
 from hilocli.errors import HiloError, UsageError
+from hilocli.loaded import LoadedModel, loaded_model
+from hilocli.models.adopters import to_authors
+from hilocli.models.config import DEFAULT_MODEL, LITv2Config, Variant, get_variant, variant_config
+from hilocli.models.litv2 import LITv2
+from hilocli.models.litv2_checkpoint import (
+    InferredField,
+    filter_state_dict,
+    infer_config,
+    load_state_dict_strict,
+    trainer_config,
+)
 from hilocli.output import sha256_file
 from hilocli.release import ReleaseOrigin, fetch_released
-
-if TYPE_CHECKING:  # hilocli.loaded imports torch: `hilo flops` validates a variant without it
-    from hilocli.loaded import LoadedModel
-
-DEFAULT_MODEL = "litv2_s"
 
 
 @dataclass(frozen=True)
@@ -93,11 +103,11 @@ class Provenance:
 
 def read_checkpoint(path: Path) -> Any:
     """The file's content (a state dict or a wrapper around one); HiloError in hilo's words."""
-    return _read(Path(path))[0]
+    return read_checkpoint_file(Path(path))[0]
 
 
-def _read(path: Path) -> tuple[Any, str]:
-    """(content, format). Safetensors by content; torch files with weights_only only."""
+def read_checkpoint_file(path: Path) -> tuple[Any, str]:
+    """(content, format): safetensors told by content; torch files with weights_only only."""
     if not path.exists():
         raise HiloError(f"checkpoint not found: {path}")
     if path.is_dir():
@@ -127,10 +137,6 @@ def _read(path: Path) -> tuple[Any, str]:
 
 
 def _torch_load(path: Path, names: list[str]) -> Any:
-    import pickle
-
-    import torch
-
     allowed = [(DATA_ONLY_GLOBALS[n], n) for n in names if n in DATA_ONLY_GLOBALS]
     try:
         with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
@@ -148,8 +154,6 @@ def _torch_load(path: Path, names: list[str]) -> Any:
 
 
 def _read_safetensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except Exception:  # noqa: BLE001 - SafetensorError and friends: one message
@@ -159,37 +163,8 @@ def _read_safetensors(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Released weights
-# ----------------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------------
 # The entry point
 # ----------------------------------------------------------------------------------------------
-
-
-def variant_config(variant, window_sizes=None, head_dim: int | None = None):
-    """A released variant's config with `--window-sizes` applied; UsageError when an option does
-    not fit it (`--head-dim` must equal its own: that option is for inferring checkpoints)."""
-    cfg = variant.cfg
-    if head_dim is not None:
-        own = {
-            cfg.stage_dim(i) // h for i, (h, w) in enumerate(zip(cfg.num_heads, cfg.local_ws)) if w
-        }
-        if own != {head_dim}:
-            raise UsageError(
-                f"--head-dim {head_dim} conflicts with {variant.name}, whose heads "
-                f"are {'/'.join(map(str, sorted(own)))}-dimensional (--head-dim is "
-                "for checkpoint files without --model)"
-            )
-    if window_sizes is None:
-        return cfg
-    try:
-        return cfg.replace(local_ws=tuple(window_sizes))
-    except ValueError as exc:
-        raise UsageError(
-            f"--window-sizes {','.join(map(str, window_sizes))} does not fit {variant.name}: {exc}"
-        ) from None
 
 
 def load_model(
@@ -209,38 +184,19 @@ def load_model(
     - model with pretrained: the released weights (downloaded once to the torch hub cache).
     - otherwise: random init (seeded) of `model` (default litv2_s).
     """
-    import torch
-
-    from hilocli.loaded import loaded_model
-    from hilocli.models import LITv2, get_variant
-    from hilocli.models.litv2_checkpoint import (
-        InferredField,
-        infer_config,
-        load_state_dict_strict,
-        trainer_config,
-    )
-
-    try:
-        variant = get_variant(model) if model else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if checkpoint is None and variant is None:
-        variant = get_variant(DEFAULT_MODEL)
-    inferred: tuple = ()
+    variant = _variant(model, checkpoint)
     cfg = None if variant is None else variant_config(variant, window_sizes, head_dim)
+    inferred: tuple = ()
     if window_sizes is not None and variant is not None:
         inferred = (InferredField("local_ws", tuple(window_sizes), "option"),)
-
     if checkpoint is None and not pretrained:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = LITv2(cfg)
+        net = random_litv2(cfg, seed)
         prov = Provenance(source="random init", variant=variant.name, seed=seed, inferred=inferred)
         return loaded_model(net.eval().to(device), prov, variant.name, variant.preprocess, cfg)
 
     release = None if checkpoint is not None else fetch_released(variant, progress)
     path = Path(checkpoint) if checkpoint is not None else release[0]
-    raw, fmt = _read(path)
+    raw, fmt = read_checkpoint_file(path)
     try:
         sd, layout = adopted_state_dict(raw, path)
     except ValueError as exc:
@@ -248,25 +204,10 @@ def load_model(
     if variant is not None:
         name, preprocess = variant.name, variant.preprocess
     else:
-        try:
-            inference = infer_config(sd, window_sizes, head_dim, trainer_config(raw))
-        except UsageError:
-            raise
-        except HiloError as exc:
-            raise HiloError(f"{path}: {exc}") from None
+        inference = _inferred_config(sd, raw, path, window_sizes, head_dim)
         cfg, preprocess, inferred = inference.cfg, inference.preprocess, inference.fields
         name = f"inferred from {path.name}"
-    with torch.device("meta"):  # every weight comes from the file: skip the random init
-        net = LITv2(cfg)
-    try:
-        load_state_dict_strict(net, sd, str(path))
-    except HiloError as exc:
-        if checkpoint is None or model is None:
-            raise
-        raise UsageError(  # the file is not that variant: two options that disagree
-            f"--model {model} conflicts with --checkpoint {path}, which does not hold "
-            f"{model}'s tensors ({exc}); drop --model to infer the architecture from the file"
-        ) from None
+    net = _litv2_holding(cfg, sd, path, model if checkpoint is not None else None)
     prov = Provenance(
         source="file" if checkpoint is not None else "pretrained",
         variant=variant.name if variant else None,
@@ -281,12 +222,56 @@ def load_model(
     return loaded_model(net.eval().to(device), prov, name, preprocess, cfg)
 
 
+def random_litv2(cfg: LITv2Config, seed: int) -> LITv2:
+    """A LITv2 of `cfg` with its seeded random init; the global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LITv2(cfg)
+
+
+def _variant(model: str | None, checkpoint: Path | None) -> Variant | None:
+    """The released variant `--model` names (the default one without a checkpoint); None: the
+    checkpoint's architecture is inferred."""
+    try:
+        variant = get_variant(model) if model else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if checkpoint is None and variant is None:
+        variant = get_variant(DEFAULT_MODEL)
+    return variant
+
+
+def _inferred_config(sd: dict, raw: Any, path: Path, window_sizes, head_dim: int | None):
+    """The architecture a file's tensors (and its trainer config, if any) state; HiloError
+    naming the file when they do not settle it."""
+    try:
+        return infer_config(sd, window_sizes, head_dim, trainer_config(raw))
+    except UsageError:
+        raise
+    except HiloError as exc:
+        raise HiloError(f"{path}: {exc}") from None
+
+
+def _litv2_holding(cfg: LITv2Config, sd: dict, path: Path, model: str | None) -> LITv2:
+    """A LITv2 of `cfg` holding the file's tensors (strict). `model`: the `--model` given beside
+    `--checkpoint`, so a mismatch is reported as those two options disagreeing."""
+    with torch.device("meta"):  # every weight comes from the file: skip the random init
+        net = LITv2(cfg)
+    try:
+        load_state_dict_strict(net, sd, str(path))
+    except HiloError as exc:
+        if model is None:
+            raise
+        raise UsageError(  # the file is not that variant: two options that disagree
+            f"--model {model} conflicts with --checkpoint {path}, which does not hold "
+            f"{model}'s tensors ({exc}); drop --model to infer the architecture from the file"
+        ) from None
+    return net
+
+
 def adopted_state_dict(raw: Any, path: Path) -> tuple[dict, str | None]:
     """(state dict in the authors' names, other library's layout or None); ValueError when the
     file holds no tensors. OpenMixup and birder names are mapped (`hilocli.models.adopters`)."""
-    from hilocli.models.adopters import to_authors
-    from hilocli.models.litv2_checkpoint import filter_state_dict
-
     try:
         sd, layout = to_authors(raw)
     except HiloError as exc:

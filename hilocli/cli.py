@@ -20,12 +20,26 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import traceback
 from contextlib import nullcontext
 
 import typer
 
+try:  # Typer >= 0.26 vendors its own click
+    from typer._click.exceptions import ClickException
+except ImportError:  # older Typer on the click package
+    from click.exceptions import ClickException
+
 from hilocli import __version__
+from hilocli.commands.attn_map import attn_map
+from hilocli.commands.compare import compare
+from hilocli.commands.convert import convert
+from hilocli.commands.flops import flops
+from hilocli.commands.info import info
+from hilocli.commands.spectrum import spectrum
+from hilocli.distributed import quiet_rank
 from hilocli.errors import HiloError, Terminated, on_sigterm
+from hilocli.output import json_stdout
 from hilocli.runtime import keep_freed_memory
 
 DEBUG_ENV = "HILO_DEBUG"
@@ -55,35 +69,12 @@ def _root(
     """Look inside HiLo attention (LITv2): frequency spectra, attention maps and cost."""
 
 
-def _register() -> None:
-    from hilocli.commands.attn_map import attn_map
-    from hilocli.commands.compare import compare
-    from hilocli.commands.convert import convert
-    from hilocli.commands.flops import flops
-    from hilocli.commands.info import info
-    from hilocli.commands.spectrum import spectrum
-
-    app.command("info")(info)
-    app.command("flops")(flops)
-    app.command("spectrum")(spectrum)
-    app.command("attn-map")(attn_map)
-    app.command("convert")(convert)
-    app.command("compare")(compare)
-
-
-_register()
-
-
-def _click_exceptions():
-    """(Exit, Abort, ClickException) of the click Typer runs on (Typer >= 0.26 vendors its own)."""
-    try:
-        from typer._click.exceptions import ClickException
-    except ImportError:  # older Typer on the click package
-        from click.exceptions import ClickException
-    return typer.Exit, typer.Abort, ClickException
-
-
-_Exit, _Abort, _ClickException = _click_exceptions()
+app.command("info")(info)
+app.command("flops")(flops)
+app.command("spectrum")(spectrum)
+app.command("attn-map")(attn_map)
+app.command("convert")(convert)
+app.command("compare")(compare)
 
 
 def _first_line(text: str) -> str:
@@ -96,8 +87,6 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _fail(message: str, code: int) -> int:
-    from hilocli.distributed import quiet_rank
-
     if not quiet_rank() or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         sys.stderr.write(f"hilo: error: {message}\n")  # under torchrun/srun: rank 0's line
         sys.stderr.flush()
@@ -106,8 +95,6 @@ def _fail(message: str, code: int) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` (default sys.argv[1:]) and return the exit code; never raises."""
-    from hilocli.output import json_stdout
-
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = sys.argv[1:] if argv is None else list(argv)
     try:  # with --json, stdout carries the JSON alone: other prints (user code's) go to stderr
@@ -116,16 +103,14 @@ def run(argv: list[str] | None = None) -> int:
         if result == 130:  # Typer turns KeyboardInterrupt into a silent Exit(130)
             return _fail("interrupted", 130)
         return result if isinstance(result, int) else 0
-    except _Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except (_Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", 130)
     except Terminated:
         return _fail("terminated", 143)
-    except _ClickException as exc:  # usage errors from parsing
+    except ClickException as exc:  # usage errors from parsing
         if debug:
-            import traceback
-
             traceback.print_exc()
         hint = ""
         ctx = getattr(exc, "ctx", None)
@@ -135,14 +120,10 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(message + hint, exc.exit_code)
     except HiloError as exc:
         if debug:
-            import traceback
-
             traceback.print_exc()
         return _fail(_first_line(str(exc)) or type(exc).__name__, exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
         if debug:
-            import traceback
-
             traceback.print_exc()
         if _is_oom(exc):
             return _fail(

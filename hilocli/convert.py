@@ -10,8 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import save_file
+
+from hilocli.checkpoint import load_model
 from hilocli.errors import UsageError
-from hilocli.output import RunRecord
+from hilocli.inputs import refuse_special
+from hilocli.outfolder import atomic_write
+from hilocli.output import RunRecord, sha256_file
+from hilocli.runtime import environment
 
 FORMATS = {".pth": "pth", ".pt": "pth", ".safetensors": "safetensors"}
 
@@ -33,8 +40,6 @@ class ConvertRequest:
             raise UsageError(f"{self.source}: no such file")
         if self.source.is_dir():
             raise UsageError(f"{self.source} is a folder, not a file")
-        from hilocli.inputs import refuse_special
-
         refuse_special(self.source, str(self.source))
         if self.dest.suffix.lower() not in FORMATS:
             raise UsageError(
@@ -58,8 +63,6 @@ class ConvertResult:
     dest_sha256: str
 
     def to_record(self) -> RunRecord:
-        from hilocli.runtime import environment
-
         return RunRecord(
             command="convert",
             settings={
@@ -82,12 +85,6 @@ class ConvertResult:
 
 def run(request: ConvertRequest) -> ConvertResult:
     """Load (strictly, into hilo's LITv2: proof the tensors compute a LITv2), then write."""
-    import torch
-
-    from hilocli.checkpoint import load_model
-    from hilocli.outfolder import atomic_write
-    from hilocli.output import sha256_file
-
     loaded = load_model(
         checkpoint=request.source,
         window_sizes=list(request.window_sizes) if request.window_sizes else None,
@@ -105,8 +102,6 @@ def run(request: ConvertRequest) -> ConvertResult:
     if request.format == "pth":
         atomic_write(request.dest, lambda p: torch.save({"model": state, "hilo_convert": note}, p))
     else:
-        from safetensors.torch import save_file
-
         atomic_write(request.dest, lambda p: save_file(state, str(p), metadata=note))
     return ConvertResult(
         request=request,

@@ -19,10 +19,14 @@ rank says "ok" or its error; if any rank failed, rank 0 raises one HiloError nam
 its message and the others exit quietly (`PeerFailed`). A rank that dies outright (killed, segfault)
 is seen by torchrun, which stops the others; the process-group timeout (HILO_DIST_TIMEOUT seconds,
 default 1800) bounds any other wait.
+
+torch is imported inside the functions that need it: the console and the CLI ask `quiet_rank`
+on the torch-free paths (`hilo --help`, the analytic `hilo flops`, `hilo info --list`).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -132,9 +136,7 @@ def process_group(where: Placement, device) -> Iterator[Placement]:
     if not where.distributed:
         yield where
         return
-    import datetime
-
-    import torch
+    import torch  # here: see the module docstring
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -158,7 +160,7 @@ def process_group(where: Placement, device) -> Iterator[Placement]:
 
 def rank_device(device, where: Placement):
     """The device of this rank: its own GPU (LOCAL_RANK) on CUDA, the CPU otherwise."""
-    import torch
+    import torch  # here: see the module docstring
 
     if getattr(device, "type", None) == "cuda" and where.distributed:
         return torch.device("cuda", where.local_rank % max(torch.cuda.device_count(), 1))
@@ -180,7 +182,7 @@ def agree(where: Placement, work: Callable[[], T]) -> T:
     the other ranks raise PeerFailed. Single process: just `work()`."""
     if not where.distributed:
         return work()
-    import torch.distributed as dist
+    import torch.distributed as dist  # here: see the module docstring
 
     error: BaseException | None = None
     value: Any = None
@@ -207,7 +209,7 @@ def from_main(where: Placement, work: Callable[[], T]) -> T:
     per rank. A failure on rank 0 fails every rank, as in `agree`. Single process: `work()`."""
     if not where.distributed:
         return work()
-    import torch.distributed as dist
+    import torch.distributed as dist  # here: see the module docstring
 
     value = agree(where, work if where.is_main else (lambda: None))
     box = [value]
@@ -220,7 +222,7 @@ def gather(where: Placement, obj: T) -> list[T] | None:
     tensors to the CPU first."""
     if not where.distributed:
         return [obj]
-    import torch.distributed as dist
+    import torch.distributed as dist  # here: see the module docstring
 
     out: list[Any] | None = [None] * where.world_size if where.is_main else None
     dist.gather_object(obj, out, dst=0)

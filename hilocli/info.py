@@ -6,10 +6,12 @@ indexes), where its weights came from, and which settings were inferred rather t
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from typing import Any
 
+from hilocli import __version__
 from hilocli.models.config import VARIANTS, LITv2Config, Preprocess
 from hilocli.models.geometry import (
     LayerGeometry,
@@ -18,6 +20,9 @@ from hilocli.models.geometry import (
     requested_size,
 )
 from hilocli.output import RunRecord
+from hilocli.release import release_url
+from hilocli.runtime import environment, resolve_device
+from hilocli.terminal import say, table
 from hilocli.weights import WeightsRequest
 
 
@@ -96,8 +101,7 @@ class InfoResult:
 def run(request: InfoRequest) -> InfoResult:
     """Load the weights, probe one forward at the input size (no arithmetic: on the meta device
     where the model allows) and describe every HiLo layer on the grid it ran."""
-    from hilocli.hilo.capture import probe
-    from hilocli.runtime import environment, resolve_device
+    from hilocli.hilo.capture import probe  # torch: `hilo info --list` never imports it
 
     device = resolve_device(request.device)
     loaded = request.weights.load(device)
@@ -140,9 +144,6 @@ def _uncalled(layer, w: int, h: int) -> LayerGeometry:
 
 
 def variants_record() -> RunRecord:
-    from hilocli import __version__
-    from hilocli.release import release_url
-
     rows = [
         {
             "name": v.name,
@@ -177,8 +178,6 @@ def variants_record() -> RunRecord:
 
 
 def render(con, result: InfoResult) -> None:
-    from hilocli.terminal import say
-
     cfg = result.config
     arch = (
         f"  (embed {cfg.embed_dim}, depths {list(cfg.depths)}, heads {list(cfg.num_heads)}, "
@@ -202,8 +201,6 @@ def render(con, result: InfoResult) -> None:
 
 
 def _stage_table(result: InfoResult):
-    from hilocli.terminal import table
-
     h, w = result.input_size
     return table(
         f"Stages at {h}x{w} input (height x width)",
@@ -225,8 +222,6 @@ def _stage_table(result: InfoResult):
 
 
 def _layer_table(result: InfoResult):
-    from hilocli.terminal import table
-
     rows = []
     for g, sig in zip(result.layers, result.signatures):
         d = layer_dict(g)
@@ -254,10 +249,6 @@ def _layer_table(result: InfoResult):
 def render_variants(con, record: RunRecord) -> None:
     """The variants table; URLs as their release file (the base once, in the caption), so the
     names it exists to show fit an 80-column terminal whole."""
-    import os
-
-    from hilocli.terminal import table
-
     urls = [r["url"] for r in record.results["variants"]]
     base = os.path.commonprefix([u.rsplit("/", 2)[0] + "/" for u in urls])
     shown = table(

@@ -28,6 +28,7 @@ from hilocli.models.geometry import (
     stage_infos,
     token_stride,
 )
+from hilocli.option_lists import parse_layers
 
 DEFAULT_RESOLUTION = 224  # a model whose config does not say its training size
 
@@ -78,8 +79,6 @@ class LoadedModel:
 
     def choose(self, spec: str | None, default: list[int] | None = None) -> list[HiLoLayer]:
         """The layers `--layer` names ('all', an index or a comma list; None: `default`)."""
-        from hilocli.weights import parse_layers
-
         if spec is None and default is not None:
             return [self.layers[i] for i in default]
         if spec is None:

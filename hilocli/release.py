@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
 from hilocli.errors import HiloError
+from hilocli.outfolder import atomic_write
+from hilocli.output import sha256_file
 
 RELEASE_URL_ENV = "HILO_RELEASE_URL"  # replaces the release base URL (mirrors, tests)
 RECORD_SUFFIX = ".hilo-download.json"
@@ -34,15 +38,13 @@ def release_url(variant) -> str:
 
 def cache_dir() -> Path:
     """The standard torch hub checkpoint cache ($TORCH_HOME/hub/checkpoints)."""
-    import torch.hub
+    import torch.hub  # here: `hilo info --list` imports this module without torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def _stream(response, url: str, total: int | None, dest: Path, tmp: Path, progress: bool):
-    import http.client  # here, with urllib: about 25 ms that a cached load never pays
-
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    import http.client  # here, with urllib: only a download pays for the network modules
 
     with (
         open(tmp, "wb") as out,
@@ -72,10 +74,8 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
     """Fetch url (http, https or file) to dest with a progress bar; dest appears only when whole
     (`hilocli.outfolder.atomic_write`: nothing is left on failure, a killed download's temporary
     is removed by the next one)."""
-    import urllib.error
+    import urllib.error  # here: see _stream
     import urllib.request
-
-    from hilocli.outfolder import atomic_write
 
     try:
         response = urllib.request.urlopen(url, timeout=30)
@@ -123,9 +123,6 @@ def _read_record(record: Path, variant) -> ReleaseOrigin:
 def fetch_released(variant, progress: bool = True) -> tuple[Path, ReleaseOrigin]:
     """(path, origin) of the variant's released weights, downloaded into the hub cache once; the
     first download records its URL and SHA-256 beside the file."""
-    from hilocli.outfolder import atomic_write
-    from hilocli.output import sha256_file
-
     url = release_url(variant)
     dest = cache_dir() / url.rsplit("/", 1)[-1]
     if variant.name.startswith("litv2_s_alpha"):  # alpha_0.9.pth would be ambiguous in the cache

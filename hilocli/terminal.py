@@ -7,19 +7,31 @@ own width; files and pipes get WIDTH columns so tables are not cut.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from hilocli.distributed import quiet_rank
+from hilocli.image_decode import ALPHA_BACKGROUND
 
 WIDTH = 120  # columns when stderr is not a terminal
 
 
 def console():
     """The stderr console."""
-    from rich.console import Console
-
-    from hilocli.distributed import quiet_rank
-
     con = Console(stderr=True, quiet=quiet_rank())  # under torchrun/srun rank 0 alone speaks
     if not con.is_terminal:
         con.width = WIDTH
@@ -62,8 +74,6 @@ def human_bytes(n: float | None) -> str:
 
 def say_inputs(con, inputs) -> None:
     """Skipped files and duplicates of a run's `InputsRecord`, one line each (yellow headings)."""
-    from hilocli.image_decode import ALPHA_BACKGROUND
-
     if inputs.skipped:
         con.print(f"[yellow]skipped {len(inputs.skipped)} file(s):[/]")
         for s in inputs.skipped:  # the loader's reasons name the file already
@@ -91,9 +101,6 @@ def table(
     left: Sequence[str] = (),
 ):
     """A rich table in the house style: right-aligned numbers, columns named in `left` left."""
-    from rich import box
-    from rich.table import Table
-
     t = Table(
         title=title,
         title_justify="left",
@@ -114,8 +121,6 @@ DEFAULT_PROGRESS_EVERY_S = 30.0
 
 
 def _progress_every() -> float:
-    import os
-
     raw = os.environ.get(PROGRESS_EVERY_ENV, str(DEFAULT_PROGRESS_EVERY_S))
     try:
         return max(0.0, float(raw))
@@ -150,16 +155,6 @@ def progress_bar(con, label: str, unit: str) -> Iterator[Callable[[int, int], No
     log file, a pipe) gets a plain line every HILO_PROGRESS_EVERY seconds (default 30) and always
     a final one when the work is done (the block ends without an exception), so every run leaves a
     trace without flooding logs."""
-    import time
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     if not con.is_terminal:
         every, start = _progress_every(), time.monotonic()
         last = [start, None]  # time of the last line, the last (done, total) reported

@@ -1,5 +1,5 @@
-"""Bring your own model: `--model-fn path/to/file.py:function` or `package.module:function`
-(with `--model-kwargs JSON`), or `--hub DIR:ENTRY` for a local `hubconf.py`.
+"""Bring your own model: build what `--model-fn` / `--hub` names (a `hilocli.model_source.
+ModelSource`) and fill it.
 
 Only the code the user names runs: the named file (or module) is imported and the named function
 called, nothing else (no search, no directory scan). `--checkpoint` is read as everywhere in hilo
@@ -11,87 +11,21 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hilocli.errors import HiloError, UsageError
+import torch
 
-_IDENT = re.compile(r"^[A-Za-z_]\w*$")
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a user model's code comes from: 'model-fn' (file or module) or 'hub'."""
-
-    kind: str  # "model-fn" | "hub"
-    spec: str  # as given
-    target: str  # file path, module name, or hub folder
-    function: str
-    kwargs: tuple = ()  # sorted (key, value) pairs of --model-kwargs
-
-    @property
-    def file(self) -> Path | None:
-        if self.kind == "hub":
-            return Path(self.target) / "hubconf.py"
-        return Path(self.target) if self.target.endswith(".py") else None
-
-    def to_dict(self) -> dict[str, Any]:
-        from hilocli.output import sha256_file
-
-        f = self.file
-        return {
-            "kind": self.kind,
-            "spec": self.spec,
-            "function": self.function,
-            "kwargs": dict(self.kwargs),
-            "file": None if f is None else str(f),
-            "file_sha256": None if f is None or not f.is_file() else sha256_file(f),
-        }
-
-
-def parse_kwargs(text: str | None) -> tuple:
-    if text is None:
-        return ()
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--model-kwargs is not valid JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(obj, dict):
-        raise UsageError(f"--model-kwargs must be a JSON object, got {text!r}")
-    return tuple(sorted(obj.items()))
-
-
-def parse_model_fn(spec: str, kwargs: str | None = None) -> ModelSource:
-    """`file.py:function` or `package.module:function`; UsageError (one line) when malformed or
-    when the file does not exist. Nothing is imported here."""
-    target, sep, func = spec.rpartition(":")
-    if not sep or not target or not _IDENT.match(func):
-        raise UsageError(
-            f"--model-fn {spec!r}: expected path/to/file.py:function or package.module:function"
-        )
-    if target.endswith(".py"):
-        p = Path(target)
-        if not p.is_file():
-            raise UsageError(f"--model-fn {spec!r}: no such file {target}")
-    elif not _DOTTED.match(target):
-        raise UsageError(
-            f"--model-fn {spec!r}: {target!r} is neither a .py file nor a dotted module name"
-        )
-    return ModelSource("model-fn", spec, target, func, parse_kwargs(kwargs))
-
-
-def parse_hub(spec: str, kwargs: str | None = None) -> ModelSource:
-    folder, sep, entry = spec.rpartition(":")
-    if not sep or not folder or not _IDENT.match(entry):
-        raise UsageError(f"--hub {spec!r}: expected DIR:ENTRY (a folder with hubconf.py)")
-    if not (Path(folder) / "hubconf.py").is_file():
-        raise UsageError(f"--hub {spec!r}: no hubconf.py in {folder}")
-    return ModelSource("hub", spec, folder, entry, parse_kwargs(kwargs))
+from hilocli.checkpoint import read_checkpoint_file
+from hilocli.errors import HiloError
+from hilocli.loaded import LoadedModel, loaded_model
+from hilocli.model_source import ModelSource
+from hilocli.models.adopters import unwrap
+from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from hilocli.models.litv2_checkpoint import load_state_dict_strict
+from hilocli.output import sha256_file
 
 
 def _function(source: ModelSource):
@@ -131,8 +65,6 @@ def _why(exc: BaseException) -> str:
 def build(source: ModelSource, seed: int = 0):
     """Call the user's function (seeded); HiloError naming it when it raises or returns no
     nn.Module."""
-    import torch
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -204,27 +136,20 @@ def load_user_model(
     device: Any = "cpu",
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-):
+) -> LoadedModel:
     """A `LoadedModel` (eval mode, on device) of the user's model, weights from `checkpoint`
     (strict) or its own seeded init."""
-    from hilocli.checkpoint import _read
-    from hilocli.loaded import loaded_model
-    from hilocli.models.adopters import unwrap
-    from hilocli.output import sha256_file
-
     prov = UserProvenance(source, seed=seed)
     if checkpoint is None:
         model = build(source, seed)
     else:
         path = Path(checkpoint)
-        raw, fmt = _read(path)
+        raw, fmt = read_checkpoint_file(path)
         sd = unwrap(raw)
         if sd is None:
             raise HiloError(f"{path}: the file holds no tensors")
         model = _filled(source, seed, sd, str(path))
         prov = UserProvenance(source, str(path), sha256_file(path), fmt)
-    from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-
     preprocess = Preprocess(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD)
     return loaded_model(model.eval().to(device), prov, source.spec, preprocess)
 
@@ -233,9 +158,6 @@ def _filled(source: ModelSource, seed: int, sd: dict, where: str):
     """The user's model holding the checkpoint's tensors (strict). Built on the meta device
     first, so no random init is computed and thrown away; built for real when that fails or
     when the model has a tensor no file holds (a non-persistent buffer)."""
-    import torch
-
-    from hilocli.models.litv2_checkpoint import load_state_dict_strict
 
     def load(model):
         if not any(k.startswith("module.") for k in model.state_dict()):
@@ -253,33 +175,3 @@ def _filled(source: ModelSource, seed: int, sd: dict, where: str):
     if model is not None and {n for n, _ in model.named_buffers()} <= set(model.state_dict()):
         return load(model)
     return load(build(source, seed))
-
-
-def check_user_options(request) -> bool:
-    """Usage errors of --model-fn / --hub / --model-kwargs in a `WeightsRequest`; True when a user
-    model is asked for (and its options are consistent). Imports nothing of the user's."""
-    fn, hub = request.model_fn, request.hub
-    if fn is None and hub is None:
-        raise UsageError("--model-kwargs needs --model-fn or --hub")
-    if fn is not None and hub is not None:
-        raise UsageError("--model-fn and --hub conflict: give one model source")
-    flag = "--model-fn" if fn is not None else "--hub"
-    for given, name in (
-        (request.model, "--model"),
-        (request.window_sizes, "--window-sizes"),
-        (request.head_dim, "--head-dim"),
-        (request.pretrained, "--pretrained" if request.pretrained else "--random-init"),
-    ):
-        if given is not None and not (name == "--random-init" and request.checkpoint is None):
-            raise UsageError(f"{flag} and {name} conflict: {name} is for hilo's own LITv2")
-    for name, values in (("--mean", request.mean), ("--std", request.std)):
-        if values is not None and len(values) != 3:
-            raise UsageError(f"{name} needs 3 comma-separated numbers (R,G,B), got {list(values)}")
-    if request.std is not None and min(request.std) <= 0:
-        raise UsageError(f"--std must be positive, got {list(request.std)}")
-    if request.checkpoint is not None:
-        p = Path(request.checkpoint)
-        if not p.is_file():
-            raise UsageError(f"--checkpoint {p}: no such file")
-    request.user_source  # noqa: B018 - parses the spec (usage errors), imports nothing
-    return True

@@ -1,12 +1,28 @@
-"""What weights a run asks for (`WeightsRequest`), validated before any work, and loading them."""
+"""What weights a run asks for (`WeightsRequest`), validated before any work, and loading them.
+
+Validating imports no torch (the analytic `hilo flops` and `hilo info --list` stay torch-free), so
+the loader (`hilocli.checkpoint`, `hilocli.usermodel`, which build models) is imported where a
+model is loaded. The loader never imports this module.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilocli.errors import HiloError, UsageError
+from hilocli.inputs import refuse_special
+from hilocli.model_source import ModelSource, check_user_options, parse_hub, parse_model_fn
+from hilocli.models import DEFAULT_MODEL, VARIANTS, min_input_size, variant_config
+
+# re-exported: features and commands import the option-list parsers with the request
+from hilocli.option_lists import parse_float_list as parse_float_list
+from hilocli.option_lists import parse_int_list as parse_int_list
+from hilocli.option_lists import parse_layers as parse_layers
+
+if TYPE_CHECKING:  # the loader imports torch
+    from hilocli.loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -28,10 +44,8 @@ class WeightsRequest:
     std: tuple[float, ...] | None = None
 
     @property
-    def user_source(self):
-        """The `hilocli.usermodel.ModelSource` of --model-fn / --hub, or None (LITv2)."""
-        from hilocli.usermodel import parse_hub, parse_model_fn
-
+    def user_source(self) -> ModelSource | None:
+        """What --model-fn / --hub name, or None (LITv2)."""
         if self.model_fn is not None:
             return parse_model_fn(self.model_fn, self.model_kwargs)
         if self.hub is not None:
@@ -46,9 +60,6 @@ class WeightsRequest:
 
     def validate(self) -> WeightsRequest:
         """Usage errors for conflicting or impossible options; touches no file beyond stat."""
-        from hilocli.inputs import refuse_special
-        from hilocli.models import VARIANTS
-
         check_seed(self.seed)
         if self.checkpoint is not None:  # a FIFO or device: never opened, also for --model-fn
             refuse_special(Path(self.checkpoint), f"--checkpoint {self.checkpoint}")
@@ -56,8 +67,6 @@ class WeightsRequest:
             if self.model_fn is None and self.hub is None:
                 raise UsageError("--mean/--std are for your own model (--model-fn or --hub)")
         if self.model_fn is not None or self.hub is not None or self.model_kwargs is not None:
-            from hilocli.usermodel import check_user_options
-
             if check_user_options(self):
                 return self
         if self.checkpoint is not None and self.pretrained is not None:
@@ -76,8 +85,6 @@ class WeightsRequest:
         if self.window_sizes is not None and any(s < 0 for s in self.window_sizes):
             raise UsageError(f"--window-sizes must be >= 0, got {list(self.window_sizes)}")
         if self.checkpoint is None or self.model is not None:  # a released architecture
-            from hilocli.checkpoint import DEFAULT_MODEL, variant_config
-
             variant_config(VARIANTS[self.model or DEFAULT_MODEL], self.window_sizes, self.head_dim)
         return self
 
@@ -86,9 +93,6 @@ class WeightsRequest:
         loading (a released variant); 1 while a file or a user's code decides."""
         if self.checkpoint is not None or self.user_source is not None:
             return 1
-        from hilocli.checkpoint import DEFAULT_MODEL
-        from hilocli.models import VARIANTS, min_input_size
-
         return min_input_size(VARIANTS[self.model or DEFAULT_MODEL].cfg)
 
     def settings(self) -> dict[str, Any]:
@@ -99,15 +103,14 @@ class WeightsRequest:
             keys = ("model", "checkpoint", "window_sizes", "head_dim", "seed")
         return {k: getattr(self, k) for k in keys}
 
-    def load(self, device: Any = "cpu", progress: bool = True):
+    def load(self, device: Any = "cpu", progress: bool = True) -> LoadedModel:
         """The model (eval mode, on `device`) with its provenance: a `LoadedModel`."""
-        from hilocli.checkpoint import load_model
+        from hilocli.checkpoint import load_model  # the loader (torch): see the module docstring
+        from hilocli.usermodel import load_user_model
 
         self.validate()
         source = self.user_source
         if source is not None:
-            from hilocli.usermodel import load_user_model
-
             loaded = load_user_model(
                 source, self.checkpoint, self.seed, device, self.mean, self.std
             )
@@ -128,22 +131,17 @@ class WeightsRequest:
         return loaded
 
 
-def random_init_like(loaded, seed: int, device: Any = "cpu"):
+def random_init_like(loaded: LoadedModel, seed: int, device: Any = "cpu") -> LoadedModel:
     """A seeded random init of `loaded`'s architecture (the random control): a LoadedModel."""
-    import torch
-
-    from hilocli.checkpoint import Provenance
+    from hilocli.checkpoint import Provenance, random_litv2  # the loader (torch)
     from hilocli.loaded import loaded_model
-    from hilocli.models.litv2 import LITv2
     from hilocli.usermodel import UserProvenance, build
 
     source = getattr(loaded.provenance, "model_source", None)
     if source is not None:  # a user model: its own function, seeded
         net, prov = build(source, seed), UserProvenance(source, seed=seed)
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = LITv2(loaded.config)
+        net = random_litv2(loaded.config, seed)
         prov = Provenance(source="random init", variant=loaded.provenance.variant, seed=seed)
     net = net.eval().to(device)
     return loaded_model(net, prov, loaded.name, loaded.preprocess, loaded.config)
@@ -160,7 +158,7 @@ def check_seed(seed: int, what: str = "--seed") -> None:
 
 def check_finite_weights(model, source: str = "the model") -> None:
     """HiloError naming the first parameter or buffer with a NaN or infinite value."""
-    import torch
+    import torch  # here, not at the top: validating a request never imports torch
 
     named = [
         (name, t)
@@ -179,46 +177,5 @@ def check_finite_weights(model, source: str = "the model") -> None:
 
 def check_finite(tensor, what: str) -> None:
     """HiloError when an activation holds NaN or inf; `what` names it ('layer 3 Hi-Fi output')."""
-    import torch
-
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
         raise HiloError(f"non-finite values (NaN or inf) in {what}; refusing to analyse")
-
-
-def _parse_list(text: str | None, what: str, kind: type, noun: str) -> tuple | None:
-    if text is None:
-        return None
-    try:
-        return tuple(kind(t) for t in text.replace(" ", "").split(",") if t != "")
-    except ValueError:
-        raise UsageError(f"{what} must be comma-separated {noun}, got {text!r}") from None
-
-
-def parse_int_list(text: str | None, what: str) -> tuple[int, ...] | None:
-    """'0,0,2,1' -> (0, 0, 2, 1); None stays None; UsageError naming `what` on a bad entry."""
-    return _parse_list(text, what, int, "integers")
-
-
-def parse_float_list(text: str | None, what: str) -> tuple[float, ...] | None:
-    """'0.5,0.5,0.5' -> (0.5, 0.5, 0.5); None stays None; UsageError naming `what`."""
-    return _parse_list(text, what, float, "numbers")
-
-
-def parse_layers(spec: str, num_layers: int) -> list[int]:
-    """`--layer` values: 'all', an index, or a comma list; negative indices count from the end."""
-    if num_layers == 0:
-        raise UsageError("this model has no attention layers")
-    if spec.strip().lower() == "all":
-        return list(range(num_layers))
-    out = []
-    for idx in parse_int_list(spec, "--layer") or ():
-        if not -num_layers <= idx < num_layers:
-            raise UsageError(
-                f"--layer {idx} is out of range: this model has {num_layers} "
-                f"attention layers, indices 0..{num_layers - 1}, or -{num_layers}..-1 from the "
-                "end (see `hilo info`)"
-            )
-        out.append(idx % num_layers)
-    if not out:
-        raise UsageError("--layer needs at least one index")
-    return sorted(set(out))

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hilocli.models.config import (
+    DEFAULT_MODEL,
     VARIANTS,
     LITv2Config,
     Preprocess,
     Variant,
     get_variant,
     split_heads,
+    variant_config,
 )
 from hilocli.models.geometry import HiLoLayerInfo, grid_sizes, min_input_size
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from hilocli.models.litv2_checkpoint import filter_state_dict, infer_config
 
 __all__ = [
+    "DEFAULT_MODEL",
     "VARIANTS",
     "HiLo",
     "HiLoLayerInfo",
@@ -37,6 +40,7 @@ __all__ = [
     "infer_config",
     "min_input_size",
     "split_heads",
+    "variant_config",
 ]
 
 _TORCH_NAMES = ("HiLo", "LITv2")
@@ -57,7 +61,7 @@ def __getattr__(name: str):
 
 def create_model(name_or_cfg: str | LITv2Config, **overrides) -> LITv2:
     """A randomly initialised LITv2 of a registered variant or a custom config, in eval mode."""
-    from hilocli.models.litv2 import LITv2
+    from hilocli.models.litv2 import LITv2  # torch: on first use (see the module docstring)
 
     cfg = get_variant(name_or_cfg).cfg if isinstance(name_or_cfg, str) else name_or_cfg
     return LITv2(cfg, **overrides).eval()

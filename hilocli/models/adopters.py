@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from hilocli.errors import HiloError
 
 __all__ = ["detect_layout", "to_authors", "unwrap"]
@@ -26,15 +28,13 @@ def unwrap(obj: object) -> dict[str, Any] | None:
     """The tensors of a checkpoint, unwrapped from up to three nested {"model"}/{"state_dict"}/
     {"state"}/... wrappers (the one unwrapping rule for every loader); None if the object holds
     no string-keyed tensors."""
-    from torch import is_tensor
-
     sd = obj
     for _ in range(3):
-        if isinstance(sd, Mapping) and not any(is_tensor(v) for v in sd.values()):
+        if isinstance(sd, Mapping) and not any(torch.is_tensor(v) for v in sd.values()):
             sd = next((sd[k] for k in _WRAPPERS if isinstance(sd.get(k), Mapping)), None)
     if not isinstance(sd, Mapping):
         return None
-    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and is_tensor(v)}
+    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and torch.is_tensor(v)}
     return tensors or None
 
 
@@ -136,8 +136,6 @@ def _no_slot(layout: str, keys: list[str]) -> str:
 
 
 def _from_openmixup(sd: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
     head = {k: v for k, v in sd.items() if k.startswith("head.")}
     extra = [k for k in head if not re.match(r"head\.fc\.(weight|bias)$", k)]
     sd = _strip({k: v for k, v in sd.items() if not k.startswith("head.")}, "backbone.")

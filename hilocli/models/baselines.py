@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from hilocli.models.geometry import padded_grid
 from hilocli.models.layout import grid_view
+from hilocli.models.litv2 import HiLo
 
 __all__ = ["MSA", "SpatialReductionAttention", "WindowAttention", "build_attention"]
 
@@ -131,8 +132,6 @@ def build_attention(
     elif name == "Window":
         m = WindowAttention(dim, num_heads, local_window, qkv_bias)
     elif name == "HiLo":
-        from hilocli.models.litv2 import HiLo
-
         m = HiLo(dim, num_heads, window_size, alpha, qkv_bias)
     else:
         raise ValueError(f"unknown attention type {name!r}; known: MSA, SRA, Window, HiLo")

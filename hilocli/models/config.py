@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from hilocli.errors import UsageError
+
 __all__ = [
+    "DEFAULT_MODEL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LITv2Config",
@@ -14,6 +17,7 @@ __all__ = [
     "VARIANTS",
     "get_variant",
     "split_heads",
+    "variant_config",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -204,6 +208,7 @@ def _variants() -> dict[str, Variant]:
 
 
 VARIANTS: dict[str, Variant] = _variants()
+DEFAULT_MODEL = "litv2_s"  # the variant a run builds when neither --model nor --checkpoint says
 
 
 def get_variant(name: str) -> Variant:
@@ -212,3 +217,27 @@ def get_variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(VARIANTS)}") from None
+
+
+def variant_config(variant: Variant, window_sizes=None, head_dim: int | None = None) -> LITv2Config:
+    """A released variant's config with `--window-sizes` applied; UsageError when an option does
+    not fit it (`--head-dim` must equal its own: that option is for inferring checkpoints)."""
+    cfg = variant.cfg
+    if head_dim is not None:
+        own = {
+            cfg.stage_dim(i) // h for i, (h, w) in enumerate(zip(cfg.num_heads, cfg.local_ws)) if w
+        }
+        if own != {head_dim}:
+            raise UsageError(
+                f"--head-dim {head_dim} conflicts with {variant.name}, whose heads "
+                f"are {'/'.join(map(str, sorted(own)))}-dimensional (--head-dim is "
+                "for checkpoint files without --model)"
+            )
+    if window_sizes is None:
+        return cfg
+    try:
+        return cfg.replace(local_ws=tuple(window_sizes))
+    except ValueError as exc:
+        raise UsageError(
+            f"--window-sizes {','.join(map(str, window_sizes))} does not fit {variant.name}: {exc}"
+        ) from None

@@ -16,9 +16,8 @@ def grid_view(tokens: torch.Tensor, H: int, W: int) -> torch.Tensor:
 
     Every stride is the channels-last one, the batch's too: `tokens.transpose(1, 2).reshape(B, C,
     H, W)` gives the same view but, for a batch of 1, a batch stride of C, which torch's and
-    oneDNN's layout checks read as "not channels-last". A convolution then runs in NCHW and
-    returns NCHW, and the tokens after it are copied back: the LITv2-S stage-1 depthwise conv +
-    GELU took 2.3 instead of 0.6 ms per image at batch 1 (docs/benchmarks.md)."""
+    oneDNN's layout checks read as "not channels-last": a convolution then runs in NCHW and
+    returns NCHW, and the tokens after it are copied back (the cost: docs/benchmarks.md)."""
     B, N, C = tokens.shape
     assert N == H * W, f"{N} tokens on a {H} x {W} grid"
     return tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import torch
+
 from hilocli.errors import HiloError, UsageError
+from hilocli.models.adopters import unwrap
 from hilocli.models.config import LITv2Config, Preprocess
 from hilocli.models.inferred import (
     Inference,
@@ -55,8 +58,6 @@ def filter_state_dict(obj: object) -> dict[str, Any]:
     OpenMMLab detector/segmentor files also hold neck and head weights: only `backbone.` keys are
     kept when any are present. Raises ValueError when no tensors are found.
     """
-    from hilocli.models.adopters import unwrap
-
     tensors = unwrap(obj)  # nested wrappers, e.g. {"state_dict": {"model": ...}}
     if tensors is None:
         raise ValueError("the file holds no tensors")
@@ -75,8 +76,6 @@ def load_state_dict_strict(model, sd: dict, source: str) -> None:
 
     The tensors are assigned (cast to the model's dtypes), so `model` may be built on the meta
     device (no wasted random init); BatchNorm counters a file omits start at zero."""
-    import torch
-
     expected = model.state_dict()
     # BatchNorm's counter is bookkeeping, not a weight; older files may omit it.
     missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
