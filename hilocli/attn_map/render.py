@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from hilocli.attn_map.figures import distance_figure, layer_figure
+from hilocli.attn_map.overview import overview_figure
 from hilocli.output import OutputSet, RunRecord
 from hilocli.terminal import num, table
 
@@ -96,11 +100,6 @@ PLOT_DPI = 150  # the distance plot
 def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> RunRecord:
     """The overview figure, the distance figure, with `detail` one figure per layer (every
     column of --heads), the raw matrices (when asked) and the run record, written together."""
-    import numpy as np
-
-    from hilocli.attn_map.figures import distance_figure, layer_figure
-    from hilocli.attn_map.overview import overview_figure
-
     with OutputSet(out, "attn-map") as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         display, queries = result.image.display, result.queries
