@@ -10,7 +10,7 @@ import numpy as np
 from hilocli.attn_map.figures import distance_figure, layer_figure
 from hilocli.attn_map.overview import overview_figure
 from hilocli.output import OutputSet, RunRecord
-from hilocli.terminal import num, table
+from hilocli.terminal import num, say, table
 
 RECORD = "attn_map.json"
 
@@ -126,3 +126,10 @@ def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> 
         record = result.to_record(paths)
         files.json(RECORD, record.to_dict())
     return record
+
+
+def report(con, result, record: RunRecord) -> None:
+    """The table, the weights and where the files went."""
+    con.print(summary_table(result))
+    say(con, f"weights: {result.weights.describe()}")
+    say(con, f"wrote {', '.join(record.files.values())}")
