@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hilocli.attn_map.figures import distance_figure, layer_figure
-from hilocli.attn_map.overview import overview_figure
+from hilocli.attn_map import figures, overview
 from hilocli.output import OutputSet, RunRecord
 from hilocli.terminal import num, say, table
 
@@ -103,15 +102,17 @@ def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> 
     with OutputSet(out, "attn-map") as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         display, queries = result.image.display, result.queries
-        fig, _ = overview_figure(display, result.layers, queries, overview_title(result))
+        fig, _ = overview.overview_figure(display, result.layers, queries, overview_title(result))
         paths["overview"] = files.figure(f"attn_map.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None)
         for lr in result.layers if detail else ():
-            fig, _ = layer_figure(display, lr, queries, layer_title(result, lr))
+            fig, _ = figures.layer_figure(display, lr, queries, layer_title(result, lr))
             i = lr.geometry.layer.index
             paths[f"layer{i}"] = files.figure(
                 f"attn_map_layer{i}.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None
             )
-        fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
+        fig, _ = figures.distance_figure(
+            [lr.summary for lr in result.layers], distance_title(result)
+        )
         paths["distance"] = files.figure(  # fixed margins: no second draw
             f"attn_distance.{fmt}", fig, dpi=PLOT_DPI, bbox_inches=None
         )
