@@ -251,7 +251,7 @@ def test_figure_plots_the_record(setup):
             plotted[f"{branch}_px"], [r["attention_distance"][f"{branch}_px"] for r in rows]
         )
     assert plotted["macs"] == [r["cost"]["macs"] for r in rows]
-    assert "n = 6 distinct images" in plotted["title"]
+    assert "n = 6 scenes from 6 images" in plotted["title"]
 
 
 def test_bad_invocations_fail_in_one_line(tmp_path):

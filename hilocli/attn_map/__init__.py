@@ -5,7 +5,7 @@ entropy and attention received per head), `raw` (full matrices and their memory 
 `heads` (which heads a figure shows), `queries` (exact pixel -> token mapping), `run` (the
 request, the result and `run`), `figures` / `mosaic` (figures from results), `render` (table
 and output files). Geometry lives in `hilocli.models.geometry`; every softmax in
-`hilocli.models.litv2.attention_probs`.
+`hilocli.hilo.core.attention_probs`.
 """
 
 from hilocli.attn_map.run import AttnMapRequest, AttnMapResult, LayerResult, run

@@ -254,7 +254,32 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
     One legend for all panels, below them."""
     n = len(summaries)
     cols = min(4, n)
-    rows = math.ceil(n / cols)
+    fig, axes, title_text, ncols = _distance_grid(summaries, cols, title)
+    plotted: dict[str, Any] = {"layers": []}
+    legend: dict[str, Any] = {}
+    for k, summ in enumerate(summaries):
+        plotted["layers"].append(_distance_panel(axes[k // cols][k % cols], summ, legend))
+    for k in range(n, len(axes) * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig_h = fig.get_figheight()
+    fig.legend(
+        list(legend.values()),
+        list(legend.keys()),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.05 / fig_h),
+        ncols=min(len(legend), ncols),
+        fontsize=7,
+        frameon=False,
+    )
+    plotted["legend"] = list(legend)
+    fig.suptitle(title_text, fontsize=9, y=1 - 0.1 / fig_h, va="top")
+    return fig, plotted
+
+
+def _distance_grid(summaries: Sequence, cols: int, title: str) -> tuple[Figure, list, str, int]:
+    """(figure, rows of axes, wrapped title, legend columns): panels of one size on fixed margins
+    (one draw), room for the title on top and for ticks, labels and the legend below."""
+    rows = math.ceil(len(summaries) / cols)
     max_heads = max(s.geometry.layer.num_heads for s in summaries)
     panel_w, panel_h = max(2.4, 0.4 + 0.15 * max_heads), 1.9  # inches: fixed margins, one draw
     left, gap_x, right = 0.75, 0.7, 0.15
@@ -279,52 +304,40 @@ def distance_figure(summaries: Sequence, title: str = "") -> tuple[Figure, dict[
         ]
         for r in range(rows)
     ]
-    plotted: dict[str, Any] = {"layers": []}
-    legend: dict[str, Any] = {}
-    for k, summ in enumerate(summaries):
-        ax = axes[k // cols][k % cols]
-        info, g = summ.geometry.layer, summ.geometry
-        entry = {"index": info.index}
-        for b in summ.branches():
-            label = (
-                "Hi-Fi heads"
-                if b.branch == "hifi"
-                else "Lo-Fi heads"
-                if info.window_size > 1
-                else "MSA heads"
-            )
-            legend[label] = ax.bar(b.heads, b.mean_distance, color=colour(info, b.branch))
-            entry[b.branch] = np.asarray(b.mean_distance)
-        if summ.lofi is not None:
-            legend["uniform weights over the same keys"] = ax.axhline(
-                summ.lofi.uniform_distance, color="k", linestyle="--", linewidth=1
-            )
-        if summ.hifi is not None:
-            legend["farthest a Hi-Fi head can reach"] = ax.axhline(
-                g.hifi_max_distance, color=COLORS["hifi"], linestyle=":", linewidth=1
-            )
-        ax.set_title(
-            f"layer {info.index} ({info.name})\ns = {info.window_size}, grid "
-            f"{g.grid[0]}x{g.grid[1]} (rows x cols)",
-            fontsize=8,
+    return fig, axes, title_text, ncols
+
+
+def _distance_panel(ax, summ, legend: dict[str, Any]) -> dict[str, Any]:
+    """One layer's bars and reference lines; adds its artists to `legend` by label and returns
+    the plotted distances per branch."""
+    info, g = summ.geometry.layer, summ.geometry
+    entry: dict[str, Any] = {"index": info.index}
+    for b in summ.branches():
+        label = (
+            "Hi-Fi heads"
+            if b.branch == "hifi"
+            else "Lo-Fi heads"
+            if info.window_size > 1
+            else "MSA heads"
         )
-        ax.set_xlabel("head (Hi-Fi first)" if info.hifi_heads else "head", fontsize=7)
-        ax.set_ylabel("mean attention\ndistance (input px)", fontsize=7)
-        ax.set_xticks(range(0, info.num_heads, math.ceil(info.num_heads / 16)))
-        ax.set_xlim(-0.6, info.num_heads - 0.4)
-        ax.tick_params(labelsize=7)
-        plotted["layers"].append(entry)
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].axis("off")
-    fig.legend(
-        list(legend.values()),
-        list(legend.keys()),
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.05 / fig_h),
-        ncols=min(len(legend), ncols),
-        fontsize=7,
-        frameon=False,
+        legend[label] = ax.bar(b.heads, b.mean_distance, color=colour(info, b.branch))
+        entry[b.branch] = np.asarray(b.mean_distance)
+    if summ.lofi is not None:
+        legend["uniform weights over the same keys"] = ax.axhline(
+            summ.lofi.uniform_distance, color="k", linestyle="--", linewidth=1
+        )
+    if summ.hifi is not None:
+        legend["farthest a Hi-Fi head can reach"] = ax.axhline(
+            g.hifi_max_distance, color=COLORS["hifi"], linestyle=":", linewidth=1
+        )
+    ax.set_title(
+        f"layer {info.index} ({info.name})\ns = {info.window_size}, grid "
+        f"{g.grid[0]}x{g.grid[1]} (rows x cols)",
+        fontsize=8,
     )
-    plotted["legend"] = list(legend)
-    fig.suptitle(title_text, fontsize=9, y=1 - 0.1 / fig_h, va="top")
-    return fig, plotted
+    ax.set_xlabel("head (Hi-Fi first)" if info.hifi_heads else "head", fontsize=7)
+    ax.set_ylabel("mean attention\ndistance (input px)", fontsize=7)
+    ax.set_xticks(range(0, info.num_heads, math.ceil(info.num_heads / 16)))
+    ax.set_xlim(-0.6, info.num_heads - 0.4)
+    ax.tick_params(labelsize=7)
+    return entry

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 from matplotlib.colors import Normalize
+from PIL import Image
 
 CMAP = "inferno"
 PANEL = 170  # panel pixels along the input's longer side (about its size at 100 dpi)
@@ -31,8 +32,6 @@ def panel_size(input_size: tuple[int, int]) -> tuple[int, int]:
 
 def background(display, size: tuple[int, int]) -> np.ndarray:
     """Dimmed RGB array (float, 0..1) of what the model saw, resized to size = (w, h)."""
-    from PIL import Image
-
     img = display.convert("RGB").resize(size, Image.BILINEAR)
     arr = np.asarray(img).astype(np.float32) / 255.0  # (h, w, 3)
     grey = arr.mean(axis=-1, keepdims=True)

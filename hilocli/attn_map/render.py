@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from hilocli.attn_map import figures, overview
 from hilocli.output import OutputSet, RunRecord
-from hilocli.terminal import num, table
+from hilocli.terminal import num, say, table
 
 RECORD = "attn_map.json"
 
@@ -96,23 +99,20 @@ PLOT_DPI = 150  # the distance plot
 def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> RunRecord:
     """The overview figure, the distance figure, with `detail` one figure per layer (every
     column of --heads), the raw matrices (when asked) and the run record, written together."""
-    import numpy as np
-
-    from hilocli.attn_map.figures import distance_figure, layer_figure
-    from hilocli.attn_map.overview import overview_figure
-
     with OutputSet(out, "attn-map") as files:
         paths: dict[str, Path] = {"record": files.path(RECORD)}
         display, queries = result.image.display, result.queries
-        fig, _ = overview_figure(display, result.layers, queries, overview_title(result))
+        fig, _ = overview.overview_figure(display, result.layers, queries, overview_title(result))
         paths["overview"] = files.figure(f"attn_map.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None)
         for lr in result.layers if detail else ():
-            fig, _ = layer_figure(display, lr, queries, layer_title(result, lr))
+            fig, _ = figures.layer_figure(display, lr, queries, layer_title(result, lr))
             i = lr.geometry.layer.index
             paths[f"layer{i}"] = files.figure(
                 f"attn_map_layer{i}.{fmt}", fig, dpi=MOSAIC_DPI, bbox_inches=None
             )
-        fig, _ = distance_figure([lr.summary for lr in result.layers], distance_title(result))
+        fig, _ = figures.distance_figure(
+            [lr.summary for lr in result.layers], distance_title(result)
+        )
         paths["distance"] = files.figure(  # fixed margins: no second draw
             f"attn_distance.{fmt}", fig, dpi=PLOT_DPI, bbox_inches=None
         )
@@ -127,3 +127,10 @@ def write_outputs(result, out: Path, fmt: str = "png", detail: bool = False) -> 
         record = result.to_record(paths)
         files.json(RECORD, record.to_dict())
     return record
+
+
+def report(con, result, record: RunRecord) -> None:
+    """The table, the weights and where the files went."""
+    con.print(summary_table(result))
+    say(con, f"weights: {result.weights.describe()}")
+    say(con, f"wrote {', '.join(record.files.values())}")

@@ -25,6 +25,7 @@ from hilocli.images import load_prepared
 from hilocli.models.geometry import MAX_INPUT_SIDE, LayerGeometry, check_input_size
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.runtime import (
+    check_dtype,
     environment,
     forward_context,
     resolve_device,
@@ -85,8 +86,6 @@ class AttnMapRequest:
     def validate(self) -> AttnMapRequest:
         """UsageError for bad options (HiloError for a missing image), before any work."""
         self.weights.validate()
-        from hilocli.runtime import check_dtype
-
         check_dtype(self.dtype, self.device)
         if self.resolution is not None and not 1 <= self.resolution <= MAX_INPUT_SIDE:
             raise UsageError(f"--resolution must be 1..{MAX_INPUT_SIDE} px, got {self.resolution}")

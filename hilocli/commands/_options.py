@@ -131,6 +131,41 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 FormatOpt = Annotated[FigureFormat, typer.Option("--format", help="Figure file format.")]
 
 
+# inputs, batching and the exact tests: `hilo spectrum` and `hilo compare`
+InputsArg = Annotated[
+    list[Path],
+    typer.Argument(help="Image files and/or folders (read recursively).", show_default=False),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--workers",
+        help="Processes decoding images beside the forward (0: in the main process). "
+        "Default, at most 8: on a GPU the cores of this process less one; on the CPU the cores "
+        "its forward threads leave free (usually 0). Results do not depend on it.",
+        show_default=False,
+    ),
+]
+LimitOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--limit",
+        help="Use at most this many distinct images (after sorting; files that are not images "
+        "take no slot).",
+    ),
+]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
+MarginOpt = Annotated[
+    float,
+    typer.Option(
+        "--margin",
+        help="Equivalence margin on the share difference: an interval inside +-margin is "
+        "'equivalent'.",
+    ),
+]
+
+
 def weights_request(options: Mapping[str, Any], *, default_pretrained: bool) -> WeightsRequest:
     """The weights options of a command as a validated request (usage errors before any work).
 

@@ -35,44 +35,67 @@ from hilocli.commands._options import (
     weights_request,
 )
 
+ImageArg = Annotated[Path, typer.Argument(help="An image file.", show_default=False)]
+LayerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--layer",
+        "-l",
+        help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: the last "
+        "attention layer of each stage.",
+        show_default=False,
+    ),
+]
+DetailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--detail",
+        help="Also one figure per layer with every --heads column "
+        "(attn_map_layer<i>.<format>); default: the overview attn_map.<format> only.",
+    ),
+]
+QueryOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--query",
+        "-q",
+        help="Query point X,Y in original-image pixels (repeatable). Default: "
+        "centre and quadrant centres of what the model sees.",
+    ),
+]
+HeadsOpt = Annotated[
+    str,
+    typer.Option(
+        "--heads",
+        help="Columns of the --detail figures and the JSON: 'all' (every head, then branch "
+        "means), 'mean' (branch means only) or head indices like 0,3 (Hi-Fi heads first).",
+    ),
+]
+SaveRawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--save-raw",
+        help="Also write the full attention matrices of the chosen layers (attn_raw.npz).",
+    ),
+]
+MaxRawOpt = Annotated[
+    int, typer.Option("--max-raw-mb", help="Memory allowed for --save-raw matrices (MiB).")
+]
+ChunkOpt = Annotated[
+    int,
+    typer.Option(
+        "--chunk-size",
+        help="Query tokens per chunk in the whole-image summaries (bounds peak memory).",
+    ),
+]
+
 
 def attn_map(
-    image: Annotated[Path, typer.Argument(help="An image file.", show_default=False)],
-    layer: Annotated[
-        Optional[str],
-        typer.Option(
-            "--layer",
-            "-l",
-            help="HiLo layer index (see `hilo info`), comma list, or 'all'. Default: the last "
-            "attention layer of each stage.",
-            show_default=False,
-        ),
-    ] = None,
-    detail: Annotated[
-        bool,
-        typer.Option(
-            "--detail",
-            help="Also one figure per layer with every --heads column "
-            "(attn_map_layer<i>.<format>); default: the overview attn_map.<format> only.",
-        ),
-    ] = False,
-    query: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--query",
-            "-q",
-            help="Query point X,Y in original-image pixels (repeatable). Default: "
-            "centre and quadrant centres of what the model sees.",
-        ),
-    ] = None,
-    heads: Annotated[
-        str,
-        typer.Option(
-            "--heads",
-            help="Columns of the --detail figures and the JSON: 'all' (every head, then branch "
-            "means), 'mean' (branch means only) or head indices like 0,3 (Hi-Fi heads first).",
-        ),
-    ] = "all",
+    image: ImageArg,
+    layer: LayerOpt = None,
+    detail: DetailOpt = False,
+    query: QueryOpt = None,
+    heads: HeadsOpt = "all",
     model: ModelOpt = None,
     checkpoint: CheckpointOpt = None,
     model_fn: ModelFnOpt = None,
@@ -89,23 +112,9 @@ def attn_map(
     out: OutOpt = Path("hilo-out"),
     as_json: JsonOpt = False,
     fmt: FormatOpt = FigureFormat.png,
-    save_raw: Annotated[
-        bool,
-        typer.Option(
-            "--save-raw",
-            help="Also write the full attention matrices of the chosen layers (attn_raw.npz).",
-        ),
-    ] = False,
-    max_raw_mb: Annotated[
-        int, typer.Option("--max-raw-mb", help="Memory allowed for --save-raw matrices (MiB).")
-    ] = 2048,
-    chunk_size: Annotated[
-        int,
-        typer.Option(
-            "--chunk-size",
-            help="Query tokens per chunk in the whole-image summaries (bounds peak memory).",
-        ),
-    ] = 256,
+    save_raw: SaveRawOpt = False,
+    max_raw_mb: MaxRawOpt = 2048,
+    chunk_size: ChunkOpt = 256,
     seed: SeedOpt = 0,
     window_sizes: WindowOpt = None,
     head_dim: HeadDimOpt = None,
@@ -113,9 +122,9 @@ def attn_map(
     """Attention maps of chosen query points per head (Hi-Fi inside its window, Lo-Fi over the
     pooled image) and per-head locality: mean attention distance, entropy, attention received."""
     from hilocli.attn_map import AttnMapRequest, run
-    from hilocli.attn_map.render import summary_table, write_outputs
+    from hilocli.attn_map.render import report, write_outputs
     from hilocli.output import check_out_dir, emit_json
-    from hilocli.terminal import console, progress_bar, say
+    from hilocli.terminal import console, progress_bar
 
     request = AttnMapRequest(
         image=image,
@@ -137,8 +146,6 @@ def attn_map(
     with progress_bar(con, "attn-map", "layers") as progress:
         result = run(request, progress)
     record = write_outputs(result, out, fmt.value, detail=detail)
-    con.print(summary_table(result))
-    say(con, f"weights: {result.weights.describe()}")
-    say(con, f"wrote {', '.join(record.files.values())}")
+    report(con, result, record)
     if as_json:
         emit_json(record.to_dict())

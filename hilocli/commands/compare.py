@@ -11,24 +11,22 @@ from typing import Annotated, Optional
 import typer
 
 from hilocli.commands._options import (
+    AlphaOpt,
+    BatchOpt,
     DeviceChoice,
     DeviceOpt,
     DtypeChoice,
     DtypeOpt,
     FigureFormat,
     FormatOpt,
+    InputsArg,
     JsonOpt,
+    LimitOpt,
+    MarginOpt,
     NoCropOpt,
     OutOpt,
     SeedOpt,
     TF32Opt,
-)
-from hilocli.commands.spectrum import (
-    AlphaOpt,
-    BatchOpt,
-    InputsArg,
-    LimitOpt,
-    MarginOpt,
     WorkersOpt,
 )
 
@@ -114,12 +112,8 @@ def compare(
 ) -> None:
     """The same images through each set of weights: Hi-Fi minus Lo-Fi spectrum estimate with its
     interval and verdict, Hi-Fi and Lo-Fi attention distance and MACs, one row per set."""
-
-    from hilocli.compare import CompareRequest, run
-    from hilocli.compare.render import report, write_outputs
-    from hilocli.outfolder import output_lock
-    from hilocli.output import check_out_dir, emit_json
-    from hilocli.terminal import console, progress_bar
+    from hilocli.commands._run import run_and_write
+    from hilocli.compare import CompareRequest, render, run
 
     request = CompareRequest(
         inputs=tuple(inputs),
@@ -141,14 +135,4 @@ def compare(
         attn_images=attn_images,
         workers=workers,
     ).validate()
-    check_out_dir(out)
-    con = console()
-    with output_lock(out, "compare"):  # one run at a time in `out`, refused before any work
-        with progress_bar(con, "compare", "images x weights") as progress:
-            result = run(request, progress)
-        if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
-            return
-        record = write_outputs(result, out, fmt.value)
-    report(con, result, record)
-    if as_json:
-        emit_json(record)
+    run_and_write("compare", "images x weights", run, request, render, out, fmt.value, as_json)

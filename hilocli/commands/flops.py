@@ -42,7 +42,7 @@ HeightOpt = Annotated[
     ),
 ]
 WidthOpt = Annotated[Optional[int], typer.Option("--width", help="Input width in pixels.")]
-AlphaOpt = Annotated[
+LofiShareOpt = Annotated[
     Optional[float],
     typer.Option(
         "--alpha",
@@ -109,7 +109,7 @@ BenchmarkOpt = Annotated[
         "whole model (median of the timed runs; spread > 20% is marked unstable).",
     ),
 ]
-BatchOpt = Annotated[
+FlopsBatchOpt = Annotated[
     int,
     typer.Option(
         "--batch-size", "-b", min=1, help="Images per forward (benchmark; attention memory)."
@@ -161,7 +161,7 @@ def flops(
     model_fn: ModelFnOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     hub: HubOpt = None,
-    alpha: AlphaOpt = None,
+    alpha: LofiShareOpt = None,
     window: WindowSizeOpt = None,
     dim: DimOpt = None,
     heads: HeadsOpt = None,
@@ -171,7 +171,7 @@ def flops(
     count: CountOpt = False,
     benchmark: BenchmarkOpt = False,
     device: DeviceOpt = DeviceChoice.auto,
-    batch_size: BatchOpt = 1,
+    batch_size: FlopsBatchOpt = 1,
     dtype: FlopsDtypeOpt = DtypeChoice.auto,
     repeats: RepeatsOpt = 10,
     warmup: WarmupOpt = 3,

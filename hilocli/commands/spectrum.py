@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from hilocli.commands._options import (
+    AlphaOpt,
+    BatchOpt,
     CheckpointOpt,
     DeviceChoice,
     DeviceOpt,
@@ -21,7 +23,10 @@ from hilocli.commands._options import (
     FormatOpt,
     HeadDimOpt,
     HubOpt,
+    InputsArg,
     JsonOpt,
+    LimitOpt,
+    MarginOpt,
     MeanOpt,
     ModelFnOpt,
     ModelKwargsOpt,
@@ -34,6 +39,7 @@ from hilocli.commands._options import (
     StdOpt,
     TF32Opt,
     WindowOpt,
+    WorkersOpt,
     weights_request,
 )
 from hilocli.compilation import CPU_COMPILE_MIN_IMAGES, CUDA_COMPILE_MIN_IMAGES
@@ -55,10 +61,6 @@ class CompileChoice(str, Enum):
     off = "off"
 
 
-InputsArg = Annotated[
-    list[Path],
-    typer.Argument(help="Image files and/or folders (read recursively).", show_default=False),
-]
 LayerOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -67,25 +69,6 @@ LayerOpt = Annotated[
         help="HiLo layer index (see `hilo info`), comma list, or 'all'; negative indices count "
         "from the end as in Python (-1: the last HiLo layer). Default: every layer with both "
         "a Hi-Fi and a Lo-Fi branch.",
-    ),
-]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward.")]
-WorkersOpt = Annotated[
-    Optional[int],
-    typer.Option(
-        "--workers",
-        help="Processes decoding images beside the forward (0: in the main process). "
-        "Default, at most 8: on a GPU the cores of this process less one; on the CPU the cores "
-        "its forward threads leave free (usually 0). Results do not depend on it.",
-        show_default=False,
-    ),
-]
-LimitOpt = Annotated[
-    Optional[int],
-    typer.Option(
-        "--limit",
-        help="Use at most this many distinct images (after sorting; files that are not images "
-        "take no slot).",
     ),
 ]
 ModeOpt = Annotated[
@@ -155,15 +138,6 @@ TransferOpt = Annotated[
         "the default analysis).",
     ),
 ]
-AlphaOpt = Annotated[float, typer.Option("--alpha", help="Level of the exact tests.")]
-MarginOpt = Annotated[
-    float,
-    typer.Option(
-        "--margin",
-        help="Equivalence margin on the share difference: an interval inside +-margin is "
-        "'equivalent'.",
-    ),
-]
 CompileOpt = Annotated[
     CompileChoice,
     typer.Option(
@@ -227,16 +201,12 @@ def spectrum(
     Hi-Fi has a larger share of its power at high frequencies than Lo-Fi (paired over source
     scenes)."""
 
-    from hilocli.outfolder import output_lock
-    from hilocli.output import check_out_dir, emit_json
-    from hilocli.spectrum import SpectrumRequest, run
-    from hilocli.spectrum.render import report, write_outputs
-    from hilocli.terminal import console, progress_bar
+    from hilocli.commands._run import run_and_write
+    from hilocli.spectrum import SpectrumRequest, render, run
 
-    weights = weights_request(locals(), default_pretrained=True)
     request = SpectrumRequest(
         inputs=tuple(inputs),
-        weights=weights,
+        weights=weights_request(locals(), default_pretrained=True),
         layers=layer,
         resolution=resolution,
         crop=not no_crop,
@@ -260,14 +230,4 @@ def spectrum(
         tf32=tf32,
         compile=compile.value,
     ).validate()
-    check_out_dir(out)
-    con = console()
-    with output_lock(out, "spectrum"):  # one run at a time in `out`, refused before any work
-        with progress_bar(con, "spectrum", "images") as progress:
-            result = run(request, progress)
-        if result is None:  # a rank other than 0 under torchrun/srun: rank 0 reports
-            return
-        record = write_outputs(result, out, fmt.value)
-    report(con, result, record)
-    if as_json:
-        emit_json(record)
+    run_and_write("spectrum", "images", run, request, render, out, fmt.value, as_json)

@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from hilocli.attn_map.maps import layer_qk
+from hilocli.attn_map.summaries import summarise_layer
+from hilocli.hilo.capture import capture
+from hilocli.images import load_prepared
+from hilocli.runtime import forward_context, to_device
 
 BRANCHES = ("hifi", "lofi")
 
@@ -92,14 +99,6 @@ def attention_distance(
     chunked summaries, one image at a time.
 
     `loaded` is a `LoadedModel`; images are prepared as `hilo spectrum` prepares them."""
-    import torch
-
-    from hilocli.attn_map.maps import layer_qk
-    from hilocli.attn_map.summaries import summarise_layer
-    from hilocli.hilo.capture import capture
-    from hilocli.images import load_prepared
-    from hilocli.runtime import forward_context, to_device
-
     if not paths:
         return empty_distance(layers)
     chosen = [loaded.layers[i] for i in layers]

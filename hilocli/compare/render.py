@@ -12,18 +12,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hilocli.compare.run import CompareResult
+from hilocli.compare import figures
+from hilocli.compare.result import CompareResult
 from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum.export import COLUMNS as COLUMNS_PER_IMAGE
 from hilocli.spectrum.export import per_image_rows
-from hilocli.spectrum.stats import interval
+from hilocli.spectrum.stats import interval, plural
 from hilocli.terminal import human, num, say, say_inputs, table
 
 LABEL_CHARS = 26  # the table fits 120 columns
 COLUMNS = ("#", "weights", "n", "Δ", "CI", "p", "verdict", "Hi dist", "Lo dist", "MACs")
 CAPTION = (
-    "Δ: Hi-Fi minus Lo-Fi content hf fraction, Hodges-Lehmann estimate over images of the mean "
-    "over the tested layers, with its interval and signed-rank p (as hilo spectrum); verdict: "
+    "n: images; Δ: Hi-Fi minus Lo-Fi content hf fraction, Hodges-Lehmann estimate over source "
+    "scenes of the mean over the tested layers and each scene's images, with its interval and "
+    "signed-rank p (as hilo spectrum); verdict: "
     "spectrum's word; Hi/Lo dist: mean attention distance in model-input px over heads, layers "
     "and the first {k} images; MACs: analytic, one {r}x{r} image; -: undefined"
 )
@@ -43,12 +45,10 @@ def file_names(result: CompareResult, fmt: str = "png") -> dict[str, str]:
 
 def write_outputs(result: CompareResult, out: Path, fmt: str = "png") -> RunRecord:
     """The figure, the run record and each set's spectrum record, moved into `out` together."""
-    from hilocli.compare.figures import compare_figure
-
     names = file_names(result, fmt)
     with OutputSet(out, "compare") as files:
         record = result.to_record({role: str(files.path(n)) for role, n in names.items()})
-        files.figure(names["figure"], compare_figure(result)[0], dpi=110)
+        files.figure(names["figure"], figures.compare_figure(result)[0], dpi=110)
         rows = (row for e in result.entries for row in per_image_rows(e.spectrum, e.label))
         files.csv(names["per_image"], COLUMNS_PER_IMAGE, rows)
         for k, e in enumerate(result.entries):
@@ -98,7 +98,8 @@ def compare_table(result: CompareResult):
         )
     r = result.resolution
     title = (
-        f"Hi-Fi vs Lo-Fi per set of weights, n = {result.n} distinct images at {r}x{r}; "
+        f"Hi-Fi vs Lo-Fi per set of weights, n = {plural(result.scenes, 'scene')} from "
+        f"{plural(result.n, 'image')} at {r}x{r}; "
         f"attention distance on the first {result.attn_n}"
     )
     caption = CAPTION.format(k=result.attn_n, r=r)
