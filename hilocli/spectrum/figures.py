@@ -22,7 +22,7 @@ from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
 from hilocli.spectrum.stats import plural
 
 if TYPE_CHECKING:
-    from hilocli.spectrum.run import SpectrumResult
+    from hilocli.spectrum.result import SpectrumResult
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
 DECADES = FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else "0")

@@ -14,7 +14,7 @@ from hilocli.spectrum.figures import COLORS, figure_title, short_name, title_fig
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
 
 if TYPE_CHECKING:
-    from hilocli.spectrum.run import SpectrumResult
+    from hilocli.spectrum.result import SpectrumResult
 
 
 def _extent(spec: BranchSpectrum) -> list[float]:

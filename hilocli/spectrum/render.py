@@ -11,7 +11,7 @@ from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC
-from hilocli.spectrum.run import SpectrumResult
+from hilocli.spectrum.result import SpectrumResult
 from hilocli.terminal import num, say, say_inputs, table
 
 CAPTION = (

@@ -17,7 +17,7 @@ import hilocli.spectrum.exact as exact
 from hilocli.spectrum.stats import CLAIM, interval, plural
 
 if TYPE_CHECKING:
-    from hilocli.spectrum.run import SpectrumResult
+    from hilocli.spectrum.result import SpectrumResult
 
 
 def _jitter(count: int) -> np.ndarray:
