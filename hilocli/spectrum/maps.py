@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hilocli.spectrum.branch import BranchSpectrum
-from hilocli.spectrum.figures import COLORS, figure_title, short_name, title_figure, title_height
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
+from hilocli.spectrum.figures import COLORS, figure_title, title_figure, title_height
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, short_name
 
 if TYPE_CHECKING:
     from hilocli.spectrum.result import SpectrumResult
