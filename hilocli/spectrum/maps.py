@@ -19,6 +19,8 @@ from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, short_name
 if TYPE_CHECKING:
     from hilocli.spectrum.result import SpectrumResult
 
+SIDE, GAP, LEFT = 1.6, 0.2, 1.0  # inches: a panel's side, the gap between panels, left margin
+
 
 def maps_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     """spectrum_maps.png: rows = layers, columns = Hi-Fi, Lo-Fi, control: the centred log
@@ -33,15 +35,7 @@ def maps_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     width = LEFT + 3 * SIDE + 2 * GAP + 0.9
     height = title_in + len(layers) * (SIDE + GAP) + 0.45
     fig = Figure(figsize=(width, height))
-    shown = {
-        (spectra.layer.index, b): _relative(spec)
-        for spectra in layers
-        for b in BRANCHES
-        if (spec := spectra.branch(b)) is not None
-    }
-    finite = [a[np.isfinite(a)] for a in shown.values()]
-    finite = np.concatenate(finite) if finite else np.zeros(1)
-    vmin = float(np.percentile(finite, 1)) if finite.size else -1.0
+    shown, vmin = _on_one_scale(layers)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")  # grey: DC, removed
     panels_h = len(layers) * (SIDE + GAP) - GAP
     ax = fig.add_axes([LEFT / width, 1 - (title_in + panels_h) / height,
@@ -83,7 +77,18 @@ def maps_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     return fig, data
 
 
-SIDE, GAP, LEFT = 1.6, 0.2, 1.0  # inches: a panel's side, the gap between panels, left margin
+def _on_one_scale(layers) -> tuple[dict[tuple[int, str], np.ndarray], float]:
+    """Per (layer index, branch) the map relative to its peak, and the colour bar's low end (the
+    1st percentile over every map)."""
+    shown = {
+        (spectra.layer.index, b): _relative(spec)
+        for spectra in layers
+        for b in BRANCHES
+        if (spec := spectra.branch(b)) is not None
+    }
+    finite = [a[np.isfinite(a)] for a in shown.values()]
+    finite = np.concatenate(finite) if finite else np.zeros(1)
+    return shown, float(np.percentile(finite, 1)) if finite.size else -1.0
 
 
 def _frames(rows: int) -> PatchCollection:
@@ -93,7 +98,9 @@ def _frames(rows: int) -> PatchCollection:
         for r in range(rows)
         for c in range(3)
     ]
-    return PatchCollection(boxes, facecolor="none", edgecolor="black", linewidth=0.8, zorder=3)
+    frames = PatchCollection(boxes, facecolor="none", edgecolor="black", linewidth=0.8, zorder=3)
+    frames.set_clip_on(False)  # the outer frames lie on the axes' edges: drawn whole
+    return frames
 
 
 def _title_column(ax, c: int, text: str, color: str) -> None:
@@ -111,6 +118,7 @@ def _label_row(ax, r: int, text: str) -> None:
 
 
 def _relative(spec: BranchSpectrum) -> np.ndarray:
+    """The map less its largest non-DC value; DC (removed with the mean) NaN, drawn grey."""
     shown = np.array(spec.log_amplitude, dtype=float)
     cy, cx = len(spec.freq_y) // 2, len(spec.freq_x) // 2  # zero frequency after fftshift
     shown[cy, cx] = np.nan  # mean removed: DC carries nothing (grey)
