@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from hilocli.distributed import SINGLE, Placement, shard
+from hilocli.image_decode import max_pixels_limit
+from hilocli.images import load_many
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -78,8 +80,6 @@ class ChunkDataset(torch.utils.data.Dataset):
         return len(self.chunk_ids)
 
     def __getitem__(self, k: int) -> Chunk:
-        from hilocli.images import load_many
-
         index = self.chunk_ids[k]
         start = index * self.batch_size
         files = self.paths[start : start + self.batch_size]
@@ -149,8 +149,6 @@ def image_chunks(
 ) -> Iterator[Chunk]:
     """This process's chunks of `paths`, in order, decoded by `workers` processes (0: here).
     `pin_memory`: page-locked batches for fast host-to-GPU copies (CUDA runs)."""
-    from hilocli.images import max_pixels_limit
-
     max_pixels_limit()  # a bad HILO_MAX_PIXELS is a usage error here, not inside a worker
     ids = shard(chunk_count(len(paths), batch_size), where)
     data = ChunkDataset(paths, ids, resolution, crop, batch_size, preprocess)

@@ -40,7 +40,7 @@ def _stretch(arr, lo: float, hi: float):
 
 def _grey_to_unit(img):
     """I;16*, I and F images -> float64 array in [0, 1] (see the module docstring)."""
-    import numpy as np
+    import numpy as np  # lazy: see to_rgb
 
     mode = img.mode
     arr = np.asarray(img, dtype=np.float64)
@@ -58,6 +58,8 @@ def _grey_to_unit(img):
 def to_rgb(img):
     """Any PIL mode -> RGB. Alpha is composited on white; 16/32-bit greys are scaled, never clipped
     (see the module docstring)."""
+    # lazy, here and in every function of this module: `import hilocli.images` (and so this
+    # module) loads neither numpy nor PIL (tests/test_images.py); listing inputs needs neither
     import numpy as np
     from PIL import Image
 
@@ -103,12 +105,16 @@ def load_image(path: Path, max_pixels: int | None = None):
     Alpha is composited on white; see the module docstring for every mode. Raises HiloError with
     one line naming the file for anything that is not a whole, readable image within `max_pixels`
     (default `max_pixels_limit()`)."""
-    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     limit = max_pixels_limit() if max_pixels is None else int(max_pixels)
     if limit <= 0:
         raise UsageError(f"the pixel limit must be positive, got {max_pixels}")
+    _check_file(path)
+    return _decode(path, limit)
+
+
+def _check_file(path: Path) -> None:
+    """HiloError unless `path` is a non-empty regular file we may read."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -121,6 +127,12 @@ def load_image(path: Path, max_pixels: int | None = None):
         raise HiloError(f"{path} is not a regular file")
     if st.st_size == 0:
         raise HiloError(f"{path} is an empty file, not an image")
+
+
+def _decode(path: Path, limit: int):
+    """The whole file decoded, EXIF-oriented and in RGB; every failure one HiloError line. PIL's
+    bomb limit and truncated-file setting are ours meanwhile, restored after."""
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError  # lazy: see to_rgb
 
     with _PIL_GLOBALS:
         old_limit, old_truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
@@ -173,7 +185,7 @@ def probe_image(path: Path) -> ImageHeader:
     """The header of a regular file (size, transparency), pixels not decoded; HiloError in the
     loader's words when PIL cannot read it as an image or it is over the pixel limit. Callers make
     sure `path` is a regular file: a FIFO or device is never opened."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: see to_rgb
 
     limit = max_pixels_limit()
     with _PIL_GLOBALS:

@@ -4,18 +4,11 @@ preprocessing.
 Loading (`load_image`, `hilocli.image_decode`): every file fully decoded, EXIF orientation
 applied, any PIL mode to 8-bit RGB, decompression bombs refused before decoding.
 
-Preprocessing (`prepare`, driven by a `Preprocess`: a variant's own is `variant.preprocess`),
-three modes:
-- "crop" (default, the released evaluation): bicubic resize of the shorter side to
-  int(256 / 224 * resolution), the longer side to int(new_short * long / short) (truncated, as
-  torchvision's Resize), then a centre crop of resolution x resolution with offsets
-  int(round((size - resolution) / 2)) (as torchvision's CenterCrop).
-- "whole" (no crop): bicubic resize of the shorter side to `resolution`, the longer side to
-  int(long * resolution / short) (truncated), keeping the aspect ratio and the whole image; the
-  input is then not square.
-- "resize": plain bicubic resize to resolution x resolution (how the 384 model was evaluated).
-The resize uses the Preprocess's interpolation (bicubic for every released model). Then mean/std
-normalisation (ImageNet's by default; float32, as torchvision's ToTensor + Normalize).
+Preprocessing (`prepare`, driven by a `Preprocess`: a variant's own is `variant.preprocess`):
+resize and crop in one of three modes ("crop", the released evaluation, by default; "whole";
+"resize"; their sizes in `hilocli.resize`) with the Preprocess's interpolation (bicubic for every
+released model), then mean/std normalisation (ImageNet's by default; float32, as torchvision's
+ToTensor + Normalize).
 
 Geometry convention: a position (x, y) is continuous, x to the right and y down, with the top-left
 pixel covering [0, 1) x [0, 1) (its centre is (0.5, 0.5)); an image of w x h pixels spans
@@ -26,13 +19,12 @@ which is exactly how PIL's resize maps pixel centres.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from hilocli.errors import HiloError, UsageError
+from hilocli.errors import HiloError
 from hilocli.image_decode import MAX_PIXELS as MAX_PIXELS  # re-exported
 from hilocli.image_decode import MAX_PIXELS_ENV as MAX_PIXELS_ENV
 from hilocli.image_decode import load_image as load_image
@@ -43,10 +35,8 @@ from hilocli.inputs import collect_inputs as collect_inputs
 from hilocli.inputs import find_images as find_images
 from hilocli.models.config import IMAGENET_MEAN as IMAGENET_MEAN  # re-exported
 from hilocli.models.config import IMAGENET_STD as IMAGENET_STD
-from hilocli.models.config import PREPROCESS_MODES, Preprocess
-
-CROP_RATIO = 224 / 256  # released eval: shorter side to int(256 / 224 * res), then crop res
-MODES = PREPROCESS_MODES
+from hilocli.models.config import Preprocess
+from hilocli.resize import check_resolution, resized_size, resolve_preprocess
 
 _PIL_FILTERS = {  # Preprocess.interpolation -> PIL filter (PIL imported lazily)
     "bicubic": lambda Image: Image.BICUBIC,
@@ -135,55 +125,6 @@ class PreparedImage:
         return self.path.name if self.path is not None else "<image>"
 
 
-def _check_resolution(resolution: int) -> None:
-    try:
-        ok = not isinstance(resolution, bool) and operator.index(resolution) > 0
-    except TypeError:
-        ok = False
-    if not ok:
-        raise UsageError(f"--resolution must be a positive number of pixels, got {resolution}")
-
-
-def _mode(crop: bool, mode: str | None) -> str:
-    if mode is None:
-        return "crop" if crop else "whole"
-    if mode not in MODES:
-        raise UsageError(f"preprocessing mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
-
-
-def resolve_preprocess(
-    crop: bool = True, mode: str | None = None, preprocess: Preprocess | None = None
-) -> Preprocess:
-    """The Preprocess a call asks for: `preprocess` (default: the released crop) with crop=False
-    (`--no-crop`) keeping the whole image, and an explicit `mode` overriding both."""
-    base = preprocess if preprocess is not None else Preprocess(mode=_mode(crop, None))
-    if mode is not None:
-        return Preprocess(_mode(crop, mode), base.interpolation, base.mean, base.std)
-    return base.with_crop(crop)
-
-
-def _short_side_size(w0: int, h0: int, short: int) -> tuple[int, int]:
-    """Shorter side -> `short`, longer side scaled and truncated (torchvision's Resize(int))."""
-    if w0 <= h0:
-        return short, max(1, int(short * h0 / w0))
-    return max(1, int(short * w0 / h0)), short
-
-
-def resized_size(w0: int, h0: int, resolution: int, mode: str) -> tuple[int, int]:
-    """(w, h) of a w0 x h0 image after a mode's resize, before any crop."""
-    if mode == "crop":
-        return _short_side_size(w0, h0, int(256 / 224 * resolution))  # the released formula
-    if mode == "whole":
-        return _short_side_size(w0, h0, resolution)
-    return resolution, resolution
-
-
-def model_input_size(w0: int, h0: int, resolution: int, mode: str) -> tuple[int, int]:
-    """(w, h) of the model input a w0 x h0 image gives: known from its header, before decoding."""
-    return resized_size(w0, h0, resolution, mode) if mode == "whole" else (resolution, resolution)
-
-
 def prepare(
     img,
     resolution: int,
@@ -200,11 +141,12 @@ def prepare(
     crop=True: "crop" mode (or `preprocess.mode`); crop=False: "whole" mode (`--no-crop`); `mode`
     overrides both. HiloError when the resized image would exceed the pixel limit (an extreme
     aspect ratio)."""
+    # lazy: `import hilocli.images` loads neither numpy, torch nor PIL (tests/test_images.py)
     import numpy as np
     import torch
     from PIL import Image
 
-    _check_resolution(resolution)
+    check_resolution(resolution)
     prep = resolve_preprocess(crop, mode, preprocess)
     mode = prep.mode
     if img.mode != "RGB":
@@ -249,7 +191,7 @@ def load_prepared(
     mode: str | None = None,
     preprocess: Preprocess | None = None,
 ) -> PreparedImage:
-    _check_resolution(resolution)
+    check_resolution(resolution)
     return prepare(load_image(path), resolution, crop, Path(path), mode=mode, preprocess=preprocess)
 
 
@@ -263,7 +205,7 @@ def load_many(
 ) -> tuple[list[PreparedImage], list[tuple[Path, str]]]:
     """Load and prepare every file; bad ones are skipped with a one-line reason (the file's
     HiloError message). A bad resolution or mode is a UsageError, raised before any file."""
-    _check_resolution(resolution)
+    check_resolution(resolution)
     prep = resolve_preprocess(crop, mode, preprocess)
     max_pixels_limit()  # a bad HILO_MAX_PIXELS is a usage error, not a reason to skip every file
     good, skipped = [], []

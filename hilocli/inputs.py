@@ -21,6 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hilocli.errors import HiloError, UsageError
+from hilocli.image_decode import probe_image
+from hilocli.models.geometry import check_input_size
+from hilocli.outfolder import own_outputs
+from hilocli.output import sha256_file
+from hilocli.resize import model_input_size, resolve_preprocess
+from hilocli.terminal import human_bytes
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -103,8 +109,6 @@ def _walk(top: Path, found: InputSet, ours) -> list[Path]:
 
 def _file_sha256(path: Path) -> str | None:
     """SHA-256 of the content; None when it cannot be read (the loader reports why)."""
-    from hilocli.output import sha256_file
-
     try:
         return sha256_file(path)
     except OSError:
@@ -114,8 +118,6 @@ def _file_sha256(path: Path) -> str | None:
 def _listed(paths: list[Path], found: InputSet) -> list[Path]:
     """Regular files of `paths` in order, folders walked; the files hilo wrote (listed in a
     manifest beside them, `hilocli.outfolder`) left out, counted in one `skipped` line a folder."""
-    from hilocli.outfolder import own_outputs
-
     own: dict[Path, set[str]] = {}
     left_out: dict[Path, int] = {}
 
@@ -157,8 +159,6 @@ def collect_inputs(
 
     A later path to the same file (resolved) or with byte-identical content (SHA-256) is listed in
     `duplicates` with the first."""
-    from hilocli.image_decode import probe_image
-
     found = InputSet()
     by_path: dict[Path, Path] = {}
     by_content: dict[str, Path] = {}
@@ -193,7 +193,7 @@ def collect_inputs(
 def available_bytes(device) -> int | None:
     """Memory a forward may use: free GPU memory on CUDA, MemAvailable on Linux; None unknown."""
     if getattr(device, "type", str(device)) == "cuda":
-        import torch
+        import torch  # lazy: only on CUDA; listing inputs needs no torch
 
         return int(torch.cuda.mem_get_info(device)[0])
     try:
@@ -213,10 +213,6 @@ def fit_to_model(
     `check_input_size`'s range and, where the loader can estimate it
     (`LoadedModel.forward_bytes`), the forward's memory within what the device has. The others go
     to `found.skipped` with one line naming the limit, before any pixel is decoded."""
-    from hilocli.images import model_input_size
-    from hilocli.models.geometry import check_input_size
-    from hilocli.terminal import human_bytes
-
     free = available_bytes(device)
     kept = []
     for p in paths:
@@ -242,8 +238,6 @@ def fit_to_model(
 def fit_inputs(found, paths, resolution: int, crop: bool, loaded, device):
     """(paths the model can take, [(path, reason)] for the others), from the headers alone: no
     image is decoded that the model cannot take (`fit_to_model`)."""
-    from hilocli.images import resolve_preprocess
-
     mode = resolve_preprocess(crop, None, loaded.preprocess).mode
     refused = InputSet(sizes=found.sizes)
     kept = fit_to_model(refused, list(paths), resolution, mode, loaded, device)

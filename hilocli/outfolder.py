@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hilocli.distributed import placement
 from hilocli.errors import HiloError, UsageError
 
 try:  # POSIX; elsewhere runs are not locked against each other
@@ -185,8 +186,6 @@ def output_lock(out: Path, command: str) -> Iterator[Path]:
 
     Creates `out` when missing (and removes it again if the run leaves it empty). Under torchrun or
     srun only rank 0 writes, so only rank 0 locks."""
-    from hilocli.distributed import placement
-
     out = Path(out)
     if not placement().is_main or fcntl is None:
         yield out

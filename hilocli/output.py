@@ -18,6 +18,7 @@ surrogate escapes) are written in JSON and CSV with each such byte as `\\xNN` (`
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -32,6 +33,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from hilocli import __version__
+from hilocli.image_decode import ALPHA_BACKGROUND
 from hilocli.outfolder import (
     MANIFEST_SUFFIX,
     STAGING_PREFIX,
@@ -153,8 +156,6 @@ class InputsRecord:
     transparent: list[str] = field(default_factory=list)  # analysed images composited on white
 
     def to_dict(self) -> dict[str, Any]:
-        from hilocli.image_decode import ALPHA_BACKGROUND
-
         return {
             "n": len(self.analysed),
             "analysed": self.analysed,
@@ -176,8 +177,6 @@ class RunRecord:
     files: dict[str, str] = field(default_factory=dict)  # role -> path
 
     def to_dict(self) -> dict[str, Any]:
-        from hilocli import __version__
-
         undefined: list[str] = []
         body = to_jsonable(
             {
@@ -272,7 +271,6 @@ class OutputSet:
         """A CSV with a header row, streamed (rows may be a generator). Floats are written at full
         precision (shortest repr that reads back exactly); NaN and None as empty cells (pandas
         reads them as NaN)."""
-        import csv
 
         def cell(v: Any) -> Any:
             if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -288,20 +286,22 @@ class OutputSet:
         return self.path(name)
 
     def figure(self, name: str, fig, **kwargs) -> Path:
-        """Save a matplotlib figure (format from the suffix) and close it."""
-        import matplotlib.pyplot as plt
-
+        """Save a matplotlib figure (format from the suffix); one made through pyplot is closed
+        there (hilo's own are `matplotlib.figure.Figure`s, unknown to pyplot: importing it is
+        not needed)."""
         fmt = Path(name).suffix.lstrip(".")
         if fmt == "png":  # fast zlib level: the same pixels, written several times faster
             kwargs = {"pil_kwargs": {"compress_level": 1}, **kwargs}
         try:
             fig.savefig(self._stage(name), format=fmt, **{"bbox_inches": "tight", **kwargs})
         finally:
-            plt.close(fig)
+            pyplot = sys.modules.get("matplotlib.pyplot")  # not imported: no pyplot figures
+            if pyplot is not None:
+                pyplot.close(fig)
         return self.path(name)
 
     def npz(self, name: str, **arrays) -> Path:
-        import numpy as np
+        import numpy as np  # lazy: imported through hilocli.images, which loads no numpy
 
         with open(self._stage(name), "wb") as fh:
             np.savez_compressed(fh, **arrays)

@@ -41,8 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hilocli.errors import HiloError, UsageError
+from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD
 
 HASH_THRESHOLD = 10  # bits of 63 (see the module docstring)
 HASH_BITS = 63  # informative bits of a hash (bit 0, DC, is always 0)
@@ -56,10 +58,7 @@ _BLOCK_ELEMENTS = 1 << 19  # pairwise distances computed at most this many at a 
 def scene_hashes(x, mean=None, std=None) -> np.ndarray:
     """(B, 3, H, W) model inputs (normalised with `mean`, `std`; ImageNet's by default) ->
     (B, 2) uint64: the perceptual hash of each image and of its left-right mirror image."""
-    import scipy.fft
-    import torch
-
-    from hilocli.models.config import IMAGENET_MEAN, IMAGENET_STD
+    import scipy.fft  # lazy: a run of one file hashes nothing and skips this import
 
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"scene_hashes wants (B, 3, H, W) inputs, got {tuple(x.shape)}")
@@ -134,7 +133,8 @@ def group_scenes(hashes: np.ndarray, threshold: int = HASH_THRESHOLD) -> np.ndar
         i, j = np.nonzero(link)
         if i.size == 0:
             continue
-        from scipy.sparse import coo_matrix  # only when images link (distinct ones: no import)
+        # lazy: only when images link (distinct ones need no import)
+        from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
         edges = coo_matrix((np.ones(i.size, bool), (root[i + start], root[j + start])), (m, m))
@@ -292,10 +292,6 @@ def no_spatial_content(x, mean=None, std=None) -> np.ndarray:
     bool: images whose every channel is flat (standard deviation under half a grey level). Their
     branch maps show only what the architecture adds (zero-padding at the borders), so their
     deltas are undefined: excluded from the verdict and counted."""
-    import torch
-
-    from hilocli.models.config import IMAGENET_STD
-
     s = torch.tensor(IMAGENET_STD if std is None else std, dtype=torch.float32, device=x.device)
     spread = x.float().flatten(2).std(-1) * s  # (B, 3) in [0, 1] pixel units
     return (spread < BLANK_LEVEL).all(-1).cpu().numpy()

@@ -335,7 +335,7 @@ def test_control_seeds_differ_from_the_model_seed_also_at_random_init():
     import torch
 
     from hilocli.spectrum import SpectrumRequest
-    from hilocli.spectrum.run import control_seeds
+    from hilocli.spectrum.request import control_seeds
     from hilocli.weights import WeightsRequest, random_init_like
 
     for seed in (0, 3, -1, 2**31):

@@ -117,7 +117,7 @@ def test_limit_counts_images_and_out_may_be_the_image_folder(tmp_path, blank_fig
 
 
 def test_an_input_the_model_cannot_take_is_refused_before_decoding(tmp_path, blank_figures):
-    from hilocli.images import model_input_size
+    from hilocli.resize import model_input_size
 
     Image.new("RGB", (4000, 3), (9, 9, 9)).save(tmp_path / "strip.png")
     assert model_input_size(4000, 3, 64, "whole") == (85333, 64)

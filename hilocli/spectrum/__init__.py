@@ -1,7 +1,9 @@
 """Which spatial frequencies do the Hi-Fi and Lo-Fi branches of a HiLo layer carry?
 
 Modules (the data flow of `hilo spectrum`, in order):
-- `run`: `SpectrumRequest` -> `run(request)` -> `SpectrumResult` (the one entry point).
+- `run`: `SpectrumRequest` (`request`) -> `run(request)` -> `SpectrumResult` (`result`, with
+  its run record): the one entry point; `sweep`: the one pass over the images (`shards`: the
+  merge across processes).
 - `collect`: decoding in chunks; `SpectrumCollector` hooks the model and feeds the branches.
 - `branch`: `BranchAccumulator` -> `BranchSpectrum` (one branch of one layer over all images).
 - `measures`: settings, per-image field definitions, frequency axes, radial profile;
@@ -23,7 +25,9 @@ from hilocli.spectrum.measures import (
     frequency_axes,
     paper_channel_range,
 )
-from hilocli.spectrum.run import SpectrumRequest, SpectrumResult, run
+from hilocli.spectrum.request import SpectrumRequest
+from hilocli.spectrum.result import SpectrumResult
+from hilocli.spectrum.run import run
 from hilocli.spectrum.stats import layer_deltas, summary_line, verdict
 
 __all__ = [

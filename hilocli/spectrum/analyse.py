@@ -27,6 +27,7 @@ import torch
 
 from hilocli.errors import UsageError
 from hilocli.spectrum.blocks import block_power, block_reference
+from hilocli.spectrum.depth import parkkim_diagonal
 from hilocli.spectrum.estimator import (
     check_boundary,
     high_weight,
@@ -167,8 +168,6 @@ def amplitudes(
 def diagonal_dft(height: int, width: int, device, dtype) -> torch.Tensor:
     """(H W, 2 K): x (.., H W) @ this = the (re, im) of the plain 2D DFT of x at the K points
     of Park & Kim's diagonal (`depth.parkkim_diagonal`), for each map (cached, read-only)."""
-    from hilocli.spectrum.depth import parkkim_diagonal
-
     _, rows, cols = parkkim_diagonal(height, width)
     y = torch.arange(height, dtype=torch.float64)[:, None] / height  # (H, 1)
     x = torch.arange(width, dtype=torch.float64)[None, :] / width  # (1, W)

@@ -80,7 +80,7 @@ class BranchSpectrum:
 
 
 @dataclass
-class _GridSums:
+class GridSums:
     axes: FrequencyAxes
     count: int = 0
     log_amp: torch.Tensor | None = None  # (H, W)
@@ -107,7 +107,7 @@ class BranchAccumulator:
         self.window_size = window_size
         self.channels: int | None = None
         self.per_image: dict[str, list[torch.Tensor]] = {k: [] for k in PER_IMAGE_FIELDS}
-        self.sums: dict[tuple[int, int], _GridSums] = {}
+        self.sums: dict[tuple[int, int], GridSums] = {}
 
     def add(
         self,
@@ -149,7 +149,7 @@ class BranchAccumulator:
         sums = self.sums.get((H, W))
         if sums is None:
             axes = frequency_axes(H, W, self.settings.cutoff, self.window_size, device)
-            sums = self.sums[(H, W)] = _GridSums(axes)
+            sums = self.sums[(H, W)] = GridSums(axes)
         axes = sums.axes
         cut = self.settings.cutoff
         fields = summarise(spec, cut, CUTOFFS, self.settings.boundary)

@@ -16,8 +16,17 @@ from hilocli.errors import HiloError
 from hilocli.hilo.capture import capture
 from hilocli.hilo.layer import HiLoLayer
 from hilocli.models.geometry import HiLoLayerInfo
+from hilocli.spectrum.analyse import Part, band_power, bands, joint_spectra
 from hilocli.spectrum.branch import BranchAccumulator, BranchSpectrum
+from hilocli.spectrum.depth import block_outputs, finish_depth
 from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, SpectrumSettings
+from hilocli.spectrum.transfer import (
+    ANGLES,
+    hifi_gain,
+    lofi_gain,
+    matched_outputs,
+    transfer_frequencies,
+)
 from hilocli.weights import check_finite
 
 SILENT_SHARE = 0.01  # a branch with less than this share of the layer's power is not compared
@@ -124,8 +133,6 @@ class SpectrumCollector:
                 handle = block.register_forward_pre_hook(self._stream_hook(info.index))
                 self._stack.callback(handle.remove)
         if self.settings.depth:
-            from hilocli.spectrum.depth import block_outputs
-
             self._depth = self._stack.enter_context(block_outputs(self.model))
         return self
 
@@ -139,8 +146,6 @@ class SpectrumCollector:
 
     def depth_curve(self):
         """Park & Kim's depth curve (hilocli.spectrum.depth.DepthCurve); settings.depth only."""
-        from hilocli.spectrum.depth import finish_depth
-
         if self._depth is None:
             raise ValueError("the depth curve needs SpectrumSettings(depth=True)")
         return finish_depth(self._depth)
@@ -156,16 +161,11 @@ class SpectrumCollector:
         """Per branch the (low, high) band power (B,) of its matched input (transfer.py)."""
         if not self.settings.matched:
             return {}
-        from hilocli.spectrum.analyse import band_power
-        from hilocli.spectrum.transfer import matched_outputs
-
         outs = matched_outputs(self.views[info.index], control)
         cut, bnd = self.settings.cutoff, self.settings.boundary
         return {b: band_power(m, cut, bnd) for b, m in outs.items()}
 
     def _add_transfer(self, info: HiLoLayerInfo, rec) -> None:
-        from hilocli.spectrum.transfer import hifi_gain, lofi_gain, transfer_frequencies
-
         if rec.pooling != "pad":
             raise HiloError(
                 f"layer {info.index} ({info.path}) pools its Lo-Fi keys with a floor: the "
@@ -185,8 +185,6 @@ class SpectrumCollector:
         """Per layer index: radii (R,) in cycles per token, angles (A,) in degrees, the window size
         and per branch the mean gain over images (heads, A, R) (settings.transfer only; see
         hilocli.spectrum.transfer)."""
-        from hilocli.spectrum.transfer import ANGLES, transfer_frequencies
-
         if not self.settings.transfer:
             raise ValueError("transfer curves need SpectrumSettings(transfer=True)")
         radii, _ = transfer_frequencies()
@@ -239,8 +237,6 @@ class SpectrumCollector:
     def _measure_layer(self, info: HiLoLayerInfo) -> None:
         """One layer of this batch: its branches and the residual stream in one transform
         (`analyse.joint_spectra`), each branch's spectra into its accumulator."""
-        from hilocli.spectrum.analyse import Part, bands, joint_spectra
-
         rec, accs, cut = self._cap.records[info.index], self.accs[info.index], self.settings.cutoff
         present = [
             (b, rec.control if b == "control" else getattr(rec, f"{b}_out")) for b in BRANCHES

@@ -88,7 +88,7 @@ def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
 def signed_ranks(d: np.ndarray) -> np.ndarray:
     """(n, L) -> sign(d) x rank(|d|) per column (average ranks for ties; NaN stays NaN): the
     signed-rank statistic is the sum of a column, so sign flips of these rows are its null."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: slow to import, needed only where a test runs
 
     d = np.asarray(d, dtype=np.float64)
     ranks = rankdata(np.abs(d), axis=0, nan_policy="omit")
@@ -153,7 +153,7 @@ def signed_rank_p(n: int, positive: float) -> float:
         cdf = wilcoxon_null_cdf(n)
         tail = min(cdf[min(low, m)], cdf[min(m - high, m)])  # P(W <= w) or P(W >= w), symmetric
         return float(min(1.0, 2.0 * tail))
-    from scipy.stats import norm
+    from scipy.stats import norm  # lazy: slow to import, needed only past the exact null
 
     mean, sd = _normal_null(n)
     return float(min(1.0, 2.0 * norm.cdf((min(low, m - high) + 0.5 - mean) / sd)))
@@ -170,7 +170,7 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
             return None, 1.0, "exact"
         k = int(below[-1])
         return k, float(1 - 2 * cdf[k]), "exact"
-    from scipy.stats import norm  # only here: importing scipy.stats takes about 2 s
+    from scipy.stats import norm  # lazy: slow to import, needed only past the exact null
 
     mean, sd = _normal_null(n)
     k = math.floor(mean + sd * norm.ppf(alpha / 2) - 0.5)

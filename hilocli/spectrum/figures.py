@@ -16,21 +16,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC, short_name
 from hilocli.spectrum.stats import plural
+from hilocli.spectrum.transfer import box_gain, transfer_frequencies
 
 if TYPE_CHECKING:
-    from hilocli.spectrum.run import SpectrumResult
+    from hilocli.spectrum.result import SpectrumResult
 
 COLORS = {"hifi": "tab:red", "lofi": "tab:blue", "control": "tab:gray"}
 DECADES = FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}" if v > 0 else "0")
-
-
-def short_name(layer: HiLoLayerInfo) -> str:
-    """`layers.2.blocks.3` -> `2.3` (stage.block), for tick labels and table cells."""
-    return layer.name.replace("layers.", "").replace(".blocks.", ".")
 
 
 def figure_title(result: SpectrumResult) -> str:
@@ -245,8 +240,6 @@ def transfer_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     average (uniform attention inside the window, or each query on its own pooled window).
 
     Margins are fixed in inches, so the title clears the top panels for any number of layers."""
-    from hilocli.spectrum.transfer import box_gain, transfer_frequencies
-
     layers = [s for s in result.layers if s.transfer is not None]
     n = max(len(layers), 1)
     title = (
@@ -269,41 +262,48 @@ def transfer_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         wspace=0.22,
     )
     data: dict[str, Any] = {"layers": {}}
-    cmap = matplotlib.colormaps["tab10"]
     for row, spectra in enumerate(layers):
-        curves, info = spectra.transfer, spectra.layer
-        radii = np.asarray(curves["radii"])
-        s = int(curves["window_size"])
-        entry: dict[str, Any] = {"radii": radii}
+        entry: dict[str, Any] = {"radii": np.asarray(spectra.transfer["radii"])}
         for col, b in enumerate(("hifi", "lofi")):
-            ax = fig.add_subplot(grid[row, col])
-            gains = curves.get(b)
-            if gains is None:
-                ax.axis("off")
-                ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch", ha="center", va="center",
-                        fontsize=9, transform=ax.transAxes)  # fmt: skip
-                continue
-            gains = np.asarray(gains)  # (heads, A, R)
-            mean = gains.mean(axis=1)  # (heads, R) over the angles
-            for h in range(gains.shape[0]):
-                color = cmap(h % 10)
-                ax.fill_between(radii, gains[h].min(0), gains[h].max(0), color=color, alpha=0.15,
-                                lw=0)  # fmt: skip
-                ax.plot(radii, mean[h], "-", color=color, lw=1.2, label=f"head {h}")
-            if s > 1:
-                _, freqs = transfer_frequencies(len(radii), tuple(curves["angles"]))
-                box = box_gain(freqs, s).numpy().mean(0)  # (R,) angle mean
-                ax.plot(radii, box, "--", color="0.45", lw=1, label=f"{s}x{s} box")
-                entry[f"{b}_box"] = box
-            ax.set_xlim(0, 0.5)
-            ax.set_ylim(0, max(1.05, float(gains.max()) * 1.05))
-            ax.set_title(f"[{info.index}] {short_name(info)}: {BRANCH_LABELS[b]}", fontsize=9)
-            ax.set_xlabel("radial frequency (cycles/token; 0.5 = Nyquist)", fontsize=7)
-            ax.set_ylabel("gain", fontsize=7)
-            ax.tick_params(labelsize=6)
-            ax.legend(fontsize=5.5, ncol=2 if gains.shape[0] > 4 else 1, loc="upper right")
-            entry[b] = mean
-        data["layers"][info.index] = entry
+            entry.update(_transfer_panel(fig.add_subplot(grid[row, col]), spectra, b))
+        data["layers"][spectra.layer.index] = entry
     fig.suptitle(title, fontsize=9, y=1 - 0.15 / height, va="top")
     data["title"] = title
     return fig, data
+
+
+def _transfer_panel(ax, spectra: LayerSpectra, b: str) -> dict[str, Any]:
+    """One layer's branch `b`: each head's gain (mean over the angles, the band their range) and
+    the s x s box average; its plotted data ({} for a branch the layer lacks)."""
+    curves, info = spectra.transfer, spectra.layer
+    gains = curves.get(b)
+    if gains is None:
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no {BRANCH_LABELS[b]} branch", ha="center", va="center",
+                fontsize=9, transform=ax.transAxes)  # fmt: skip
+        return {}
+    radii = np.asarray(curves["radii"])
+    s = int(curves["window_size"])
+    cmap = matplotlib.colormaps["tab10"]
+    gains = np.asarray(gains)  # (heads, A, R)
+    mean = gains.mean(axis=1)  # (heads, R) over the angles
+    entry: dict[str, Any] = {}
+    for h in range(gains.shape[0]):
+        color = cmap(h % 10)
+        ax.fill_between(radii, gains[h].min(0), gains[h].max(0), color=color, alpha=0.15,
+                        lw=0)  # fmt: skip
+        ax.plot(radii, mean[h], "-", color=color, lw=1.2, label=f"head {h}")
+    if s > 1:
+        _, freqs = transfer_frequencies(len(radii), tuple(curves["angles"]))
+        box = box_gain(freqs, s).numpy().mean(0)  # (R,) angle mean
+        ax.plot(radii, box, "--", color="0.45", lw=1, label=f"{s}x{s} box")
+        entry[f"{b}_box"] = box
+    ax.set_xlim(0, 0.5)
+    ax.set_ylim(0, max(1.05, float(gains.max()) * 1.05))
+    ax.set_title(f"[{info.index}] {short_name(info)}: {BRANCH_LABELS[b]}", fontsize=9)
+    ax.set_xlabel("radial frequency (cycles/token; 0.5 = Nyquist)", fontsize=7)
+    ax.set_ylabel("gain", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=5.5, ncol=2 if gains.shape[0] > 4 else 1, loc="upper right")
+    entry[b] = mean
+    return entry

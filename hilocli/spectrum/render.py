@@ -10,8 +10,8 @@ import numpy as np
 from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC
-from hilocli.spectrum.run import SpectrumResult
+from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC, short_name
+from hilocli.spectrum.result import SpectrumResult
 from hilocli.terminal import num, say, say_inputs, table
 
 CAPTION = (
@@ -63,7 +63,7 @@ FIXED_MARGINS = {"summary_figure", "figure", "radial_figure", "maps_figure"}  # 
 
 def write_outputs(result: SpectrumResult, out: Path, fmt: str = "png") -> RunRecord:
     """Figures and the run record, moved into `out` together (nothing written on a failure)."""
-    from hilocli.spectrum import figures, maps, summary
+    from hilocli.spectrum import figures, maps, summary  # lazy: matplotlib, for figures only
 
     names = file_names(result, fmt)
     drawn = {
@@ -101,8 +101,6 @@ def _column(values: np.ndarray, k: int, fn) -> float | None:
 
 
 def layer_table(result: SpectrumResult):
-    from hilocli.spectrum.figures import short_name
-
     v, rows = result.verdict, []
     for spectra in result.layers:
         k = result.tested.index(spectra.layer.index) if spectra.layer.index in result.tested else -1
@@ -146,8 +144,6 @@ RATIO_CAPTION = (
 
 def ratio_table(result: SpectrumResult):
     """Per layer and branch the medians of residual_ratio_* and matched_ratio_* (--matched)."""
-    from hilocli.spectrum.figures import short_name
-
     fields = [f"{k}_ratio_{band}" for k in ("residual", "matched") for band in ("low", "high")]
     rows = []
     for spectra in result.layers:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from hilocli.distributed import ordered
+from hilocli.spectrum.branch import GridSums
+from hilocli.spectrum.measures import frequency_axes
 
 Key = tuple[int, int]  # (chunk, group): hilocli.batches.Group.key
 
@@ -85,9 +87,6 @@ def _add(old: torch.Tensor | None, new: torch.Tensor | None, device) -> torch.Te
 
 def merge_parts(col: Any, parts: list[CollectorPart]) -> None:
     """Replace `col`'s state by the union of `parts` (every rank's, rank 0's included)."""
-    from hilocli.spectrum.branch import _GridSums
-    from hilocli.spectrum.measures import frequency_axes
-
     device = next((p.device for p in col.model.parameters()), torch.device("cpu"))
     for index, accs in col.accs.items():
         for b, acc in accs.items():
@@ -102,7 +101,7 @@ def merge_parts(col: Any, parts: list[CollectorPart]) -> None:
                     mine = acc.sums.get((H, W))
                     if mine is None:
                         axes = frequency_axes(H, W, acc.settings.cutoff, acc.window_size, device)
-                        mine = acc.sums[(H, W)] = _GridSums(axes)
+                        mine = acc.sums[(H, W)] = GridSums(axes)
                     mine.count += sums["count"]
                     for n in SUM_FIELDS:
                         setattr(mine, n, _add(getattr(mine, n), sums[n], device))

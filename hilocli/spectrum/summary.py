@@ -8,16 +8,18 @@ Margins are fixed in inches, so the title clears the panel for any number of lay
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 import hilocli.spectrum.exact as exact
+from hilocli.spectrum.measures import short_name
 from hilocli.spectrum.stats import CLAIM, interval, plural
 
 if TYPE_CHECKING:
-    from hilocli.spectrum.run import SpectrumResult
+    from hilocli.spectrum.result import SpectrumResult
 
 
 def _jitter(count: int) -> np.ndarray:
@@ -29,8 +31,6 @@ def _jitter(count: int) -> np.ndarray:
 
 def summary_title(result: SpectrumResult, chars: int = 100) -> str:
     """The figure's title; the weights line (a path and sha256 can be long) wrapped at chars."""
-    import textwrap
-
     v, n = result.verdict, result.n
     head = textwrap.fill(f"{result.model_name}: {result.weights.describe()}", chars)
     if not result.weights.trained:
@@ -49,11 +49,6 @@ def summary_title(result: SpectrumResult, chars: int = 100) -> str:
 
 def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     """(Figure, plotted data): columns = tested layers, then the mean over layers."""
-    from hilocli.spectrum.figures import short_name
-
-    by_index = {s.layer.index: s for s in result.layers}
-    labels = [short_name(by_index[i].layer) for i in result.tested]
-    deltas, v = result.judged.scene_deltas, result.verdict
     n_cols = len(result.tested) + 1
     width = max(8.0, 1.8 + 0.6 * n_cols)
     title = summary_title(result, chars=int(width * 12))
@@ -64,41 +59,72 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         [1.0 / width, 0.9 / height, 1 - 1.4 / width, 1 - (title_in + 0.9 + 0.15) / height]
     )
     data: dict[str, Any] = {"layers": list(result.tested), "n": result.n, "columns": []}
-    columns = [deltas[:, k] for k in range(deltas.shape[1])] if deltas.size else []
-    if deltas.size:
-        defined = np.isfinite(deltas).all(axis=1)
-        columns.append(deltas[defined].mean(axis=1))
-    control = result.control
-    bounded = False  # is any interval drawn (finite at either end)?
+    columns = scene_columns(result.judged.scene_deltas)
     for k, col in enumerate(columns):
-        vals = col[np.isfinite(col)]
-        primary = k == len(columns) - 1
-        x = float(k + (0.4 if primary else 0))
-        ax.plot(x + _jitter(vals.size), vals, "o", ms=4, color="0.35", alpha=0.8, zorder=3)
-        hl = exact.hodges_lehmann(vals, v.alpha if v else 0.05)
-        lo = hl.low if math.isfinite(hl.low) else np.nan
-        hi = hl.high if math.isfinite(hl.high) else np.nan
-        bounded = bounded or bool(np.isfinite([lo, hi]).any())
-        ax.errorbar(
-            [x + 0.28], [hl.estimate], yerr=[[hl.estimate - lo], [hi - hl.estimate]],
-            fmt="D" if primary else "s", color="k", capsize=4, ms=7 if primary else 6, zorder=4,
-        )  # fmt: skip
-        entry = {"x": x, "deltas": vals, "estimate": hl.estimate, "ci": [hl.low, hl.high]}
-        if control is not None and primary:
-            band = np.asarray(control.seed_statistics, dtype=float)
-            band = band[np.isfinite(band)]
-            if band.size:
-                ax.fill_between(
-                    [x - 0.3, x + 0.38], band.min(), band.max(), color="0.5", alpha=0.25, lw=0
-                )
-                entry["random_band"] = [float(band.min()), float(band.max())]
-        data["columns"].append(entry)
+        data["columns"].append(_draw_column(ax, k, col, k == len(columns) - 1, result))
+    _draw_lines(ax, result, len(columns))
+    _label_columns(ax, result, n_cols)
+    bounded = any(math.isfinite(c) for entry in data["columns"] for c in entry["ci"])
+    _legend(ax, result, bounded)
+    data["word"] = None if result.verdict is None else result.verdict.word
+    data["title"] = title
+    fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
+    return fig, data
+
+
+def scene_columns(deltas: np.ndarray) -> list[np.ndarray]:
+    """The figure's columns from the per-scene deltas (scenes, tested layers): one per tested
+    layer, then the mean over layers of the scenes defined at every layer (the primary
+    endpoint); none without deltas."""
+    if not deltas.size:
+        return []
+    columns = [deltas[:, k] for k in range(deltas.shape[1])]
+    defined = np.isfinite(deltas).all(axis=1)
+    columns.append(deltas[defined].mean(axis=1))
+    return columns
+
+
+def _draw_column(ax, k: int, col: np.ndarray, primary: bool, result: SpectrumResult) -> dict:
+    """Column k: each scene a dot, the Hodges-Lehmann estimate and interval beside them, and on
+    the primary column the range of the random inits' estimates (--control random)."""
+    v, control = result.verdict, result.control
+    vals = col[np.isfinite(col)]
+    x = float(k + (0.4 if primary else 0))
+    ax.plot(x + _jitter(vals.size), vals, "o", ms=4, color="0.35", alpha=0.8, zorder=3)
+    hl = exact.hodges_lehmann(vals, v.alpha if v else 0.05)
+    lo = hl.low if math.isfinite(hl.low) else np.nan
+    hi = hl.high if math.isfinite(hl.high) else np.nan
+    ax.errorbar(
+        [x + 0.28], [hl.estimate], yerr=[[hl.estimate - lo], [hi - hl.estimate]],
+        fmt="D" if primary else "s", color="k", capsize=4, ms=7 if primary else 6, zorder=4,
+    )  # fmt: skip
+    entry = {"x": x, "deltas": vals, "estimate": hl.estimate, "ci": [hl.low, hl.high]}
+    if control is not None and primary:
+        band = np.asarray(control.seed_statistics, dtype=float)
+        band = band[np.isfinite(band)]
+        if band.size:
+            ax.fill_between(
+                [x - 0.3, x + 0.38], band.min(), band.max(), color="0.5", alpha=0.25, lw=0
+            )
+            entry["random_band"] = [float(band.min()), float(band.max())]
+    return entry
+
+
+def _draw_lines(ax, result: SpectrumResult, n_columns: int) -> None:
+    """Zero, the equivalence margins, and the rule before the mean-over-layers column."""
     ax.axhline(0, color="k", lw=0.8)
-    if v is not None:
-        for m in (-v.margin, v.margin):
+    if result.verdict is not None:
+        for m in (-result.verdict.margin, result.verdict.margin):
             ax.axhline(m, color="k", lw=0.6, ls=":")
-    if columns:
-        ax.axvline(len(columns) - 1.3, color="0.6", lw=0.8)
+    if n_columns:
+        ax.axvline(n_columns - 1.3, color="0.6", lw=0.8)
+
+
+def _label_columns(ax, result: SpectrumResult, n_cols: int) -> None:
+    """Each tested layer's index, short name and adjusted p under its column; the axes' labels."""
+    v = result.verdict
+    by_index = {s.layer.index: s for s in result.layers}
+    labels = [short_name(by_index[i].layer) for i in result.tested]
     ticks = [
         f"{i}\n{lab}\np adj {v.p_layers[k]:.2g}"
         if v and math.isfinite(v.p_layers[k])
@@ -110,6 +136,10 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     ax.set_xlim(-0.6, n_cols - 0.1)
     ax.set_ylabel("share above cutoff: Hi-Fi minus Lo-Fi (per scene)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
+
+
+def _legend(ax, result: SpectrumResult, bounded: bool) -> None:
+    """The legend; `bounded`: whether any column has an interval (finite at either end)."""
     handles = [
         ax.plot([], [], "o", color="0.35", ms=4, label="one scene")[0],
         ax.plot(
@@ -123,16 +153,13 @@ def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         )[0],  # fmt: skip
         ax.plot([], [], ":", color="k", lw=0.6, label="equivalence margin")[0],
     ]
+    control = result.control
     if control is not None:
         handles.append(
             ax.fill_between([], [], [], color="0.5", alpha=0.25, label=f"random inits, "
                             f"{len(control.seeds)} seeds (range of estimates)")
         )  # fmt: skip
     ax.legend(handles=handles, fontsize=6, loc="best")
-    data["word"] = None if v is None else v.word
-    data["title"] = title
-    fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
-    return fig, data
 
 
 def depth_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
@@ -161,8 +188,6 @@ def depth_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     ax.set_ylabel("Delta log amplitude at the highest frequency", fontsize=7)
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=6, loc="best")
-    import textwrap
-
     head = textwrap.fill(f"{result.model_name}: {result.weights.describe()}", int(width * 12))
     fig.suptitle(
         f"{head}\nPark & Kim depth curve (block outputs, residual included), n = {result.n} images",

@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from hilocli.batches import image_chunks, shard_files
+from hilocli.distributed import SINGLE, agree, from_main, gather, ordered
 from hilocli.errors import HiloError
-from hilocli.spectrum.collect import LayerSpectra
+from hilocli.inputs import collect_inputs
+from hilocli.runtime import forward_context, resolve_precision, to_device
+from hilocli.scenes import no_spatial_content, scene_hashes
+from hilocli.spectrum.collect import LayerSpectra, SpectrumCollector
 from hilocli.spectrum.measures import SpectrumSettings
+from hilocli.spectrum.shards import collector_part, merge_parts
 
 Progress = Callable[[int, int], None]  # (files done, files in total)
 
@@ -60,78 +67,91 @@ def measure(
     """Decode `paths` (hilocli.batches: `workers` processes) and feed every batch to each model's
     collector. Several processes: each measures its chunks, rank 0 gathers and merges them and
     returns the result; the other ranks return None."""
-    import torch
-
-    from hilocli.batches import image_chunks, shard_files
-    from hilocli.distributed import SINGLE, agree, gather, ordered
-    from hilocli.runtime import forward_context, resolve_precision, to_device
-    from hilocli.scenes import no_spatial_content, scene_hashes
-    from hilocli.spectrum.collect import SpectrumCollector
-    from hilocli.spectrum.shards import collector_part, merge_parts
-
     precision = precision or resolve_precision("float32", device)
     where = where or SINGLE
-    norm = (None, None) if preprocess is None else (preprocess.mean, preprocess.std)
+    looks = Looks(preprocess, hashing=len(paths) > 1)
     cuda = getattr(device, "type", None) == "cuda"
-    hashing = len(paths) > 1  # one image is one scene: no hash to compare (and no scipy.fft)
     with ExitStack() as stack:
         cols = [
             stack.enter_context(SpectrumCollector(m.model, [m.layers[i] for i in layers], settings))
             for m in models
         ]
 
-        def feed() -> _Shard:
-            mine, done = _Shard(), 0
+        def feed_mine() -> _Shard:
             chunks = image_chunks(
                 paths, resolution, crop, batch_size, preprocess, workers=workers,
                 pin_memory=cuda, where=where,
             )  # fmt: skip
             total = shard_files(len(paths), batch_size, where)  # this process's files
-            for chunk in chunks:
-                mine.skipped += [((chunk.index, j), s) for j, s in enumerate(chunk.skipped)]
-                for group in chunk.groups:
-                    x = to_device(group.x, device)  # (B, 3, H, W)
-                    with forward_context(precision), torch.no_grad():
-                        for col in cols:
-                            col.add_batch(x)
-                    mine.keys.append(group.key)
-                    mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
-                    hashes = scene_hashes(x, *norm) if hashing else np.zeros((len(x), 2), np.uint64)
-                    looks = zip(hashes, no_spatial_content(x, *norm), strict=True)
-                    mine.looks += [((*group.key, i), look) for i, look in enumerate(looks)]
-                done += chunk.files
-                if progress is not None:
-                    progress(done, total)
-            return mine
+            return feed(cols, chunks, total, device, precision, looks, progress)
 
-        shards = [agree(where, feed)]
-        if where.distributed:
-            parts = gather(where, (shards[0], [collector_part(c, shards[0].keys) for c in cols]))
-            if parts is None:  # not rank 0: its share is sent
-                return None
-            for k, col in enumerate(cols):
-                merge_parts(col, [p[1][k] for p in parts])
-            shards = [p[0] for p in parts]
+        shards = gathered(where, cols, agree(where, feed_mine))
+        if shards is None:  # not rank 0: its share is sent
+            return None
         analysed = ordered([s.analysed for s in shards])
         skipped = ordered([s.skipped for s in shards])
-        looks = ordered([s.looks for s in shards])
+        seen = ordered([s.looks for s in shards])
         if not analysed:
             raise HiloError(
                 f"none of the {len(paths)} files could be read as an image (first: {skipped[0][1]})"
             )
         depth = cols[0].depth_curve() if settings.depth else None
-    hashes = np.array([h for h, _ in looks], dtype=np.uint64).reshape(-1, 2)
-    blank = np.array([b for _, b in looks], dtype=bool)
+    hashes = np.array([h for h, _ in seen], dtype=np.uint64).reshape(-1, 2)
+    blank = np.array([b for _, b in seen], dtype=bool)
     return Measured([col.finish() for col in cols], analysed, skipped, hashes, blank, depth)
+
+
+@dataclass(frozen=True)
+class Looks:
+    """How each input looks: its perceptual hashes (source scenes) and whether it is blank."""
+
+    preprocess: Any  # the normalisation the inputs went through (None: the released one)
+    hashing: bool  # one image is one scene: no hash to compare (and no scipy.fft)
+
+    def of(self, x: torch.Tensor) -> list[tuple]:
+        """(hashes, blank) of each image of a batch x (B, 3, H, W)."""
+        p = self.preprocess
+        norm = (None, None) if p is None else (p.mean, p.std)
+        hashes = scene_hashes(x, *norm) if self.hashing else np.zeros((len(x), 2), np.uint64)
+        return list(zip(hashes, no_spatial_content(x, *norm), strict=True))
+
+
+def feed(cols, chunks, total: int, device, precision, looks: Looks, progress) -> _Shard:
+    """Every batch of `chunks` to each collector; what this process fed, in a `_Shard`."""
+    mine, done = _Shard(), 0
+    for chunk in chunks:
+        mine.skipped += [((chunk.index, j), s) for j, s in enumerate(chunk.skipped)]
+        for group in chunk.groups:
+            x = to_device(group.x, device)  # (B, 3, H, W)
+            with forward_context(precision), torch.no_grad():
+                for col in cols:
+                    col.add_batch(x)
+            mine.keys.append(group.key)
+            mine.analysed += [((*group.key, i), str(p)) for i, p in enumerate(group.paths)]
+            mine.looks += [((*group.key, i), look) for i, look in enumerate(looks.of(x))]
+        done += chunk.files
+        if progress is not None:
+            progress(done, total)
+    return mine
+
+
+def gathered(where, cols, mine: _Shard) -> list[_Shard] | None:
+    """Every process's shard, its collectors' parts merged into rank 0's `cols`; [mine] in a
+    single process; None on the other ranks (their share sent to rank 0)."""
+    if not where.distributed:
+        return [mine]
+    parts = gather(where, (mine, [collector_part(c, mine.keys) for c in cols]))
+    if parts is None:
+        return None
+    for k, col in enumerate(cols):
+        merge_parts(col, [p[1][k] for p in parts])
+    return [p[0] for p in parts]
 
 
 def listed_inputs(where: Any, inputs: tuple[Path, ...], limit: int | None):
     """(InputSet, files to analyse) of a run's inputs: listed and hashed on rank 0 alone and
     handed to every rank (`hilo spectrum`, `hilo compare`); none at all is a HiloError on every
     rank together. The files hilo wrote (its own outputs, here or earlier) are never read."""
-    from hilocli.distributed import from_main
-    from hilocli.images import collect_inputs
-
     found = from_main(where, lambda: collect_inputs(inputs, limit))
     paths = found.files  # collect_inputs stopped at `limit` images
     if not paths:
