@@ -11,7 +11,7 @@ metadata). Features take a LoadedModel and never ask which kind of model they ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn as nn
@@ -44,6 +44,7 @@ class LoadedModel:
     default_resolution: int  # the training size, else DEFAULT_RESOLUTION
     min_input_size: int  # smallest input side (px) every stage can take; 1 when unknown
     config: LITv2Config | None = None  # what the architecture states (LITv2), else None
+    blocks: list[BlockMeta] = field(default_factory=list)  # residual blocks, where a config says
 
     @property
     def num_params(self) -> int:
@@ -101,6 +102,7 @@ def loaded_model(
         default_resolution=DEFAULT_RESOLUTION if config is None else config.img_size,
         min_input_size=1 if config is None else min_input_size(config),
         config=config,
+        blocks=[] if config is None else block_meta(config),
     )
 
 
@@ -112,3 +114,24 @@ def layer_meta(cfg: LITv2Config) -> list[LayerMeta]:
         if cfg.local_ws[i] > 0
         for j in range(cfg.depths[i])
     ]
+
+
+@dataclass(frozen=True)
+class BlockMeta:
+    """A residual block a config states (LITv2): its module name, stage and, where it has
+    attention, that layer's index (what --layer takes)."""
+
+    name: str
+    stage: int
+    hilo_index: int | None
+
+
+def block_meta(cfg: LITv2Config) -> list[BlockMeta]:
+    """Every block of a LITv2 config in forward order (attention or MLP only)."""
+    out, index = [], 0
+    for i in range(cfg.num_stages):
+        for j in range(cfg.depths[i]):
+            has_attn = cfg.local_ws[i] > 0
+            out.append(BlockMeta(f"layers.{i}.blocks.{j}", i, index if has_attn else None))
+            index += has_attn
+    return out

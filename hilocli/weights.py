@@ -17,9 +17,6 @@ from hilocli.model_source import ModelSource, check_user_options, parse_hub, par
 from hilocli.models import DEFAULT_MODEL, VARIANTS, min_input_size, variant_config
 
 # re-exported: features and commands import the option-list parsers with the request
-from hilocli.option_lists import parse_float_list as parse_float_list
-from hilocli.option_lists import parse_int_list as parse_int_list
-from hilocli.option_lists import parse_layers as parse_layers
 
 if TYPE_CHECKING:  # the loader imports torch
     from hilocli.loaded import LoadedModel

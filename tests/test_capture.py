@@ -56,7 +56,7 @@ def test_hooks_are_removed_even_after_an_error(tiny_model):
 
 
 def test_records_can_move_to_cpu_and_bad_index_is_rejected(tiny_model):
-    from hilocli.weights import parse_layers
+    from hilocli.option_lists import parse_layers
 
     with torch.no_grad(), capture_layers(tiny_model, [2], keep_on_device=False) as cap:
         tiny_model(torch.randn(1, 3, 64, 64))

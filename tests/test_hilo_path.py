@@ -145,3 +145,10 @@ def test_litv2_is_one_case_of_the_same_path(tiny_ckpt_path):
         assert x.stride == 4 * 2**x.info.stage
     assert loaded.default_resolution == loaded.config.img_size
     assert loaded.min_input_size == 4 * 2 ** (loaded.config.num_stages - 1)
+
+
+def test_depth_needs_blocks_a_config_states(square_photo, tmp_path):
+    res = hilo("spectrum", str(square_photo), "--model-fn", f"{SPEC}:tokens_hw_net", "--depth",
+               "-r", "64", "-o", str(tmp_path / "o"))  # fmt: skip
+    assert res.returncode == 2 and "--depth follows every residual block" in res.stderr
+    assert not (tmp_path / "o").exists()

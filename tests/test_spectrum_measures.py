@@ -400,6 +400,7 @@ def test_park_kim_diagonal_and_known_spectrum(n):
 
 
 def test_depth_curve_hooks_every_block(tiny_model):
+    from hilocli.loaded import block_meta
     from hilocli.spectrum import SpectrumCollector, SpectrumSettings
 
     torch.manual_seed(0)
@@ -408,7 +409,8 @@ def test_depth_curve_hooks_every_block(tiny_model):
     blk = tiny_model.layers[2].blocks[1]
     handle = blk.register_forward_hook(lambda m, a, o: outputs.update(out=(o, a[1], a[2])))
     first = hilo_layers(tiny_model)[:1]
-    with SpectrumCollector(tiny_model, first, SpectrumSettings(depth=True)) as col:
+    blocks = block_meta(tiny_model.cfg)  # as the loader states them
+    with SpectrumCollector(tiny_model, first, SpectrumSettings(depth=True), blocks) as col:
         col.add_batch(x)
         depth = col.depth_curve()
     handle.remove()

@@ -8,7 +8,7 @@ import numpy as np
 
 from hilocli.errors import UsageError
 from hilocli.models.geometry import HiLoLayerInfo
-from hilocli.weights import parse_int_list
+from hilocli.option_lists import parse_int_list
 
 
 def parse_heads(text: str) -> str | tuple[int, ...]:

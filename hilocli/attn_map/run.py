@@ -23,6 +23,7 @@ from hilocli.errors import HiloError, UsageError
 from hilocli.hilo.capture import capture
 from hilocli.images import load_prepared
 from hilocli.models.geometry import MAX_INPUT_SIDE, LayerGeometry, check_input_size
+from hilocli.option_lists import parse_int_list
 from hilocli.output import InputsRecord, RunRecord
 from hilocli.runtime import (
     check_dtype,
@@ -33,7 +34,7 @@ from hilocli.runtime import (
     to_device,
 )
 from hilocli.terminal import human_bytes
-from hilocli.weights import WeightsRequest, parse_int_list
+from hilocli.weights import WeightsRequest
 
 DEFINITIONS = {
     "coordinates": "model-input pixels (the image as the model saw it, after resize/crop); "

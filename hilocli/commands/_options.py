@@ -10,7 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from hilocli.weights import WeightsRequest, parse_float_list, parse_int_list
+from hilocli.option_lists import parse_float_list, parse_int_list
+from hilocli.weights import WeightsRequest
 
 
 class DeviceChoice(str, Enum):

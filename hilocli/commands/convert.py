@@ -23,9 +23,9 @@ def convert(
     """Write a LITv2 checkpoint (the authors', OpenMixup's or birder's names) in the authors'
     layout, {"model": state_dict}, or as safetensors; the source's SHA-256 goes with it."""
     from hilocli.convert import ConvertRequest, run
+    from hilocli.option_lists import parse_int_list
     from hilocli.output import emit_json
     from hilocli.terminal import console, say
-    from hilocli.weights import parse_int_list
 
     request = ConvertRequest(
         source, dest, parse_int_list(window_sizes, "--window-sizes"), head_dim, overwrite

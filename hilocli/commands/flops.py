@@ -188,9 +188,9 @@ def flops(
     """
     from hilocli.flops.render import print_tables, run_with_status, save
     from hilocli.flops.request import FlopsRequest, parse_tokens
+    from hilocli.option_lists import parse_int_list
     from hilocli.output import check_out_dir, emit_json
     from hilocli.terminal import console
-    from hilocli.weights import parse_int_list
 
     if model_fn is not None or hub is not None or model_kwargs is not None:  # HiLo in any model
         weights = weights_request(locals(), default_pretrained=False)

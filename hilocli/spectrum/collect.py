@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hilocli.errors import HiloError
+from hilocli.errors import HiloError, UsageError
 from hilocli.hilo.capture import capture
 from hilocli.hilo.layer import HiLoLayer
 from hilocli.models.geometry import HiLoLayerInfo
@@ -29,6 +29,10 @@ from hilocli.spectrum.transfer import (
 )
 from hilocli.weights import check_finite
 
+DEPTH_NEEDS_BLOCKS = (
+    "--depth follows every residual block, which only a LITv2 config states; "
+    "this model states none (its HiLo layers are measured without it)"
+)
 SILENT_SHARE = 0.01  # a branch with less than this share of the layer's power is not compared
 
 
@@ -105,9 +109,16 @@ class SpectrumCollector:
     """
 
     def __init__(
-        self, model: torch.nn.Module, layers: Sequence[HiLoLayer], settings: SpectrumSettings
+        self,
+        model: torch.nn.Module,
+        layers: Sequence[HiLoLayer],
+        settings: SpectrumSettings,
+        blocks: Sequence = (),  # hilocli.loaded.BlockMeta: the blocks settings.depth hooks
     ):
+        if settings.depth and not blocks:
+            raise UsageError(DEPTH_NEEDS_BLOCKS)
         self.model = model
+        self.blocks = list(blocks)
         self.views = {layer.index: layer for layer in layers}
         self.layers: list[HiLoLayerInfo] = [layer.info for layer in layers]
         self.accs = {
@@ -133,7 +144,7 @@ class SpectrumCollector:
                 handle = block.register_forward_pre_hook(self._stream_hook(info.index))
                 self._stack.callback(handle.remove)
         if self.settings.depth:
-            self._depth = self._stack.enter_context(block_outputs(self.model))
+            self._depth = self._stack.enter_context(block_outputs(self.model, self.blocks))
         return self
 
     def _stream_hook(self, index: int):

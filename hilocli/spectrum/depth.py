@@ -94,16 +94,10 @@ class DepthCurve:
 
 
 @contextmanager
-def block_outputs(model: torch.nn.Module) -> Iterator[list[BlockCurve]]:
-    """Forward hooks on every block of every stage of a LITv2 (`model.layers[i].blocks[j]`);
-    each forward adds its images to the curves. Hooks are removed on exit."""
-    attn_blocks = [
-        f"layers.{i}.blocks.{j}"
-        for i, stage in enumerate(model.layers)
-        for j, blk in enumerate(stage.blocks)
-        if blk.attn is not None
-    ]
-    attn_index = {name: k for k, name in enumerate(attn_blocks)}  # as --layer indexes them
+def block_outputs(model: torch.nn.Module, blocks: list) -> Iterator[list[BlockCurve]]:
+    """Forward hooks on every block (`hilocli.loaded.BlockMeta`: LITv2's, as its config states
+    them, each called as (x, H, W)); each forward adds its images to the curves. Hooks are removed
+    on exit."""
     curves: list[BlockCurve] = []
     handles = []
 
@@ -123,12 +117,11 @@ def block_outputs(model: torch.nn.Module) -> Iterator[list[BlockCurve]]:
         return hook
 
     try:
-        for i, stage in enumerate(model.layers):
-            for j, blk in enumerate(stage.blocks):
-                name = f"layers.{i}.blocks.{j}"
-                curve = BlockCurve(name, i, (0, 0), attn_index.get(name), np.zeros(0))
-                curves.append(curve)
-                handles.append(blk.register_forward_hook(hook_for(curve)))
+        for block in blocks:
+            curve = BlockCurve(block.name, block.stage, (0, 0), block.hilo_index, np.zeros(0))
+            curves.append(curve)
+            module = model.get_submodule(block.name)
+            handles.append(module.register_forward_hook(hook_for(curve)))
         yield curves
     finally:
         for h in handles:

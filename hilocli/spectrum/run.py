@@ -22,15 +22,17 @@ from hilocli.distributed import agree, from_main, placement, process_group, rank
 from hilocli.errors import UsageError
 from hilocli.inputs import fit_inputs
 from hilocli.models.geometry import check_input_size
+from hilocli.option_lists import parse_layers
 from hilocli.output import InputsRecord
 from hilocli.runtime import environment, resolve_device, resolve_precision
 from hilocli.scenes import SceneGroups, read_groups, scenes_from_file, scenes_from_hashes
+from hilocli.spectrum.collect import DEPTH_NEEDS_BLOCKS
 from hilocli.spectrum.control import ControlResult, judge_control
 from hilocli.spectrum.request import SpectrumRequest
 from hilocli.spectrum.result import SpectrumResult
 from hilocli.spectrum.stats import Judged, judge
 from hilocli.spectrum.sweep import Measured, Progress, listed_inputs, measure
-from hilocli.weights import parse_layers, random_init_like
+from hilocli.weights import random_init_like
 
 
 def choose_layers(loaded, spec: str | None) -> list[int]:
@@ -82,6 +84,8 @@ def prepare(request: SpectrumRequest, where, device, loaded: Any, found: Any) ->
         where, lambda: fit_inputs(found, paths, resolution, request.crop, loaded, device)
     )
     layers = choose_layers(loaded, request.layers)
+    if request.depth and not loaded.blocks:  # before any image is decoded
+        raise UsageError(DEPTH_NEEDS_BLOCKS)
     twins = []
     if request.control == "random":
         twins = [random_init_like(loaded, s, device) for s in request.seeds_of_control()]

@@ -73,7 +73,9 @@ def measure(
     cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
         cols = [
-            stack.enter_context(SpectrumCollector(m.model, [m.layers[i] for i in layers], settings))
+            stack.enter_context(
+                SpectrumCollector(m.model, [m.layers[i] for i in layers], settings, m.blocks)
+            )
             for m in models
         ]
 
