@@ -16,8 +16,6 @@ from hilocli.inputs import refuse_special
 from hilocli.model_source import ModelSource, check_user_options, parse_hub, parse_model_fn
 from hilocli.models import DEFAULT_MODEL, VARIANTS, min_input_size, variant_config
 
-# re-exported: features and commands import the option-list parsers with the request
-
 if TYPE_CHECKING:  # the loader imports torch
     from hilocli.loaded import LoadedModel
 

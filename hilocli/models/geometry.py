@@ -167,7 +167,7 @@ class LayerGeometry:
     grid: tuple[int, int]  # (H, W) real tokens
     stride: int  # input pixels per token side
     input_size: tuple[int, int]  # (w, h) of the model input, pixels
-    pooling: str = "pad"  # the layer's Lo-Fi pooling rule
+    pooling: str | None = "pad"  # the Lo-Fi pooling rule; None: not learnt (no arithmetic ran)
 
     @property
     def padded(self) -> tuple[int, int]:
@@ -209,6 +209,13 @@ class LayerGeometry:
     def window_diagonal(self) -> float:
         return self.layer.window_size * math.sqrt(2) * self.stride
 
+    @property
+    def pooling_known(self) -> bool:
+        """Is the Lo-Fi key grid known: the rule was learnt, or both rules give the same grid
+        (H and W multiples of s)?"""
+        s = max(self.layer.window_size, 1)
+        return self.pooling is not None or (self.grid[0] % s == 0 and self.grid[1] % s == 0)
+
     def at(self, input_size: tuple[int, int]) -> LayerGeometry:
         """This layer on another (w, h) input: ceil(side / stride) tokens (exact for LITv2 where
         the sides are multiples of its largest stride)."""
@@ -221,7 +228,7 @@ class LayerGeometry:
             **self.layer.to_dict(),
             "grid": list(self.grid),
             "padded_grid": list(self.padded),
-            "pooled_grid": list(self.pooled),
+            "pooled_grid": list(self.pooled) if self.pooling_known else None,
             "pooling": self.pooling,
             "token_stride_px": self.stride,
             "input_size": list(self.input_size),
