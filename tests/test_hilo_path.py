@@ -152,3 +152,22 @@ def test_depth_needs_blocks_a_config_states(square_photo, tmp_path):
                "-r", "64", "-o", str(tmp_path / "o"))  # fmt: skip
     assert res.returncode == 2 and "--depth follows every residual block" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def spectrum_by_kind(square_photo, tmp_path_factory):
+    out = {}
+    for fn in [*SAME_MATHS, "floor_net"]:
+        folder = tmp_path_factory.mktemp(f"s-{fn}")
+        args = ("spectrum", square_photo, "--model-fn", f"{SPEC}:{fn}", "-r", "64", "-o", folder)
+        out[fn] = _json(*args)["results"]["layers"][0]["branches"]
+    return out
+
+
+def test_spectrum_same_maths_same_numbers_across_forward_signatures(spectrum_by_kind):
+    ref = spectrum_by_kind["tokens_hw_net"]
+    for fn in [*SAME_MATHS[1:], "floor_net"]:  # 16 x 16 tokens: floor pooling = pad-then-pool
+        for b in ("hifi", "lofi", "control"):
+            got, want = spectrum_by_kind[fn][b]["median"], ref[b]["median"]
+            for key in ("hf_fraction", "hf_fraction_deblocked", "nondc_power"):
+                assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-9), (fn, b, key)
