@@ -26,7 +26,6 @@ from hilocli.commands._options import (
     ModelOpt,
     OutOpt,
     ResolutionOpt,
-    weights_request,
 )
 
 
@@ -184,7 +183,8 @@ def flops(
     """Parameters, MACs (FLOPs = 2 x MACs), attention memory and speed of LITv2 and HiLo.
 
     Counts are analytic (no model runs, weights never used), in the authors' convention: they
-    reproduce the published numbers to the digit. See docs/flops.md for what is counted.
+    reproduce the published numbers to the digit. A model's own code (--model-fn, --hub) is
+    counted as it runs, with the analytic MACs of each HiLo layer. See docs/flops.md.
     """
     from hilocli.flops.render import print_tables, run_with_status, save
     from hilocli.flops.request import FlopsRequest, parse_tokens
@@ -192,9 +192,6 @@ def flops(
     from hilocli.output import check_out_dir, emit_json
     from hilocli.terminal import console
 
-    if model_fn is not None or hub is not None or model_kwargs is not None:  # HiLo in any model
-        weights = weights_request(locals(), default_pretrained=False)
-        return _model_flops(weights, resolution, height, width, device.value, out, as_json)
     request = FlopsRequest(
         model=model,
         checkpoint=checkpoint,
@@ -217,6 +214,9 @@ def flops(
         warmup=warmup,
         threads=threads,
         sdpa_backends=tuple(b.strip() for b in sdpa_backends.split(",") if b.strip()),
+        model_fn=model_fn,
+        hub=hub,
+        model_kwargs=model_kwargs,
     ).validate()
     if request.writes_files:
         check_out_dir(out)
@@ -224,35 +224,5 @@ def flops(
     result = run_with_status(con, request)
     print_tables(con, result)
     record = save(con, result, out, fmt.value)
-    if as_json:
-        emit_json(record)
-
-
-def _model_flops(
-    weights,  # hilocli.weights.WeightsRequest (--model-fn / --hub, validated)
-    resolution: int | None,
-    height: int | None,
-    width: int | None,
-    device: str,
-    out: Path,
-    as_json: bool,
-) -> None:
-    from hilocli.flops.model import run_loaded
-    from hilocli.models.geometry import check_input_size, requested_size
-    from hilocli.output import OutputSet, check_out_dir, emit_json
-    from hilocli.terminal import console, say
-
-    size = requested_size(resolution, height, width)  # None: the model's default resolution
-    if size is not None:
-        check_input_size(*size)
-    check_out_dir(out)
-    result = run_loaded(weights, size, device)
-    con = console()
-    result.render(con)
-    record = result.to_record()
-    with OutputSet(out, "flops") as files:
-        record.files = {"record": str(files.path("flops.json"))}
-        files.json("flops.json", record)
-    say(con, f"wrote {out / 'flops.json'}")
     if as_json:
         emit_json(record)

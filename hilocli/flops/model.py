@@ -61,9 +61,10 @@ class ModelFlopsResult:
     settings: dict[str, Any]
     environment: dict[str, Any]
 
-    def to_record(self) -> RunRecord:
+    def to_record(self, files: dict[str, str] | None = None) -> RunRecord:
         return RunRecord(
             command="flops",
+            files=dict(files or {}),
             settings=self.settings,
             weights=self.weights.to_dict(),
             environment=self.environment,

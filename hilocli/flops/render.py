@@ -207,7 +207,10 @@ def run_with_status(con, request: FlopsRequest) -> FlopsResult:
         return run(request, progress=None if status is None else status.update)
 
 
-def print_tables(con, result: FlopsResult) -> None:
+def print_tables(con, result) -> None:
+    """The tables of a result: a config's analytic count, or a loaded model's counted FLOPs."""
+    if not isinstance(result, FlopsResult):  # hilocli.flops.model.ModelFlopsResult
+        return result.render(con)
     con.print(stage_table(result))
     con.print(attention_table(result))
     if result.counted is not None:
@@ -226,8 +229,15 @@ def print_tables(con, result: FlopsResult) -> None:
         con.print(sweep_table(result.points))
 
 
-def save(con, result: FlopsResult, out: Path, fmt: str) -> RunRecord:
-    """The run record; with a sweep, the figure and flops.json written together into `out`."""
+def save(con, result, out: Path, fmt: str) -> RunRecord:
+    """The run record; with a sweep, the figure and flops.json written together into `out`; a
+    loaded model's counted FLOPs always as flops.json."""
+    if not isinstance(result, FlopsResult):  # hilocli.flops.model.ModelFlopsResult
+        with OutputSet(out, "flops") as files:
+            record = result.to_record({"record": str(files.path("flops.json"))})
+            files.json("flops.json", record)
+        say(con, f"wrote {out / 'flops.json'}")
+        return record
     if result.points is None:
         return result.to_record()
     from hilocli.flops.figures import sweep_figure  # matplotlib: only a sweep draws

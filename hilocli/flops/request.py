@@ -66,13 +66,27 @@ class FlopsRequest:
     threads: int | None = None
     isolate: bool = True  # CPU benchmark cases each in a fresh process
     sdpa_backends: tuple[str, ...] = ("default",)  # each case once per forced SDPA backend
+    model_fn: str | None = None  # a model no config states (--model-fn / --hub): counted as it runs
+    hub: str | None = None
+    model_kwargs: str | None = None
+
+    @property
+    def counts_a_loaded_model(self) -> bool:
+        """Does the request name a model's code (no config: counted on the model, not analytic)?"""
+        return any(v is not None for v in (self.model_fn, self.hub, self.model_kwargs))
 
     @property
     def writes_files(self) -> bool:
-        return self.sweep is not None
+        return self.sweep is not None or self.counts_a_loaded_model
 
     def weights_request(self) -> WeightsRequest:
-        return WeightsRequest(model=self.model, checkpoint=self.checkpoint)
+        return WeightsRequest(
+            model=self.model,
+            checkpoint=self.checkpoint,
+            model_fn=self.model_fn,
+            hub=self.hub,
+            model_kwargs=self.model_kwargs,
+        )
 
     def precision(self, device: Any = None) -> Precision:
         """--dtype resolved as in every command (auto: bfloat16 on CUDA, float32 on the CPU)
@@ -86,6 +100,8 @@ class FlopsRequest:
     def validate(self) -> FlopsRequest:
         """UsageError for any bad or conflicting option, before anything is loaded or built."""
         self.weights_request().validate()
+        if self.counts_a_loaded_model:
+            return self._validate_loaded()
         _check(
             self.convention in CONVENTIONS,
             f"--convention must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}",
@@ -125,6 +141,27 @@ class FlopsRequest:
         # the architecture is known without loading anything unless a checkpoint gives it
         cfg = None if self.checkpoint is not None else self._variant_cfg()
         self.check_sizes(cfg)
+        return self
+
+    def _validate_loaded(self) -> FlopsRequest:
+        """A model's code named: the options of the analytic count (a config's) do not apply."""
+        analytic_only = {
+            "--alpha": self.alpha is not None,
+            "--window": self.window is not None,
+            "--dim/--heads": self.dim is not None or self.heads is not None,
+            "--tokens": self.tokens is not None,
+            "--sweep": self.sweep is not None,
+            "--count": self.count,
+            "--benchmark": self.benchmark,
+            "--convention": self.convention != "authors",
+        }
+        for flag, given in analytic_only.items():
+            _check(
+                not given,
+                f"{flag} is for LITv2's analytic count; a --model-fn / --hub model is counted as "
+                "it runs (FLOPs of every product, analytic MACs per HiLo layer)",
+            )
+        self.check_sizes(None)
         return self
 
     def _variant_cfg(self) -> LITv2Config:

@@ -30,6 +30,7 @@ from hilocli.runtime import Precision, environment, resolve_device
 
 if TYPE_CHECKING:
     from hilocli.flops.counted import CountedCost
+    from hilocli.flops.model import ModelFlopsResult
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,18 @@ def _environment(device: Any = None) -> dict[str, Any]:
     }
 
 
-def run(request: FlopsRequest, progress: Callable[[str], None] | None = None) -> FlopsResult:
+def run(
+    request: FlopsRequest, progress: Callable[[str], None] | None = None
+) -> FlopsResult | ModelFlopsResult:
     """Analytic counts; with the request's flags also torch's counted FLOPs, benchmarks and the
-    sweep. `progress` receives a line per finished benchmark case."""
+    sweep. `progress` receives a line per finished benchmark case. A model's code named
+    (`--model-fn`, `--hub`: no config states its architecture) is counted as it runs
+    (`hilocli.flops.model`)."""
     request.validate()
+    if request.counts_a_loaded_model:
+        from hilocli.flops.model import run_loaded  # torch: the analytic path never loads it
+
+        return run_loaded(request.weights_request(), request.input_size(None), request.device)
     device = resolve_device(request.device) if request.benchmark else None
     precision = request.precision(device)  # UsageError (float16 on a CPU) before any work
     arch = request.architecture()
