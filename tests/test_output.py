@@ -120,10 +120,16 @@ def test_sigint_during_the_moves_is_held_until_the_set_is_complete(tmp_path, mon
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace_and_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        with OutputSet(tmp_path, "demo") as files:
-            files.json("a.json", {"v": 1})
-            files.json("b.json", {"v": 2})
+    # Python's own SIGINT handler, whatever this process inherited (a job started in the
+    # background of a non-interactive shell starts with SIGINT ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with OutputSet(tmp_path, "demo") as files:
+                files.json("a.json", {"v": 1})
+                files.json("b.json", {"v": 2})
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert sent and {p.name for p in tmp_path.iterdir()} == {
         "a.json",
         "b.json",
