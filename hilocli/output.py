@@ -115,8 +115,10 @@ def to_jsonable(obj: Any, undefined: list[str] | None = None, path: str = "$") -
 
 
 def dumps(obj: Any) -> str:
-    """Strict JSON text (no NaN/Infinity tokens), indented."""
-    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    """Strict JSON text (no NaN/Infinity tokens), indented. A `RunRecord`'s dict is already plain
+    (its `to_dict` ran `to_jsonable`): it is not walked a second time."""
+    plain = obj.to_dict() if isinstance(obj, RunRecord) else to_jsonable(obj)
+    return json.dumps(plain, indent=2, allow_nan=False) + "\n"
 
 
 _JSON_STREAM: list[Any] = []  # the real stdout while `json_stdout` holds it
