@@ -111,8 +111,8 @@ def run(request: InfoRequest) -> InfoResult:
     layers, signatures = [], []
     for layer in loaded.layers:
         rec = records[layer.index]
-        grid = rec.grid or (0, 0)  # a layer the forward never called
-        layers.append(layer.geometry(grid, (w, h), None) if rec.grid else _uncalled(layer, w, h))
+        called = rec.grid is not None  # a layer the forward never called has no grid
+        layers.append(layer.geometry(rec.grid, (w, h), None) if called else _uncalled(layer, w, h))
         signatures.append(rec.signature)
     return InfoResult(
         name=loaded.name,

@@ -107,12 +107,12 @@ def loaded_model(
 
 
 def layer_meta(cfg: LITv2Config) -> list[LayerMeta]:
-    """What a LITv2 config says of its attention layers, in forward order."""
+    """What a LITv2 config says of its attention layers, in forward order: its blocks with
+    attention (`block_meta`), with their token stride."""
     return [
-        LayerMeta(stage=i, name=f"layers.{i}.blocks.{j}", stride=token_stride(i, cfg.patch_size))
-        for i in range(cfg.num_stages)
-        if cfg.local_ws[i] > 0
-        for j in range(cfg.depths[i])
+        LayerMeta(stage=b.stage, name=b.name, stride=token_stride(b.stage, cfg.patch_size))
+        for b in block_meta(cfg)
+        if b.hilo_index is not None
     ]
 
 

@@ -109,7 +109,9 @@ def _layer_hooks(layer: HiLoLayer, rec: LayerCapture, image: dict, attn, verify,
     def finish(_mod, _args, _kwargs, _out):
         if attn or verify:
             with torch.no_grad():
-                rec.pooling, got = layer.pooling_rule(rec.control, rec.hifi_out, rec.lofi_out)
+                rec.pooling, got = layer.pooling_rule(
+                    rec.control, rec.hifi_out, rec.lofi_out, keep_attn=attn
+                )  # verify alone: fused attention, no whole matrix built
             if attn:
                 rec.hifi_attn = kept(got.hifi_attn, on_device)
                 rec.lofi_attn = kept(got.lofi_attn, on_device)

@@ -19,6 +19,7 @@ import torch.nn as nn
 from hilocli.errors import HiloError
 from hilocli.hilo.core import (
     POOLING_RULES,
+    attend,
     attention_probs,
     lofi_query_grid,
     merge_windows,
@@ -84,34 +85,43 @@ class HiLoLayer:
         x = lofi_query_grid(grid, s, pooling)  # (B, Hq, Wq, C)
         return pooled_qkv(m.l_q, m.l_kv, x, s, info.lofi_heads, info.head_dim)
 
-    def recompute(self, grid: torch.Tensor, pooling: str = "pad") -> Recomputed:
-        """Both branches from the input grid (B, H, W, C), explicit softmax."""
+    def recompute(self, grid: torch.Tensor, pooling: str = "pad", keep_attn: bool = True):
+        """Both branches from the input grid (B, H, W, C): a `Recomputed`. With keep_attn the
+        softmax weights are computed explicitly and kept; without, the outputs come from fused
+        attention (SDPA), so no layer's whole attention matrix is built."""
         B, H, W, _ = grid.shape
         s, info = self.window_size, self.info
         got = Recomputed(None, None, None, None)
         if info.hifi_heads:
             q, k, v = self.hifi_qkv(grid)  # each (B, G, h, s*s, d)
-            got.hifi_attn = attention_probs(q, k, self.scale)  # (B, G, h, s*s, s*s)
-            out = merge_windows(got.hifi_attn @ v, *padded_grid((H, W), s), s)  # (B, Hp, Wp, hd)
+            out, got.hifi_attn = self._attend(q, k, v, keep_attn)  # (B, G, h, s*s, d)
+            out = merge_windows(out, *padded_grid((H, W), s), s)  # (B, Hp, Wp, h*d)
             got.hifi_out = self.module.h_proj(out)[:, :H, :W]  # (B, H, W, h_dim)
         if info.lofi_heads:
             q, k, v = self.lofi_qkv(grid, pooling)  # q (B, h, Nq, d), k, v (B, h, M, d)
-            got.lofi_attn = attention_probs(q, k, self.scale)  # (B, h, Nq, M)
+            out, got.lofi_attn = self._attend(q, k, v, keep_attn)  # (B, h, Nq, d)
             Hq, Wq = padded_grid((H, W), s) if pooling == "pad" else (H, W)
-            out = (got.lofi_attn @ v).transpose(1, 2).reshape(B, Hq, Wq, -1)  # (B, Hq, Wq, ld)
+            out = out.transpose(1, 2).reshape(B, Hq, Wq, -1)  # (B, Hq, Wq, l_dim)
             got.lofi_out = self.module.l_proj(out)[:, :H, :W]  # (B, H, W, l_dim)
         return got
 
-    def pooling_rule(self, grid, hifi_out, lofi_out) -> tuple[str, Recomputed]:
+    def _attend(self, q, k, v, keep_attn: bool):
+        """(attention output, softmax weights or None)."""
+        if keep_attn:
+            probs = attention_probs(q, k, self.scale)  # (..., Nq, Nk)
+            return probs @ v, probs
+        return attend(q, k, v, self.scale, explicit=False), None
+
+    def pooling_rule(self, grid, hifi_out, lofi_out, keep_attn: bool = True):
         """(rule, recomputation in float32) for the pooling rule whose recomputation reproduces
         the module's captured branch outputs (within the rounding of their dtype); HiloError
-        naming the layer when none does."""
+        naming the layer when none does. keep_attn: keep the softmax weights (`recompute`)."""
         captured = [t for t in (hifi_out, lofi_out) if t is not None]
         tol = max(_TOLERANCE.get(t.dtype, 1e-4) for t in captured) if captured else 1e-4
         diffs = []
         with torch.autocast(grid.device.type, enabled=False):
             for pooling in POOLING_RULES:
-                got = self.recompute(grid.float(), pooling)
+                got = self.recompute(grid.float(), pooling, keep_attn)
                 pairs = [(got.hifi_out, hifi_out), (got.lofi_out, lofi_out)]
                 diff = [_max_diff(a, b) for a, b in pairs]
                 if all(d <= tol * max(1.0, _max_abs(b)) for d, (_, b) in zip(diff, pairs)):

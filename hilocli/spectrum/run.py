@@ -26,7 +26,6 @@ from hilocli.option_lists import parse_layers
 from hilocli.output import InputsRecord
 from hilocli.runtime import environment, resolve_device, resolve_precision
 from hilocli.scenes import SceneGroups, read_groups, scenes_from_file, scenes_from_hashes
-from hilocli.spectrum.collect import DEPTH_NEEDS_BLOCKS
 from hilocli.spectrum.control import ControlResult, judge_control
 from hilocli.spectrum.request import SpectrumRequest
 from hilocli.spectrum.result import SpectrumResult
@@ -84,8 +83,6 @@ def prepare(request: SpectrumRequest, where, device, loaded: Any, found: Any) ->
         where, lambda: fit_inputs(found, paths, resolution, request.crop, loaded, device)
     )
     layers = choose_layers(loaded, request.layers)
-    if request.depth and not loaded.blocks:  # before any image is decoded
-        raise UsageError(DEPTH_NEEDS_BLOCKS)
     twins = []
     if request.control == "random":
         twins = [random_init_like(loaded, s, device) for s in request.seeds_of_control()]
