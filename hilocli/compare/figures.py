@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from hilocli.compare.result import CompareEntry, CompareResult
+from hilocli.compare.result import CompareEntry, CompareResult, layers_notes
 from hilocli.spectrum.figures import COLORS
 from hilocli.spectrum.measures import BRANCH_LABELS
 from hilocli.spectrum.stats import plural
@@ -93,8 +93,9 @@ def figure_title(result: CompareResult, width: float) -> str:
         f"attention distance on the first {attn_n} image{'s' if attn_n != 1 else ''}",
         int(width * 13),
     )
-    note = result.layers_note.split("; ")[0]  # the full note (head splits) is in compare.json
-    if "; " in result.layers_note:
+    notes = layers_notes(result.entries)  # the full notes (head splits) are in compare.json
+    note = notes[0]
+    if len(notes) > 1:
         note += "; head splits or architectures differ (see the table and compare.json)"
     return title + "\n" + textwrap.fill(note, int(width * 14))
 

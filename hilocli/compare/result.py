@@ -105,8 +105,12 @@ class CompareResult:
     entries: list[CompareEntry]
     inputs: InputsRecord
     environment: dict[str, Any]
-    layers_note: str
     precision: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layers_note(self) -> str:
+        """Which layers were compared, and whether they differ (`layers_notes`), in one line."""
+        return "; ".join(layers_notes(self.entries))
 
     @property
     def n(self) -> int:
@@ -176,8 +180,9 @@ def architecture_fields(cfg) -> dict[str, Any] | None:
     }
 
 
-def layers_note(entries: list[CompareEntry]) -> str:
-    """Which layers were compared, and whether they differ between the sets of weights."""
+def layers_notes(entries: list[CompareEntry]) -> list[str]:
+    """Which layers were compared, and whether they differ between the sets of weights: the
+    first note says which layers, any further one how head splits or architectures differ."""
 
     def describe(e: CompareEntry) -> str:
         idx = [i.index for i in e.layers]
@@ -198,12 +203,13 @@ def layers_note(entries: list[CompareEntry]) -> str:
 
     indices = {tuple((i.index, i.name) for i in e.layers) for e in entries}
     if len(indices) > 1:
-        return "layers compared differ between the sets of weights: " + "; ".join(
-            f"{e.label}: {describe(e)}" for e in entries
-        )
-    note = f"layers compared: {describe(entries[0])}, the same for every set of weights"
+        return [
+            "layers compared differ between the sets of weights: "
+            + "; ".join(f"{e.label}: {describe(e)}" for e in entries)
+        ]
+    notes = [f"layers compared: {describe(entries[0])}, the same for every set of weights"]
     if len({split(e) for e in entries}) > 1:
-        note += "; head splits differ: " + ", ".join(f"{e.label} {split(e)}" for e in entries)
+        notes.append("head splits differ: " + ", ".join(f"{e.label} {split(e)}" for e in entries))
     if len({repr(e.architecture) for e in entries}) > 1:
-        note += "; the architectures differ (see each set's architecture)"
-    return note
+        notes.append("the architectures differ (see each set's architecture)")
+    return notes

@@ -27,7 +27,6 @@ from hilocli.compare.result import (
     CompareResult,
     architecture_fields,
     default_label,
-    layers_note,
 )
 from hilocli.distributed import agree, from_main, placement, process_group, rank_device
 from hilocli.errors import HiloError, UsageError
@@ -65,7 +64,6 @@ def run(request: CompareRequest, progress: Progress | None = None) -> CompareRes
         entries=sets.entries,
         inputs=sets.inputs_record(),
         environment=environment(device),
-        layers_note=layers_note(sets.entries),
         precision=precision.to_dict(),
     )
 
