@@ -79,7 +79,12 @@ def test_overview_shows_each_branch_mean_msa_unlabelled_as_hifi_lofi_and_stays_s
     assert png.tell() < 2**20  # under 1 MiB at 1024 px input
 
 
-def test_one_image_legends_promise_no_interval(tmp_path, monkeypatch, unrasterised_figures):
+KNOWN = ("--model-fn", "tests/fixtures/known_answers.py:highpass_lowpass", "--random-init",
+         "--resolution", "128", "--device", "cpu")  # fmt: skip  # both branches carry power
+
+
+def _spy_figures(monkeypatch) -> dict:
+    """The spectrum hf and summary figures a run draws, by function name."""
     from hilocli.spectrum import figures, summary
 
     seen = {}
@@ -91,13 +96,22 @@ def test_one_image_legends_promise_no_interval(tmp_path, monkeypatch, unrasteris
             return seen[name], {}
 
         monkeypatch.setattr(module, name, spy)
-    res = hilo("spectrum", SAMPLES / "chelsea.jpg", *TINY, "--layer", "0", "--out", tmp_path)
+    return seen
+
+
+def test_one_image_legends_promise_no_interval(tmp_path, monkeypatch, unrasterised_figures):
+    seen = _spy_figures(monkeypatch)
+    res = hilo("spectrum", SAMPLES / "chelsea.jpg", *KNOWN, "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     for name, fig in seen.items():
         labels = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
         assert labels and not any("CI" in t or "IQR" in t for t in labels), (name, labels)
     labels = [t.get_text() for t in seen["summary_figure"].axes[0].get_legend().get_texts()]
     assert "Hodges-Lehmann estimate (no interval at this n)" in labels
+    # a silent branch (the tiny fixture's Lo-Fi at 64 px) is not tested: no axes, no legend
+    res = hilo("spectrum", SAMPLES / "chelsea.jpg", *TINY, "--layer", "0", "--out", tmp_path / "s")
+    assert res.returncode == 0, res.stderr
+    assert "not tested" in res.stderr and seen["summary_figure"].axes == []
 
 
 def test_one_image_spectrum_does_not_import_scipy_stats(tmp_path):

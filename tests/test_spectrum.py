@@ -498,6 +498,27 @@ def test_title_clears_the_top_panels(n_layers):
     assert data["columns"][-1]["estimate"] == pytest.approx(result.verdict.estimate)
 
 
+def test_summary_figure_without_a_tested_layer_is_its_title_and_one_line():
+    """A silent branch is not compared: with no layer tested the summary figure draws no empty
+    axes and no legend promising dots, estimates or margins that are not there."""
+    from dataclasses import replace
+
+    from hilocli.spectrum.summary import summary_figure
+
+    result = fake_result(1, control=False)
+    none = np.empty((result.n, 0))
+    line = "verdict: not comparable: layer 0: Lo-Fi is nearly silent (0.11% of the power)"
+    judged = replace(result.judged, tested=[], deltas=none, scene_deltas=none, verdict=None,
+                     sensitivity=None, line=line)  # fmt: skip
+    fig, data = summary_figure(replace(result, judged=judged))
+    assert fig.axes == [] and data["columns"] == [] and data["word"] is None
+    title = fig._suptitle.get_text()
+    assert "6 images; not comparable: layer 0: Lo-Fi is nearly silent" in title
+    assert [t.get_text() for t in fig.texts if t is not fig._suptitle] == [
+        "no layer tested: nothing to plot (the reason is in the title and in spectrum.json)"
+    ]
+
+
 @pytest.mark.parametrize("blocks", [5, 24])
 def test_depth_figure_title_clears_the_panel_and_plots_the_curve(blocks):
     from dataclasses import replace

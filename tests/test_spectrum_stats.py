@@ -137,6 +137,37 @@ def test_westfall_young_never_below_raw_and_exact_for_identical_layers():
         assert raw[k] == pytest.approx(brute_signed_rank_p(mixed[:, k]))
 
 
+def test_signed_ranks_equal_scipy_rankdata_with_ties_nan_and_inf():
+    """hilo ranks with numpy (scipy.stats is not imported by a run); scipy's rankdata is the
+    reference: average ranks for ties, NaN left out of a column's ranking, inf ranked last."""
+    rng = np.random.default_rng(5)
+    d = np.round(rng.normal(0.0, 1.0, (30, 4)), 1)  # rounding: many tied |d|, some zeros
+    d[[3, 7], 1] = np.nan
+    d[5, 2] = -np.inf
+    ranked = exact.signed_ranks(d)
+    finite = np.isfinite(d)
+    for k in range(4):
+        kept = ~np.isnan(d[:, k])
+        ref = np.sign(d[kept, k]) * sps.rankdata(np.abs(d[kept, k]))
+        np.testing.assert_array_equal(ranked[kept, k][finite[kept, k]], ref[finite[kept, k]])
+    assert np.isnan(ranked[~finite]).all()
+    np.testing.assert_array_equal(exact.average_ranks(np.array([2.0, 1.0, 2.0, 2.0, 0.5])),
+                                  [4.0, 2.0, 4.0, 4.0, 1.0])  # fmt: skip
+
+
+def test_normal_null_p_equals_scipy_norm_past_the_exact_null(monkeypatch):
+    """Past WILCOXON_EXACT_MAX the p is the normal approximation with continuity correction,
+    computed with scipy.special's ndtr: the same as scipy.stats.norm, and within 1e-3 of the
+    exact null at n = 60."""
+    n, positive = 60, 700.0
+    exact_p = exact.signed_rank_p(n, positive)
+    monkeypatch.setattr(exact, "WILCOXON_EXACT_MAX", n - 1)
+    mean, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    ref = 2 * sps.norm.cdf((positive + 0.5 - mean) / sd)
+    assert exact.signed_rank_p(n, positive) == pytest.approx(ref, rel=1e-12)
+    assert exact.signed_rank_p(n, positive) == pytest.approx(exact_p, abs=1e-3)
+
+
 def test_verdict_rule_on_planted_deltas():
     rng = np.random.default_rng(0)
     few = verdict(np.full((5, 6), 0.2))  # consistent but 5 images: 2/32 > 0.05

@@ -85,14 +85,27 @@ def _share_at_least(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return np.mean(null >= observed - tol, axis=0)
 
 
-def signed_ranks(d: np.ndarray) -> np.ndarray:
-    """(n, L) -> sign(d) x rank(|d|) per column (average ranks for ties; NaN stays NaN): the
-    signed-rank statistic is the sum of a column, so sign flips of these rows are its null."""
-    from scipy.stats import rankdata  # lazy: slow to import, needed only where a test runs
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-D array's values, ties given their average rank: a value's rank is
+    (#values below it + #values at or below it + 1) / 2 (two binary searches on the sorted
+    values; the same as scipy.stats.rankdata's "average", without its import)."""
+    ordered = np.sort(values)
+    below = np.searchsorted(ordered, values, side="left")
+    at_or_below = np.searchsorted(ordered, values, side="right")
+    return (below + at_or_below + 1) / 2.0
 
+
+def signed_ranks(d: np.ndarray) -> np.ndarray:
+    """(n, L) -> sign(d) x rank(|d|) per column (average ranks for ties; NaN stays NaN and is
+    not ranked): the signed-rank statistic is the sum of a column, so sign flips of these rows
+    are its null."""
     d = np.asarray(d, dtype=np.float64)
-    ranks = rankdata(np.abs(d), axis=0, nan_policy="omit")
-    return np.where(np.isfinite(d), np.sign(d) * ranks, np.nan)
+    out = np.full(d.shape, np.nan)
+    for col in range(d.shape[1]):
+        kept = np.isfinite(d[:, col])
+        values = d[kept, col]
+        out[kept, col] = np.sign(values) * average_ranks(np.abs(values))
+    return out
 
 
 def _standardised(flipped_sums: np.ndarray, sq: np.ndarray) -> np.ndarray:
@@ -153,10 +166,10 @@ def signed_rank_p(n: int, positive: float) -> float:
         cdf = wilcoxon_null_cdf(n)
         tail = min(cdf[min(low, m)], cdf[min(m - high, m)])  # P(W <= w) or P(W >= w), symmetric
         return float(min(1.0, 2.0 * tail))
-    from scipy.stats import norm  # lazy: slow to import, needed only past the exact null
+    from scipy.special import ndtr  # lazy: needed only past the exact null (the normal cdf)
 
     mean, sd = _normal_null(n)
-    return float(min(1.0, 2.0 * norm.cdf((min(low, m - high) + 0.5 - mean) / sd)))
+    return float(min(1.0, 2.0 * ndtr((min(low, m - high) + 0.5 - mean) / sd)))
 
 
 def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
@@ -170,11 +183,12 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
             return None, 1.0, "exact"
         k = int(below[-1])
         return k, float(1 - 2 * cdf[k]), "exact"
-    from scipy.stats import norm  # lazy: slow to import, needed only past the exact null
+    from scipy.special import ndtr, ndtri  # lazy: needed only past the exact null (the normal
+    # cdf and its inverse: scipy.special, not scipy.stats, which is slow to import)
 
     mean, sd = _normal_null(n)
-    k = math.floor(mean + sd * norm.ppf(alpha / 2) - 0.5)
-    return k, float(1 - 2 * norm.cdf((k + 0.5 - mean) / sd)), "normal"
+    k = math.floor(mean + sd * ndtri(alpha / 2) - 0.5)
+    return k, float(1 - 2 * ndtr((k + 0.5 - mean) / sd)), "normal"
 
 
 def walsh_count(xs: np.ndarray, idx: np.ndarray, t: float, side: str = "right") -> int:

@@ -89,12 +89,18 @@ def radial_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
         data["layers"][spectra.layer.index] = {
             "radial": _radial_panel(ax, spectra, result.request.cutoff, handles)
         }
-        if c:  # the first column's label names the axis for its row
+        if c:  # one y scale: the first column's ticks and label read for its row
             ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+        if k + cols < len(layers):  # one x range: the lowest panel of a column reads for it
+            ax.set_xlabel("")
+            ax.tick_params(labelbottom=False)
         axes.append(ax)
     lows, highs = zip(*(ax.get_ylim() for ax in axes))
-    for ax in axes:  # one y scale: panels compare at a glance
+    lefts, rights = zip(*(ax.get_xlim() for ax in axes))
+    for ax in axes:  # one y scale and one x range: panels compare at a glance
         ax.set_ylim(min(lows), max(highs))
+        ax.set_xlim(min(lefts), max(rights))
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncols=3, fontsize=6,
                frameon=False, bbox_to_anchor=(0.5, 0.02))  # fmt: skip
     title_figure(fig, title, height)

@@ -12,6 +12,7 @@ from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
 from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC, short_name
 from hilocli.spectrum.result import SpectrumResult
+from hilocli.spectrum.stats import plural
 from hilocli.terminal import num, say, say_inputs, table
 
 CAPTION = (
@@ -129,7 +130,7 @@ def layer_table(result: SpectrumResult):
     enough = "" if v is None or v.n >= v.min_images else f" (fewer than the {v.min_images} needed)"
     title = (
         f"share of power above {result.request.cutoff:g} cycles/token, "
-        f"{result.scenes.n_groups} scenes from {result.n} images{enough}"
+        f"{plural(result.scenes.n_groups, 'scene')} from {plural(result.n, 'image')}{enough}"
     )
     return table(title, COLUMNS, rows, caption=CAPTION)
 
@@ -172,7 +173,11 @@ def report(con: Any, result: SpectrumResult, record: RunRecord) -> None:
         if not s.comparable:
             say(con, f"{s.not_comparable} ({s.layer.name}); not tested")
     scenes, blank = result.scenes, int(result.blank.sum())
-    say(con, f"{scenes.n_groups} source scenes from {scenes.n_images} images ({scenes.source})")
+    say(
+        con,
+        f"{plural(scenes.n_groups, 'source scene')} from {plural(scenes.n_images, 'image')} "
+        f"({scenes.source})",
+    )
     if blank:
         say(con, f"{blank} image(s) without spatial content (flat): excluded from the verdict")
     if result.verdict is not None:

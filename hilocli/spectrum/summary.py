@@ -36,7 +36,7 @@ def summary_title(result: SpectrumResult, chars: int = 100) -> str:
     if not result.weights.trained:
         head += "\n(random weights: this concerns the architecture, not a trained model)"
     if v is None:
-        return f"{head}\n{n} images; {result.verdict_line.removeprefix('verdict: ')}"
+        return f"{head}\n{plural(n, 'image')}; {result.verdict_line.removeprefix('verdict: ')}"
     enough = "enough" if v.n >= v.min_images else f"fewer than the {v.min_images} needed"
     return (
         f"{head}\n{CLAIM}: {v.word.upper()}\n"
@@ -48,27 +48,32 @@ def summary_title(result: SpectrumResult, chars: int = 100) -> str:
 
 
 def summary_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
-    """(Figure, plotted data): columns = tested layers, then the mean over layers."""
+    """(Figure, plotted data): columns = tested layers, then the mean over layers. With no
+    layer tested the figure is its title and one line saying so (no empty axes, no legend)."""
     n_cols = len(result.tested) + 1
     width = max(8.0, 1.8 + 0.6 * n_cols)
     title = summary_title(result, chars=int(width * 12))
     title_in = 0.2 + 0.19 * (title.count("\n") + 1)
-    height = 3.6 + title_in + 0.9
+    columns = scene_columns(result.judged.scene_deltas)
+    height = title_in + (4.5 if columns else 0.55)
     fig = Figure(figsize=(width, height))
+    data: dict[str, Any] = {"layers": list(result.tested), "n": result.n, "columns": []}
+    data["word"] = None if result.verdict is None else result.verdict.word
+    data["title"] = title
+    fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
+    if not columns:
+        fig.text(0.5, 0.25 / height, "no layer tested: nothing to plot (the reason is in the "
+                 "title and in spectrum.json)", ha="center", fontsize=8)  # fmt: skip
+        return fig, data
     ax = fig.add_axes(
         [1.0 / width, 0.9 / height, 1 - 1.4 / width, 1 - (title_in + 0.9 + 0.15) / height]
     )
-    data: dict[str, Any] = {"layers": list(result.tested), "n": result.n, "columns": []}
-    columns = scene_columns(result.judged.scene_deltas)
     for k, col in enumerate(columns):
         data["columns"].append(_draw_column(ax, k, col, k == len(columns) - 1, result))
     _draw_lines(ax, result, len(columns))
     _label_columns(ax, result, n_cols)
     bounded = any(math.isfinite(c) for entry in data["columns"] for c in entry["ci"])
     _legend(ax, result, bounded)
-    data["word"] = None if result.verdict is None else result.verdict.word
-    data["title"] = title
-    fig.suptitle(title, fontsize=8.5, y=1 - 0.1 / height, va="top")
     return fig, data
 
 
