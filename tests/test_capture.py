@@ -30,6 +30,36 @@ def test_capture_does_not_change_outputs_and_records_branches(tiny_model):
         torch.testing.assert_close(t.sum(-1), torch.ones_like(t.sum(-1)))
 
 
+def test_stop_early_records_the_same_and_runs_nothing_after_the_last_layer(tiny_model):
+    """`Capture.forward` with stop_early ends the forward once every captured layer has
+    finished: the records equal a whole forward's, the stages after the last layer never run,
+    and the next forward starts afresh."""
+    x = torch.randn(2, 3, 72, 88)
+    calls = []
+    last = tiny_model.layers[-1]  # the stage after layer 1's stage (layers.2)
+    handle = last.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        with torch.no_grad():
+            with capture_layers(tiny_model, [0, 1], verify=True) as whole:
+                logits = whole.forward(tiny_model, x)
+            ran_whole = len(calls)
+            with capture_layers(tiny_model, [1, 0], verify=True, stop_early=True) as cap:
+                assert cap.forward(tiny_model, x) is None
+                assert len(calls) == ran_whole  # the last stage did not run
+                assert cap.forward(tiny_model, x) is None  # the next batch: the same stop
+    finally:
+        handle.remove()
+    assert logits is not None and ran_whole == 1
+    for i in (0, 1):
+        a, b = whole.records[i], cap.records[i]
+        assert a.grid == b.grid and a.pooling == b.pooling == "pad"
+        for attr in ("control", "hifi_out", "lofi_out"):
+            assert torch.equal(getattr(a, attr), getattr(b, attr))
+    # the MSA layer (index 2) runs after 0 and 1: with it in the set the forward reaches it
+    with torch.no_grad(), capture_layers(tiny_model, [2], stop_early=True) as cap:
+        assert cap.forward(tiny_model, x) is None and cap.records[2].lofi_out is not None
+
+
 def test_branch_outputs_are_the_layer_output_channels(tiny_model):
     """Hi-Fi then Lo-Fi, concatenated, is exactly what the attention layer returns."""
     attn = tiny_model.layers[2].blocks[1].attn

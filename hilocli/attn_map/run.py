@@ -236,8 +236,12 @@ def run(request: AttnMapRequest, progress: Progress | None = None) -> AttnMapRes
     columns = [head_columns(layer.info, request.head_spec) for layer in layers]
 
     x = to_device(prepared.tensor.unsqueeze(0), dev)  # (1, 3, H, W)
-    with forward_context(precision), capture(loaded.model, layers, verify=True) as cap:
-        loaded.model(x)  # inputs captured in float32, pooling rule verified; q, k below in float32
+    with (
+        forward_context(precision),
+        capture(loaded.model, layers, verify=True, stop_early=True) as cap,
+    ):
+        # inputs captured in float32, pooling rule verified; q, k below in float32
+        cap.forward(loaded.model, x)
     recs = [cap.records[layer.index] for layer in layers]
     geoms = [lay.geometry(r.grid, prepared.input_size, r.pooling) for lay, r in zip(layers, recs)]
     if request.save_raw:

@@ -110,8 +110,11 @@ def attention_distance(
     ]
     for rows in _groups([p.input_size for p in prepared], batch_size):
         x = to_device(torch.stack([prepared[r].tensor for r in rows]), device)  # (B, 3, H, W)
-        with forward_context(precision), capture(loaded.model, chosen, verify=True) as cap:
-            loaded.model(x)
+        with (
+            forward_context(precision),
+            capture(loaded.model, chosen, verify=True, stop_early=True) as cap,
+        ):
+            cap.forward(loaded.model, x)
         size = prepared[rows[0]].input_size
         for col, layer in enumerate(chosen):
             rec = cap.records[layer.index]

@@ -1,7 +1,7 @@
 """Record what HiLo layers compute, in any model, with hooks only (no code patching).
 
-    with capture(model, [layer], attn=True) as cap:
-        model(images)
+    with capture(model, [layer], attn=True, stop_early=True) as cap:
+        cap.forward(model, images)
     rec = cap.records[layer.index]
     rec.control    # (B, H, W, C)      the layer's input: what went in
     rec.hifi_out   # (B, H, W, h_dim)  Hi-Fi output after h_proj, padding cropped
@@ -15,7 +15,10 @@ place the branch outputs on the token grid; a pre-hook on the model records the 
 The model keeps its own (fused) attention path, so its outputs are the same with and without
 capture. With attn=True (or verify=True) the attention is recomputed through the layer's own
 projections and must reproduce the captured branch outputs (`HiLoLayer.pooling_rule`). Hooks are
-removed on exit, also after an error. Each forward pass overwrites the records.
+removed on exit, also after an error. Each forward pass overwrites the records. With
+stop_early, `cap.forward(model, x)` ends the forward once every captured layer has finished
+(the stages after the last one are not run); a layer module called twice in one forward is then
+recorded at its first call.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -56,9 +60,25 @@ class LayerCapture:
     input_size: tuple[int, int] | None = None  # (H, W) pixels of the model input
 
 
+class _AllFinished(Exception):
+    """Raised out of a forward by the hook of the last captured layer to finish (stop_early)."""
+
+
 @dataclass
 class Capture:
     records: dict[int, LayerCapture] = field(default_factory=dict)
+    stop_early: bool = False  # `forward` ends once every captured layer has finished
+    finished: set[int] = field(default_factory=set)  # the layers finished in this forward
+
+    def forward(self, model: torch.nn.Module, *args: Any) -> Any:
+        """model(*args); with stop_early it ends as soon as every captured layer has finished,
+        since nothing the model computes after them is recorded, and returns None (a layer that
+        does not run leaves the forward whole)."""
+        self.finished.clear()
+        try:
+            return model(*args)
+        except _AllFinished:
+            return None
 
 
 @contextmanager
@@ -68,9 +88,12 @@ def capture(
     attn: bool = False,
     keep_on_device: bool = True,
     verify: bool = False,
+    stop_early: bool = False,
 ) -> Iterator[Capture]:
-    """Record inputs and branch outputs (with attn=True also attention weights) of `layers`."""
-    cap, handles, image = Capture(), [], {}
+    """Record inputs and branch outputs (with attn=True also attention weights) of `layers`;
+    with stop_early, run the model through `Capture.forward`, which stops after the last of
+    them."""
+    cap, handles, image = Capture(stop_early=stop_early), [], {}
 
     def on_model(_mod, args, kwargs):
         x = args[0] if args else next(iter(kwargs.values()), None)
@@ -81,15 +104,18 @@ def capture(
         handles.append(model.register_forward_pre_hook(on_model, with_kwargs=True))
         for layer in layers:
             rec = cap.records[layer.index] = LayerCapture(layer=layer.info)
-            handles += _layer_hooks(layer, rec, image, attn, verify, keep_on_device)
+            handles += _layer_hooks(layer, rec, image, attn, verify, keep_on_device, cap)
         yield cap
     finally:
         for h in handles:
             h.remove()
 
 
-def _layer_hooks(layer: HiLoLayer, rec: LayerCapture, image: dict, attn, verify, on_device):
-    """The hooks of one layer: its input, its branch outputs, and the finish after its forward."""
+def _layer_hooks(
+    layer: HiLoLayer, rec: LayerCapture, image: dict, attn, verify, on_device, cap: Capture
+):
+    """The hooks of one layer: its input, its branch outputs, and the finish after its forward
+    (which ends the forward when it is the last layer of a stop_early capture to finish)."""
 
     def on_input(_mod, args, kwargs):
         grid, rec.signature = layer.read_input(args, kwargs)  # (B, H, W, C)
@@ -118,6 +144,9 @@ def _layer_hooks(layer: HiLoLayer, rec: LayerCapture, image: dict, attn, verify,
         for attr in ("control", "hifi_out", "lofi_out"):
             t = getattr(rec, attr)
             setattr(rec, attr, None if t is None else kept(t.contiguous(), on_device))
+        cap.finished.add(layer.index)
+        if cap.stop_early and len(cap.finished) == len(cap.records):
+            raise _AllFinished
 
     module, info = layer.module, layer.info
     handles = [module.register_forward_pre_hook(on_input, with_kwargs=True)]

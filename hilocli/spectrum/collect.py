@@ -114,6 +114,7 @@ class SpectrumCollector:
         layers: Sequence[HiLoLayer],
         settings: SpectrumSettings,
         blocks: Sequence = (),  # hilocli.loaded.BlockMeta: the blocks settings.depth hooks
+        stop_early: bool = True,  # forward only to the last chosen layer (not with --depth)
     ):
         if settings.depth and not blocks:
             raise UsageError(DEPTH_NEEDS_BLOCKS)
@@ -126,6 +127,8 @@ class SpectrumCollector:
             for info in self.layers
         }
         self.settings = settings
+        # a compiled forward stopped by an exception breaks its graph and compiles again
+        self.stop_early = stop_early and not settings.depth  # --depth follows every block
         self.images = 0
         self._stack = ExitStack()
         self._cap = None
@@ -136,7 +139,13 @@ class SpectrumCollector:
     def __enter__(self) -> SpectrumCollector:
         views = list(self.views.values())
         self._cap = self._stack.enter_context(
-            capture(self.model, views, attn=self.settings.transfer, keep_on_device=True)
+            capture(
+                self.model,
+                views,
+                attn=self.settings.transfer,
+                keep_on_device=True,
+                stop_early=self.stop_early,
+            )
         )
         if self.settings.residual:
             for info in self.layers:
@@ -233,17 +242,17 @@ class SpectrumCollector:
         for maps, what in self._branch_maps():
             check_finite(maps, what)
 
-    def add_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward one batch (B, 3, H, W) and measure it; returns the model's output."""
+    def add_batch(self, x: torch.Tensor) -> None:
+        """Forward one batch (B, 3, H, W) as far as the last chosen layer (the whole model with
+        --depth) and measure it."""
         if self._cap is None:
             raise RuntimeError("use SpectrumCollector inside a `with` block")
         with torch.no_grad():
-            out = self.model(x)
+            self._cap.forward(self.model, x)
             self._check_finite()
             for info in self.layers:
                 self._measure_layer(info)
         self.images += x.shape[0]
-        return out
 
     def _measure_layer(self, info: HiLoLayerInfo) -> None:
         """One layer of this batch: its branches and the residual stream in one transform

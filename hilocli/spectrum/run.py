@@ -164,6 +164,7 @@ def sweep(
         preprocess=ready.loaded.preprocess,
         workers=workers,
         where=where,
+        stop_early=not ready.compile_decision.used,
     )
 
 

@@ -63,6 +63,7 @@ def measure(
     precision: Any = None,
     workers: int = 0,
     where: Any = None,  # hilocli.distributed.Placement; None: one process
+    stop_early: bool = True,  # False for compiled models (`SpectrumCollector`)
 ) -> Measured | None:
     """Decode `paths` (hilocli.batches: `workers` processes) and feed every batch to each model's
     collector. Several processes: each measures its chunks, rank 0 gathers and merges them and
@@ -74,7 +75,9 @@ def measure(
     with ExitStack() as stack:
         cols = [
             stack.enter_context(
-                SpectrumCollector(m.model, [m.layers[i] for i in layers], settings, m.blocks)
+                SpectrumCollector(
+                    m.model, [m.layers[i] for i in layers], settings, m.blocks, stop_early
+                )
             )
             for m in models
         ]
