@@ -12,7 +12,8 @@
 With HILO_DEBUG=1 every failure also prints its traceback.
 
 Heavy imports (torch, matplotlib) happen inside the commands so `hilo --help` stays instant.
-`main` (the console entry) keeps freed host memory for the process (`hilocli.runtime`).
+`main` (the console entry) keeps freed host memory for the process and defers cyclic garbage
+collection until the model is loaded (`hilocli.runtime`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from hilocli.commands.spectrum import spectrum
 from hilocli.distributed import quiet_rank
 from hilocli.errors import HiloError, Terminated, on_sigterm
 from hilocli.output import json_stdout
-from hilocli.runtime import keep_freed_memory
+from hilocli.runtime import defer_collection, keep_freed_memory
 
 DEBUG_ENV = "HILO_DEBUG"
 
@@ -141,11 +142,13 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console entry point. The one process-wide setting hilo makes is made here, once: freed
+    """Console entry point. The process-wide settings hilo makes are made here, once: freed
     host memory kept for reuse (`keep_freed_memory`; every result's environment records it as
-    `host_allocator`)."""
+    `host_allocator`), and no cyclic garbage collection until the model is loaded
+    (`defer_collection`; the loader's `freeze_loaded` turns it back on)."""
     signal.signal(signal.SIGTERM, on_sigterm)
     keep_freed_memory()
+    defer_collection()
     raise SystemExit(run())
 
 

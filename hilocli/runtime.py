@@ -8,6 +8,7 @@ Torch-free at import (torch is imported inside the functions that use it): the `
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import platform
 from collections.abc import Iterator
@@ -67,6 +68,31 @@ def keep_freed_memory() -> bool:
         return False
     _kept = ok
     return ok
+
+
+_collection_deferred = False  # set by defer_collection until freeze_loaded
+
+
+def defer_collection() -> None:
+    """No cyclic garbage collection while the process starts (`hilocli.cli.main` only): each
+    collection walks every object alive, and importing torch and building a model make hundreds
+    of thousands of them, none of them garbage. `freeze_loaded` turns it back on."""
+    global _collection_deferred
+    if gc.isenabled():
+        gc.disable()
+        _collection_deferred = True
+
+
+def freeze_loaded() -> None:
+    """Called by the loader once the model is loaded: everything alive now (modules, model) is
+    frozen, so later collections (the analysis, matplotlib's import, the figures) never walk it
+    again (reference counting still frees what is dropped), and collection is back on if
+    `defer_collection` paused it."""
+    global _collection_deferred
+    gc.freeze()
+    if _collection_deferred:
+        gc.enable()
+        _collection_deferred = False
 
 
 def freed_memory_kept() -> bool:

@@ -15,6 +15,7 @@ from hilocli.errors import HiloError, UsageError
 from hilocli.inputs import refuse_special
 from hilocli.model_source import ModelSource, check_user_options, parse_hub, parse_model_fn
 from hilocli.models import DEFAULT_MODEL, VARIANTS, min_input_size, variant_config
+from hilocli.runtime import freeze_loaded
 
 if TYPE_CHECKING:  # the loader imports torch
     from hilocli.loaded import LoadedModel
@@ -110,6 +111,7 @@ class WeightsRequest:
                 source, self.checkpoint, self.seed, device, self.mean, self.std
             )
             check_finite_weights(loaded.model, loaded.provenance.describe())
+            freeze_loaded()
             return loaded
         loaded = load_model(
             self.model,
@@ -123,6 +125,7 @@ class WeightsRequest:
         )
         if self.checkpoint is not None or self.use_pretrained:  # hilo's own init is finite
             check_finite_weights(loaded.model, loaded.provenance.describe())
+        freeze_loaded()
         return loaded
 
 

@@ -303,3 +303,24 @@ def test_kept_memory_is_reused_without_page_faults():
     assert applied == "True" and faults < 500
     assert runtime.keep_freed_memory()  # as the `hilo` entry does (hilocli.cli.main); recorded:
     assert runtime.environment()["host_allocator"].startswith("glibc, freed memory kept")
+
+
+def test_collection_is_deferred_until_the_model_is_loaded():
+    """The `hilo` entry pauses cyclic garbage collection (`defer_collection`); the one loader
+    freezes what is alive and turns it back on. A process that paused collection itself keeps
+    it paused: only hilo's own pause is lifted."""
+    import gc
+
+    from hilocli.weights import WeightsRequest
+
+    try:
+        runtime.defer_collection()
+        assert not gc.isenabled()
+        WeightsRequest(checkpoint=TINY_CKPT).load("cpu")
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.disable()
+        runtime.freeze_loaded()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()

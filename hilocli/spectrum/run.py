@@ -11,7 +11,6 @@ The request lives in `request.py`, the result and its record in `result.py`.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,10 +103,6 @@ def run(
     request's inputs listed and hashed (an `InputSet`); None does that here (the listing and
     hashing on rank 0 alone)."""
     request.validate()
-    # what is alive now (torch's and hilo's modules, hundreds of thousands of objects) stays:
-    # frozen, Python's full collections (during matplotlib's import, the figures and at exit)
-    # no longer walk it; reference counting still frees anything of it that is dropped
-    gc.freeze()
     settings = request.settings()
     where = placement()
     device = rank_device(resolve_device(request.device), where)
