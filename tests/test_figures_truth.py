@@ -114,11 +114,19 @@ def test_one_image_legends_promise_no_interval(tmp_path, monkeypatch, unrasteris
     assert "not tested" in res.stderr and seen["summary_figure"].axes == []
 
 
-def test_one_image_spectrum_does_not_import_scipy_stats(tmp_path):
+def test_spectrum_never_imports_scipy_stats(tmp_path):
+    """Neither a one-image run nor the verdict's tests (signed ranks, Westfall-Young, the exact
+    and the normal null) import scipy.stats: its import alone would be most of the statistics'
+    time."""
     code = (
-        "import sys; from hilocli.cli import app; "
+        "import sys; import numpy as np; from hilocli.cli import app; "
         f"app(['spectrum', {str(SAMPLES / 'chelsea.jpg')!r}, *{list(TINY)!r}, '--layer', '0', "
         f"'--out', {str(tmp_path)!r}], standalone_mode=False); "
+        "from hilocli.spectrum import exact, verdict; "
+        "v = verdict(0.1 + np.random.default_rng(0).uniform(0, 0.05, (8, 3))); "
+        "assert v.word == 'supported' and max(v.p_layers) <= 0.05, v; "
+        "exact.WILCOXON_EXACT_MAX = 5; assert exact.signed_rank_p(8, 35.0) < 0.05; "
+        "assert exact._critical_rank(8, 0.05)[2] == 'normal'; "
         "print('scipy.stats' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -103,7 +103,7 @@ def verdict(
     floor = exact.min_images(alpha)
     hl = exact.hodges_lehmann(x, alpha)
     raw = adjusted = np.full(d.shape[1], math.nan)
-    if n >= floor:  # per layer only where a test can reach alpha (ranks need scipy.stats)
+    if n >= floor:  # per layer only where a test can reach alpha
         flips = exact.sign_flips(d.shape[0], seed=seed)
         raw, adjusted = exact.westfall_young(exact.signed_ranks(d), flips)
     word, reason = decide(n, floor, hl, alpha, margin)
