@@ -162,9 +162,8 @@ def ratios(tmp: Path, images: list[Path], repeats: int, workers_check: bool) -> 
     a shared machine falls on both runs of a pair, where best-of can take the sides' minima from
     different spells)."""
     runs = cases(tmp, images, workers_check)
-    times: dict[str, list] = {
-        name: [] for name, _, _ in runs
-    }  # per repeat (bare, hilo) x (wall, cpu)
+    # per case, one entry per repeat: ((bare wall, bare CPU), (hilo wall, hilo CPU))
+    times: dict[str, list] = {name: [] for name, _, _ in runs}
     for _, bare, cmd in runs:  # untimed: the bytecode cache written, the files in the page cache
         timed(bare), timed(cmd)
     _children_cpu()

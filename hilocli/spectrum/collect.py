@@ -114,7 +114,8 @@ class SpectrumCollector:
         layers: Sequence[HiLoLayer],
         settings: SpectrumSettings,
         blocks: Sequence = (),  # hilocli.loaded.BlockMeta: the blocks settings.depth hooks
-        stop_early: bool = True,  # forward only to the last chosen layer (not with --depth)
+        stop_early: bool = True,  # forward only to the last chosen layer; False for a
+        # compiled model (a forward stopped by an exception breaks its graph: it compiles again)
     ):
         if settings.depth and not blocks:
             raise UsageError(DEPTH_NEEDS_BLOCKS)
@@ -127,7 +128,6 @@ class SpectrumCollector:
             for info in self.layers
         }
         self.settings = settings
-        # a compiled forward stopped by an exception breaks its graph and compiles again
         self.stop_early = stop_early and not settings.depth  # --depth follows every block
         self.images = 0
         self._stack = ExitStack()

@@ -183,8 +183,9 @@ def _critical_rank(n: int, alpha: float) -> tuple[int | None, float, str]:
             return None, 1.0, "exact"
         k = int(below[-1])
         return k, float(1 - 2 * cdf[k]), "exact"
-    from scipy.special import ndtr, ndtri  # lazy: needed only past the exact null (the normal
-    # cdf and its inverse: scipy.special, not scipy.stats, which is slow to import)
+    # lazy: needed only past the exact null; the normal cdf and its inverse from scipy.special,
+    # not scipy.stats (slow to import)
+    from scipy.special import ndtr, ndtri
 
     mean, sd = _normal_null(n)
     k = math.floor(mean + sd * ndtri(alpha / 2) - 0.5)
