@@ -32,9 +32,8 @@ from hilocli.attn_map.mosaic import background, panel_size
 def layer_heading(layer) -> str:
     """`layer 5 (2.5)` and its window and grid: what a group of columns shows."""
     info, g = layer.geometry.layer, layer.geometry
-    short = info.name.replace("layers.", "").replace(".blocks.", ".")
     kind = f"s = {info.window_size}" if info.window_size > 1 else "MSA (s = 1)"
-    return f"layer {info.index} ({short})\n{kind}, grid {g.grid[0]}x{g.grid[1]}"
+    return f"layer {info.index} ({info.short_name})\n{kind}, grid {g.grid[0]}x{g.grid[1]}"
 
 
 def overview_figure(

@@ -27,7 +27,7 @@ def summary_table(result):
         rows.append(
             (
                 info.index,
-                info.name.replace("layers.", "").replace(".blocks.", "."),
+                info.short_name,
                 info.window_size,
                 f"{g.grid[0]}x{g.grid[1]}",
                 info.hifi_heads,

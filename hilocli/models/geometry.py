@@ -119,6 +119,11 @@ def pixel_to_token(
     return min(math.floor(yf / t), H - 1), min(math.floor(xf / t), W - 1)
 
 
+def short_block_name(name: str) -> str:
+    """A block's name as stage.block: `layers.2.blocks.3` -> `2.3` (other names unchanged)."""
+    return name.replace("layers.", "").replace(".blocks.", ".")
+
+
 @dataclass(frozen=True)
 class HiLoLayerInfo:
     """Identity of one HiLo layer: what `--layer` indexes and every feature reports."""
@@ -136,6 +141,11 @@ class HiLoLayerInfo:
     @property
     def has_both(self) -> bool:
         return self.hifi_heads > 0 and self.lofi_heads > 0
+
+    @property
+    def short_name(self) -> str:
+        """`layers.2.blocks.3` -> `2.3` (stage.block), for tick labels and table cells."""
+        return short_block_name(self.name)
 
     def head_label(self, head: int) -> str:
         """Heads are numbered as the output channels: Hi-Fi first, then Lo-Fi."""

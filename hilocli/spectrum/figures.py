@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC, short_name
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, VERDICT_METRIC
 from hilocli.spectrum.stats import plural
 from hilocli.spectrum.transfer import box_gain, transfer_frequencies
 
@@ -131,7 +131,7 @@ def _radial_panel(ax, spectra: LayerSpectra, cutoff: float, handles: dict) -> di
     ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("radius (cycles/token)", fontsize=7)
     ax.set_ylabel("power / non-DC total", fontsize=7)
-    ax.set_title(f"[{info.index}] {short_name(info)}: {spectra.grid[0]}x{spectra.grid[1]} grid"
+    ax.set_title(f"[{info.index}] {info.short_name}: {spectra.grid[0]}x{spectra.grid[1]} grid"
                  f"{f', s = {ws}' if ws > 1 else ''}", fontsize=8)  # fmt: skip
     ax.tick_params(labelsize=6)
     return plotted
@@ -187,7 +187,7 @@ def _hf_panel(
             rotation=30 if rotate else 0,
             rotation_mode="anchor",
         )
-    ax.set_xticks(xs, [f"{s.layer.index}\n{short_name(s.layer)}" for s in layers], fontsize=7)
+    ax.set_xticks(xs, [f"{s.layer.index}\n{s.layer.short_name}" for s in layers], fontsize=7)
     ax.set_xlabel("layer (index, stage.block)", fontsize=7)
     ax.set_ylabel("share above cutoff (window blocks out)", fontsize=8)
     ax.set_xlim(-0.6, len(layers) - 0.4)
@@ -306,7 +306,7 @@ def _transfer_panel(ax, spectra: LayerSpectra, b: str) -> dict[str, Any]:
         entry[f"{b}_box"] = box
     ax.set_xlim(0, 0.5)
     ax.set_ylim(0, max(1.05, float(gains.max()) * 1.05))
-    ax.set_title(f"[{info.index}] {short_name(info)}: {BRANCH_LABELS[b]}", fontsize=9)
+    ax.set_title(f"[{info.index}] {info.short_name}: {BRANCH_LABELS[b]}", fontsize=9)
     ax.set_xlabel("radial frequency (cycles/token; 0.5 = Nyquist)", fontsize=7)
     ax.set_ylabel("gain", fontsize=7)
     ax.tick_params(labelsize=6)

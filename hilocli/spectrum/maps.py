@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 
 from hilocli.spectrum.branch import BranchSpectrum
 from hilocli.spectrum.figures import COLORS, figure_title, title_figure, title_height
-from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES, short_name
+from hilocli.spectrum.measures import BRANCH_LABELS, BRANCHES
 
 if TYPE_CHECKING:
     from hilocli.spectrum.result import SpectrumResult
@@ -48,7 +48,7 @@ def maps_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     for r, spectra in enumerate(layers):
         info = spectra.layer
         entry: dict[str, Any] = {"name": info.name, "grid": list(spectra.grid)}
-        _label_row(ax, r, f"[{info.index}] {short_name(info)}\n"
+        _label_row(ax, r, f"[{info.index}] {info.short_name}\n"
                    f"{spectra.grid[0]}x{spectra.grid[1]} grid")  # fmt: skip
         for c, b in enumerate(BRANCHES):
             x0, y0 = c * (SIDE + GAP), r * (SIDE + GAP)

@@ -48,18 +48,12 @@ from typing import Any
 import torch
 
 from hilocli.errors import UsageError
-from hilocli.models.geometry import HiLoLayerInfo
 from hilocli.spectrum.analyse import CUTOFFS, EPS, cutoff_key
 from hilocli.spectrum.depth import parkkim_diagonal
 from hilocli.spectrum.estimator import BOUNDARIES
 
 BRANCHES = ("hifi", "lofi", "control")
 BRANCH_LABELS = {"hifi": "Hi-Fi", "lofi": "Lo-Fi", "control": "control (norm1 input)"}
-
-
-def short_name(layer: HiLoLayerInfo) -> str:
-    """`layers.2.blocks.3` -> `2.3` (stage.block), for tick labels and table cells."""
-    return layer.name.replace("layers.", "").replace(".blocks.", ".")
 
 
 PER_IMAGE_FIELDS = (

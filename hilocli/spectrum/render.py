@@ -10,7 +10,7 @@ import numpy as np
 from hilocli.output import OutputSet, RunRecord
 from hilocli.spectrum import export
 from hilocli.spectrum.collect import LayerSpectra
-from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC, short_name
+from hilocli.spectrum.measures import BRANCHES, VERDICT_METRIC
 from hilocli.spectrum.result import SpectrumResult
 from hilocli.spectrum.stats import plural
 from hilocli.terminal import num, say, say_inputs, table
@@ -108,7 +108,7 @@ def layer_table(result: SpectrumResult):
         med = {b: _median(spectra, b) for b in BRANCHES}
         row = [
             spectra.layer.index,
-            short_name(spectra.layer),
+            spectra.layer.short_name,
             f"{spectra.grid[0]}x{spectra.grid[1]}",
             num(med["hifi"], ".2f"),
             num(med["lofi"], ".2f"),
@@ -152,7 +152,7 @@ def ratio_table(result: SpectrumResult):
             if spectra.branch(b) is None:
                 continue
             values = [num(_median(spectra, b, f), ".3g") for f in fields]
-            rows.append((spectra.layer.index, short_name(spectra.layer), b, *values))
+            rows.append((spectra.layer.index, spectra.layer.short_name, b, *values))
     columns = ("layer", "module", "branch", "resid. low", "resid. high", "match low", "match high")
     return table(
         f"band power ratios, cutoff {result.request.cutoff:g} cycles/token, n = {result.n}",

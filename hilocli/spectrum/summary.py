@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import hilocli.spectrum.exact as exact
-from hilocli.spectrum.measures import short_name
+from hilocli.models.geometry import short_block_name
 from hilocli.spectrum.stats import CLAIM, interval, plural
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _label_columns(ax, result: SpectrumResult, n_cols: int) -> None:
     """Each tested layer's index, short name and adjusted p under its column; the axes' labels."""
     v = result.verdict
     by_index = {s.layer.index: s for s in result.layers}
-    labels = [short_name(by_index[i].layer) for i in result.tested]
+    labels = [by_index[i].layer.short_name for i in result.tested]
     ticks = [
         f"{i}\n{lab}\np adj {v.p_layers[k]:.2g}"
         if v and math.isfinite(v.p_layers[k])
@@ -187,7 +187,7 @@ def depth_figure(result: SpectrumResult) -> tuple[Figure, dict[str, Any]]:
     for k in range(1, blocks):
         if depth.stages[k] != depth.stages[k - 1]:
             ax.axvline(k - 0.5, color="0.7", lw=0.8)
-    ax.set_xticks(x, [b.replace("layers.", "").replace(".blocks.", ".") for b in depth.blocks],
+    ax.set_xticks(x, [short_block_name(b) for b in depth.blocks],
                   fontsize=6, rotation=90)  # fmt: skip
     ax.set_xlabel("block (stage.block); vertical lines: stage boundaries", fontsize=7)
     ax.set_ylabel("Delta log amplitude at the highest frequency", fontsize=7)
