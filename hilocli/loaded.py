@@ -11,7 +11,7 @@ metadata). Features take a LoadedModel and never ask which kind of model they ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn as nn
@@ -29,6 +29,7 @@ from hilocli.models.geometry import (
     token_stride,
 )
 from hilocli.option_lists import parse_layers
+from hilocli.runtime import freeze_loaded
 
 DEFAULT_RESOLUTION = 224  # a model whose config does not say its training size
 
@@ -41,10 +42,22 @@ class LoadedModel:
     preprocess: Preprocess  # how its images are prepared
     layers: list[HiLoLayer]  # every HiLo layer, in the order --layer indexes them
     rejected: list[Rejected]  # look-alike modules skipped, with the reason
-    default_resolution: int  # the training size, else DEFAULT_RESOLUTION
-    min_input_size: int  # smallest input side (px) every stage can take; 1 when unknown
     config: LITv2Config | None = None  # what the architecture states (LITv2), else None
-    blocks: list[BlockMeta] = field(default_factory=list)  # residual blocks, where a config says
+
+    @property
+    def default_resolution(self) -> int:
+        """The training size a config states, else DEFAULT_RESOLUTION."""
+        return DEFAULT_RESOLUTION if self.config is None else self.config.img_size
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input side (px) every stage can take; 1 when no config states it."""
+        return 1 if self.config is None else min_input_size(self.config)
+
+    @property
+    def blocks(self) -> list[BlockMeta]:
+        """The residual blocks a config states (what --depth follows), else []."""
+        return [] if self.config is None else block_meta(self.config)
 
     @property
     def num_params(self) -> int:
@@ -90,20 +103,11 @@ class LoadedModel:
 def loaded_model(
     model: nn.Module, provenance: Any, name: str, preprocess: Preprocess, config=None
 ) -> LoadedModel:
-    """A LoadedModel of a built, filled network; its HiLo layers found by structure."""
+    """A LoadedModel of a built, filled network; its HiLo layers found by structure. Every
+    loader ends here: what is alive now is frozen for the garbage collector (`freeze_loaded`)."""
     layers, rejected = find_layers(model, None if config is None else layer_meta(config))
-    return LoadedModel(
-        model=model,
-        provenance=provenance,
-        name=name,
-        preprocess=preprocess,
-        layers=layers,
-        rejected=rejected,
-        default_resolution=DEFAULT_RESOLUTION if config is None else config.img_size,
-        min_input_size=1 if config is None else min_input_size(config),
-        config=config,
-        blocks=[] if config is None else block_meta(config),
-    )
+    freeze_loaded()
+    return LoadedModel(model, provenance, name, preprocess, layers, rejected, config)
 
 
 def layer_meta(cfg: LITv2Config) -> list[LayerMeta]:

@@ -84,10 +84,10 @@ def defer_collection() -> None:
 
 
 def freeze_loaded() -> None:
-    """Called by the loader once the model is loaded: everything alive now (modules, model) is
-    frozen, so later collections (the analysis, matplotlib's import, the figures) never walk it
-    again (reference counting still frees what is dropped), and collection is back on if
-    `defer_collection` paused it."""
+    """Called where every load ends (`loaded.loaded_model`): everything alive now (modules,
+    model) is frozen, so later collections (the analysis, matplotlib's import, the figures)
+    never walk it again (reference counting still frees what is dropped), and collection is
+    back on if `defer_collection` paused it."""
     global _collection_deferred
     gc.freeze()
     if _collection_deferred:

@@ -15,7 +15,6 @@ from hilocli.errors import HiloError, UsageError
 from hilocli.inputs import refuse_special
 from hilocli.model_source import ModelSource, check_user_options, parse_hub, parse_model_fn
 from hilocli.models import DEFAULT_MODEL, VARIANTS, min_input_size, variant_config
-from hilocli.runtime import freeze_loaded
 
 if TYPE_CHECKING:  # the loader imports torch
     from hilocli.loaded import LoadedModel
@@ -87,7 +86,7 @@ class WeightsRequest:
     def known_min_input_size(self) -> int:
         """The smallest input side of the architecture asked for, where it is known before
         loading (a released variant); 1 while a file or a user's code decides."""
-        if self.checkpoint is not None or self.user_source is not None:
+        if self.checkpoint is not None or self.model_fn is not None or self.hub is not None:
             return 1
         return min_input_size(VARIANTS[self.model or DEFAULT_MODEL].cfg)
 
@@ -111,7 +110,6 @@ class WeightsRequest:
                 source, self.checkpoint, self.seed, device, self.mean, self.std
             )
             check_finite_weights(loaded.model, loaded.provenance.describe())
-            freeze_loaded()
             return loaded
         loaded = load_model(
             self.model,
@@ -125,7 +123,6 @@ class WeightsRequest:
         )
         if self.checkpoint is not None or self.use_pretrained:  # hilo's own init is finite
             check_finite_weights(loaded.model, loaded.provenance.describe())
-        freeze_loaded()
         return loaded
 
 

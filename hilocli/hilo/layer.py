@@ -89,21 +89,30 @@ class HiLoLayer:
         """Both branches from the input grid (B, H, W, C): a `Recomputed`. With keep_attn the
         softmax weights are computed explicitly and kept; without, the outputs come from fused
         attention (SDPA), so no layer's whole attention matrix is built."""
-        B, H, W, _ = grid.shape
-        s, info = self.window_size, self.info
         got = Recomputed(None, None, None, None)
-        if info.hifi_heads:
+        self._recompute_hifi(grid, keep_attn, got)
+        self._recompute_lofi(grid, pooling, keep_attn, got)
+        return got
+
+    def _recompute_hifi(self, grid: torch.Tensor, keep_attn: bool, got: Recomputed) -> None:
+        """The Hi-Fi output (and weights) into `got`; it does not depend on the pooling rule."""
+        B, H, W, _ = grid.shape
+        if self.info.hifi_heads:
+            s = self.window_size
             q, k, v = self.hifi_qkv(grid)  # each (B, G, h, s*s, d)
             out, got.hifi_attn = self._attend(q, k, v, keep_attn)  # (B, G, h, s*s, d)
             out = merge_windows(out, *padded_grid((H, W), s), s)  # (B, Hp, Wp, h*d)
             got.hifi_out = self.module.h_proj(out)[:, :H, :W]  # (B, H, W, h_dim)
-        if info.lofi_heads:
+
+    def _recompute_lofi(self, grid, pooling: str, keep_attn: bool, got: Recomputed) -> None:
+        """The Lo-Fi output (and weights) under `pooling` into `got`."""
+        B, H, W, _ = grid.shape
+        if self.info.lofi_heads:
             q, k, v = self.lofi_qkv(grid, pooling)  # q (B, h, Nq, d), k, v (B, h, M, d)
             out, got.lofi_attn = self._attend(q, k, v, keep_attn)  # (B, h, Nq, d)
-            Hq, Wq = padded_grid((H, W), s) if pooling == "pad" else (H, W)
+            Hq, Wq = padded_grid((H, W), self.window_size) if pooling == "pad" else (H, W)
             out = out.transpose(1, 2).reshape(B, Hq, Wq, -1)  # (B, Hq, Wq, l_dim)
             got.lofi_out = self.module.l_proj(out)[:, :H, :W]  # (B, H, W, l_dim)
-        return got
 
     def _attend(self, q, k, v, keep_attn: bool):
         """(attention output, softmax weights or None)."""
@@ -118,10 +127,18 @@ class HiLoLayer:
         naming the layer when none does. keep_attn: keep the softmax weights (`recompute`)."""
         captured = [t for t in (hifi_out, lofi_out) if t is not None]
         tol = max(_TOLERANCE.get(t.dtype, 1e-4) for t in captured) if captured else 1e-4
+        _, H, W, _ = grid.shape
+        s = self.window_size
+        # on a grid the window divides, both rules pool the same windows: "pad" names them
+        rules = ("pad",) if H % s == 0 and W % s == 0 else POOLING_RULES
         diffs = []
         with torch.autocast(grid.device.type, enabled=False):
-            for pooling in POOLING_RULES:
-                got = self.recompute(grid.float(), pooling, keep_attn)
+            grid = grid.float()
+            hifi = Recomputed(None, None, None, None)
+            self._recompute_hifi(grid, keep_attn, hifi)  # the same under either rule
+            for pooling in rules:
+                got = Recomputed(hifi.hifi_out, None, hifi.hifi_attn, None)
+                self._recompute_lofi(grid, pooling, keep_attn, got)
                 pairs = [(got.hifi_out, hifi_out), (got.lofi_out, lofi_out)]
                 diff = [_max_diff(a, b) for a, b in pairs]
                 if all(d <= tol * max(1.0, _max_abs(b)) for d, (_, b) in zip(diff, pairs)):
