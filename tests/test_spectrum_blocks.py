@@ -145,3 +145,19 @@ def test_without_a_window_there_is_no_block_part(window_size):
     for key in ("block_share", "block_reference"):
         assert torch.isnan(r[key]).all(), key
     torch.testing.assert_close(r["hf_fraction_deblocked"], r["hf_fraction"])
+
+
+@pytest.mark.parametrize("h, w, s", [(13, 15, 2), (28, 28, 4), (9, 7, 3)])
+def test_both_ways_of_taking_the_block_products_agree(h, w, s):
+    """Small grids take the block part's inner products as matrix products with the window
+    operators, large ones from the block map's own transform: the same numbers."""
+    from hilocli.spectrum import blocks
+    from hilocli.spectrum.estimator import tapered
+
+    x = block_maps(h, w, s, 2, 5, seed=3).permute(0, 3, 1, 2).double()  # (B, C, H, W)
+    x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=x.dtype)
+    spectrum = torch.fft.rfft2(tapered(x, "hann"))
+    dense = blocks._dense_products(x, spectrum, s, CUT, "hann")
+    transformed = blocks._transformed_products(x, spectrum, s, CUT, "hann")
+    for a, b in zip(dense, transformed, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * float(a.abs().max()))

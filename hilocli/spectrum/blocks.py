@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import torch
 
-from hilocli.spectrum.estimator import high_band, high_weight, taper, tapered
+from hilocli.spectrum.estimator import high_band, high_weight, power2, taper, tapered
 from hilocli.spectrum.halfplane import half_plane
 
 REFERENCE_DRAWS = 2048  # white-noise maps behind block_reference (seed 0)
@@ -71,6 +71,10 @@ def window_operators(
     return WindowOperators(*(t.to(device, dtype) for t in ops))
 
 
+DENSE_TOKENS = 28 * 28  # grids up to this size take the matrix products; larger ones the FFT
+# (the dense operators grow as (H W)^2 / s^2, the transform of the block map as H W log H W)
+
+
 def block_power(
     x: torch.Tensor,
     spectrum: torch.Tensor,
@@ -81,23 +85,54 @@ def block_power(
 ) -> torch.Tensor:
     """(B, C) the block part of each map's high-band power. `x` (B, C, H, W) the maps;
     `spectrum` (B, C, H, W//2+1) the rfft2 of their tapered maps (`estimator.tapered`);
-    `energy` (B, C) each map's sum of squares. The block map is never formed: its tapered
-    spectrum is linear in the window means less their window-weighted mean, so the high bands'
-    inner products (Parseval, in frequency) are small matrix products (`WindowOperators`)."""
+    `energy` (B, C) each map's sum of squares. The high bands' inner products are taken in
+    frequency (Parseval): on small grids as matrix products with the window operators (the
+    block map never formed), on large ones from the block map's own transform."""
     B, C, H, W = x.shape
-    ops = window_operators(H, W, window_size, cutoff, boundary, x.device, x.dtype)
-    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view of channels-last maps
-    means = (ops.pool.T @ tokens).transpose(1, 2).reshape(B * C, -1)  # (B C, n) window means
-    means -= (means @ ops.share)[:, None]  # less the block map's window-weighted mean
-    pairs = torch.view_as_real(spectrum).reshape(B * C, -1)  # (B C, 2F)
-    inner = ((pairs @ ops.against) * means).sum(-1).view(B, C)  # H W <x_high, b_high>
-    norm = ((means @ ops.gram) * means).sum(-1).view(B, C)  # H W |b_high|^2
+    small = H * W <= DENSE_TOKENS
+    products = _dense_products if small else _transformed_products
+    inner, norm = products(x, spectrum, window_size, cutoff, boundary)
     # window means that are zero up to rounding are no block structure (a fit on rounding noise
     # could explain anything): compared with the map's own power
     energy = energy * (H * W)  # (B, C) on the scale of `norm`
     some = norm > NO_BLOCKS * energy.clamp_min(torch.finfo(x.dtype).tiny)
     explained = torch.where(some, inner.square() / torch.where(some, norm, 1.0), 0.0)
     return explained / float(H * W) ** 2  # power per token
+
+
+def _dense_products(x, spectrum, window_size: int, cutoff: float, boundary: str):
+    """(H W <x_high, b_high>, H W |b_high|^2), each (B, C), by `WindowOperators`: the block
+    map's tapered spectrum is linear in the window means less their window-weighted mean."""
+    B, C, H, W = x.shape
+    ops = window_operators(H, W, window_size, cutoff, boundary, x.device, x.dtype)
+    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view of channels-last maps
+    means = (ops.pool.T @ tokens).transpose(1, 2).reshape(B * C, -1)  # (B C, n) window means
+    means -= (means @ ops.share)[:, None]  # less the block map's window-weighted mean
+    pairs = torch.view_as_real(spectrum).reshape(B * C, -1)  # (B C, 2F)
+    inner = ((pairs @ ops.against) * means).sum(-1).view(B, C)
+    norm = ((means @ ops.gram) * means).sum(-1).view(B, C)
+    return inner, norm
+
+
+def _transformed_products(x, spectrum, window_size: int, cutoff: float, boundary: str):
+    """The same inner products from the block map b itself: the window means (partial windows
+    at the bottom and right edges averaged over their own tokens) spread over their windows,
+    tapered as every map (`estimator.tapered`) and transformed."""
+    B, C, H, W = x.shape
+    s = window_size
+    pad = (0, -W % s, 0, -H % s)
+    sums = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, pad), s)  # (B, C, h, w)
+    ones = torch.ones(1, 1, H, W, device=x.device, dtype=x.dtype)
+    counts = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(ones, pad), s)  # (1,1,h,w)
+    means = sums / counts  # (B, C, h, w) window means
+    block = means.repeat_interleave(s, -2).repeat_interleave(s, -1)[..., :H, :W]  # (B, C, H, W)
+    block_spectrum = torch.fft.rfft2(tapered(block, boundary))  # (B, C, H, Wh)
+    half = half_plane(H, W, x.device)
+    band = high_weight(H, W, cutoff, x.device, x.dtype)[:, : half.columns]  # (H, Wh)
+    weight = band * half.weights.to(x.dtype)  # (H, Wh): high band x half-plane multiplicity
+    inner = (weight * (spectrum * block_spectrum.conj()).real).sum((-2, -1))
+    norm = (weight * power2(block_spectrum)).sum((-2, -1))
+    return inner, norm
 
 
 @lru_cache(maxsize=32)
