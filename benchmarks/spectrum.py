@@ -10,6 +10,7 @@ and batch size, median of `--repeats` runs after one warm-up:
   decode      load_many(): read, resize, crop, normalise (no model)
   forward     model(x) on pre-decoded batches (fused attention path): the baseline
   fwd+anal.   SpectrumCollector.add_batch(x): forward + capture + FFT statistics, default layers
+              (its forward stops after the last chosen layer, so it can undercut `forward`)
   + <option>  the same with one optional measure of SpectrumSettings switched on (each apart)
   verdict     the statistics alone: signed-rank test, Hodges-Lehmann, Westfall-Young on (n, layers)
   end to end  `hilocli.spectrum.run` on the folder (decode, forward, analysis, verdict) and
@@ -66,7 +67,6 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
 
 def main() -> None:
     from hilocli.images import find_images, load_many
-    from hilocli.models import create_model
     from hilocli.runtime import resolve_device
     from hilocli.spectrum import SpectrumCollector, SpectrumRequest, SpectrumSettings, run, verdict
     from hilocli.spectrum.render import write_outputs
@@ -89,11 +89,10 @@ def main() -> None:
         paths = find_images([folder])[: args.images]
         n = len(paths)
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = create_model(args.model).to(device)
+        loaded = WeightsRequest(model=args.model, pretrained=False).load(device, progress=False)
+        model = loaded.model
         build_s = time.perf_counter() - t0
-        layers = choose_layers(model, None)
+        layers = [loaded.layers[i] for i in choose_layers(loaded, None)]
         settings = SpectrumSettings()
         request = SpectrumRequest(
             inputs=(folder,),
@@ -122,7 +121,7 @@ def main() -> None:
             variant = dataclasses.replace(settings, **flags)
 
             def go():
-                with SpectrumCollector(model, layers, variant) as col:
+                with SpectrumCollector(model, layers, variant, loaded.blocks) as col:
                     for x in batches:
                         col.add_batch(x)
                 col.finish()

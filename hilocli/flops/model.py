@@ -15,7 +15,7 @@ import torch
 
 from hilocli.flops.counted import counted_flops
 from hilocli.flops.layer import branch_rows
-from hilocli.hilo.capture import probe
+from hilocli.hilo.capture import capture
 from hilocli.models.geometry import padded_grid
 from hilocli.output import RunRecord
 from hilocli.runtime import environment, resolve_device
@@ -116,10 +116,11 @@ def run_loaded(weights, size: tuple[int, int] | None, device: str = "cpu") -> Mo
     loaded = weights.load(dev)
     height, width = size or (loaded.default_resolution, loaded.default_resolution)
     layers = loaded.require_layers()
-    records = probe(loaded.model, layers, loaded.in_channels, height, width)
     x = torch.zeros(1, loaded.in_channels, height, width, device="meta")  # (1, C, H, W)
     meta = {n: t.to("meta") for n, t in loaded.model.state_dict(keep_vars=True).items()}
-    counts = counted_flops(lambda: torch.func.functional_call(loaded.model, meta, (x,)))
+    with capture(loaded.model, layers) as cap:  # the counted forward also gives the grids
+        counts = counted_flops(lambda: torch.func.functional_call(loaded.model, meta, (x,)))
+    records = cap.records
     rows = []
     for layer in layers:
         rec, info = records[layer.index], layer.info

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 import hilocli.spectrum.exact as exact
 from hilocli.models.geometry import short_block_name
-from hilocli.spectrum.stats import CLAIM, interval, plural
+from hilocli.spectrum.stats import CLAIM, interval, plural, primary_endpoint
 
 if TYPE_CHECKING:
     from hilocli.spectrum.result import SpectrumResult
@@ -83,10 +83,7 @@ def scene_columns(deltas: np.ndarray) -> list[np.ndarray]:
     endpoint); none without deltas."""
     if not deltas.size:
         return []
-    columns = [deltas[:, k] for k in range(deltas.shape[1])]
-    defined = np.isfinite(deltas).all(axis=1)
-    columns.append(deltas[defined].mean(axis=1))
-    return columns
+    return [*(deltas[:, k] for k in range(deltas.shape[1])), primary_endpoint(deltas)]
 
 
 def _draw_column(ax, k: int, col: np.ndarray, primary: bool, result: SpectrumResult) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +73,19 @@ def measure(
     looks = Looks(preprocess, hashing=len(paths) > 1)
     cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
+        # the depth curve is read from the first model only: its random inits skip that work
+        twin = replace(settings, depth=False)
         cols = [
             stack.enter_context(
                 SpectrumCollector(
-                    m.model, [m.layers[i] for i in layers], settings, m.blocks, stop_early
+                    m.model,
+                    [m.layers[i] for i in layers],
+                    settings if k == 0 else twin,
+                    m.blocks if k == 0 else (),
+                    stop_early,
                 )
             )
-            for m in models
+            for k, m in enumerate(models)
         ]
 
         def feed_mine() -> _Shard:
