@@ -92,12 +92,14 @@ class LoadedModel:
         return self.layers
 
     def choose(self, spec: str | None, default: list[int] | None = None) -> list[HiLoLayer]:
-        """The layers `--layer` names ('all', an index or a comma list; None: `default`)."""
+        """The layers `--layer` names ('all', an index or a comma list; None: `default`); a
+        model without any is one HiloError saying why (`require_layers`)."""
+        layers = self.require_layers()
         if spec is None and default is not None:
-            return [self.layers[i] for i in default]
+            return [layers[i] for i in default]
         if spec is None:
             raise UsageError("--layer is needed")
-        return [self.layers[i] for i in parse_layers(spec, len(self.layers))]
+        return [layers[i] for i in parse_layers(spec, len(layers))]
 
 
 def loaded_model(

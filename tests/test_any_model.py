@@ -276,3 +276,12 @@ def test_mean_std_reach_the_user_models_preprocessing(tmp_path):
     assert_one_line_error(r, 2, "--model-fn or --hub")
     r = hilo("attn-map", img, "--model-fn", f"{SPEC}:map_net", "--std", "1,0,1", "-o", tmp_path)
     assert_one_line_error(r, 2, "--std must be positive")
+
+
+@pytest.mark.parametrize("command", ["attn-map", "spectrum"])
+def test_a_model_without_hilo_layers_is_one_line_naming_why(command, tmp_path):
+    """Before any layer is chosen: attn-map ended in an internal IndexError, spectrum said no
+    layer had both branches; both now say no HiLo layer was found and which look-alike why."""
+    r = hilo(command, SAMPLES / "chelsea.jpg", "--model-fn", f"{SPEC}:look_alike_net",
+             "--random-init", "--out", tmp_path)  # fmt: skip
+    assert_one_line_error(r, 1, "no HiLo layer found in the model", "layers.0")

@@ -35,10 +35,12 @@ from hilocli.weights import random_init_like
 
 def choose_layers(loaded, spec: str | None) -> list[int]:
     """`--layer` indices; by default every HiLo layer with both a Hi-Fi and a Lo-Fi branch (all of
-    stage 3 in released models): the only layers where the claim can be tested."""
+    stage 3 in released models): the only layers where the claim can be tested. A model with
+    no HiLo layer at all is one HiloError saying why (`LoadedModel.require_layers`)."""
+    found = loaded.require_layers()
     if spec is not None:
-        return parse_layers(spec, len(loaded.layers))
-    layers = [layer.index for layer in loaded.layers if layer.info.has_both]
+        return parse_layers(spec, len(found))
+    layers = [layer.index for layer in found if layer.info.has_both]
     if not layers:
         raise UsageError(
             "this model has no HiLo layer with both a Hi-Fi and a Lo-Fi branch "
