@@ -288,18 +288,12 @@ class OutputSet:
         return self.path(name)
 
     def figure(self, name: str, fig, **kwargs) -> Path:
-        """Save a matplotlib figure (format from the suffix); one made through pyplot is closed
-        there (hilo's own are `matplotlib.figure.Figure`s, unknown to pyplot: importing it is
-        not needed)."""
+        """Save a matplotlib figure (format from the suffix). hilo's figures are plain
+        `matplotlib.figure.Figure`s, unknown to pyplot: nothing to close."""
         fmt = Path(name).suffix.lstrip(".")
         if fmt == "png":  # fast zlib level: the same pixels, written several times faster
             kwargs = {"pil_kwargs": {"compress_level": 1}, **kwargs}
-        try:
-            fig.savefig(self._stage(name), format=fmt, **{"bbox_inches": "tight", **kwargs})
-        finally:
-            pyplot = sys.modules.get("matplotlib.pyplot")  # not imported: no pyplot figures
-            if pyplot is not None:
-                pyplot.close(fig)
+        fig.savefig(self._stage(name), format=fmt, **{"bbox_inches": "tight", **kwargs})
         return self.path(name)
 
     def npz(self, name: str, **arrays) -> Path:

@@ -121,10 +121,8 @@ def attn_map(
 ) -> None:
     """Attention maps of chosen query points per head (Hi-Fi inside its window, Lo-Fi over the
     pooled image) and per-head locality: mean attention distance, entropy, attention received."""
-    from hilocli.attn_map import AttnMapRequest, run
-    from hilocli.attn_map.render import report, write_outputs
-    from hilocli.output import check_out_dir, emit_json
-    from hilocli.terminal import console, progress_bar
+    from hilocli.attn_map import AttnMapRequest, render, run
+    from hilocli.commands._run import run_and_write
 
     request = AttnMapRequest(
         image=image,
@@ -141,11 +139,5 @@ def attn_map(
         dtype=dtype.value,
         tf32=tf32,
     ).validate()
-    check_out_dir(out)
-    con = console()
-    with progress_bar(con, "attn-map", "layers") as progress:
-        result = run(request, progress)
-    record = write_outputs(result, out, fmt.value, detail=detail)
-    report(con, result, record)
-    if as_json:
-        emit_json(record.to_dict())
+    run_and_write("attn-map", "layers", run, request, render, out, fmt.value, as_json,
+                  detail=detail)  # fmt: skip

@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hilocli.compare.distance import AttentionDistance
 from hilocli.compare.request import CompareRequest
 from hilocli.output import InputsRecord, RunRecord
+
+if TYPE_CHECKING:  # compare.distance imports torch and the capture
+    from hilocli.compare.distance import AttentionDistance
 
 NOT_COMPARABLE = "not comparable"
 

@@ -73,20 +73,7 @@ def measure(
     looks = Looks(preprocess, hashing=len(paths) > 1)
     cuda = getattr(device, "type", None) == "cuda"
     with ExitStack() as stack:
-        # the depth curve is read from the first model only: its random inits skip that work
-        twin = replace(settings, depth=False)
-        cols = [
-            stack.enter_context(
-                SpectrumCollector(
-                    m.model,
-                    [m.layers[i] for i in layers],
-                    settings if k == 0 else twin,
-                    m.blocks if k == 0 else (),
-                    stop_early,
-                )
-            )
-            for k, m in enumerate(models)
-        ]
+        cols = [stack.enter_context(c) for c in collectors(models, layers, settings, stop_early)]
 
         def feed_mine() -> _Shard:
             chunks = image_chunks(
@@ -110,6 +97,22 @@ def measure(
     hashes = np.array([h for h, _ in seen], dtype=np.uint64).reshape(-1, 2)
     blank = np.array([b for _, b in seen], dtype=bool)
     return Measured([col.finish() for col in cols], analysed, skipped, hashes, blank, depth)
+
+
+def collectors(models: list[Any], layers: list[int], settings: SpectrumSettings, stop_early: bool):
+    """One SpectrumCollector per model; the depth curve is read from the first model only, so
+    its random inits skip that work."""
+    twin = replace(settings, depth=False)
+    return [
+        SpectrumCollector(
+            m.model,
+            [m.layers[i] for i in layers],
+            settings if k == 0 else twin,
+            m.blocks if k == 0 else (),
+            stop_early,
+        )
+        for k, m in enumerate(models)
+    ]
 
 
 @dataclass(frozen=True)
