@@ -91,6 +91,8 @@ class Column:
     head: HeadColumn
     norm: Normalize  # the query rows
     received_norm: Normalize | None  # the attention-received row (Lo-Fi and MSA columns)
+    maps: list[np.ndarray]  # the column's map of each query
+    received: np.ndarray | None  # its attention received (Lo-Fi and MSA columns), else None
 
 
 def scaled_columns(layer, heads: Sequence[HeadColumn]) -> list[Column]:
@@ -107,7 +109,7 @@ def scaled_columns(layer, heads: Sequence[HeadColumn]) -> list[Column]:
             weight_norm([a for c in of_b for a in maps[c]]),
             weight_norm(rec) if rec else None,
         )
-    return [Column(layer, c, *norms[c.branch]) for c in heads]
+    return [Column(layer, c, *norms[c.branch], maps[c], received[c]) for c in heads]
 
 
 def _received(layer, col: HeadColumn) -> np.ndarray | None:
@@ -129,7 +131,7 @@ def paint(bg, columns: Sequence[Column], queries, received: bool, groups=()) -> 
     for ci, c in enumerate(columns):
         g = c.layer.geometry
         kx, ky = tw / g.input_size[0], th / g.input_size[1]
-        col_maps = [c.head.select(g.layer, m.hifi, m.lofi) for m in c.layer.maps]
+        col_maps = c.maps
         drawn["query_maps"].append(col_maps)
         top.colour_bar(ci, c.norm, 1.0 / col_maps[0].size)
         span = g.layer.window_size * g.stride  # input pixels per pooled key
@@ -143,7 +145,7 @@ def paint(bg, columns: Sequence[Column], queries, received: bool, groups=()) -> 
             oy, ox = top.origin(ri, ci)
             qx, qy = queries[ri].input_xy
             drawn["marks"].append((ox + qx * kx, oy + qy * ky))
-        rec = _received(c.layer, c.head) if received else None
+        rec = c.received if received else None
         if rec is not None:
             box = (0, 0, rec.shape[1] * span, rec.shape[0] * span)
             low.put(0, ci, compose(bg, rec, box, g.input_size, c.received_norm))
